@@ -1,0 +1,1 @@
+"""RS5M build system."""

@@ -1,0 +1,89 @@
+# Configuration checks, wildcard constraints and helper functions. No rules here.
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from rs5m.columns import PUB11_SOURCES
+from rs5m.sources import DEFAULT_FORMAT, plan_chunks, resolve_files
+
+
+validate(config, schema="../config/schema.yaml")
+
+
+wildcard_constraints:
+    source="[a-z0-9_]+",
+    chunk="[0-9]{5}",
+    part="[0-9]{4}",
+
+
+def repo_path(path):
+    """A configured path as given if it exists from the working directory, else from the repository."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(workflow.basedir, path)
+
+
+DEMO = config["demo"]
+DEMO_METADATA = os.path.join(DEMO["root"], "metadata")
+PARTS = [f"{i:04d}" for i in range(config["parts"])]
+
+
+def source_format(source):
+    fmt = config["sources"][source].get("format") or DEFAULT_FORMAT.get(source)
+    if fmt is None:
+        raise ValueError(f"source {source!r} is not one of the eleven PUB11 sources: set its `format:`")
+    return fmt
+
+
+def _plan_sources():
+    produced = (DEMO_METADATA,) if DEMO["enabled"] else ()
+    plan = {}
+    for source, settings in config["sources"].items():
+        files = resolve_files(settings["paths"], produced_prefixes=produced)
+        if not files:
+            print(f"rs5m: source {source}: no input file matches {settings['paths']}; skipped", file=sys.stderr)
+            continue
+        source_format(source)
+        plan[source] = plan_chunks(files, settings["files_per_job"])
+    return plan
+
+
+CHUNKS = _plan_sources()
+SOURCES = [s for s in list(PUB11_SOURCES) + sorted(CHUNKS) if s in CHUNKS]
+SOURCES = list(dict.fromkeys(SOURCES))
+
+
+def source_chunks(source):
+    return sorted(CHUNKS[source])
+
+
+def chunk_files(wildcards):
+    return CHUNKS[wildcards.source][wildcards.chunk]
+
+
+def keyword_outputs(kind="parquet"):
+    """Every keyword-filter output (`parquet`, `stats.json`, `drops.parquet`, `files.json`)."""
+    return [
+        f"results/pub11/metadata/{source}/{chunk}.{kind}"
+        for source in SOURCES
+        for chunk in source_chunks(source)
+    ]
+
+
+def demo_metadata_files():
+    """The demo's metadata files that config `sources:` names (written by rule demo_metadata)."""
+    return sorted(
+        {
+            path
+            for chunks in CHUNKS.values()
+            for files in chunks.values()
+            for path in files
+            if path.startswith(DEMO_METADATA)
+        }
+    )
+
+
+# Ledger files of every stage, gathered by rules/stats.smk; each stage's .smk extends it.
+LEDGER_FILES = []

@@ -1,0 +1,30 @@
+# PUB11 stage 1: keyword filtering of the sources' native metadata, one job per chunk of files.
+
+
+rule keyword_filter:
+    input:
+        files=chunk_files,
+        keywords=repo_path(config["keywords"]),
+    output:
+        kept="results/pub11/metadata/{source}/{chunk}.parquet",
+        stats="results/pub11/metadata/{source}/{chunk}.stats.json",
+        drops="results/pub11/metadata/{source}/{chunk}.drops.parquet",
+        files="results/pub11/metadata/{source}/{chunk}.files.json",
+    log:
+        "logs/keyword_filter/{source}/{chunk}.log",
+    benchmark:
+        "results/benchmarks/keyword_filter/{source}/{chunk}.tsv"
+    conda:
+        "../envs/pub11.yaml"
+    threads: config["metadata"]["threads"]  # DuckDB threads; an upper bound, clamped by --cores
+    resources:
+        mem_mb=4000,
+    params:
+        format=lambda wildcards: source_format(wildcards.source),
+        max_caption_bytes=config["metadata"]["max_caption_bytes"],
+        on_bad_file=config["metadata"]["on_bad_file"],
+    script:
+        "../workflow/scripts/keyword_filter.py"
+
+
+LEDGER_FILES.extend(keyword_outputs("stats.json"))

@@ -1,0 +1,284 @@
+"""The embedded demo: small, deterministic PUB11 metadata in all eleven native formats.
+
+Writes one folder per source under the demo root; its image URLs are served by `rs5m.demo_web`.
+Rows mix remote-sensing and other captions, URL repeats, near-duplicate images and broken rows.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rs5m.sources import YFCC100M_COLUMNS
+
+DEMO_HOST = "http://demo.rs5m.test"
+
+# Files the demo writes, relative to its root; config/config.yaml names the same paths.
+DEMO_FILES = {
+    "laion2b": ["laion2b/part-00000.parquet", "laion2b/part-00001.parquet"],
+    "coyo700m": ["coyo700m/part-00000.parquet"],
+    "laioncoco": ["laioncoco/part-00000.parquet"],
+    "laion400m": ["laion400m/part-00000.parquet", "laion400m/part-00001.parquet"],
+    "wit": ["wit/wit_v1.train.all-00000-of-00010.tsv.gz"],
+    "yfcc15m": ["yfcc15m/yfcc100m_dataset.tsv"],
+    "cc12m": ["cc12m/cc12m.tsv"],
+    "redcaps": ["redcaps/annotations/earthporn_2020.json", "redcaps/annotations/itookapicture_2019.json"],
+    "cc3m": ["cc3m/Train_GCC-training.tsv"],
+    "sbu": ["sbu/sbu-captions-all.json"],
+    "vg": ["vg/image_data.json"],
+}
+EXTRA_FILES = ["vg/region_descriptions.json", "cc3m/Image_Labels_Subset_Train_GCC-Labels-training.tsv"]
+
+RS_CAPTIONS = [
+    "Satellite image of {place} showing farmland and roads",
+    "aerial view of the {place} harbour at low tide",
+    "Aerial Photography: {place} from above",
+    "Remote sensing scene of {place}, Sentinel-2 true colour",
+    "{place} seen on Google Earth",
+    "LANDSAT 8 mosaic over {place}",
+    "an aerial image of a stadium near {place}",
+    "WorldView-3 satellite photo of {place} airport",
+    "Earth observation data: floods near {place}",
+    "USGS aerial map of {place} county",
+    "spaceborne imagery of {place} glaciers",
+    "NAIP aerial scan, {place} 2019",
+]
+OTHER_CAPTIONS = [
+    "A cat sleeping on a sofa in {place}",
+    "Wedding dress, lace, size 10",
+    "Street food market in {place} at night",
+    "Vintage car show {place} 2018",
+    "Portrait of a young man smiling",
+    "Hiking boots for men, waterproof",
+    "View from the hotel room in {place}",
+    "Birthday cake with candles",
+    "Space heater for small rooms",
+    "satellite dish installation service in {place}",
+]
+PLACES = ["Paris", "Lagos", "Sydney", "Zürich", "São Paulo", "Nairobi", "Reykjavík", "Osaka", "Lima", "Toronto"]
+# Latitude/longitude of the places above (YFCC rows carry them).
+COORDINATES = [(48.86, 2.35), (6.52, 3.38), (-33.87, 151.21), (47.38, 8.54), (-23.55, -46.63), (-1.29, 36.82), (64.15, -21.94), (34.69, 135.5), (-12.05, -77.04), (43.65, -79.38)]
+# Broken downloads the demo server answers with (see rs5m.demo_web).
+BAD_PATHS = ["/bad/zero-bytes.jpg", "/bad/truncated.jpg", "/bad/html-as-jpeg.jpg", "/bad/404.jpg", "/bad/tiny.jpg"]
+
+
+class DemoRows:
+    """A seeded stream of (url, caption, is_rs) rows shared by all sources."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+        self.next_image = {"rs": 0, "photo": 0}
+
+    def image_url(self, kind: str) -> str:
+        number = self.next_image[kind]
+        self.next_image[kind] += 1
+        return f"{DEMO_HOST}/img/{kind}/{number}.jpg"
+
+    def caption(self, is_rs: bool) -> str:
+        template = self.rng.choice(RS_CAPTIONS if is_rs else OTHER_CAPTIONS)
+        return template.format(place=self.rng.choice(PLACES))
+
+    def rows(self, count: int, rs_share: float = 0.5) -> list[tuple[str, str, bool]]:
+        out = []
+        for _ in range(count):
+            is_rs = self.rng.random() < rs_share
+            # One RS caption in eight points at an ordinary photo: the outlier stage should drop it.
+            kind = "rs" if is_rs and self.rng.random() > 0.125 else "photo"
+            out.append((self.image_url(kind), self.caption(is_rs), is_rs))
+        return out
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _laion(rows, rng) -> pa.Table:
+    return pa.table(
+        {
+            "URL": [u for u, _, _ in rows],
+            "TEXT": [c for _, c, _ in rows],
+            "WIDTH": pa.array([rng.choice([256, 320, 512, None]) for _ in rows], pa.int64()),
+            "HEIGHT": pa.array([rng.choice([256, 240, 512, None]) for _ in rows], pa.int64()),
+            "similarity": [round(rng.uniform(0.28, 0.4), 4) for _ in rows],
+            "hash": [rng.getrandbits(62) for _ in rows],
+            "punsafe": [round(rng.random() * 0.1, 4) for _ in rows],
+            "pwatermark": [round(rng.random() * 0.5, 4) for _ in rows],
+        }
+    )
+
+
+def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30) -> list[Path]:
+    """Write every demo input file under `root`; return their paths. Same seed, same bytes."""
+    root = Path(root)
+    rng = random.Random(seed)
+    stream = DemoRows(seed)
+    n = rows_per_source
+    written: list[Path] = []
+
+    def out(rel: str) -> Path:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written.append(path)
+        return path
+
+    # LAION-2B: two parts; the second repeats one URL of the first (a URL duplicate across files)
+    # and one URL inside itself; broken rows: null URL, ftp URL, null caption.
+    part0 = stream.rows(n)
+    part1 = stream.rows(n - 5) + [part0[0], part0[0], (None, "aerial view of nowhere", True), ("ftp://files.example/aerial.jpg", "aerial photo over an ftp server", True), (stream.image_url("rs"), None, True)]
+    _write_parquet(out(DEMO_FILES["laion2b"][0]), _laion(part0, rng))
+    _write_parquet(out(DEMO_FILES["laion2b"][1]), _laion(part1, rng))
+
+    # COYO-700M: lower-case columns; a near-duplicate image under a second URL (?copy=1).
+    coyo = stream.rows(n)
+    first_rs = next(u for u, _, rs in part0 if rs and "/img/rs/" in u)
+    coyo.append((first_rs + "?copy=1", "satellite view of the same field, re-encoded", True))
+    _write_parquet(
+        out(DEMO_FILES["coyo700m"][0]),
+        pa.table(
+            {
+                "id": pa.array(range(len(coyo)), pa.int64()),
+                "url": [u for u, _, _ in coyo],
+                "text": [c for _, c, _ in coyo],
+                "width": pa.array([rng.choice([256, 640]) for _ in coyo], pa.int32()),
+                "height": pa.array([rng.choice([256, 480]) for _ in coyo], pa.int32()),
+                "image_phash": [f"{rng.getrandbits(64):016x}" for _ in coyo],
+                "clip_similarity_vitb32": [round(rng.uniform(0.2, 0.4), 4) for _ in coyo],
+                "aesthetic_score_laion_v2": [round(rng.uniform(3, 7), 3) for _ in coyo],
+            }
+        ),
+    )
+
+    # LAION-COCO: BLIP captions (top_caption, all_captions) match too; it also repeats a LAION-2B
+    # URL, which URL dedup must drop in favour of LAION-2B.
+    coco = stream.rows(n, rs_share=0.3)
+    coco.append((part0[1][0], part0[1][1], part0[1][2]))
+    top = [stream.caption(stream.rng.random() < 0.3) for _ in coco]
+    _write_parquet(
+        out(DEMO_FILES["laioncoco"][0]),
+        pa.table(
+            {
+                "URL": [u for u, _, _ in coco],
+                "TEXT": [c for _, c, _ in coco],
+                "top_caption": top,
+                "all_captions": [[t, stream.caption(False)] for t in top],
+                "all_similarities": [[0.31, 0.29] for _ in coco],
+                "WIDTH": pa.array([512] * len(coco), pa.int64()),
+                "HEIGHT": pa.array([384] * len(coco), pa.int64()),
+                "similarity": [0.3] * len(coco),
+            }
+        ),
+    )
+
+    # LAION-400M: float sizes with nulls, and a second part that is not parquet at all.
+    l400 = stream.rows(n)
+    _write_parquet(
+        out(DEMO_FILES["laion400m"][0]),
+        pa.table(
+            {
+                "SAMPLE_ID": pa.array(range(len(l400)), pa.int64()),
+                "URL": [u for u, _, _ in l400],
+                "TEXT": [c for _, c, _ in l400],
+                "HEIGHT": pa.array([rng.choice([256.0, None]) for _ in l400], pa.float64()),
+                "WIDTH": pa.array([rng.choice([256.0, None]) for _ in l400], pa.float64()),
+                "LICENSE": ["?"] * len(l400),
+                "NSFW": ["UNLIKELY"] * len(l400),
+                "similarity": [0.31] * len(l400),
+            }
+        ),
+    )
+    out(DEMO_FILES["laion400m"][1]).write_bytes(b"PAR1 this file was cut off during download")
+
+    # WIT: gzipped TSV with the 17 official columns; non-English rows are dropped by language.
+    wit_columns = [
+        "language", "page_url", "image_url", "page_title", "section_title", "hierarchical_section_title",
+        "caption_reference_description", "caption_attribution_description", "caption_alt_text_description",
+        "mime_type", "original_height", "original_width", "is_main_image", "attribution_passes_lang_id",
+        "page_changed_recently", "context_page_description", "context_section_description",
+    ]
+    lines = ["\t".join(wit_columns)]
+    for i, (url, caption, _) in enumerate(stream.rows(n)):
+        language = "en" if i % 4 else "de"
+        fields = [language, f"https://en.wikipedia.org/wiki/Page_{i}", url, f"Page {i}", "", "", caption if i % 2 else "",
+                  "" if i % 2 else caption, "", "image/jpeg", "512", "512", "true", "true", "false", "", ""]
+        lines.append("\t".join(fields))
+    with gzip.GzipFile(out(DEMO_FILES["wit"][0]), "wb", mtime=0) as handle:
+        handle.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+    # YFCC100M records: headerless, 25 columns, form-encoded title and description, geotags.
+    yfcc_lines = []
+    for i, (url, caption, _) in enumerate(stream.rows(n)):
+        place = i % len(COORDINATES)
+        lat, lon = COORDINATES[place]
+        values = {c: "" for c in YFCC100M_COLUMNS}
+        values.update(
+            line_number=str(i), photo_id=str(1000 + i), photo_hash=f"{rng.getrandbits(64):016x}", user_id=f"{i}@N00",
+            user_nickname="demo", date_taken=f"2012-0{1 + i % 9}-1{i % 9} 10:2{i % 6}:00.0", date_uploaded="1340000000",
+            capture_device="Canon+EOS", title=caption.replace(" ", "+"), description="Uploaded+from+the+field+%2B+notes",
+            user_tags="demo,field", longitude=str(lon), latitude=str(lat), accuracy="16",
+            page_url=f"http://www.flickr.com/photos/demo/{1000 + i}/", download_url=url,
+            license_name="Attribution+License", license_url="http://creativecommons.org/licenses/by/2.0/",
+            server_id="1", farm_id="1", secret="abc", secret_original="def", extension_original="jpg", marker="0",
+        )
+        yfcc_lines.append("\t".join(values[c] for c in YFCC100M_COLUMNS))
+    out(DEMO_FILES["yfcc15m"][0]).write_text("\n".join(yfcc_lines) + "\n", encoding="utf-8")
+
+    # CC12M (url, caption) and CC3M (caption, url): headerless; one line of each is broken.
+    cc12 = ["\t".join((u, c)) for u, c, _ in stream.rows(n)]
+    cc12_bytes = ("\n".join(cc12) + "\n").encode("utf-8")
+    cc12_bytes += b"http://demo.rs5m.test/img/rs/9999.jpg\tsatellite image \xff\xfe not utf-8\n"
+    cc12_bytes += b"a line with a single field\n"
+    cc12_bytes += ("http://demo.rs5m.test/img/photo/9998.jpg\t" + "aerial view " * 90_000 + "\n").encode()
+    out(DEMO_FILES["cc12m"][0]).write_bytes(cc12_bytes)
+    cc3 = stream.rows(n)
+    out(DEMO_FILES["cc3m"][0]).write_text("\n".join("\t".join((c, u)) for u, c, _ in cc3) + "\n", encoding="utf-8")
+    label_lines = [
+        "\t".join((c, u, "aerial photography,landscape,field,sky", "/m/1,/m/2,/m/3,/m/4", "0.97,0.93,0.91,0.5"))
+        for u, c, rs in cc3
+        if rs
+    ]
+    out("cc3m/Image_Labels_Subset_Train_GCC-Labels-training.tsv").write_text("\n".join(label_lines) + "\n", encoding="utf-8")
+
+    # RedCaps: one JSON object per subreddit-year with an `annotations` list.
+    for rel, subreddit in zip(DEMO_FILES["redcaps"], ("earthporn", "itookapicture")):
+        annotations = [
+            dict(image_id=f"{subreddit[:2]}{i}", author="demo", url=u, raw_caption=c, caption=c.lower(), subreddit=subreddit,
+                 score=10 + i, created_utc=1577836800.0 + 86400 * 37 * i, permalink=f"/r/{subreddit}/comments/{i}/",
+                 crosspost_parents=None)
+            for i, (u, c, _) in enumerate(stream.rows(n // 2))
+        ]
+        out(rel).write_text(json.dumps({"info": {"subreddit": subreddit, "year": 2020}, "annotations": annotations}))
+
+    # SBU: column-wise lists.
+    sbu = stream.rows(n)
+    out(DEMO_FILES["sbu"][0]).write_text(
+        json.dumps({"image_urls": [u for u, _, _ in sbu], "captions": [c for _, c, _ in sbu], "user_ids": [f"u{i}" for i in range(len(sbu))]})
+    )
+
+    # Visual Genome: image records plus region phrases joined on image_id.
+    vg = stream.rows(n // 2)
+    out(DEMO_FILES["vg"][0]).write_text(
+        json.dumps([dict(image_id=i + 1, url=u, width=800, height=600, coco_id=None, flickr_id=None) for i, (u, _, _) in enumerate(vg)])
+    )
+    out("vg/region_descriptions.json").write_text(
+        json.dumps([
+            dict(id=i + 1, regions=[dict(region_id=10 * i + k, image_id=i + 1, phrase=p, x=0, y=0, width=10, height=10)
+                                    for k, p in enumerate((c, "a white cloud", "green grass"))])
+            for i, (_, c, _) in enumerate(vg)
+        ])
+    )
+
+    # Bad downloads: rows whose captions match but whose URLs the server answers badly.
+    bad_rows = pa.table(
+        {
+            "URL": [DEMO_HOST + p for p in BAD_PATHS],
+            "TEXT": [f"aerial image test case {p.rsplit('/', 1)[-1]}" for p in BAD_PATHS],
+        }
+    )
+    first = pq.read_table(root / DEMO_FILES["laion2b"][0])
+    _write_parquet(root / DEMO_FILES["laion2b"][0], pa.concat_tables([first, bad_rows], promote_options="default"))
+    return written

@@ -1,0 +1,236 @@
+"""PUB11 stage 1: read a chunk of one source's metadata files and keep the rows whose captions match a keyword.
+
+Reads native metadata files; writes the kept rows (normalised columns + native `src_*` columns),
+the ledger (`.stats.json`, `.drops.parquet`) and a per-file account (`.files.json`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rs5m import columns as C
+from rs5m.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
+from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
+from rs5m.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
+
+log = logging.getLogger(__name__)
+
+STAGE = "keyword_filter"
+# Reasons recorded as counts only: they cover almost every row of a web crawl.
+COUNT_ONLY_REASONS = ("no_keyword_match", "not_english")
+
+NORMALISED_SCHEMA = pa.schema(
+    [
+        (C.UID, pa.string()),
+        (C.SOURCE, pa.string()),
+        (C.URL, pa.string()),
+        (C.CAPTION, pa.string()),
+        (C.CAPTIONS, pa.list_(pa.string())),
+        (C.MATCHED_KEYWORDS, pa.list_(pa.string())),
+        (C.WIDTH, pa.int64()),
+        (C.HEIGHT, pa.int64()),
+    ]
+)
+
+
+@dataclass
+class FileAccount:
+    """What happened to one input file: its row counts, or why it could not be read."""
+
+    path: str
+    status: str = "ok"
+    error: str | None = None
+    rows_in: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _int_expression(column: str | None, available: set[str]) -> str:
+    if column is None or column not in available:
+        return "NULL::BIGINT"
+    return f"TRY_CAST(TRY_CAST({quote_ident(column)} AS DOUBLE) AS BIGINT)"
+
+
+def _classify_sql(fmt: SourceFormat, relation: str, available: set[str], max_caption_bytes: int, patterns: list[str]) -> str:
+    """One scan: every row that is kept or dropped for a per-row reason, with that reason.
+
+    The alternation is a literal so RE2 compiles it once; per-pattern matching runs only on kept rows.
+    """
+    any_regex = sql_string(any_pattern_regex(patterns))
+    each_regex = "[" + ", ".join(sql_string(r) for r in single_pattern_regexes(patterns)) + "]"
+    names = "[" + ", ".join(sql_string(p) for p in patterns) + "]"
+    matched = (
+        f"list_transform(list_filter(range(1, {len(patterns) + 1}), lambda i: regexp_matches(_blob, {each_regex}[i])), "
+        f"lambda i: {names}[i])"
+    )
+    url = f"CAST({quote_ident(fmt.url)} AS VARCHAR)"
+    fields = [fmt.caption_expression(c) for c in fmt.captions]
+    lists = [f"CAST({quote_ident(c)} AS VARCHAR[])" for c in fmt.list_captions]
+    blob_parts = fields + [f"array_to_string({expr}, chr(10))" for expr in lists]
+    blob = blob_parts[0] if len(blob_parts) == 1 else f"concat_ws(chr(10), {', '.join(blob_parts)})"
+    all_captions = " || ".join([f"[{', '.join(fields)}]::VARCHAR[]"] * bool(fields) + [f"coalesce({e}, [])" for e in lists])
+    first_match = " ".join(
+        [f"WHEN regexp_matches({f}, {any_regex}) THEN {f}" for f in fields]
+        + [f"WHEN len(list_filter({e}, lambda x: regexp_matches(x, {any_regex}))) > 0 THEN list_filter({e}, lambda x: regexp_matches(x, {any_regex}))[1]" for e in lists]
+    )
+    native = ", ".join(f"{quote_ident(c)} AS {quote_ident(C.NATIVE_PREFIX + c)}" for c in sorted(available))
+    where = f"WHERE {fmt.row_filter}" if fmt.row_filter else ""
+    return f"""
+    WITH base AS (
+        SELECT *, {url} AS _url, {blob} AS _blob FROM {relation} {where}
+    ), classified AS (
+        SELECT *, CASE
+            WHEN _url IS NULL OR trim(_url) = '' THEN 'null_url'
+            WHEN NOT regexp_matches(trim(_url), '^(?i)https?://[^/?#]') THEN 'bad_url_scheme'
+            WHEN _blob IS NULL OR trim(_blob) = '' THEN 'null_caption'
+            WHEN strlen(_blob) > {int(max_caption_bytes)} THEN 'caption_too_long'
+        END AS _reason FROM base
+    )
+    SELECT
+        _reason,
+        trim(_url) AS {C.URL},
+        CASE WHEN _reason IS NULL THEN (CASE {first_match} END) END AS {C.CAPTION},
+        list_filter({all_captions}, lambda x: x IS NOT NULL AND x <> '') AS {C.CAPTIONS},
+        CASE WHEN _reason IS NULL THEN {matched} END AS {C.MATCHED_KEYWORDS},
+        {_int_expression(fmt.width, available)} AS {C.WIDTH},
+        {_int_expression(fmt.height, available)} AS {C.HEIGHT},
+        {native}
+    FROM classified
+    WHERE _reason IS NOT NULL OR regexp_matches(_blob, {any_regex})
+    """
+
+
+def _read_one_file(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    fmt: SourceFormat,
+    path: str,
+    patterns: list[str],
+    max_caption_bytes: int,
+) -> tuple[pa.Table, list[dict], FileAccount]:
+    account = FileAccount(path)
+    relation = fmt.relation(path)
+    available = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    missing = [c for c in fmt.required_columns if c not in available]
+    if missing:
+        raise SourceFormatError(
+            f"{path}: format {fmt.name!r} needs column(s) {', '.join(missing)}; the file has {', '.join(sorted(available)) or 'none'}"
+        )
+    filter_count = f"count(*) FILTER (WHERE NOT coalesce({fmt.row_filter}, false))" if fmt.row_filter else "0"
+    # count(COLUMNS(*)) makes DuckDB parse every field, so bad UTF-8 is seen (and rejected) here too.
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
+    scanned, filtered_out = con.sql(f"SELECT count(*), {filter_count}, count(COLUMNS(*)) FROM {relation}").fetchall()[0][:2]
+
+    drop_rows: list[dict] = []
+    if fmt.rejects_lines:
+        rejects = con.sql(
+            "SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ') FROM reject_errors GROUP BY line ORDER BY line"
+        ).fetchall()
+        for line, message in rejects:
+            drop_rows.append(
+                dict(
+                    uid=C.make_uid(source, f"{Path(path).name}#line{line}"),
+                    source=source,
+                    stage=STAGE,
+                    reason="undecodable_row",
+                    detail=f"line {line}: {message}",
+                )
+            )
+        account.dropped["undecodable_row"] = len(rejects)
+
+    table = con.sql(_classify_sql(fmt, relation, available, max_caption_bytes, patterns)).to_arrow_table()
+
+    reasons = table.column("_reason").to_pylist()
+    urls = table.column(C.URL).to_pylist()
+    keep_index = [i for i, reason in enumerate(reasons) if reason is None]
+    for i, reason in enumerate(reasons):
+        if reason is not None:
+            account.dropped[reason] = account.dropped.get(reason, 0) + 1
+            key = urls[i] or f"{Path(path).name}#dropped{len(drop_rows)}"
+            drop_rows.append(dict(uid=C.make_uid(source, key), source=source, stage=STAGE, reason=reason, detail=(urls[i] or "")[:500]))
+    kept = table.take(keep_index).drop_columns(["_reason"])
+    selection_rows = scanned - filtered_out
+    account.rows_in = scanned + account.dropped.get("undecodable_row", 0)
+    account.kept = kept.num_rows
+    if filtered_out:
+        account.dropped[fmt.row_filter_reason] = filtered_out
+    per_row = sum(1 for r in reasons if r is not None)
+    account.dropped["no_keyword_match"] = selection_rows - per_row - kept.num_rows
+    account.dropped = {k: v for k, v in account.dropped.items() if v}
+    return kept, drop_rows, account
+
+
+def _assign_uids(table: pa.Table, source: str, seen: dict[str, int]) -> pa.Table:
+    """uid per kept row; the n-th repeat of a URL in this chunk gets repeat index n."""
+    uids = []
+    for url in table.column(C.URL).to_pylist():
+        repeat = seen.get(url, 0)
+        seen[url] = repeat + 1
+        uids.append(C.make_uid(source, url, repeat))
+    return table.add_column(0, C.UID, pa.array(uids, pa.string())).add_column(1, C.SOURCE, pa.array([source] * table.num_rows, pa.string()))
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """Normalised columns first with their fixed types, then the native columns as read."""
+    normalised = [table.column(f.name).cast(f.type) for f in NORMALISED_SCHEMA]
+    native = [n for n in table.column_names if n.startswith(C.NATIVE_PREFIX)]
+    return pa.Table.from_arrays(normalised + [table.column(n) for n in native], names=NORMALISED_SCHEMA.names + native)
+
+
+def filter_chunk(
+    source: str,
+    files: list[str],
+    output: str,
+    keywords: str,
+    format: str | None = None,
+    max_caption_bytes: int = 65536,
+    on_bad_file: str = "skip",
+    threads: int = 1,
+) -> StageStats:
+    """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts."""
+    fmt = FORMATS[format or source]
+    patterns = load_patterns(keywords)
+    con = duckdb.connect()
+    con.execute(f"SET threads = {max(1, int(threads))}")
+    stats = StageStats(STAGE, source)
+    tables: list[pa.Table] = []
+    drops: list[dict] = []
+    accounts: list[FileAccount] = []
+    seen_urls: dict[str, int] = {}
+    for path in files:
+        started = time.perf_counter()
+        try:
+            kept, file_drops, account = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes)
+        except (duckdb.Error, SourceFormatError, OSError) as error:
+            message = f"cannot be read as {fmt.name}: {str(error).splitlines()[0]}"
+            if on_bad_file == "fail":
+                raise SourceFormatError(f"{path}: {message}") from error
+            log.error("%s: %s (file skipped, recorded in %s)", path, message, Path(output).with_suffix(".files.json"))
+            accounts.append(FileAccount(path, status="unreadable", error=message, seconds=time.perf_counter() - started))
+            continue
+        account.seconds = round(time.perf_counter() - started, 3)
+        accounts.append(account)
+        tables.append(_conform(_assign_uids(kept, source, seen_urls)))
+        drops.extend(file_drops)
+        stats = stats.merged(StageStats(STAGE, source, account.rows_in, account.kept, account.dropped))
+        log.info(
+            "%s: %d rows in, %d kept, dropped %s (%.1f s, %.0f rows/s)",
+            path, account.rows_in, account.kept, account.dropped, account.seconds, account.rows_in / max(account.seconds, 1e-9),
+        )
+
+    out = pa.concat_tables(tables, promote_options="permissive") if tables else NORMALISED_SCHEMA.empty_table()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(out, output)
+    write_stats(stats_path(output), [stats])
+    write_drops(drops_path(output), drops_table(drops))
+    files_json = Path(output).with_name(Path(output).name.split(".")[0] + ".files.json")
+    files_json.write_text(json.dumps([a.__dict__ for a in accounts], indent=1) + "\n")
+    return stats

@@ -1,0 +1,15 @@
+from rs5m.adapter import run
+from rs5m.metadata import filter_chunk
+
+run(
+    snakemake,
+    filter_chunk,
+    source=snakemake.wildcards.source,
+    files=list(snakemake.input.files),
+    output=snakemake.output.kept,
+    keywords=snakemake.input.keywords,
+    format=snakemake.params.format,
+    max_caption_bytes=snakemake.params.max_caption_bytes,
+    on_bad_file=snakemake.params.on_bad_file,
+    threads=snakemake.threads,
+)

@@ -3,7 +3,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+# The embedded demo is the default; a --configfile replaces it (schema defaults fill the rest).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "rules/common.smk"
@@ -13,10 +16,10 @@ include: "rules/stats.smk"
 
 
 rule all:
+    default_target: True
     input:
         keyword_outputs("parquet"),
         "results/stats/funnel.md",
-    default_target: True
 
 
 localrules:

@@ -6,8 +6,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from rs5m.columns import PUB11_SOURCES
+from rs5m.demo import DEMO_FILES, EXTRA_FILES as DEMO_EXTRA_FILES
 from rs5m.sources import DEFAULT_FORMAT, plan_chunks, resolve_files
-
 
 validate(config, schema="../config/schema.yaml")
 
@@ -33,7 +33,9 @@ PARTS = [f"{i:04d}" for i in range(config["parts"])]
 def source_format(source):
     fmt = config["sources"][source].get("format") or DEFAULT_FORMAT.get(source)
     if fmt is None:
-        raise ValueError(f"source {source!r} is not one of the eleven PUB11 sources: set its `format:`")
+        raise ValueError(
+            f"source {source!r} is not one of the eleven PUB11 sources: set its `format:`"
+        )
     return fmt
 
 
@@ -43,7 +45,10 @@ def _plan_sources():
     for source, settings in config["sources"].items():
         files = resolve_files(settings["paths"], produced_prefixes=produced)
         if not files:
-            print(f"rs5m: source {source}: no input file matches {settings['paths']}; skipped", file=sys.stderr)
+            print(
+                f"rs5m: source {source}: no input file matches {settings['paths']}; skipped",
+                file=sys.stderr,
+            )
             continue
         source_format(source)
         plan[source] = plan_chunks(files, settings["files_per_job"])
@@ -73,16 +78,11 @@ def keyword_outputs(kind="parquet"):
 
 
 def demo_metadata_files():
-    """The demo's metadata files that config `sources:` names (written by rule demo_metadata)."""
-    return sorted(
-        {
-            path
-            for chunks in CHUNKS.values()
-            for files in chunks.values()
-            for path in files
-            if path.startswith(DEMO_METADATA)
-        }
-    )
+    """Every file that demo_metadata writes; the demo config names some of them as sources."""
+    relative = [
+        rel for files in DEMO_FILES.values() for rel in files
+    ] + DEMO_EXTRA_FILES
+    return sorted(os.path.join(DEMO_METADATA, rel) for rel in relative)
 
 
 # Ledger files of every stage, gathered by rules/stats.smk; each stage's .smk extends it.

@@ -9,7 +9,7 @@ rule demo_metadata:
     conda:
         "../envs/pub11.yaml"
     params:
-        root=DEMO_METADATA,
+        root=lambda wildcards, output: os.path.commonpath(output),
         seed=DEMO["seed"],
         rows_per_source=DEMO["rows_per_source"],
     script:

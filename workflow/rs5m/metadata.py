@@ -115,6 +115,7 @@ def _read_one_file(
     path: str,
     patterns: list[str],
     max_caption_bytes: int,
+    seen_urls: dict[str, int],
 ) -> tuple[pa.Table, list[dict], FileAccount]:
     account = FileAccount(path)
     relation = fmt.relation(path)
@@ -150,13 +151,15 @@ def _read_one_file(
 
     reasons = table.column("_reason").to_pylist()
     urls = table.column(C.URL).to_pylist()
+    uids = _uids(source, urls, seen_urls, Path(path).name)
     keep_index = [i for i, reason in enumerate(reasons) if reason is None]
     for i, reason in enumerate(reasons):
         if reason is not None:
             account.dropped[reason] = account.dropped.get(reason, 0) + 1
-            key = urls[i] or f"{Path(path).name}#dropped{len(drop_rows)}"
-            drop_rows.append(dict(uid=C.make_uid(source, key), source=source, stage=STAGE, reason=reason, detail=(urls[i] or "")[:500]))
-    kept = table.take(keep_index).drop_columns(["_reason"])
+            drop_rows.append(dict(uid=uids[i], source=source, stage=STAGE, reason=reason, detail=(urls[i] or "")[:500]))
+    kept = table.take(pa.array(keep_index, pa.int64())).drop_columns(["_reason"])
+    kept = kept.add_column(0, C.UID, pa.array([uids[i] for i in keep_index], pa.string()))
+    kept = kept.add_column(1, C.SOURCE, pa.array([source] * kept.num_rows, pa.string()))
     selection_rows = scanned - filtered_out
     account.rows_in = scanned + account.dropped.get("undecodable_row", 0)
     account.kept = kept.num_rows
@@ -168,14 +171,18 @@ def _read_one_file(
     return kept, drop_rows, account
 
 
-def _assign_uids(table: pa.Table, source: str, seen: dict[str, int]) -> pa.Table:
-    """uid per kept row; the n-th repeat of a URL in this chunk gets repeat index n."""
+def _uids(source: str, urls: list[str | None], seen: dict[str, int], file_name: str) -> list[str]:
+    """uid per row in file order; the n-th repeat of a URL within the chunk gets repeat index n.
+
+    Rows without a URL are named by file and position, so they too have an id of their own.
+    """
     uids = []
-    for url in table.column(C.URL).to_pylist():
-        repeat = seen.get(url, 0)
-        seen[url] = repeat + 1
-        uids.append(C.make_uid(source, url, repeat))
-    return table.add_column(0, C.UID, pa.array(uids, pa.string())).add_column(1, C.SOURCE, pa.array([source] * table.num_rows, pa.string()))
+    for position, url in enumerate(urls):
+        key = url or f"{file_name}#row{position}"
+        repeat = seen.get(key, 0)
+        seen[key] = repeat + 1
+        uids.append(C.make_uid(source, key, repeat))
+    return uids
 
 
 def _conform(table: pa.Table) -> pa.Table:
@@ -208,7 +215,7 @@ def filter_chunk(
     for path in files:
         started = time.perf_counter()
         try:
-            kept, file_drops, account = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes)
+            kept, file_drops, account = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes, seen_urls)
         except (duckdb.Error, SourceFormatError, OSError) as error:
             message = f"cannot be read as {fmt.name}: {str(error).splitlines()[0]}"
             if on_bad_file == "fail":
@@ -218,7 +225,7 @@ def filter_chunk(
             continue
         account.seconds = round(time.perf_counter() - started, 3)
         accounts.append(account)
-        tables.append(_conform(_assign_uids(kept, source, seen_urls)))
+        tables.append(_conform(kept))
         drops.extend(file_drops)
         stats = stats.merged(StageStats(STAGE, source, account.rows_in, account.kept, account.dropped))
         log.info(

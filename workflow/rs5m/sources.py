@@ -74,9 +74,10 @@ def _headerless_tsv(*columns: str) -> Callable[[str], str]:
 
 
 def _headered_tsv(path: str) -> str:
-    # all_varchar: the 17 WIT columns are kept as written; a malformed line is rejected, not guessed.
+    # WIT quotes fields that hold tabs or line breaks ("..." with "" inside). all_varchar keeps
+    # the 17 columns as written; a malformed line is rejected, not guessed.
     return (
-        f"read_csv({sql_string(path)}, delim='\\t', header=true, quote='', escape='', "
+        f"read_csv({sql_string(path)}, delim='\\t', header=true, quote='\"', escape='\"', "
         f"all_varchar=true, ignore_errors=true, store_rejects=true)"
     )
 

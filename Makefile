@@ -1,0 +1,28 @@
+# Two commands do all the set-up: `make demo` runs the embedded demo, `make test` runs the tests.
+# Both create the virtual environment in $(VENV) on first use.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: setup demo test bench clean-demo
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script --small || exit 1; done
+
+clean-demo:
+	rm -rf results logs resources/demo .snakemake

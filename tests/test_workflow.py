@@ -1,0 +1,83 @@
+"""The Snakemake layer: lint, formatting, dry-run plans and the demo run end to end."""
+import csv
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The embedded default, run once for real in a fresh folder."""
+    workdir = tmp_path_factory.mktemp("demo")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_lint_passes(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_snakefmt_check_passes():
+    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "rules").glob("*.smk")))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dry_run_plans_one_keyword_job_per_chunk(tmp_path):
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "2").stdout)
+    # laion2b and laion400m have two files each; redcaps groups its two files into one job.
+    assert jobs["keyword_filter"] == 13
+    assert jobs["demo_metadata"] == 1 and jobs["funnel"] == 1
+
+
+def test_missing_source_files_are_skipped_with_a_message(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("sources:\n  laion2b:\n    paths: ['nowhere/*.parquet']\n  cc12m:\n    paths: [in.tsv]\n")
+    (tmp_path / "in.tsv").write_text("http://a/1\taerial view\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config))
+    assert "source laion2b: no input file matches" in result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert jobs["keyword_filter"] == 1 and "demo_metadata" not in jobs
+
+
+def test_demo_end_to_end_keyword_stage(demo_run):
+    funnel = {row["source"]: row for row in csv.DictReader(open(demo_run / "results/stats/funnel.csv"))}
+    assert len(funnel) == 12  # eleven sources and the total
+    for source, row in funnel.items():
+        assert int(row["after_keyword_filter"]) > 0, source
+    files = list(csv.DictReader(open(demo_run / "results/stats/input_files.csv")))
+    unreadable = [f["path"] for f in files if f["status"] != "ok"]
+    assert unreadable == ["resources/demo/metadata/laion400m/part-00001.parquet"]
+    # Every input row ends kept or dropped with a reason, file by file.
+    for account in files:
+        dropped = sum(json.loads(account["dropped"]).values())
+        assert int(account["rows_in"]) == int(account["kept"]) + dropped
+    kept = pq.read_table(demo_run / "results/pub11/metadata/laion2b/00001.parquet")
+    assert all(kept.column("matched_keywords").to_pylist())
+    reasons = {r["reason"] for r in pq.read_table(demo_run / "results/pub11/metadata/laion2b/00001.drops.parquet").to_pylist()}
+    assert reasons == {"null_url", "bad_url_scheme", "null_caption"}
+    cc12m = json.loads((demo_run / "results/pub11/metadata/cc12m/00000.stats.json").read_text())[0]
+    assert cc12m["dropped"]["undecodable_row"] == 2 and cc12m["dropped"]["caption_too_long"] == 1
+
+
+def test_forcerun_one_stage_plans_only_that_stage(demo_run):
+    jobs = planned_jobs(snakemake(demo_run, "-n", "--cores", "2", "--forcerun", "keyword_filter", "--until", "keyword_filter").stdout)
+    assert jobs == {"keyword_filter": 13}
+
+
+def test_nothing_to_do_after_the_demo_and_a_changed_key_reruns_its_stage(demo_run):
+    result = snakemake(demo_run, "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+    override = demo_run / "override.yaml"
+    override.write_text("metadata:\n  max_caption_bytes: 1000\n")
+    configs = ["--configfile", str(REPO / "config" / "config.yaml"), str(override)]
+    jobs = planned_jobs(snakemake(demo_run, "-n", "--cores", "2", *configs).stdout)
+    assert jobs.get("keyword_filter") == 13 and "demo_metadata" not in jobs

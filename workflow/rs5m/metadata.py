@@ -65,12 +65,12 @@ def _classify_sql(fmt: SourceFormat, relation: str, available: set[str], max_cap
     The alternation is a literal so RE2 compiles it once; per-pattern matching runs only on kept rows.
     """
     any_regex = sql_string(any_pattern_regex(patterns))
-    each_regex = "[" + ", ".join(sql_string(r) for r in single_pattern_regexes(patterns)) + "]"
-    names = "[" + ", ".join(sql_string(p) for p in patterns) + "]"
-    matched = (
-        f"list_transform(list_filter(range(1, {len(patterns) + 1}), lambda i: regexp_matches(_blob, {each_regex}[i])), "
-        f"lambda i: {names}[i])"
-    )
+    # One constant expression per pattern (compiled once); a pattern's regex built per row would be
+    # compiled per row.
+    matched = "list_filter([" + ", ".join(
+        f"CASE WHEN regexp_matches(_blob, {sql_string(regex)}) THEN {sql_string(pattern)} END"
+        for pattern, regex in zip(patterns, single_pattern_regexes(patterns))
+    ) + "], lambda x: x IS NOT NULL)"
     url = f"CAST({quote_ident(fmt.url)} AS VARCHAR)"
     fields = [fmt.caption_expression(c) for c in fmt.captions]
     lists = [f"CAST({quote_ident(c)} AS VARCHAR[])" for c in fmt.list_captions]
@@ -126,9 +126,11 @@ def _read_one_file(
             f"{path}: format {fmt.name!r} needs column(s) {', '.join(missing)}; the file has {', '.join(sorted(available)) or 'none'}"
         )
     filter_count = f"count(*) FILTER (WHERE NOT coalesce({fmt.row_filter}, false))" if fmt.row_filter else "0"
-    # count(COLUMNS(*)) makes DuckDB parse every field, so bad UTF-8 is seen (and rejected) here too.
+    # For text formats count(COLUMNS(*)) makes DuckDB parse every field, so bad UTF-8 is seen (and
+    # rejected) here too; parquet row counts come from the footer without reading any column.
+    parse_all = ", count(COLUMNS(*))" if fmt.rejects_lines else ""
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
-    scanned, filtered_out = con.sql(f"SELECT count(*), {filter_count}, count(COLUMNS(*)) FROM {relation}").fetchall()[0][:2]
+    scanned, filtered_out = con.sql(f"SELECT count(*), {filter_count}{parse_all} FROM {relation}").fetchall()[0][:2]
 
     drop_rows: list[dict] = []
     if fmt.rejects_lines:

@@ -151,7 +151,8 @@ class RatingStore:
     def rate(self, session_id: int, uid: str, sample: dict, scores: dict[str, int]) -> None:
         """Store (or revise) one sample's scores; the sample must belong to the session."""
         for name in SCORE_NAMES:
-            if not isinstance(scores.get(name), int) or not 1 <= scores[name] <= 5:
+            # bool is an int subclass; True must not pass as a score of 1.
+            if type(scores.get(name)) is not int or not 1 <= scores[name] <= 5:
                 raise RatingError(f"{name}: a score from 1 to 5 is required")
         with closing(self.connect()) as conn, conn:
             session = conn.execute("SELECT rater FROM sessions WHERE id = ?", (session_id,)).fetchone()

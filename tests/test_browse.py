@@ -528,6 +528,12 @@ def test_cli_parser_defaults_to_loopback():
     assert (args.run_dir, args.port) == ("runs/demo", 9000)
 
 
+def test_missing_run_folder_is_a_clear_error(tmp_path):
+    args = argparse.Namespace(run_dir=str(tmp_path / "nope"), host="127.0.0.1", port=0, reindex=False, verbose=False)
+    with pytest.raises(SystemExit, match="does not exist"):
+        make_browse_server(args)
+
+
 def raw_get(port, target):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())

@@ -66,8 +66,11 @@ def make_browse_server(args: argparse.Namespace, log=sys.stderr):
     loopback = is_loopback(args.host)
     if not loopback:
         print(f"rs5m browse: warning: binding {args.host} makes the app reachable from other machines", file=log)
-    app = BrowseApp(args.run_dir, allowed_hosts=LOOPBACK_HOSTS | {args.host} if loopback else None,
-                    reindex=args.reindex, log=log)
+    try:
+        app = BrowseApp(args.run_dir, allowed_hosts=LOOPBACK_HOSTS | {args.host} if loopback else None,
+                        reindex=args.reindex, log=log)
+    except FileNotFoundError as error:
+        raise SystemExit(f"rs5m browse: {error}") from None
     server_class = ThreadingWSGIServer6 if ":" in args.host else ThreadingWSGIServer
     server = make_server(args.host, args.port, app, server_class=server_class, handler_class=QuietHandler)
     server.verbose = args.verbose

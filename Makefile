@@ -19,6 +19,7 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
+	bash tests/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest -q -ra
 
 bench: setup

@@ -2,6 +2,13 @@
 
 Reads native metadata files; writes the kept rows (normalised columns + native `src_*` columns),
 the ledger (`.stats.json`, `.drops.parquet`) and a per-file account (`.files.json`).
+
+Which reason a dropped row gets: only candidate rows (a caption field matches a pattern, or the
+captions are null/blank) are classified, in this order: null_url, bad_url_scheme, null_caption,
+caption_too_long; those drops are recorded row by row. Every other row counts as no_keyword_match
+(so a broken URL or an over-long caption on a row that matches no pattern is no_keyword_match).
+Parquet candidates are pre-selected in bulk (`_candidate_rows`); text formats go through the same
+classification query directly.
 """
 from __future__ import annotations
 

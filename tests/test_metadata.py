@@ -216,3 +216,19 @@ def test_shared_fixtures_read_as_their_formats(tmp_path, shared_fixtures):
     src = shared_fixtures / "metadata/wit_tfds_dummy/train-00000-of-00009.tsv"
     stats, _, _, accounts = run(tmp_path, "wit", [src])
     assert accounts[0]["status"] == "ok" and stats.rows_in == 3
+
+
+def test_url_and_length_checks_apply_to_candidate_rows_only(tmp_path):
+    # Only rows that match a pattern or have a blank caption are classified; a broken URL on a row
+    # that matches nothing counts as no_keyword_match. Runs of 16 captions are searched at once, so
+    # a match spanning two rows ("...aerial" + "view...") must not keep either row.
+    texts = [OTHER] * 40
+    texts[3], texts[15], texts[16], texts[20], texts[33] = RS, "an aerial", "view of a cat", " \u3000 ", "x " * 40
+    urls = [f"http://a/{i}" for i in range(40)]
+    urls[5], urls[6], urls[20] = None, "ftp://x/6", None
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"URL": urls, "TEXT": texts}), path)
+    stats, kept, drops, _ = run(tmp_path, "laion2b", [path], max_caption_bytes=60)
+    assert kept.column("url").to_pylist() == ["http://a/3"]
+    assert stats.dropped == {"null_url": 1, "no_keyword_match": 38}
+    assert [d["reason"] for d in drops] == ["null_url"]  # the blank caption of row 20, whose URL is null

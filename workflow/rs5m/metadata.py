@@ -2,6 +2,13 @@
 
 Reads native metadata files; writes the kept rows (normalised columns + native `src_*` columns),
 the ledger (`.stats.json`, `.drops.parquet`) and a per-file account (`.files.json`).
+
+Which reason a dropped row gets: only candidate rows (a caption field matches a pattern, or the
+captions are null/blank) are classified, in this order: null_url, bad_url_scheme, null_caption,
+caption_too_long; those drops are recorded row by row. Every other row counts as no_keyword_match
+(so a broken URL or an over-long caption on a row that matches no pattern is no_keyword_match).
+Parquet candidates are pre-selected in bulk (`_candidate_rows`); text formats go through the same
+classification query directly.
 """
 from __future__ import annotations
 
@@ -12,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as C
@@ -59,10 +68,21 @@ def _int_expression(column: str | None, available: set[str]) -> str:
     return f"TRY_CAST(TRY_CAST({quote_ident(column)} AS DOUBLE) AS BIGINT)"
 
 
-def _classify_sql(fmt: SourceFormat, relation: str, available: set[str], max_caption_bytes: int, patterns: list[str]) -> str:
-    """One scan: every row that is kept or dropped for a per-row reason, with that reason.
+def _blob_sql(fmt: SourceFormat) -> str:
+    """All caption fields of a row as one text, a line apart: what the patterns are matched against."""
+    parts = [fmt.caption_expression(c) for c in fmt.captions]
+    parts += [f"array_to_string(CAST({quote_ident(c)} AS VARCHAR[]), chr(10))" for c in fmt.list_captions]
+    return parts[0] if len(parts) == 1 else f"concat_ws(chr(10), {', '.join(parts)})"
 
-    The alternation is a literal so RE2 compiles it once; per-pattern matching runs only on kept rows.
+
+def _classify_sql(
+    fmt: SourceFormat, relation: str, available: set[str], max_caption_bytes: int, patterns: list[str], order_by: str | None = None
+) -> str:
+    """One scan: every candidate row (a keyword match, or a blank caption) with its drop reason, if any.
+
+    Only candidates are classified: the scan's per-row work on the >99.9 % of other rows is one
+    blank test and one RE2 call on the caption. The alternation is a literal so RE2 compiles it once;
+    per-pattern matching runs only on kept rows.
     """
     any_regex = sql_string(any_pattern_regex(patterns))
     # One constant expression per pattern (compiled once); a pattern's regex built per row would be
@@ -74,8 +94,7 @@ def _classify_sql(fmt: SourceFormat, relation: str, available: set[str], max_cap
     url = f"CAST({quote_ident(fmt.url)} AS VARCHAR)"
     fields = [fmt.caption_expression(c) for c in fmt.captions]
     lists = [f"CAST({quote_ident(c)} AS VARCHAR[])" for c in fmt.list_captions]
-    blob_parts = fields + [f"array_to_string({expr}, chr(10))" for expr in lists]
-    blob = blob_parts[0] if len(blob_parts) == 1 else f"concat_ws(chr(10), {', '.join(blob_parts)})"
+    blob = _blob_sql(fmt)
     all_captions = " || ".join([f"[{', '.join(fields)}]::VARCHAR[]"] * bool(fields) + [f"coalesce({e}, [])" for e in lists])
     first_match = " ".join(
         [f"WHEN regexp_matches({f}, {any_regex}) THEN {f}" for f in fields]
@@ -86,13 +105,15 @@ def _classify_sql(fmt: SourceFormat, relation: str, available: set[str], max_cap
     return f"""
     WITH base AS (
         SELECT *, {url} AS _url, {blob} AS _blob FROM {relation} {where}
+    ), candidates AS (
+        SELECT * FROM base WHERE _blob IS NULL OR trim(_blob) = '' OR regexp_matches(_blob, {any_regex})
     ), classified AS (
         SELECT *, CASE
             WHEN _url IS NULL OR trim(_url) = '' THEN 'null_url'
             WHEN NOT regexp_matches(trim(_url), '^(?i)https?://[^/?#]') THEN 'bad_url_scheme'
             WHEN _blob IS NULL OR trim(_blob) = '' THEN 'null_caption'
             WHEN strlen(_blob) > {int(max_caption_bytes)} THEN 'caption_too_long'
-        END AS _reason FROM base
+        END AS _reason FROM candidates
     )
     SELECT
         _reason,
@@ -104,8 +125,56 @@ def _classify_sql(fmt: SourceFormat, relation: str, available: set[str], max_cap
         {_int_expression(fmt.height, available)} AS {C.HEIGHT},
         {native}
     FROM classified
-    WHERE _reason IS NOT NULL OR regexp_matches(_blob, {any_regex})
+    {f"ORDER BY {order_by}" if order_by else ""}
     """
+
+
+# Rows per string that RE2 searches in one call: one call per row costs more than the search itself
+# (captions are ~50 bytes), while large groups make more non-matching rows candidates.
+GROUP_ROWS = 16
+BATCH_ROWS = 1 << 16
+
+
+def _candidate_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str, patterns: list[str]) -> pa.Array:
+    """File row numbers of a parquet file's rows that may match a pattern or may have a blank caption.
+
+    Decided first on whole runs of GROUP_ROWS captions: the captions of a run lie back to back in
+    the Arrow values buffer, so a zero-copy view makes each run one string for RE2. A match inside a
+    row is a match inside its run; only the rows of matching runs are then searched one by one. The
+    final per-row decision is the classification query's.
+    """
+    regex = any_pattern_regex(patterns)
+    query = f"SELECT file_row_number, {_blob_sql(fmt)} FROM read_parquet({sql_string(path)}, file_row_number=true)"
+    picked = []
+    for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+        rows, captions = batch.column(0), batch.column(1)
+        if not pa.types.is_string(captions.type) and not pa.types.is_large_string(captions.type):
+            captions = captions.cast(pa.large_string())
+        values = captions.buffers()[2]
+        if values is None or values.size == 0:  # every caption is empty or null: all are blank candidates
+            picked.append(rows)
+            continue
+        offsets = np.frombuffer(captions.buffers()[1], np.int32 if pa.types.is_string(captions.type) else np.int64)
+        offsets = offsets[captions.offset : captions.offset + len(captions) + 1]
+        bounds = np.append(np.arange(0, len(captions), GROUP_ROWS), len(captions))
+        runs = pa.Array.from_buffers(
+            captions.type, len(bounds) - 1, [None, pa.py_buffer(np.ascontiguousarray(offsets[bounds])), values]
+        )
+        hit = pc.match_substring_regex(runs, regex).to_numpy(zero_copy_only=False)
+        maybe = np.repeat(hit, np.diff(bounds))
+        # Rows of matching runs, one by one: drops the rows that only a boundary-crossing match hit.
+        in_runs = np.flatnonzero(maybe)
+        maybe[in_runs] = pc.match_substring_regex(captions.take(pa.array(in_runs)), regex).to_numpy(zero_copy_only=False)
+        # A blank caption (the SQL's trim(...) = '') starts with whitespace, which is ASCII <= 0x20
+        # or a non-ASCII character; null slots are blank too.
+        lengths = np.diff(offsets)
+        data = np.frombuffer(values, np.uint8)
+        first = data[np.minimum(offsets[:-1], len(data) - 1)]
+        maybe |= (lengths == 0) | (first <= 0x20) | (first >= 0x7F)
+        if captions.null_count:
+            maybe |= captions.is_null().to_numpy(zero_copy_only=False)
+        picked.append(rows.filter(pa.array(maybe)))
+    return pa.concat_arrays(picked).cast(pa.int64()) if picked else pa.array([], pa.int64())
 
 
 def _read_one_file(
@@ -149,7 +218,17 @@ def _read_one_file(
             )
         account.dropped["undecodable_row"] = len(rejects)
 
-    table = con.sql(_classify_sql(fmt, relation, available, max_caption_bytes, patterns)).to_arrow_table()
+    if fmt.is_parquet:
+        # Bulk pre-selection (see _candidate_rows); the SQL below then decides on those rows alone.
+        con.register("_candidates", pa.table({"row": _candidate_rows(con, fmt, path, patterns)}))
+        relation = (
+            f"(SELECT * FROM read_parquet({sql_string(path)}, file_row_number=true) "
+            f"WHERE file_row_number IN (SELECT row FROM _candidates))"
+        )
+        sql = _classify_sql(fmt, relation, available, max_caption_bytes, patterns, order_by="file_row_number")
+    else:
+        sql = _classify_sql(fmt, relation, available, max_caption_bytes, patterns)
+    table = con.sql(sql).to_arrow_table()
 
     reasons = table.column("_reason").to_pylist()
     urls = table.column(C.URL).to_pylist()

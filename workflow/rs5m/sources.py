@@ -137,6 +137,10 @@ class SourceFormat:
     def required_columns(self) -> tuple[str, ...]:
         return (self.url, *self.captions, *self.list_captions)
 
+    @property
+    def is_parquet(self) -> bool:
+        return self.relation is _parquet
+
     def caption_expression(self, column: str) -> str:
         return self.caption_sql.get(column, f"CAST({quote_ident(column)} AS VARCHAR)")
 

@@ -1,0 +1,354 @@
+"""Assembly stage, WebDataset shards: one job per subset writes its train and val tars.
+
+Reads `results/pub11/final.parquet` (+ the download tars) or `results/rs3/final.parquet` (+ the
+image files); writes `results/shards/{train,val}/{subset}-{split}-NNNN.tar` and the manifest
+`results/shards/{subset}.manifest.json` that lists them.
+
+Static fan-out: the number of tars follows the bytes that survive filtering, so it is known only
+when the job runs. Rather than a checkpoint, each subset is one job whose declared output is the
+manifest; the tars are listed in it with sample counts and sha256. The job first removes every
+`{subset}-{split}-*.tar` left by an earlier or interrupted run and writes each tar under a
+temporary name, renamed when complete, so a rerun after a crash gives the same bytes.
+
+Determinism: members have safe names (`<uid>.<ext>`), fixed mtime/owner/mode, and a fixed order:
+PUB11 samples go tar by tar (download tars sorted by path, each read once, front to back), sorted
+by uid within each tar; RS3 samples are sorted by uid. A shard is closed when the next sample
+would take it past `target_bytes`. Image bytes are copied as they are, never re-encoded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import tarfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow.parquet as pq
+
+from rs5m.columns import UID
+from rs5m.split import SPLITS, TRAIN, VAL, split_of
+
+log = logging.getLogger(__name__)
+
+PUB11 = "pub11"
+RS3 = "rs3"
+SUBSETS = (PUB11, RS3)
+
+# Member-name styles: SPEC 5's names, or the common ones that `datasets`' webdataset loader and
+# most training code decode by extension.
+MEMBER_NAMES = {
+    "rs5m": {"img_name": "img_name", "image": "img_content", "caption": "caption", "json": "json"},
+    "standard": {"img_name": None, "image": None, "caption": "txt", "json": "json"},
+}
+
+FIXED_MTIME = 0
+FIXED_MODE = 0o444
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SAFE_EXT = re.compile(r"^[a-z0-9_]{1,16}$")
+_IMAGE_EXTS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "tif": "tif", "tiff": "tif"}
+
+
+@dataclass
+class Sample:
+    key: str
+    img_name: str
+    image: bytes
+    caption: str
+    provenance: dict[str, Any]
+
+    @property
+    def image_ext(self) -> str:
+        suffix = self.img_name.rsplit(".", 1)[-1].lower() if "." in self.img_name else "jpg"
+        return _IMAGE_EXTS.get(suffix, "jpg")
+
+
+@dataclass
+class ShardInfo:
+    path: str  # relative to the shards folder: "train/pub11-train-0000.tar"
+    split: str
+    samples: int
+    bytes: int
+    sha256: str
+    first_key: str
+    last_key: str
+
+
+@dataclass
+class Manifest:
+    subset: str
+    member_names: str
+    target_bytes: int
+    val_fraction: float
+    shards: list[ShardInfo] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> split -> samples
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Manifest":
+        payload = json.loads(Path(path).read_text())
+        payload["shards"] = [ShardInfo(**item) for item in payload["shards"]]
+        return cls(**payload)
+
+
+def sample_members(sample: Sample, member_names: str) -> list[tuple[str, bytes]]:
+    """The (member name, bytes) pairs of one sample, in their fixed order."""
+    if not _SAFE_KEY.match(sample.key):
+        raise ValueError(f"unsafe sample key {sample.key!r}")
+    names = MEMBER_NAMES[member_names]
+    provenance = json.dumps(sample.provenance, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    members = []
+    if names["img_name"]:
+        members.append((names["img_name"], sample.img_name.encode("utf-8")))
+    members.append((names["image"] or sample.image_ext, sample.image))
+    members.append((names["caption"], sample.caption.encode("utf-8")))
+    members.append((names["json"], provenance.encode("utf-8")))
+    for ext, _ in members:
+        if not _SAFE_EXT.match(ext):
+            raise ValueError(f"unsafe member extension {ext!r}")
+    return [(f"{sample.key}.{ext}", data) for ext, data in members]
+
+
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = FIXED_MTIME
+    info.mode = FIXED_MODE
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info.tobuf(format=tarfile.USTAR_FORMAT, encoding="utf-8", errors="strict")
+
+
+def _member_bytes(size: int) -> int:
+    return BLOCK + math.ceil(size / BLOCK) * BLOCK
+
+
+class ShardSetWriter:
+    """Writes `{split}/{subset}-{split}-NNNN.tar` under `shards_dir`, rolling over at `target_bytes`.
+
+    Headers and padding are written by hand (USTAR, the layout `tarfile` itself writes) so that
+    the image bytes go from the input buffer to the file once, hashed on the way.
+    """
+
+    def __init__(self, shards_dir: Path, subset: str, split: str, target_bytes: int, member_names: str):
+        if target_bytes <= 0:
+            raise ValueError(f"shards.target_bytes must be positive, got {target_bytes}")
+        if member_names not in MEMBER_NAMES:
+            raise ValueError(f"shards.member_names must be one of {sorted(MEMBER_NAMES)}, got {member_names!r}")
+        self.shards_dir = Path(shards_dir)
+        self.subset, self.split = subset, split
+        self.target_bytes, self.member_names = target_bytes, member_names
+        self.shards: list[ShardInfo] = []
+        self._file = None
+        self._tmp: Path | None = None
+
+    def shard_name(self, index: int) -> str:
+        if index > 9999:
+            raise ValueError("more than 10,000 shards: raise shards.target_bytes")
+        return f"{self.split}/{self.subset}-{self.split}-{index:04d}.tar"
+
+    def _open(self) -> None:
+        name = self.shard_name(len(self.shards))
+        path = self.shards_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = path.with_name(path.name + ".tmp")
+        self._file = open(self._tmp, "wb", buffering=1 << 20)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._count = 0
+        self._first = self._last = ""
+        self._name = name
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    def add(self, sample: Sample) -> None:
+        members = sample_members(sample, self.member_names)
+        size = sum(_member_bytes(len(data)) for _, data in members)
+        if self._file is not None and self._count and self._size + size > self.target_bytes:
+            self._close_shard()
+        if self._file is None:
+            self._open()
+        for name, data in members:
+            self._write(_header(name, len(data)))
+            self._write(data)
+            pad = -len(data) % BLOCK
+            if pad:
+                self._write(b"\0" * pad)
+        self._count += 1
+        self._first = self._first or sample.key
+        self._last = sample.key
+
+    def _close_shard(self) -> None:
+        # End-of-archive: two zero blocks, then zero-fill to a whole record, as tarfile does.
+        self._write(b"\0" * (2 * BLOCK))
+        self._write(b"\0" * (-self._size % RECORD))
+        self._file.close()
+        final = self.shards_dir / self._name
+        os.replace(self._tmp, final)
+        self.shards.append(
+            ShardInfo(self._name, self.split, self._count, self._size, self._hash.hexdigest(), self._first, self._last)
+        )
+        self._file = None
+
+    def close(self) -> list[ShardInfo]:
+        if self._file is not None:
+            self._close_shard()
+        return self.shards
+
+
+def remove_stale_shards(shards_dir: Path, subset: str) -> None:
+    """Delete the tars (complete or half-written) an earlier run left for this subset."""
+    for split in SPLITS:
+        folder = Path(shards_dir) / split
+        if folder.is_dir():
+            for stale in sorted(folder.glob(f"{subset}-{split}-*.tar*")):
+                stale.unlink()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
+    return {
+        "uid": row[UID],
+        "subset": PUB11,
+        "source": row["source"],
+        "split": split,
+        "img_name": img_name,
+        "url": row.get("url"),
+        "matched_keywords": list(row.get("matched_keywords") or []),
+        "width": row.get("width"),
+        "height": row.get("height"),
+        "clip_score": _clean(row.get("clip_score")),
+        "rs_score": _clean(row.get("rs_score")),
+    }
+
+
+def _rs3_provenance(row: dict, split: str) -> dict:
+    geo = row.get("geo")
+    return {
+        "uid": row[UID],
+        "subset": RS3,
+        "source": row["dataset"],
+        "split": split,
+        "img_name": row["img_name"],
+        "labels": list(row.get("labels") or []),
+        "geo": json.loads(geo) if geo else None,
+        "top_cap": row.get("top_cap"),
+        "ssl_cap": row.get("ssl_cap"),
+        "meta_caption": row.get("meta_caption"),
+    }
+
+
+def pub11_img_name(row: dict) -> str:
+    ext = row["member"].rsplit(".", 1)[-1] if "." in row["member"] else "jpg"
+    return f"{row['source']}_{row[UID]}.{ext}"
+
+
+def read_tar_members(tar_path: Path, wanted: set[str]) -> dict[str, bytes]:
+    """The bytes of the wanted members, reading the tar once from front to back."""
+    found: dict[str, bytes] = {}
+    with tarfile.open(tar_path, mode="r:") as archive:
+        for info in archive:
+            if info.name in wanted and info.isfile():
+                found[info.name] = archive.extractfile(info).read()
+                if len(found) == len(wanted):
+                    break
+    missing = wanted - found.keys()
+    if missing:
+        raise FileNotFoundError(f"{tar_path}: {len(missing)} kept members missing, e.g. {sorted(missing)[:3]}")
+    return found
+
+
+def pub11_samples(rows: list[dict], base_dir: Path, val_fraction: float) -> Iterator[tuple[str, Sample]]:
+    """(split, sample) for every PUB11 row, grouped by download tar, uid order within a tar."""
+    by_tar: dict[str, list[dict]] = {}
+    for row in rows:
+        by_tar.setdefault(row["tar"], []).append(row)
+    for tar in sorted(by_tar):
+        group = sorted(by_tar[tar], key=lambda r: r[UID])
+        images = read_tar_members(base_dir / tar, {row["member"] for row in group})
+        for row in group:
+            split = split_of(row[UID], val_fraction)
+            img_name = pub11_img_name(row)
+            yield split, Sample(row[UID], img_name, images[row["member"]], row["caption"] or "",
+                                _pub11_provenance(row, split, img_name))
+
+
+def rs3_samples(rows: list[dict], base_dir: Path, val_fraction: float) -> Iterator[tuple[str, Sample]]:
+    for row in sorted(rows, key=lambda r: r[UID]):
+        split = split_of(row[UID], val_fraction)
+        image = (base_dir / row["image_path"]).read_bytes()
+        yield split, Sample(row[UID], row["img_name"], image, row["caption"] or "", _rs3_provenance(row, split))
+
+
+def write_subset_shards(
+    subset: str,
+    final: str | Path,
+    shards_dir: str | Path,
+    manifest: str | Path,
+    val_fraction: float,
+    target_bytes: int,
+    member_names: str = "rs5m",
+    base_dir: str | Path = ".",
+) -> Manifest:
+    """Write the train and val tars of one subset and its manifest; returns the manifest."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    shards_dir, base_dir = Path(shards_dir), Path(base_dir)
+    rows = pq.read_table(final).to_pylist()
+    uids = [row[UID] for row in rows]
+    if len(set(uids)) != len(uids):
+        raise ValueError(f"{final}: duplicate uids; every sample must be in exactly one shard")
+    remove_stale_shards(shards_dir, subset)
+    writers = {split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names) for split in SPLITS}
+    samples = (pub11_samples if subset == PUB11 else rs3_samples)(rows, base_dir, val_fraction)
+    counts: dict[str, dict[str, int]] = {}
+    for split, sample in samples:
+        writers[split].add(sample)
+        per_source = counts.setdefault(sample.provenance["source"], {TRAIN: 0, VAL: 0})
+        per_source[split] += 1
+    result = Manifest(subset, member_names, int(target_bytes), float(val_fraction),
+                      [info for split in SPLITS for info in writers[split].close()], dict(sorted(counts.items())))
+    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(manifest) + ".tmp")
+    tmp.write_text(result.to_json())
+    os.replace(tmp, manifest)
+    log.info("%s: %d shards, %s", subset, len(result.shards), result.counts)
+    return result
+
+
+def iter_shard_samples(tar_path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a shard, in file order."""
+    with tarfile.open(tar_path, mode="r:") as archive:
+        key, members = None, {}
+        for info in archive:
+            if not info.isfile():
+                continue
+            name_key, _, ext = info.name.partition(".")
+            if name_key != key:
+                if key is not None:
+                    yield key, members
+                key, members = name_key, {}
+            members[ext] = archive.extractfile(info).read()
+        if key is not None:
+            yield key, members
+
+
+def manifest_paths(shards_dir: str | Path, subsets: Iterable[str] = SUBSETS) -> list[Path]:
+    return [Path(shards_dir) / f"{subset}.manifest.json" for subset in subsets]

@@ -81,10 +81,11 @@ def shard_write(run: Path, shards: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="4,000 images instead of 20,000")
-    parser.add_argument("--image-kb", type=int, default=40, help="bytes per image, in KiB")
+    parser.add_argument("--small", action="store_true", help="2,000 images instead of 10,000")
+    # RS5M is ~500 GB for 5.07 M samples: ~100 KB per sample.
+    parser.add_argument("--image-kb", type=int, default=100, help="bytes per image, in KiB")
     args = parser.parse_args()
-    images = 4000 if args.small else 20000
+    images = 2000 if args.small else 10000
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         source_bytes = make_downloads(run, images, args.image_kb << 10, per_tar=1000)

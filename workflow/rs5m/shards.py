@@ -53,7 +53,6 @@ FIXED_MODE = 0o444
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SAFE_EXT = re.compile(r"^[a-z0-9_]{1,16}$")
 _ZEROS = bytes(BLOCK)
 _IMAGE_EXTS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "tif": "tif", "tiff": "tif"}
 
@@ -102,22 +101,26 @@ class Manifest:
         return cls(**payload)
 
 
+_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def sample_members(sample: Sample, member_names: str) -> list[tuple[str, bytes]]:
-    """The (member name, bytes) pairs of one sample, in their fixed order."""
+    """The (member name, bytes) pairs of one sample, in their fixed order.
+
+    Extensions come from MEMBER_NAMES and _IMAGE_EXTS only, so checking the key makes every
+    member name safe: `<key>.<ext>`, no path separator, exactly one dot.
+    """
     if not _SAFE_KEY.match(sample.key):
         raise ValueError(f"unsafe sample key {sample.key!r}")
     names = MEMBER_NAMES[member_names]
-    provenance = json.dumps(sample.provenance, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    key = sample.key
     members = []
     if names["img_name"]:
-        members.append((names["img_name"], sample.img_name.encode("utf-8")))
-    members.append((names["image"] or sample.image_ext, sample.image))
-    members.append((names["caption"], sample.caption.encode("utf-8")))
-    members.append((names["json"], provenance.encode("utf-8")))
-    for ext, _ in members:
-        if not _SAFE_EXT.match(ext):
-            raise ValueError(f"unsafe member extension {ext!r}")
-    return [(f"{sample.key}.{ext}", data) for ext, data in members]
+        members.append((f"{key}.{names['img_name']}", sample.img_name.encode("utf-8")))
+    members.append((f"{key}.{names['image'] or sample.image_ext}", sample.image))
+    members.append((f"{key}.{names['caption']}", sample.caption.encode("utf-8")))
+    members.append((f"{key}.{names['json']}", _JSON.encode(sample.provenance).encode("utf-8")))
+    return members
 
 
 def _ustar_header(name: str, size: int) -> bytes:

@@ -48,8 +48,8 @@ def clip_preprocess(image_size: int = 224) -> Callable:
 class FastClipPreprocess:
     """The same result as `clip_preprocess` up to resampling detail, with less work per image.
 
-    The centre square is cropped before resizing (the resize then touches only pixels that are
-    kept) and the tensor is built and normalised in one step from the uint8 array.
+    The kept window is cut out while resizing (PIL's `box`), so the resize touches only pixels
+    that survive the crop, and the tensor is built and normalised in one step from the uint8 array.
     """
 
     def __init__(self, image_size: int = 224):
@@ -64,10 +64,18 @@ class FastClipPreprocess:
         import numpy as np
         import torch
 
+        size = self.image_size
         width, height = image.size
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        square = image.resize((self.image_size, self.image_size), Image.BICUBIC, box=(left, top, left + side, top + side))
+        # The window torchvision's Resize(size) + CenterCrop(size) keeps, in source pixels
+        # (same integer rounding of the resized long side and of the crop offset).
+        if width <= height:
+            resized_w, resized_h = size, int(size * height / width)
+        else:
+            resized_w, resized_h = int(size * width / height), size
+        left = int(round((resized_w - size) / 2.0)) * width / resized_w
+        top = int(round((resized_h - size) / 2.0)) * height / resized_h
+        box = (left, top, left + size * width / resized_w, top + size * height / resized_h)
+        square = image.resize((size, size), Image.BICUBIC, box=box)
         pixels = torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)
         return pixels.float().mul_(self.scale).sub_(self.shift)
 

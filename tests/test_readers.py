@@ -76,12 +76,18 @@ def test_draft_preprocessing_close_to_full():
 def test_hf_datasets_reads_standard_names(shards):
     datasets = pytest.importorskip("datasets")
     run, urls, final = shards
+    from rs5m.loader import hf_features
+
     dataset = datasets.load_dataset("webdataset", data_files={"train": urls["standard"]}, split="train",
-                                    cache_dir=str(run / "hf-cache"))
+                                    cache_dir=str(run / "hf-cache"), features=hf_features())
     assert len(dataset) == sum(1 for _ in __import__("webdataset").WebDataset(urls["standard"], shardshuffle=False))
     row = dataset[0]
     source = final[row["__key__"]]
     assert row["txt"] == source["caption"]
     assert row["jpg"].size == __import__("PIL.Image", fromlist=["Image"]).open(run / source["image_path"]).size
-    meta = row["json"] if isinstance(row["json"], dict) else json.loads(row["json"])
+    meta = row["json"]
     assert meta["uid"] == row["__key__"] and meta["img_name"] == source["img_name"]
+    assert meta["geo"] == source["geo"] and meta["labels"] == list(source["labels"])
+    from rs5m.split import split_of
+
+    assert set(dataset["__key__"]) == {uid for uid in final if split_of(uid, 0.2) == "train"}

@@ -78,7 +78,7 @@ def test_rs3_round_trip_and_standard_names(run):
             assert members["txt"].decode() == row["caption"]
             meta = json.loads(members["json"])
             assert meta["img_name"] == row["img_name"] and meta["labels"] == list(row["labels"])
-            assert meta["geo"] == (json.loads(row["geo"]) if row["geo"] else None)
+            assert meta["geo"] == row["geo"] and meta["clip_score"] is None and meta["url"] is None
             assert "image_path" not in meta  # machine-local paths would break byte-identity
             assert key > previous  # uid order
             previous = key

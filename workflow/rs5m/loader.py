@@ -113,3 +113,27 @@ def make_loader(urls: str | list[str], batch_size: int = 400, shuffle: int = 10_
     if shuffle:
         pipeline = pipeline.shuffle(shuffle, rng=random.Random(seed))
     return pipeline.map(sample_to_pair(preprocess, image_size if draft else None)).batched(batch_size)
+
+
+def hf_features(member_names: str = "standard", image_ext: str = "jpg"):
+    """`datasets.Features` of the shards, for `load_dataset("webdataset", ..., features=...)`.
+
+    `datasets` infers a schema from the first five samples; where those leave a field None
+    (no scores in RS3, no meta-caption in MillionAID) giving the features avoids a failed cast.
+    """
+    import datasets
+
+    from rs5m.shards import MEMBER_NAMES, PROVENANCE_FIELDS
+
+    kinds = {"string": datasets.Value("string"), "int64": datasets.Value("int64"),
+             "float64": datasets.Value("float64"), "list<string>": datasets.List(datasets.Value("string"))}
+    names = MEMBER_NAMES[member_names]
+    features = {}
+    if names["img_name"]:
+        features[names["img_name"]] = datasets.Value("binary")
+    features[names["image"] or image_ext] = datasets.Image() if not names["image"] else datasets.Value("binary")
+    features[names["caption"]] = datasets.Value("string")
+    features[names["json"]] = {name: kinds[kind] for name, kind in PROVENANCE_FIELDS.items()}
+    features["__key__"] = datasets.Value("string")
+    features["__url__"] = datasets.Value("string")
+    return datasets.Features(features)

@@ -280,36 +280,37 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# The JSON member has these keys, with these types, in both subsets (None where a subset has no
+# such value), so readers that infer a schema from a few samples (Hugging Face `datasets`) meet
+# one schema. `geo` is JSON text: its fields differ between datasets.
+PROVENANCE_FIELDS = {
+    "uid": "string", "subset": "string", "source": "string", "split": "string", "img_name": "string",
+    "url": "string", "matched_keywords": "list<string>", "labels": "list<string>", "width": "int64",
+    "height": "int64", "clip_score": "float64", "rs_score": "float64", "geo": "string", "top_cap": "string",
+    "ssl_cap": "string", "meta_caption": "string",
+}
+
+
+def _provenance(**values: Any) -> dict:
+    record = {name: ([] if kind.startswith("list") else None) for name, kind in PROVENANCE_FIELDS.items()}
+    record.update(values)
+    return record
+
+
 def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
-    return {
-        "uid": row[UID],
-        "subset": PUB11,
-        "source": row["source"],
-        "split": split,
-        "img_name": img_name,
-        "url": row.get("url"),
-        "matched_keywords": list(row.get("matched_keywords") or []),
-        "width": row.get("width"),
-        "height": row.get("height"),
-        "clip_score": _clean(row.get("clip_score")),
-        "rs_score": _clean(row.get("rs_score")),
-    }
+    return _provenance(
+        uid=row[UID], subset=PUB11, source=row["source"], split=split, img_name=img_name, url=row.get("url"),
+        matched_keywords=list(row.get("matched_keywords") or []), width=row.get("width"), height=row.get("height"),
+        clip_score=_clean(row.get("clip_score")), rs_score=_clean(row.get("rs_score")),
+    )
 
 
 def _rs3_provenance(row: dict, split: str) -> dict:
-    geo = row.get("geo")
-    return {
-        "uid": row[UID],
-        "subset": RS3,
-        "source": row["dataset"],
-        "split": split,
-        "img_name": row["img_name"],
-        "labels": list(row.get("labels") or []),
-        "geo": json.loads(geo) if geo else None,
-        "top_cap": row.get("top_cap"),
-        "ssl_cap": row.get("ssl_cap"),
-        "meta_caption": row.get("meta_caption"),
-    }
+    return _provenance(
+        uid=row[UID], subset=RS3, source=row["dataset"], split=split, img_name=row["img_name"],
+        labels=list(row.get("labels") or []), geo=row.get("geo") or None, top_cap=row.get("top_cap"),
+        ssl_cap=row.get("ssl_cap"), meta_caption=row.get("meta_caption"),
+    )
 
 
 def pub11_img_name(row: dict) -> str:

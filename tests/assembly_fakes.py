@@ -50,9 +50,9 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
     final_rows = []
     for source, downloaded in per_source.items():
         rows_in = downloaded * 3 + 2  # keyword stage input; 2 failed downloads per source
-        keyword = StageStats("keyword", source, rows_in, downloaded + 2, {"no_keyword_match": rows_in - downloaded - 2})
+        keyword = StageStats("keyword_filter", source, rows_in, downloaded + 2, {"no_keyword_match": rows_in - downloaded - 2})
         download = StageStats("download", source, downloaded + 2, downloaded)
-        dedup = StageStats("dedup", source, downloaded)
+        dedup = StageStats("image_dedup", source, downloaded)
         outliers = StageStats("outliers", source)
         for n in range(2):
             uid = make_uid(source, f"http://example.invalid/{source}/failed{n}")
@@ -69,7 +69,7 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
             by_part.setdefault(uid_bucket(uid, parts), []).append(row)
             if n % 4 == 3:
                 dedup.drop("duplicate")
-                drops.append({"uid": uid, "source": source, "stage": "dedup", "reason": "duplicate"})
+                drops.append({"uid": uid, "source": source, "stage": "image_dedup", "reason": "duplicate"})
                 continue
             dedup.kept += 1
             outliers.rows_in += 1

@@ -49,13 +49,13 @@ def test_broken_ledger_chain_named(run, capsys):
     path = run / "results/pub11/ledger/all.stats.json"
     stats = json.loads(path.read_text())
     for entry in stats:
-        if entry["stage"] == "dedup" and entry["source"] == "cc3m":
+        if entry["stage"] == "image_dedup" and entry["source"] == "cc3m":
             entry["rows_in"] += 1
             entry["kept"] += 1  # arithmetic still holds, the chain does not
     path.write_text(json.dumps(stats))
     result = audit(run)
     assert "ledger_chain" in _checks(result)
-    assert any("cc3m: dedup.rows_in=25 != download.kept=24" in v for v in result.violations)
+    assert any("cc3m: image_dedup.rows_in=25 != download.kept=24" in v for v in result.violations)
     assert main(["audit", str(run)]) == 1
     assert "ledger_chain" in capsys.readouterr().err
 
@@ -113,6 +113,13 @@ def test_missing_manifest(run):
     (run / "results/shards/rs3.manifest.json").unlink()
     checks = _checks(audit(run))
     assert "manifest" in checks and "shard_unlisted" in checks
+
+
+def test_order_chain_uses_pub11_stage_order():
+    # image_dedup dropped nothing: counts alone could not order it before outliers with rows_in 10
+    chain = [StageStats("outliers", "s", 10, 8, {"x": 2}), StageStats("image_dedup", "s", 10, 10),
+             StageStats("keyword_filter", "s", 30, 10, {"no_keyword_match": 20})]
+    assert [e.stage for e in order_chain(chain, None)] == ["keyword_filter", "image_dedup", "outliers"]
 
 
 def test_order_chain_inferred_with_pass_through_stage():

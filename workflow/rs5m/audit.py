@@ -22,6 +22,7 @@ from rs5m.columns import PUB11_SOURCES, UID
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
 from rs5m.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest, iter_shard_samples
 from rs5m.split import split_of
+from rs5m.stats import PUB11_STAGES
 
 # The keyword stage records non-matching rows as a count only (docs/ARCHITECTURE.md).
 COUNT_ONLY_REASONS = ("no_keyword_match",)
@@ -62,10 +63,12 @@ class _Violations:
 def order_chain(entries: list[StageStats], stage_order: list[str] | None) -> list[StageStats]:
     """The stages of one source in pipeline order.
 
-    Without an explicit order, filters only shrink, so sorting by (rows_in, kept) descending
+    The order given, else rs5m.stats.PUB11_STAGES when it names every stage; otherwise filters only shrink, so sorting by (rows_in, kept) descending
     gives the chain order whenever a valid chain exists (a stage that drops nothing sorts before
     the one it feeds because its kept equals its rows_in).
     """
+    if not stage_order and all(e.stage in PUB11_STAGES for e in entries):
+        stage_order = list(PUB11_STAGES)
     if stage_order:
         rank = {stage: index for index, stage in enumerate(stage_order)}
         return sorted(entries, key=lambda e: rank.get(e.stage, len(rank)))

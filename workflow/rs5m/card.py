@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -242,8 +243,13 @@ def write_card(
     croissant_path: str | Path,
     config: dict[str, Any],
     card: dict[str, Any],
+    validate: bool = True,
 ) -> None:
-    """Write README.md and croissant.json beside the shards (the folder of the manifests)."""
+    """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
+
+    Validation needs the `mlcroissant` package; without it the check is skipped with a warning.
+    """
+    config = json.loads(json.dumps(dict(config)))  # Snakemake's config: plain types for YAML
     loaded = [Manifest.read(path) for path in manifests]
     loaded.sort(key=lambda m: SUBSETS.index(m.subset))
     shards_dir = Path(croissant_path).parent
@@ -251,6 +257,14 @@ def write_card(
     document = croissant(loaded, shards_dir, Path(metafiles_dir), card["name"], card["description"],
                          card["license"], card["url"], card["version"])
     Path(croissant_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if validate:
+        try:
+            errors = validate_croissant(croissant_path)
+        except ImportError:
+            logging.getLogger(__name__).warning("mlcroissant is not installed: croissant.json not validated")
+            return
+        if errors:
+            raise ValueError("croissant.json does not validate:\n" + "\n".join(errors))
 
 
 def validate_croissant(path: str | Path) -> list[str]:

@@ -35,7 +35,7 @@ rule shards:
         "../envs/assembly.yaml"
     threads: 2  # the sample builder plus the background write-and-hash thread; an upper bound
     params:
-        shards_dir="results/shards",
+        shards_dir=lambda wildcards, output: os.path.dirname(output.manifest),
         val_fraction=config["split"]["val_fraction"],
         target_bytes=config["shards"]["target_bytes"],
         member_names=config["shards"]["member_names"],
@@ -55,7 +55,7 @@ rule metafiles:
     conda:
         "../envs/assembly.yaml"
     params:
-        out_dir="results/metafiles",
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
         val_fraction=config["split"]["val_fraction"],
     script:
         "../workflow/scripts/metafiles.py"
@@ -97,7 +97,7 @@ rule dataset_stats:
     conda:
         "../envs/assembly.yaml"
     params:
-        out_dir="results/stats",
+        out_dir=lambda wildcards, output: os.path.dirname(output.rs3_csv),
         val_fraction=config["split"]["val_fraction"],
     script:
         "../workflow/scripts/dataset_stats.py"
@@ -105,7 +105,9 @@ rule dataset_stats:
 
 rule dataset_card:
     input:
-        manifests=expand("results/shards/{subset}.manifest.json", subset=ASSEMBLY_SUBSETS),
+        manifests=expand(
+            "results/shards/{subset}.manifest.json", subset=ASSEMBLY_SUBSETS
+        ),
         metafiles=METAFILES,
     output:
         readme=report(
@@ -119,7 +121,7 @@ rule dataset_card:
     conda:
         "../envs/assembly.yaml"
     params:
-        metafiles_dir="results/metafiles",
+        metafiles_dir=lambda wildcards, input: os.path.dirname(input.metafiles[0]),
         card=config["card"],
         validate=config["card"]["validate"],
     script:
@@ -128,7 +130,9 @@ rule dataset_card:
 
 rule audit:
     input:
-        manifests=expand("results/shards/{subset}.manifest.json", subset=ASSEMBLY_SUBSETS),
+        manifests=expand(
+            "results/shards/{subset}.manifest.json", subset=ASSEMBLY_SUBSETS
+        ),
         funnel="results/stats/funnel.json",
         ledger=LEDGER_FILES,
     output:

@@ -43,6 +43,9 @@ def test_consistent_run_passes(good_run, capsys):
     assert result.checked["ledger_sources"] == 3 and result.checked["drop_rows"] > 0
     assert main(["audit", str(good_run)]) == 0
     assert "audit passed" in capsys.readouterr().out
+    from rs5m.cli import main as rs5m_main
+
+    assert rs5m_main(["audit", str(good_run), "--no-verify-images"]) == 0
 
 
 def test_broken_ledger_chain_named(run, capsys):

@@ -178,9 +178,9 @@ class _HashingFileWriter:
                 except BaseException as error:  # reported by close(), in the caller's thread
                     self._error = error
 
-    def write(self, data: bytes) -> None:
-        self._batch.append(data)
-        self._batch_bytes += len(data)
+    def write(self, *pieces: bytes) -> None:
+        self._batch.extend(pieces)
+        self._batch_bytes += sum(map(len, pieces))
         if self._batch_bytes >= self._BATCH_BYTES:
             self._queue.put(self._batch)
             self._batch, self._batch_bytes = [], 0
@@ -239,13 +239,14 @@ class ShardSetWriter:
         parts = []
         for name, data in sample_members(sample, self.member_names):
             parts += (_ustar_header(name, len(data)), data, _ZEROS[: -len(data) % BLOCK])
-        # One write and one hash update per sample: per-call overhead, not bytes, is the cost here.
-        record = b"".join(parts)
-        if self._file is not None and self._count and self._size + len(record) > self.target_bytes:
+        # Pieces go to the writer thread as they are: joining them would copy every image again.
+        size = sum(map(len, parts))
+        if self._file is not None and self._count and self._size + size > self.target_bytes:
             self._close_shard()
         if self._file is None:
             self._open()
-        self._write(record)
+        self._file.write(*parts)
+        self._size += size
         self._count += 1
         self._first = self._first or sample.key
         self._last = sample.key

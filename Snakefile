@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
 include: "rules/stats.smk"
+include: "rules/assemble.smk"
 
 
 rule all:
@@ -25,3 +26,4 @@ rule all:
 localrules:
     all,
     funnel,
+    assemble,

@@ -1,6 +1,7 @@
 """The `rs5m` command: tools that work on a finished (or running) build folder.
 
-`rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder.
+`rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder; `rs5m audit`
+checks a finished run's invariant (every row one terminal state, every kept sample in one shard).
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rs5m.audit import add_audit_parser
 from rs5m.browse import add_browse_parser
 
 
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs5m", description="Tools for RS5M build folders.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_browse_parser(subparsers)
+    add_audit_parser(subparsers)
     funnel = subparsers.add_parser("funnel", help="print the PUB11 funnel of a run folder from its ledger files")
     funnel.add_argument("run_dir", nargs="?", default=".", help="folder snakemake ran in (default: here)")
     funnel.set_defaults(func=_funnel)

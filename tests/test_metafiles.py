@@ -1,0 +1,61 @@
+import csv
+
+import pyarrow.parquet as pq
+import pytest
+
+from assembly_fakes import make_run
+from rs5m.metafiles import write_metafiles
+from rs5m.split import split_of
+
+
+@pytest.fixture(scope="module")
+def metafiles(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("run"))
+    counts = write_metafiles(run / "results/pub11/final.parquet", run / "results/rs3/final.parquet",
+                             run / "results/pub11/places.parquet", run / "results/metafiles", 0.2)
+    return run, counts
+
+
+def _read(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_pub11_train_and_validation(metafiles):
+    run, counts = metafiles
+    final = {r["uid"]: r for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
+    train = _read(run / "results/metafiles/pub11_train_metadata.csv")
+    val = _read(run / "results/metafiles/pub11_validation_metadata.csv")
+    assert list(train[0])[:2] == ["file_name", "text"]
+    assert len(train) + len(val) == len(final) and val
+    assert counts["pub11_validation_metadata.csv"] == len(val)
+    for row, split in [(r, "train") for r in train] + [(r, "val") for r in val]:
+        source = final[row["uid"]]
+        assert split_of(row["uid"], 0.2) == split
+        assert row["file_name"] == f"{source['source']}_{row['uid']}.jpg"
+        assert row["text"] == source["caption"]  # non-ASCII survives
+        assert row["matched_keywords"] == "|".join(source["matched_keywords"])
+    assert [r["uid"] for r in train] == sorted(r["uid"] for r in train)
+
+
+def test_rs3_columns(metafiles):
+    run, _ = metafiles
+    rows = _read(run / "results/metafiles/rs3_train_val_metadata.csv")
+    assert list(rows[0])[:8] == ["name", "subset", "dataset", "uid", "caption", "top_cap", "ssl_cap", "meta_caption"]
+    assert {"geo_lat", "geo_lon", "geo_utm", "geo_season"} <= set(rows[0])
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["ben_img_0.jpg"]["labels"] == "forest|water"
+    assert by_name["ben_img_0.jpg"]["geo_season"] == "Summer" and by_name["ben_img_0.jpg"]["geo_lat"] == ""
+    assert by_name["millionaid_img_0.jpg"]["meta_caption"] == ""
+    assert {r["subset"] for r in rows} == {"train", "val"}
+    assert len(rows) == 30
+
+
+def test_ner_table(metafiles):
+    run, _ = metafiles
+    rows = _read(run / "results/metafiles/pub11_NER_geolocation_info.csv")
+    final = {r["uid"]: r for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
+    assert list(rows[0]) == ["img_name", "text", "entity"]
+    assert len(rows) == 3 and all(r["entity"] == "Paris" for r in rows)
+    names = {f"{r['source']}_{uid}.jpg" for uid, r in final.items()}
+    assert all(r["img_name"] in names for r in rows)

@@ -1,0 +1,123 @@
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from assembly_fakes import make_run
+from rs5m.shards import PUB11, RS3, Manifest, iter_shard_samples, write_subset_shards
+from rs5m.split import split_of
+
+
+def _write(run, subset, out="results/shards", **kw):
+    options = dict(val_fraction=0.2, target_bytes=20_000, member_names="rs5m")
+    options.update(kw)
+    return write_subset_shards(subset, run / f"results/{subset}/final.parquet", run / out,
+                               run / out / f"{subset}.manifest.json", base_dir=run, **options)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run"))
+
+
+def _tar_images(run):
+    images = {}
+    for tar in sorted((run / "results/pub11/download").glob("*/*.tar")):
+        with tarfile.open(tar) as archive:
+            for info in archive:
+                images[(str(tar.relative_to(run)), info.name)] = archive.extractfile(info).read()
+    return images
+
+
+def test_pub11_round_trip(run):
+    manifest = _write(run, PUB11)
+    final = {r["uid"]: r for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
+    images = _tar_images(run)
+    seen = {}
+    assert len(manifest.shards) > 2  # target 20 kB forces several shards
+    for shard in manifest.shards:
+        path = run / "results/shards" / shard.path
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == shard.sha256
+        assert path.stat().st_size == shard.bytes
+        keys = []
+        for key, members in iter_shard_samples(path):
+            assert set(members) == {"img_name", "img_content", "caption", "json"}
+            row = final[key]
+            assert members["img_content"] == images[(row["tar"], row["member"])]
+            assert members["caption"].decode() == row["caption"]
+            meta = json.loads(members["json"])
+            assert meta["uid"] == key and meta["url"] == row["url"] and meta["source"] == row["source"]
+            assert meta["matched_keywords"] == row["matched_keywords"] and meta["clip_score"] == row["clip_score"]
+            assert members["img_name"].decode() == f"{row['source']}_{key}.jpg"
+            assert meta["split"] == shard.split == split_of(key, 0.2)
+            Image.open(__import__("io").BytesIO(members["img_content"])).load()
+            keys.append(key)
+            seen[key] = seen.get(key, 0) + 1
+        assert shard.samples == len(keys) and shard.first_key == keys[0] and shard.last_key == keys[-1]
+    assert seen == {uid: 1 for uid in final}
+    names = [s.path for s in manifest.shards]
+    assert "train/pub11-train-0000.tar" in names and "val/pub11-val-0000.tar" in names
+    assert sum(c["train"] + c["val"] for c in manifest.counts.values()) == len(final)
+    assert Manifest.read(run / "results/shards/pub11.manifest.json") == manifest
+
+
+def test_rs3_round_trip_and_standard_names(run):
+    manifest = _write(run, RS3, out="std", member_names="standard")
+    final = {r["uid"]: r for r in pq.read_table(run / "results/rs3/final.parquet").to_pylist()}
+    count = 0
+    for shard in manifest.shards:
+        previous = ""
+        for key, members in iter_shard_samples(run / "std" / shard.path):
+            assert set(members) == {"jpg", "txt", "json"}
+            row = final[key]
+            assert members["jpg"] == (run / row["image_path"]).read_bytes()
+            assert members["txt"].decode() == row["caption"]
+            meta = json.loads(members["json"])
+            assert meta["img_name"] == row["img_name"] and meta["labels"] == list(row["labels"])
+            assert meta["geo"] == row["geo"] and meta["clip_score"] is None and meta["url"] is None
+            assert "image_path" not in meta  # machine-local paths would break byte-identity
+            assert key > previous  # uid order
+            previous = key
+            count += 1
+    assert count == len(final)
+    assert manifest.counts["ben"]["train"] + manifest.counts["ben"]["val"] == 10
+
+
+def test_reruns_byte_identical_and_stale_shards_removed(run):
+    first = _write(run, PUB11, out="a")
+    # a leftover from an interrupted run with more shards must not survive
+    (run / "a/train/pub11-train-0099.tar").write_bytes(b"junk")
+    (run / "a/train/pub11-train-0001.tar.tmp").write_bytes(b"junk")
+    second = _write(run, PUB11, out="a")
+    third = _write(run, PUB11, out="b")
+    assert first == second == third
+    for shard in first.shards:
+        assert (run / "a" / shard.path).read_bytes() == (run / "b" / shard.path).read_bytes()
+    assert sorted(p.name for p in (run / "a/train").iterdir()) == sorted(
+        Path(s.path).name for s in first.shards if s.split == "train")
+
+
+def test_tar_headers_fixed_and_safe(run):
+    manifest = _write(run, RS3, out="hdr")
+    with tarfile.open(run / "hdr" / manifest.shards[0].path) as archive:
+        members = archive.getmembers()
+    assert members and all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" and m.mode == 0o444
+                           for m in members)
+    assert all("/" not in m.name and m.name.count(".") == 1 for m in members)
+    # members of one sample are adjacent
+    keys = [m.name.split(".")[0] for m in members]
+    assert keys == sorted(keys)
+
+
+def test_missing_download_member_is_an_error(run, tmp_path):
+    table = pq.read_table(run / "results/pub11/final.parquet").to_pylist()
+    table[0]["member"] = "missing.jpg"
+    import pyarrow as pa
+    pq.write_table(pa.Table.from_pylist(table), tmp_path / "final.parquet")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        write_subset_shards(PUB11, tmp_path / "final.parquet", tmp_path / "s", tmp_path / "s/m.json",
+                            0.05, 10_000, base_dir=run)

@@ -1,0 +1,11 @@
+from rs5m.adapter import run
+from rs5m.audit import write_audit
+
+run(
+    snakemake,
+    write_audit,
+    run_dir=".",
+    report=snakemake.output[0],
+    stage_order=snakemake.params.stage_order or None,
+    verify_images=snakemake.params.verify_images,
+)

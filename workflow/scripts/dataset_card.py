@@ -1,0 +1,14 @@
+from rs5m.adapter import run
+from rs5m.card import write_card
+
+run(
+    snakemake,
+    write_card,
+    manifests=list(snakemake.input.manifests),
+    metafiles_dir=snakemake.params.metafiles_dir,
+    readme=snakemake.output.readme,
+    croissant_path=snakemake.output.croissant,
+    config=snakemake.config,
+    card=snakemake.params.card,
+    validate=snakemake.params.validate,
+)

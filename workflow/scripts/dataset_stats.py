@@ -1,0 +1,11 @@
+from rs5m.adapter import run
+from rs5m.report import write_report
+
+run(
+    snakemake,
+    write_report,
+    pub11_final=snakemake.input.pub11,
+    rs3_final=snakemake.input.rs3,
+    out_dir=snakemake.params.out_dir,
+    val_fraction=snakemake.params.val_fraction,
+)

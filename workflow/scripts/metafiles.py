@@ -1,0 +1,12 @@
+from rs5m.adapter import run
+from rs5m.metafiles import write_metafiles
+
+run(
+    snakemake,
+    write_metafiles,
+    pub11_final=snakemake.input.pub11,
+    rs3_final=snakemake.input.rs3,
+    places=snakemake.input.places,
+    out_dir=snakemake.params.out_dir,
+    val_fraction=snakemake.params.val_fraction,
+)

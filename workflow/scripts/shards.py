@@ -1,0 +1,14 @@
+from rs5m.adapter import run
+from rs5m.shards import write_subset_shards
+
+run(
+    snakemake,
+    write_subset_shards,
+    subset=snakemake.wildcards.subset,
+    final=snakemake.input.final,
+    shards_dir=snakemake.params.shards_dir,
+    manifest=snakemake.output.manifest,
+    val_fraction=snakemake.params.val_fraction,
+    target_bytes=snakemake.params.target_bytes,
+    member_names=snakemake.params.member_names,
+)

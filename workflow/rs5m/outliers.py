@@ -220,6 +220,7 @@ def score_part(
         "clip_pretrained": str(clip_pretrained),
         "detector_weights": str(detector_weights),
         "prompts": json.dumps(prompts),
+        "scoring_seconds": f"{elapsed:.3f}",
     })
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)

@@ -1,0 +1,143 @@
+# PUB11 outlier removal: CLIP prompt score and RS-detector probability per download part, then the
+# joint threshold over the pooled set (SPEC 2.5) and its QA (the paper's Fig. 13 grid).
+
+OUTLIERS = config["outliers"]
+DETECTOR = OUTLIERS["detector"]
+
+
+def detector_weights(wildcards):
+    """Configured weights skip training; otherwise the weights rule train_rs_detector writes."""
+    if DETECTOR["weights"]:
+        return repo_path(DETECTOR["weights"])
+    return "results/pub11/rs_detector/weights.pt"
+
+
+rule train_rs_detector:
+    input:
+        positives=DETECTOR["positive_dirs"],
+        negatives=DETECTOR["negative_dirs"],
+    output:
+        weights="results/pub11/rs_detector/weights.pt",
+        metrics="results/pub11/rs_detector/metrics.json",
+        work=directory("results/pub11/rs_detector/train"),
+    log:
+        "logs/train_rs_detector.log",
+    benchmark:
+        "results/benchmarks/train_rs_detector.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: DETECTOR["workers"]  # ultralytics dataloader workers; an upper bound, clamped by --cores
+    resources:
+        gpu=1,
+    params:
+        options={
+            "device": OUTLIERS["device"],
+            **{
+                key: DETECTOR[key]
+                for key in (
+                    "model",
+                    "epochs",
+                    "imgsz",
+                    "batch",
+                    "seed",
+                    "max_per_class",
+                    "amp",
+                    "train_args",
+                )
+            },
+        },
+    script:
+        "../workflow/scripts/train_rs_detector.py"
+
+
+rule score_part:
+    input:
+        kept="results/pub11/dedup/kept.parquet",
+        shards="results/pub11/download/{part}",
+        detector=detector_weights,
+    output:
+        "results/pub11/scores/{part}.parquet",
+    log:
+        "logs/score_part/{part}.log",
+    benchmark:
+        "results/benchmarks/score_part/{part}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: OUTLIERS["workers"]  # DataLoader decode workers feeding one GPU; an upper bound
+    resources:
+        gpu=1,
+    params:
+        options={
+            "clip_model": OUTLIERS["clip"]["model"],
+            "clip_pretrained": OUTLIERS["clip"]["pretrained"],
+            "prompt_modifiers": OUTLIERS["prompts"]["modifiers"],
+            "prompt_nouns": OUTLIERS["prompts"]["nouns"],
+            "batch_size": OUTLIERS["batch_size"],
+            "device": OUTLIERS["device"],
+            "precision": OUTLIERS["precision"],
+        },
+    script:
+        "../workflow/scripts/score_part.py"
+
+
+rule outlier_threshold:
+    input:
+        kept="results/pub11/dedup/kept.parquet",
+        scores=expand("results/pub11/scores/{part}.parquet", part=PARTS),
+    output:
+        final="results/pub11/final.parquet",
+        stats="results/pub11/final.stats.json",
+        drops="results/pub11/final.drops.parquet",
+        thresholds="results/pub11/final.thresholds.json",
+    log:
+        "logs/outlier_threshold.log",
+    conda:
+        "../envs/pub11.yaml"
+    resources:
+        mem_mb=8000,
+    params:
+        options={
+            "clip_top_percent": OUTLIERS["clip_top_percent"],
+            "rs_top_percent": OUTLIERS["rs_top_percent"],
+        },
+    script:
+        "../workflow/scripts/outlier_threshold.py"
+
+
+rule outlier_qa:
+    input:
+        kept="results/pub11/dedup/kept.parquet",
+        scores=expand("results/pub11/scores/{part}.parquet", part=PARTS),
+    output:
+        csv="results/stats/fig13_grid.csv",
+        md="results/stats/fig13_grid.md",
+        png="results/stats/fig13_grid.png",
+        histograms="results/stats/outlier_score_histograms.png",
+    log:
+        "logs/outlier_qa.log",
+    conda:
+        "../envs/pub11.yaml"
+    params:
+        options={
+            "clip_top_percent": OUTLIERS["clip_top_percent"],
+            "rs_top_percent": OUTLIERS["rs_top_percent"],
+            "levels": OUTLIERS["qa_levels"],
+        },
+    script:
+        "../workflow/scripts/outlier_qa.py"
+
+
+LEDGER_FILES.append("results/pub11/final.stats.json")
+
+
+def outlier_outputs():
+    """Targets of this stage for rule all."""
+    targets = [
+        "results/pub11/final.parquet",
+        "results/stats/fig13_grid.md",
+        "results/stats/fig13_grid.png",
+        "results/stats/outlier_score_histograms.png",
+    ]
+    if not DETECTOR["weights"]:
+        targets.append("results/pub11/rs_detector/metrics.json")
+    return targets

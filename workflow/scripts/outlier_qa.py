@@ -1,0 +1,14 @@
+from rs5m.adapter import run
+from rs5m.outlier_qa import outlier_qa
+
+run(
+    snakemake,
+    outlier_qa,
+    kept=snakemake.input.kept,
+    scores=list(snakemake.input.scores),
+    grid_csv=snakemake.output.csv,
+    grid_md=snakemake.output.md,
+    grid_png=snakemake.output.png,
+    histograms_png=snakemake.output.histograms,
+    **snakemake.params.options,
+)

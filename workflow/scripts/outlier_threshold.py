@@ -1,0 +1,12 @@
+from rs5m.adapter import run
+from rs5m.outliers import apply_outlier_threshold
+
+run(
+    snakemake,
+    apply_outlier_threshold,
+    kept=snakemake.input.kept,
+    scores=list(snakemake.input.scores),
+    out=snakemake.output.final,
+    thresholds_out=snakemake.output.thresholds,
+    **snakemake.params.options,
+)

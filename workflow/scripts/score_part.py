@@ -1,0 +1,13 @@
+from rs5m.adapter import run
+from rs5m.outliers import score_part
+
+run(
+    snakemake,
+    score_part,
+    kept=snakemake.input.kept,
+    part=snakemake.wildcards.part,
+    detector_weights=snakemake.input.detector,
+    out=snakemake.output[0],
+    workers=snakemake.threads,
+    **snakemake.params.options,
+)

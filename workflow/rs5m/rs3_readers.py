@@ -291,24 +291,30 @@ def _bigearthnet_patches(root: Path, split: str, version: str) -> list[dict]:
     ]
 
 
-def read_bigearthnet(root: str | Path, out_path: str | Path, mapping_path: str | Path, image_dir: str | Path,
-                     split: str = "train", version: str = "auto", clip: tuple[float, float] = (0, 2000),
-                     jpeg_quality: int = 95, threads: int = 1, dataset: str = "bigearthnet") -> StageStats:
+def read_bigearthnet(roots: str | Path | list, out_path: str | Path, mapping_path: str | Path,
+                     image_dir: str | Path, split: str = "train", version: str = "auto",
+                     clip: tuple[float, float] = (0, 2000), jpeg_quality: int = 95, threads: int = 1,
+                     dataset: str = "bigearthnet") -> StageStats:
     """BigEarthNet S2 patches of one split -> RGB JPEGs `ben_<id>.jpg` + reader table + id mapping.
 
-    Ids are the positions of the split's patch names in sorted order, so a patch keeps its id on
-    a rerun even when another patch turns readable. A patch with a missing or unreadable band is
-    dropped with that reason; a missing or broken JSON only removes caption fields.
+    `roots` is one release folder (v1 or v2, told apart by `version`, auto by default) or a list
+    of them. Ids are the positions of the split's patch names in sorted order (root after root),
+    so a patch keeps its id on a rerun even when another patch turns readable. A patch with a
+    missing or unreadable band is dropped with that reason; a missing or broken JSON only removes
+    caption fields.
     """
-    root = Path(root)
-    version = bigearthnet_version(root, version)
+    roots = [Path(r) for r in (roots if isinstance(roots, (list, tuple)) else [roots])]
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
-    patches = _bigearthnet_patches(root, split, version)
+    patches = []
+    for root in roots:
+        root_version = bigearthnet_version(root, version)
+        for patch in _bigearthnet_patches(root, split, root_version):
+            patches.append({**patch, "root": root, "version": root_version})
 
     def one(indexed: tuple[int, dict]) -> tuple[_Outcome, dict | None]:
         ben_id, patch = indexed
-        name, folder = patch["name"], patch["folder"]
+        name, folder, root, version = patch["name"], patch["folder"], patch["root"], patch["version"]
         relative = folder.relative_to(root).as_posix()
         uid = make_uid(dataset, relative)
         if not folder.is_dir():
@@ -342,7 +348,8 @@ def read_bigearthnet(root: str | Path, out_path: str | Path, mapping_path: str |
         rgb = rgb_composite(*bands, clip=clip)
         img_name = f"ben_{ben_id}.jpg"
         image_path = image_dir / img_name
-        Image.fromarray(rgb, "RGB").save(image_path, "JPEG", quality=int(jpeg_quality))
+        # 4:4:4 chroma: the patches are only 120 px wide, subsampling would blur their colours.
+        Image.fromarray(rgb, "RGB").save(image_path, "JPEG", quality=int(jpeg_quality), subsampling=0)
         labels = [str(label) for label in (record.get("labels") or [])]
         row = {
             "uid": uid, "dataset": dataset, "img_name": img_name, "image_path": str(image_path.resolve()),

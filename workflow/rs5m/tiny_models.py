@@ -1,7 +1,7 @@
 """Tiny random-weight models built offline for tests, benchmarks and the demo run.
 
-Writes a small BLIP-2 (Blip2ForConditionalGeneration + Blip2Processor with a CLIP-BPE tokenizer
-from open_clip's shipped vocabulary) to a folder, and registers tiny open_clip configs.
+Writes a small BLIP-2 (Blip2ForConditionalGeneration + Blip2Processor with a BPE tokenizer trained
+in-process, or one from open_clip's shipped vocabulary) to a folder; registers tiny open_clip configs.
 """
 from __future__ import annotations
 
@@ -95,11 +95,47 @@ def _clip_bpe_tokenizer(work_dir: Path):
     return tokenizer
 
 
-def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4, image_size: int = 32) -> Path:
-    """Save a ~1.6 M-parameter random BLIP-2 (OPT text model) with its processor to `path`.
+# Training text of the small tiny-model BPE: caption-like phrases, so its merges are words that
+# look like captions when a random model samples them.
+_BPE_CORPUS = [
+    "a satellite view of a farm field next to a river",
+    "an aerial image of an airport with planes parked on the runway",
+    "a satellite image of a city with roads, houses and a stadium",
+    "an aerial photograph of a harbour with boats and containers",
+    "a google earth view of a forest, a lake and green meadows",
+    "a satellite photo of a parking lot full of cars near a shopping mall",
+    "an overhead view of a bridge over the water and a highway",
+    "a remote sensing image of a desert with sand dunes and a road",
+    "aerial view of a beach, the sea and a small town",
+    "a satellite image showing crop fields, a farm house and trees",
+]
+
+
+def _caption_bpe_tokenizer(vocab_size: int = 400):
+    """A small BPE (SentencePiece-style word boundaries) trained in-process on caption phrases:
+    its ~240 tokens keep top-k/top-p sampling of 20 candidates cheap on a CPU, and every token
+    decodes to printable text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace()
+    bpe.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  special_tokens=["<pad>", "</s>", "<unk>", "<image>"])
+    bpe.train_from_iterator(_BPE_CORPUS * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", additional_special_tokens=["<image>"])
+
+
+def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4, image_size: int = 32,
+                     tokenizer: str = "caption_bpe") -> Path:
+    """Save a small random BLIP-2 (OPT text model) with its processor to `path`.
 
     Loads with Blip2Processor/Blip2ForConditionalGeneration.from_pretrained like the real
     Salesforce/blip2-opt-6.7b folder, so the caption stage runs the same code on both.
+    `tokenizer` is "caption_bpe" (trained here, ~240 tokens, fast) or "clip_bpe" (open_clip's
+    shipped 49k vocabulary: closer to a real vocabulary size, ~6x slower to sample).
     """
     import torch
     from transformers import (BlipImageProcessor, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor,
@@ -110,8 +146,13 @@ def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4,
     offline.setup()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as work:
-        tokenizer = _clip_bpe_tokenizer(Path(work))
+    if tokenizer == "caption_bpe":
+        tokenizer = _caption_bpe_tokenizer()
+    elif tokenizer == "clip_bpe":
+        with tempfile.TemporaryDirectory() as work:
+            tokenizer = _clip_bpe_tokenizer(Path(work))
+    else:
+        raise ValueError(f"tokenizer must be caption_bpe or clip_bpe, got {tokenizer!r}")
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     vision_width = 32
     config = Blip2Config(

@@ -12,6 +12,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
+include: "rules/rs3.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
 
@@ -21,6 +22,7 @@ rule all:
     input:
         keyword_outputs("parquet"),
         "results/stats/funnel.md",
+        rs3_targets(),
 
 
 localrules:

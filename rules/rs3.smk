@@ -1,0 +1,208 @@
+# RS3 (SPEC 3): read fMoW, BigEarthNet and MillionAID, meta-caption them, caption with BLIP-2 and
+# rank with two CLIPs, one GPU job per part; gather results/rs3/final.parquet.
+
+RS3 = config.get("rs3", {})
+RS3_DATASETS = RS3.get("datasets", [])
+CAPTION = config.get("caption", {})
+RS3_DEMO_ROOT = os.path.join(DEMO["root"], "rs3")
+
+
+def rs3_input(path):
+    """A dataset root as an input: inside the demo tree it is the demo rule's output folder."""
+    demo_root = os.path.normpath(RS3_DEMO_ROOT)
+    if DEMO["enabled"] and os.path.normpath(path).startswith(demo_root + os.sep):
+        return RS3_DEMO_ROOT
+    return path
+
+
+def rs3_read_outputs(kind="parquet"):
+    return [f"results/rs3/read/{dataset}.{kind}" for dataset in RS3_DATASETS]
+
+
+def rs3_caption_outputs(kind="parquet"):
+    return [f"results/rs3/caption/{part}.{kind}" for part in PARTS]
+
+
+def rs3_model_files():
+    """The tiny models' paths when the workflow builds them (demo), else nothing to wait for."""
+    if not CAPTION.get("tiny_models"):
+        return []
+    return [
+        CAPTION["blip2"]["model"],
+        CAPTION["clip_a"]["pretrained"],
+        CAPTION["clip_b"]["pretrained"],
+    ]
+
+
+def rs3_targets():
+    return ["results/rs3/final.parquet"] if RS3_DATASETS else []
+
+
+rule rs3_demo_inputs:
+    output:
+        directory(RS3_DEMO_ROOT),
+    log:
+        "logs/rs3_demo_inputs.log",
+    conda:
+        "../envs/rs3.yaml"
+    params:
+        seed=DEMO["seed"],
+    script:
+        "../workflow/scripts/rs3_demo_inputs.py"
+
+
+if CAPTION.get("tiny_models"):
+
+    rule rs3_tiny_models:
+        output:
+            blip2=directory(CAPTION["blip2"]["model"]),
+            clip_a=CAPTION["clip_a"]["pretrained"],
+            clip_b=CAPTION["clip_b"]["pretrained"],
+        log:
+            "logs/rs3_tiny_models.log",
+        conda:
+            "../envs/models.yaml"
+        params:
+            clip_a=CAPTION["clip_a"]["model"],
+            clip_b=CAPTION["clip_b"]["model"],
+            seed=CAPTION["seed"],
+        script:
+            "../workflow/scripts/rs3_tiny_models.py"
+
+
+rule rs3_read_fmow:
+    input:
+        root=rs3_input(RS3.get("fmow", {}).get("root", "data/fmow-rgb")),
+    output:
+        table="results/rs3/read/fmow.parquet",
+        stats="results/rs3/read/fmow.stats.json",
+        drops="results/rs3/read/fmow.drops.parquet",
+    log:
+        "logs/rs3_read_fmow.log",
+    benchmark:
+        "results/benchmarks/rs3_read_fmow.tsv"
+    conda:
+        "../envs/rs3.yaml"
+    threads: RS3.get("threads", 4)  # image-header reader threads; an upper bound, clamped by --cores
+    params:
+        root=RS3.get("fmow", {}).get("root"),
+        split=RS3.get("fmow", {}).get("split", "train"),
+        variants=RS3.get("fmow", {}).get("variants", ["rgb", "msrgb"]),
+    script:
+        "../workflow/scripts/rs3_read_fmow.py"
+
+
+rule rs3_read_bigearthnet:
+    input:
+        roots=[rs3_input(root) for root in RS3.get("bigearthnet", {}).get("roots", [])],
+    output:
+        table="results/rs3/read/bigearthnet.parquet",
+        stats="results/rs3/read/bigearthnet.stats.json",
+        drops="results/rs3/read/bigearthnet.drops.parquet",
+        mapping="results/rs3/read/bigearthnet_mapping.parquet",
+        images=directory("results/rs3/images/bigearthnet"),
+    log:
+        "logs/rs3_read_bigearthnet.log",
+    benchmark:
+        "results/benchmarks/rs3_read_bigearthnet.tsv"
+    conda:
+        "../envs/rs3.yaml"
+    threads: RS3.get("threads", 4)  # GeoTIFF reader threads; an upper bound, clamped by --cores
+    params:
+        roots=RS3.get("bigearthnet", {}).get("roots", []),
+        split=RS3.get("bigearthnet", {}).get("split", "train"),
+        version=RS3.get("bigearthnet", {}).get("version", "auto"),
+        clip=RS3.get("bigearthnet", {}).get("reflectance_clip", [0, 2000]),
+        jpeg_quality=RS3.get("bigearthnet", {}).get("jpeg_quality", 95),
+    script:
+        "../workflow/scripts/rs3_read_bigearthnet.py"
+
+
+rule rs3_read_millionaid:
+    input:
+        root=rs3_input(RS3.get("millionaid", {}).get("root", "data/millionaid")),
+    output:
+        table="results/rs3/read/millionaid.parquet",
+        stats="results/rs3/read/millionaid.stats.json",
+        drops="results/rs3/read/millionaid.drops.parquet",
+    log:
+        "logs/rs3_read_millionaid.log",
+    benchmark:
+        "results/benchmarks/rs3_read_millionaid.tsv"
+    conda:
+        "../envs/rs3.yaml"
+    threads: RS3.get("threads", 4)  # image-header reader threads; an upper bound, clamped by --cores
+    params:
+        root=RS3.get("millionaid", {}).get("root"),
+        split=RS3.get("millionaid", {}).get("split", "test"),
+    script:
+        "../workflow/scripts/rs3_read_millionaid.py"
+
+
+rule rs3_metacaption:
+    input:
+        tables=rs3_read_outputs(),
+    output:
+        parts=expand("results/rs3/metacaption/{part}.parquet", part=PARTS),
+    log:
+        "logs/rs3_metacaption.log",
+    benchmark:
+        "results/benchmarks/rs3_metacaption.tsv"
+    conda:
+        "../envs/rs3.yaml"
+    params:
+        seed=config.get("metacaption", {}).get("seed", 0),
+        season_rule=config.get("metacaption", {}).get("season_rule", "hemisphere"),
+    script:
+        "../workflow/scripts/rs3_metacaption.py"
+
+
+rule rs3_caption:
+    input:
+        part="results/rs3/metacaption/{part}.parquet",
+        models=rs3_model_files(),
+    output:
+        table="results/rs3/caption/{part}.parquet",
+        candidates="results/rs3/caption/{part}.candidates.parquet",
+        stats="results/rs3/caption/{part}.stats.json",
+        drops="results/rs3/caption/{part}.drops.parquet",
+    log:
+        "logs/rs3_caption/{part}.log",
+    benchmark:
+        "results/benchmarks/rs3_caption/{part}.tsv"
+    conda:
+        "../envs/models.yaml"
+    threads: 4  # image decoding and rotation next to one GPU; an upper bound, clamped by --cores
+    resources:
+        gpu=1,
+        mem_mb=32000,
+    params:
+        blip2=CAPTION.get("blip2", {}),
+        clip_a=CAPTION.get("clip_a", {}),
+        clip_b=CAPTION.get("clip_b", {}),
+        num_candidates=CAPTION.get("num_candidates", 20),
+        top_k=CAPTION.get("top_k", 50),
+        top_p=CAPTION.get("top_p", 0.95),
+        max_length=CAPTION.get("max_length", 50),
+        rotations=CAPTION.get("rotations", {}),
+        batch_size=CAPTION.get("batch_size", 8),
+        seed=CAPTION.get("seed", 0),
+        device=CAPTION.get("device", "auto"),
+    script:
+        "../workflow/scripts/rs3_caption.py"
+
+
+rule rs3_final:
+    input:
+        parts=rs3_caption_outputs(),
+    output:
+        "results/rs3/final.parquet",
+    log:
+        "logs/rs3_final.log",
+    conda:
+        "../envs/rs3.yaml"
+    script:
+        "../workflow/scripts/rs3_final.py"
+
+
+LEDGER_FILES.extend(rs3_read_outputs("stats.json") + rs3_caption_outputs("stats.json"))

@@ -1,0 +1,11 @@
+from rs5m.adapter import run
+from rs5m.metacaption import rs3_metacaptions
+
+run(
+    snakemake,
+    rs3_metacaptions,
+    read_tables=list(snakemake.input.tables),
+    out_paths=list(snakemake.output.parts),
+    seed=snakemake.params.seed,
+    season_rule=snakemake.params.season_rule,
+)

@@ -1,0 +1,11 @@
+from rs5m.adapter import run
+from rs5m.rs3_readers import read_millionaid
+
+run(
+    snakemake,
+    read_millionaid,
+    root=snakemake.params.root,
+    out_path=snakemake.output.table,
+    split=snakemake.params.split,
+    threads=snakemake.threads,
+)

@@ -10,6 +10,7 @@ import json
 import logging
 import random
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -27,47 +28,65 @@ log = logging.getLogger(__name__)
 # those that fill the most fields are kept and one of them is picked with the sample's seed, so a
 # missing field removes its clause (or its segment), never the caption.
 
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;])")
 
 
 class _Missing(Exception):
     pass
 
 
-def _render_segment(text: str, fields: Mapping[str, Any], filled: list[str]) -> str:
-    out: list[str] = []
+@lru_cache(maxsize=None)
+def _parse(text: str) -> tuple:
+    """A template as a tree of literals, ("field", name) and ("optional", subtree); parsed once."""
+    nodes: list = []
+    literal: list[str] = []
     i = 0
     while i < len(text):
         char = text[i]
-        if char == "[":
+        if char in "[{":
+            if literal:
+                nodes.append("".join(literal))
+                literal = []
+            if char == "{":
+                end = text.index("}", i)
+                nodes.append(("field", text[i + 1 : end]))
+                i = end + 1
+                continue
             depth, j = 1, i + 1
             while j < len(text) and depth:
                 depth += {"[": 1, "]": -1}.get(text[j], 0)
                 j += 1
             if depth:
                 raise ValueError(f"unbalanced [ in template {text!r}")
-            inner_filled: list[str] = []
-            try:
-                rendered = _render_segment(text[i + 1 : j - 1], fields, inner_filled)
-            except _Missing:
-                rendered = ""
-            else:
-                filled.extend(inner_filled)
-            out.append(rendered)
+            nodes.append(("optional", _parse(text[i + 1 : j - 1])))
             i = j
             continue
-        if char == "{":
-            end = text.index("}", i)
-            name = text[i + 1 : end]
-            value = fields.get(name)
-            if value is None or value == "" or value == []:
-                raise _Missing(name)
-            filled.append(name)
-            out.append(str(value))
-            i = end + 1
-            continue
-        out.append(char)
+        literal.append(char)
         i += 1
+    if literal:
+        nodes.append("".join(literal))
+    return tuple(nodes)
+
+
+def _render_nodes(nodes: tuple, fields: Mapping[str, Any], filled: list[str]) -> str:
+    out: list[str] = []
+    for node in nodes:
+        if isinstance(node, str):
+            out.append(node)
+        elif node[0] == "field":
+            value = fields.get(node[1])
+            if value is None or value == "" or value == []:
+                raise _Missing(node[1])
+            filled.append(node[1])
+            out.append(str(value))
+        else:
+            inner: list[str] = []
+            try:
+                out.append(_render_nodes(node[1], fields, inner))
+            except _Missing:
+                continue
+            filled.extend(inner)
     return "".join(out)
 
 
@@ -75,13 +94,12 @@ def render(template: str, fields: Mapping[str, Any]) -> tuple[str, int] | None:
     """One template with its fields: (text, number of fields used), or None if unusable."""
     filled: list[str] = []
     try:
-        text = _render_segment(template, fields, filled)
+        text = _render_nodes(_parse(template), fields, filled)
     except _Missing:
         return None
     if not filled:
         return None
-    text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"\s+([,.;])", r"\1", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text).strip())
     return text, len(filled)
 
 

@@ -1,0 +1,125 @@
+"""CPU throughput of the RS3 branch with tiny models: readers, meta-captions, captioning.
+
+PYTHONPATH=workflow python benchmarks/bench_rs3.py [--small]
+Prints images/s of each step on this machine; the tiny models have random weights, so the
+captioning figure measures the pipeline's own overhead (decode, rotations, ranking, tables),
+not a real BLIP-2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def _timed(label: str, count: int, function, unit: str = "images"):
+    started = time.perf_counter()
+    result = function()
+    seconds = time.perf_counter() - started
+    print(f"{label:<46} {count:>6} {unit} in {seconds:7.2f} s = {count / seconds:9.1f} {unit}/s")
+    return result, count / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="fewer images (for a busy 2-core machine)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from rs5m import caption, metacaption, rs3_demo, rs3_readers, tiny_models
+
+    copies = 4 if args.small else 20
+    images_to_caption = 8 if args.small else 32
+    work = Path(tempfile.mkdtemp(prefix="bench_rs3_"))
+    figures = {}
+
+    # Readers on copies of the demo trees.
+    roots = {}
+    for copy in range(copies):
+        roots[copy] = rs3_demo.write_rs3_demo(work / f"demo{copy}", seed=copy)
+    fmow_root = work / "fmow"
+    for copy, tree in roots.items():
+        for path in Path(tree["fmow"]).rglob("*"):
+            if path.is_file():
+                # One instance folder per copy keeps the published layout and unique names.
+                target = fmow_root / "train" / path.parent.parent.name / f"{path.parent.name}x{copy}" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(path.read_bytes())
+    fmow_count = sum(1 for _ in fmow_root.rglob("*.json")) + sum(1 for _ in fmow_root.rglob("*.jpg"))
+    stats, figures["fmow_read"] = _timed("read fMoW (header + JSON)", fmow_count // 2,
+                                         lambda: rs3_readers.read_fmow(fmow_root, work / "fmow.parquet", threads=2))
+    ben_roots = [roots[c][v] for c in roots for v in ("bigearthnet_v1", "bigearthnet_v2")]
+    ben_patches = 9 * copies
+    _, figures["ben_read"] = _timed(
+        "read BigEarthNet (3 GeoTIFFs -> RGB JPEG)", ben_patches,
+        lambda: rs3_readers.read_bigearthnet(ben_roots, work / "ben.parquet", work / "map.parquet", work / "ben",
+                                             threads=2), "patches")
+
+    # Meta-captions over many fMoW-like rows (the reverse-geocoding bulk lookup included).
+    record = json.loads((next(Path(roots[0]["fmow"]).rglob("airport_0_0_rgb.json"))).read_text())
+    rng = random.Random(0)
+    rows = []
+    for i in range(2000 if args.small else 20000):
+        lon, lat = rng.uniform(-120, 150), rng.uniform(-40, 60)
+        record["bounding_boxes"][0]["raw_location"] = f"POLYGON (({lon} {lat}, {lon} {lat}))"
+        rows.append({"uid": f"{i:016x}", "dataset": "fmow", "img_name": f"fmow_{i}.jpg", "image_path": "x",
+                     "labels": ["airport"], "meta": json.dumps(record), "width": 160, "height": 120})
+    metacaption.rs3_meta_rows(rows[:10])  # load the geocoder's table outside the timing
+    _, figures["metacaption"] = _timed("meta-captions (fMoW records)", len(rows),
+                                       lambda: metacaption.rs3_meta_rows(rows), "rows")
+
+    # Captioning with tiny models: generate 20, rank with two CLIPs, 12 rotations.
+    models = work / "models"
+    _timed("build tiny models", 3, lambda: tiny_models.build_tiny_models(
+        models / "blip2", {"rs5m-tiny-clip": models / "a.pt", "rs5m-tiny-clip-rn": models / "b.pt"}), "models")
+    meta = pq.read_table(work / "ben.parquet").to_pylist()[:images_to_caption]
+    part = work / "part.parquet"
+    pq.write_table(pa.Table.from_pylist([
+        {"uid": r["uid"], "dataset": r["dataset"], "img_name": r["img_name"], "image_path": r["image_path"],
+         "meta_caption": "", "labels": r["labels"], "geo": "{}"} for r in meta]), part)
+    _, figures["caption_part"] = _timed(
+        "caption part incl. model loading (batch 8)", len(meta),
+        lambda: caption.caption_part(part, work / "out.parquet", work / "out.candidates.parquet",
+                                     blip2={"model": str(models / "blip2")},
+                                     clip_a={"model": "rs5m-tiny-clip", "pretrained": str(models / "a.pt")},
+                                     clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": str(models / "b.pt")},
+                                     max_length=30, batch_size=8, device="cpu"))
+    processor, blip2 = caption.load_blip2(str(models / "blip2"), device="cpu")
+    scorer_a = caption.ClipScorer("rs5m-tiny-clip", str(models / "a.pt"), "cpu")
+    scorer_b = caption.ClipScorer("rs5m-tiny-clip-rn", str(models / "b.pt"), "cpu")
+    from PIL import Image
+
+    images = [Image.open(r["image_path"]).convert("RGB") for r in meta]
+    uids = [r["uid"] for r in meta]
+
+    def run_batches(batch: int):
+        for start in range(0, len(images), batch):
+            caption.caption_images(images[start : start + batch], uids[start : start + batch], processor, blip2,
+                                   scorer_a, scorer_b, max_length=30)
+
+    for batch in (1, 8):
+        _, figures[f"caption_b{batch}"] = _timed(f"caption_images, batch {batch} (20 cand., 12 rot.)", len(images),
+                                                 lambda: run_batches(batch))
+    _, figures["generate"] = _timed(
+        "BLIP-2 generate only, batch 8", len(images) * 20,
+        lambda: [caption.generate_candidates(processor, blip2, images[s : s + 8], max_length=30, seed=0)
+                 for s in range(0, len(images), 8)], "candidates")
+    # Selection alone on fixed embeddings (the pure part).
+    rng_np = np.random.default_rng(0)
+    embeddings = [(rng_np.normal(size=768), rng_np.normal(size=(20, 768)), rng_np.normal(size=1024),
+                   rng_np.normal(size=(20, 1024)), rng_np.normal(size=(12, 1024))) for _ in range(500)]
+    _, figures["select"] = _timed("selection on fixed embeddings", len(embeddings),
+                                  lambda: [caption.select_candidates(*e) for e in embeddings])
+    print(f"ratio caption batch 8 / batch 1: {figures['caption_b8'] / figures['caption_b1']:.2f}x")
+    print(f"ratio BigEarthNet read / caption (batch 8): {figures['ben_read'] / figures['caption_b8']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

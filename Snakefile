@@ -10,6 +10,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+include: "rules/common_rs3.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
 include: "rules/rs3.smk"

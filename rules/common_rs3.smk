@@ -1,0 +1,37 @@
+# RS3 configuration and helper functions (rules/rs3.smk uses them). No rules here.
+
+RS3 = config.get("rs3", {})
+RS3_DATASETS = RS3.get("datasets", [])
+CAPTION = config.get("caption", {})
+RS3_DEMO_ROOT = os.path.join(DEMO["root"], "rs3")
+
+
+def rs3_input(path):
+    """A dataset root as an input: inside the demo tree it is the demo rule's output folder."""
+    demo_root = os.path.normpath(RS3_DEMO_ROOT)
+    if DEMO["enabled"] and os.path.normpath(path).startswith(demo_root + os.sep):
+        return RS3_DEMO_ROOT
+    return path
+
+
+def rs3_read_outputs(kind="parquet"):
+    return [f"results/rs3/read/{dataset}.{kind}" for dataset in RS3_DATASETS]
+
+
+def rs3_caption_outputs(kind="parquet"):
+    return [f"results/rs3/caption/{part}.{kind}" for part in PARTS]
+
+
+def rs3_model_files():
+    """The tiny models' paths when the workflow builds them (demo), else nothing to wait for."""
+    if not CAPTION.get("tiny_models"):
+        return []
+    return [
+        CAPTION["blip2"]["model"],
+        CAPTION["clip_a"]["pretrained"],
+        CAPTION["clip_b"]["pretrained"],
+    ]
+
+
+def rs3_targets():
+    return ["results/rs3/final.parquet"] if RS3_DATASETS else []

@@ -14,6 +14,7 @@ include: "rules/common_rs3.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
 include: "rules/rs3.smk"
+include: "rules/pub11_places.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
 

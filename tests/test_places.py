@@ -27,8 +27,8 @@ def test_places_table_rows(tmp_path):
                    source)
     assert places_table(source, tmp_path / "gpe.parquet") == 2
     rows = pq.read_table(tmp_path / "gpe.parquet").to_pylist()
-    assert rows == [{"img_name": "a", "text": "aerial view of Paris", "entity": ["Paris"]},
-                    {"img_name": "c", "text": "Tokyo and Japan from space", "entity": ["Tokyo", "Japan"]}]
+    assert rows == [{"img_name": "a", "text": "aerial view of Paris", "entity": ["Paris"], "uid": "a"},
+                    {"img_name": "c", "text": "Tokyo and Japan from space", "entity": ["Tokyo", "Japan"], "uid": "c"}]
 
 
 def test_missing_spacy_model_gives_clear_message():

@@ -125,13 +125,18 @@ def place_rows(img_names: Sequence[str], texts: Sequence[str], spacy_model: str 
 def places_table(in_path: str | Path, out_path: str | Path, text_column: str = "caption",
                  name_column: str = "img_name", spacy_model: str | None = None,
                  min_population: int = 100_000) -> int:
-    """The GPE table of a caption table (SPEC 5 `pub11_NER_geolocation_info`); rows without a
-    name column are named by uid."""
+    """The GPE table of a caption table (SPEC 5 `pub11_NER_geolocation_info`), plus `uid` so the
+    assembly can rename rows to their shard names; rows without a name column are named by uid."""
     table = pq.read_table(in_path)
     names_from = name_column if name_column in table.column_names else "uid"
-    rows = place_rows(table.column(names_from).to_pylist(), table.column(text_column).to_pylist(),
-                      spacy_model, min_population)
+    names = table.column(names_from).to_pylist()
+    uids = table.column("uid").to_pylist() if "uid" in table.column_names else names
+    rows = place_rows(names, table.column(text_column).to_pylist(), spacy_model, min_population)
+    by_name = dict(zip(names, uids))
+    for row in rows:
+        row["uid"] = by_name.get(row["img_name"])
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=GPE_SCHEMA), out_path)
+    schema = GPE_SCHEMA.append(pa.field("uid", pa.string()))
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out_path)
     log.info("%d of %d captions name a place", len(rows), table.num_rows)
     return len(rows)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import random
 import sys
 import tempfile
 import time

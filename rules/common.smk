@@ -25,6 +25,10 @@ def repo_path(path):
     return os.path.join(workflow.basedir, path)
 
 
+if config["offline"]:
+    # Inherited by every job: model libraries never reach for a hub (rs5m.offline).
+    os.environ.update(RS5M_OFFLINE="1")
+
 DEMO = config["demo"]
 DEMO_METADATA = os.path.join(DEMO["root"], "metadata")
 PARTS = [f"{i:04d}" for i in range(config["parts"])]

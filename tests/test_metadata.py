@@ -65,7 +65,7 @@ def test_headerless_tsvs_in_both_column_orders_and_broken_lines(tmp_path):
         f"http://a/1\t{RS}\nhttp://a/2\t{OTHER}\n".encode()
         + b"http://a/3\tsatellite image \xff bad utf-8\n"
         + b"no tab on this line\n"
-        + f"http://a/4\t\"quoted\" aerial view\n".encode()
+        + "http://a/4\t\"quoted\" aerial view\n".encode()
     )
     stats, kept, drops, _ = run(tmp_path, "cc12m", [cc12])
     assert stats.rows_in == 5 and stats.kept == 2

@@ -1,5 +1,4 @@
 """The shards load with webdataset and, with the standard member names, with Hugging Face datasets."""
-import json
 
 import pyarrow.parquet as pq
 import pytest

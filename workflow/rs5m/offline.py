@@ -1,6 +1,8 @@
-"""Environment for running model libraries without network access.
+"""Environment for the model libraries: quiet, and without network access when asked.
 
 Every module that loads a model calls `setup()` first; it only sets variables not set already.
+Hub downloads stay allowed unless RS5M_OFFLINE=1 (config `offline: true`, as in the demo), so a
+user with internet can name hub models while the demo and tests never touch the network.
 """
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from pathlib import Path
 
 
 def setup() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if os.environ.get("RS5M_OFFLINE") == "1":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    # ultralytics' own update and DNS checks: never needed to build, train or predict.
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("WANDB_DISABLED", "true")

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import math
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rs5m.tiny_models import TINY_CLIP_CONFIGS, register_tiny_clip
 from rs5m import offline
 from rs5m.columns import SOURCE, UID
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
@@ -47,29 +47,11 @@ UNDECODABLE = "undecodable_image"
 
 SCORES_SCHEMA = pa.schema([(UID, pa.string()), (CLIP_SCORE, pa.float32()), (RS_SCORE, pa.float32())])
 
-# The demo's CLIP: a tiny ViT built offline with random weights (RS3 builds the same under this name).
+# The demo's CLIP: a tiny ViT built offline with random weights (rs5m.tiny_models).
 TINY_CLIP_NAME = "rs5m-tiny-clip"
-TINY_CLIP_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
 
 
 # --------------------------------------------------------------------------------------------- CLIP
-def register_tiny_clip(name: str = TINY_CLIP_NAME) -> str:
-    """Make the tiny demo architecture known to open_clip under `name` (idempotent)."""
-    import open_clip
-
-    if name in open_clip.list_models():
-        return name
-    config_dir = Path(tempfile.gettempdir()) / "rs5m-open-clip-configs"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / f"{name}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
-    open_clip.add_model_config(config_dir / f"{name}.json")
-    return name
-
-
 def load_clip(model: str, pretrained: str | None, device: str = "cpu"):
     """(model in eval mode, image preprocess, tokenizer) for an open_clip architecture.
 
@@ -79,7 +61,7 @@ def load_clip(model: str, pretrained: str | None, device: str = "cpu"):
     offline.setup()
     import open_clip
 
-    if model == TINY_CLIP_NAME:
+    if model in TINY_CLIP_CONFIGS:
         register_tiny_clip(model)
     clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
     if not pretrained:

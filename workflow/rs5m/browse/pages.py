@@ -287,7 +287,7 @@ def summary(summary_rows: dict, sessions: list, scope: str) -> str:
             + "<h2>Per rater</h2>" + table(["rater", "ratings", *score_heads], rows_for("rater", ["rater"]), "summary-rater")
         )
     export = f'<p><a href="/export.csv{"?" + esc(scope) if scope else ""}">Export these ratings as CSV</a></p>'
-    scopes = " · ".join([f'<a href="/summary">all</a>'] + [
+    scopes = " · ".join(['<a href="/summary">all</a>'] + [
         f'<a href="/summary?session={s["id"]}">session {s["id"]} ({esc(s["rater"])})</a>' for s in sessions])
     return f'<p class="note">Scope: {scopes}</p>' + body + export + (
         '<p class="note">The RS5M paper reports means of 4.53 / 4.73 / 4.94 over 1,805 ratings.</p>')

@@ -169,4 +169,7 @@ rule rs3_final:
         "../workflow/scripts/rs3_final.py"
 
 
-LEDGER_FILES.extend(rs3_read_outputs("stats.json") + rs3_caption_outputs("stats.json"))
+if RS3_DATASETS:
+    LEDGER_FILES.extend(
+        rs3_read_outputs("stats.json") + rs3_caption_outputs("stats.json")
+    )

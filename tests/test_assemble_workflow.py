@@ -18,7 +18,7 @@ def _workdir(path):
     stats = sorted(str(p) for p in (path / "results").rglob("*.stats.json"))
     write_funnel(stats, path / "results/stats/funnel.csv", path / "results/stats/funnel.md",
                  path / "results/stats/funnel.json")
-    config = {"demo": {"enabled": False}, "sources": {}, "split": {"val_fraction": 0.2},
+    config = {"demo": {"enabled": False}, "sources": {}, "rs3": {"datasets": []}, "split": {"val_fraction": 0.2},
               "shards": {"target_bytes": 30000}, "card": {"name": "RS5M test"}}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     return path

@@ -1,9 +1,26 @@
 # RS3 configuration and helper functions (rules/rs3.smk uses them). No rules here.
 
 RS3 = config.get("rs3", {})
-RS3_DATASETS = RS3.get("datasets", [])
 CAPTION = config.get("caption", {})
 RS3_DEMO_ROOT = os.path.join(DEMO["root"], "rs3")
+
+
+def _rs3_roots(dataset):
+    settings = RS3.get(dataset, {})
+    return settings.get("roots") or [settings.get("root")]
+
+
+def _rs3_available(dataset):
+    """A dataset is read when one of its roots exists or the demo writes it; else skipped with a message."""
+    roots = [r for r in _rs3_roots(dataset) if r]
+    demo_root = os.path.normpath(RS3_DEMO_ROOT) + os.sep
+    if any(os.path.exists(r) or (DEMO["enabled"] and os.path.normpath(r).startswith(demo_root)) for r in roots):
+        return True
+    print(f"rs5m: RS3 dataset {dataset}: no root found ({roots}); skipped", file=sys.stderr)
+    return False
+
+
+RS3_DATASETS = [d for d in RS3.get("datasets", []) if _rs3_available(d)]
 
 
 def rs3_input(path):

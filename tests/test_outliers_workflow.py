@@ -35,10 +35,10 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     make_run(tmp_path, {"0000": 7, "0001": 5}, corrupt={"000010002"})
     write_folder(tmp_path / "det/rs", rs_like, 6, seed=1)
     write_folder(tmp_path / "det/non_rs", non_rs_like, 6, seed=2)
-    demo = yaml.safe_load((REPO / "config/config.d/outliers.yaml").read_text())["outliers"]
+    demo = yaml.safe_load((REPO / "config/config.yaml").read_text())["outliers"]
     demo["detector"].update(positive_dirs=["det/rs"], negative_dirs=["det/non_rs"], epochs=1)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"parts": 2, "outliers": demo}))
-    fragment = yaml.safe_load((REPO / "config/schema.d/outliers.yaml").read_text())
+    fragment = {"outliers": yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["outliers"]}
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {"parts": {"type": "integer", "default": 2}, **fragment}}
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(rules=REPO / "rules/pub11_outliers.smk"))

@@ -27,10 +27,6 @@ def _merged_copy(tmp_path: Path, parts: int) -> Path:
             shutil.copy(source, run_dir / name)
     config_path, schema_path = run_dir / "config" / "config.yaml", run_dir / "config" / "schema.yaml"
     config, schema = yaml.safe_load(config_path.read_text()), yaml.safe_load(schema_path.read_text())
-    for section, value in yaml.safe_load((REPO / "config" / "config.d" / "rs3.yaml").read_text()).items():
-        config.setdefault(section, value)
-    for section, value in yaml.safe_load((REPO / "config" / "schema.d" / "rs3.yaml").read_text()).items():
-        schema["properties"].setdefault(section, value)
     config["parts"] = parts
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     schema_path.write_text(yaml.safe_dump(schema, sort_keys=False))

@@ -14,6 +14,12 @@ Determinism: members have safe names (`<uid>.<ext>`), fixed mtime/owner/mode, an
 PUB11 samples go tar by tar (download tars sorted by path, each read once, front to back), sorted
 by uid within each tar; RS3 samples are sorted by uid. A shard is closed when the next sample
 would take it past `target_bytes`. Image bytes are copied as they are, never re-encoded.
+
+Tar code by hand, not `tarfile`: `benchmarks/bench_shards.py` writes the same, byte-identical
+shards both ways (10,000 images of 100 KiB, 2 shared cores): USTAR headers built here and the
+download tars scanned here take 1.7-2.3x less wall time and 1.8-2.1x less CPU than `tarfile`
+writing and reading (webdataset's TarWriter, built on tarfile, is no faster). Tests check the
+shards equal tarfile's output byte for byte.
 """
 from __future__ import annotations
 
@@ -128,7 +134,7 @@ def _ustar_header(name: str, size: int) -> bytes:
     """The USTAR header `tarfile` would write for a regular file with the fixed metadata.
 
     Built by hand because tarfile's generic path costs more than the copy of a small image;
-    tests check it equals `tarfile.TarInfo.tobuf` byte for byte.
+    tests check the shards equal tarfile's output byte for byte.
     """
     encoded = name.encode("utf-8")
     if len(encoded) > 100:

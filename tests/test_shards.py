@@ -1,4 +1,5 @@
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -8,7 +9,8 @@ import pytest
 from PIL import Image
 
 from assembly_fakes import make_run
-from rs5m.shards import PUB11, RS3, Manifest, iter_shard_samples, write_subset_shards
+from rs5m.shards import (PUB11, RS3, Manifest, Sample, ShardSetWriter, iter_shard_samples, read_tar_members,
+                         sample_members, write_subset_shards)
 from rs5m.split import split_of
 
 
@@ -121,3 +123,47 @@ def test_missing_download_member_is_an_error(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         write_subset_shards(PUB11, tmp_path / "final.parquet", tmp_path / "s", tmp_path / "s/m.json",
                             0.05, 10_000, base_dir=run)
+
+
+def _tarfile_shard(path, members):
+    """The shard tarfile itself writes for these members, with the fixed metadata."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), 0, 0o444, "", ""
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_hand_built_shard_equals_tarfile_output(tmp_path):
+    samples = [Sample(f"k{n:03d}", f"laion_k{n}.png", bytes(range(256)) * n + b"x" * (n * 37 % 512),
+                      f"caption {n} é", {"uid": f"k{n:03d}", "score": n / 3}) for n in range(1, 6)]
+    writer = ShardSetWriter(tmp_path / "hand", "pub11", "train", 1 << 20, "rs5m")
+    for sample in samples:
+        writer.add(sample)
+    [info] = writer.close()
+    _tarfile_shard(tmp_path / "lib.tar", [m for s in samples for m in sample_members(s, "rs5m")])
+    hand = (tmp_path / "hand" / info.path).read_bytes()
+    assert hand == (tmp_path / "lib.tar").read_bytes()
+    assert info.sha256 == hashlib.sha256(hand).hexdigest() and info.bytes == len(hand) and info.samples == 5
+
+
+def test_download_scan_matches_tarfile_and_falls_back(tmp_path):
+    plain = [(f"{n:09d}.jpg", bytes([n]) * (n * 300)) for n in range(1, 8)]
+    _tarfile_shard(tmp_path / "plain.tar", plain)
+    wanted = {plain[1][0], plain[5][0]}
+    assert {k: bytes(v) for k, v in read_tar_members(tmp_path / "plain.tar", wanted).items()} == {
+        name: data for name, data in plain if name in wanted}
+    # A name over 100 bytes needs a GNU/pax header the scanner does not parse: tarfile reads it.
+    long_name = "d" * 120 + ".jpg"
+    with tarfile.open(tmp_path / "long.tar", "w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo(long_name)
+        info.size = 5
+        archive.addfile(info, io.BytesIO(b"12345"))
+    assert read_tar_members(tmp_path / "long.tar", {long_name}) == {long_name: b"12345"}
+    data = (tmp_path / "plain.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:512 * 3])  # second member's data cut short
+    with pytest.raises(tarfile.ReadError, match="truncated"):
+        read_tar_members(tmp_path / "cut.tar", {plain[1][0]})
+    (tmp_path / "empty.tar").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        read_tar_members(tmp_path / "empty.tar", {plain[0][0]})

@@ -14,6 +14,12 @@ Determinism: members have safe names (`<uid>.<ext>`), fixed mtime/owner/mode, an
 PUB11 samples go tar by tar (download tars sorted by path, each read once, front to back), sorted
 by uid within each tar; RS3 samples are sorted by uid. A shard is closed when the next sample
 would take it past `target_bytes`. Image bytes are copied as they are, never re-encoded.
+
+Tar code by hand, not `tarfile`: `benchmarks/bench_shards.py` writes the same, byte-identical
+shards both ways (10,000 images of 100 KiB, 2 shared cores): USTAR headers built here and the
+download tars scanned here take 1.7-2.3x less wall time and 1.8-2.1x less CPU than `tarfile`
+writing and reading (webdataset's TarWriter, built on tarfile, is no faster). Tests check the
+shards equal tarfile's output byte for byte.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import queue
 import re
@@ -61,7 +68,7 @@ _IMAGE_EXTS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "tif":
 class Sample:
     key: str
     img_name: str
-    image: bytes
+    image: bytes | memoryview
     caption: str
     provenance: dict[str, Any]
 
@@ -127,7 +134,7 @@ def _ustar_header(name: str, size: int) -> bytes:
     """The USTAR header `tarfile` would write for a regular file with the fixed metadata.
 
     Built by hand because tarfile's generic path costs more than the copy of a small image;
-    tests check it equals `tarfile.TarInfo.tobuf` byte for byte.
+    tests check the shards equal tarfile's output byte for byte.
     """
     encoded = name.encode("utf-8")
     if len(encoded) > 100:
@@ -172,9 +179,12 @@ class _HashingFileWriter:
         while (batch := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    for data in batch:
-                        self._file.write(data)
-                        self._hash.update(data)
+                    # One join (a memcpy) gives one hash call and one write per MiB instead of
+                    # two per image: each releases the GIL, and regaining it can wait for the
+                    # caller's thread to reach its switch interval.
+                    data = b"".join(batch)
+                    self._hash.update(data)
+                    self._file.write(data)
                 except BaseException as error:  # reported by close(), in the caller's thread
                     self._error = error
 
@@ -292,10 +302,12 @@ PROVENANCE_FIELDS = {
 }
 
 
+# Only read (by the JSON encoder), never changed, so the empty lists can be shared.
+_EMPTY_PROVENANCE = {name: ([] if kind.startswith("list") else None) for name, kind in PROVENANCE_FIELDS.items()}
+
+
 def _provenance(**values: Any) -> dict:
-    record = {name: ([] if kind.startswith("list") else None) for name, kind in PROVENANCE_FIELDS.items()}
-    record.update(values)
-    return record
+    return {**_EMPTY_PROVENANCE, **values}
 
 
 def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
@@ -323,43 +335,50 @@ class _NotPlainUstar(Exception):
     """A member the fast scanner does not parse (pax/GNU long names, links): use tarfile."""
 
 
-def _scan_plain_ustar(handle, wanted: set[str]) -> dict[str, bytes]:
-    """Read the wanted members' bytes, front to back, from a tar of plain USTAR files.
+def _scan_plain_ustar(data: memoryview, wanted: set[str]) -> dict[str, memoryview]:
+    """Slices of the wanted members, front to back, from a tar of plain USTAR files.
 
     The download tars hold short names only, so parsing their fixed headers directly avoids
     tarfile's generic machinery, which costs more per member than reading a small image.
     """
-    found: dict[str, bytes] = {}
-    while len(found) < len(wanted):
-        header = handle.read(BLOCK)
-        if len(header) < BLOCK or header == _ZEROS:
+    found: dict[str, memoryview] = {}
+    offset, end = 0, len(data)
+    while len(found) < len(wanted) and offset + BLOCK <= end:
+        header = bytes(data[offset:offset + BLOCK])
+        if header == _ZEROS:
             break
         if header[156:157] not in (b"0", b"\0") or header[124] & 0x80:
             raise _NotPlainUstar()
         stored = int(header[148:156].strip(b"\0 ") or b"0", 8)
         if stored != sum(header) - sum(header[148:156]) + 8 * 32:
-            raise tarfile.ReadError(f"bad header checksum at offset {handle.tell() - BLOCK}")
+            raise tarfile.ReadError(f"bad header checksum at offset {offset}")
         name = header[:100].split(b"\0", 1)[0]
         prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
         name = (prefix + b"/" + name if prefix else name).decode("utf-8", "surrogateescape")
         size = int(header[124:136].strip(b"\0 ") or b"0", 8)
-        padded = size + (-size % BLOCK)
+        start = offset + BLOCK
         if name in wanted:
-            data = handle.read(size)
-            if len(data) < size:
+            if start + size > end:
                 raise tarfile.ReadError(f"{name}: truncated")
-            found[name] = data
-            handle.seek(padded - size, 1)
-        else:
-            handle.seek(padded, 1)
+            found[name] = data[start:start + size]
+        offset = start + size + (-size % BLOCK)
     return found
 
 
-def read_tar_members(tar_path: Path, wanted: set[str]) -> dict[str, bytes]:
+def _map(path: Path) -> memoryview:
+    # Slices of a read-only map are not copied until the writer thread gathers them: a bytes
+    # object per image read with read() costs more than the whole copy (fresh pages to fill).
+    # The download tars are finished outputs of an earlier stage and are not changed meanwhile.
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return memoryview(b"")
+        return memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def read_tar_members(tar_path: Path, wanted: set[str]) -> dict[str, bytes | memoryview]:
     """The bytes of the wanted members, reading the tar once from front to back."""
     try:
-        with open(tar_path, "rb", buffering=1 << 20) as handle:
-            found = _scan_plain_ustar(handle, wanted)
+        found = _scan_plain_ustar(_map(tar_path), wanted)
     except _NotPlainUstar:
         found = {}
         with tarfile.open(tar_path, mode="r:") as archive:

@@ -121,16 +121,25 @@ export SLURM_CONF=$CONF
 EOF
 }
 
+# A link left by a test cluster (of any state folder) whose slurmctld no longer runs.
+stale_link() {
+    local link="$1" other pidfile
+    [ -L "$link" ] || return 1
+    other="$(readlink "$link")"
+    [ "$other" = "$STATE/etc/$(basename "$link")" ] && return 0
+    head -n1 "$other" 2>/dev/null | grep -q "Written by tests/slurm/cluster.sh" || return 1
+    pidfile="$(dirname "$(dirname "$other")")/run/slurmctld.pid.rs5m"
+    ! { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+}
+
 link_system_configs() {
     local name target
     mkdir -p "$SYS_CONF_DIR"
     for name in slurm.conf gres.conf; do
         target="$SYS_CONF_DIR/$name"
-        if [ -e "$target" ] || [ -L "$target" ]; then
-            if [ "$(readlink "$target" 2>/dev/null)" != "$STATE/etc/$name" ]; then
-                log "$target exists and is not this test cluster's link; not replacing it"
-                return 1
-            fi
+        if [ -e "$target" ] && ! stale_link "$target"; then
+            log "$target exists and is not a stale link of a test cluster; not replacing it"
+            return 1
         fi
         ln -sfn "$STATE/etc/$name" "$target"
     done

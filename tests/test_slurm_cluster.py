@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -42,9 +43,11 @@ RECORD_FIELDS = ["JobID", "Name", "Partition", "State", "NumCPUs", "MinMemory", 
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
+def cluster():
     """A fresh SLURM cluster for the session; stopped (every daemon, by PID) at the end."""
-    state = tmp_path_factory.mktemp("slurm-state")
+    # Not under pytest's tmp folders: those are private to root and munged runs as user munge.
+    state = Path(tempfile.mkdtemp(prefix="rs5m-slurm-"))
+    state.chmod(0o755)
     env = {**os.environ, "RS5M_SLURM_STATE": str(state)}
     up = subprocess.run(["bash", str(CLUSTER), "up"], env=env, capture_output=True, text=True, timeout=900)
     if up.returncode != 0:
@@ -57,6 +60,7 @@ def cluster(tmp_path_factory):
     assert down.returncode == 0, down.stderr
     status = subprocess.run(["bash", str(CLUSTER), "status"], env=env, capture_output=True, text=True, timeout=60)
     assert "running" not in status.stdout.replace("not running", ""), status.stdout
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def cluster_logs(env) -> str:

@@ -207,6 +207,10 @@ up() {
     trap 'rc=$?; log "bring-up failed"; print_logs; down; exit $rc' ERR
     link_system_configs
 
+    if ! setpriv --reuid=munge --regid=munge --init-groups test -x "$STATE/munge"; then
+        log "user munge cannot reach $STATE (every parent folder needs o+x); choose RS5M_SLURM_STATE elsewhere"
+        false
+    fi
     mungekey --create --keyfile="$STATE/munge/munge.key"
     chown munge:munge "$STATE/munge/munge.key"
     chmod 0400 "$STATE/munge/munge.key"

@@ -48,7 +48,7 @@ def profile() -> dict:
 def test_profile_is_loaded_and_threads_are_not_clamped_to_the_login_node(tmp_path):
     # 8 threads on a machine with fewer cores: the profile's `cores:` keeps them for the cluster.
     (tmp_path / "threads.yaml").write_text("metadata:\n  threads: 8\n")
-    output = dry_run(tmp_path, "--configfile", str(tmp_path / "threads.yaml"))
+    output = dry_run(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "threads.yaml"))
     assert f"Using profile {PROFILE.parent}" in output
     threads = {threads for rule, threads, _ in planned(output) if rule == "keyword_filter"}
     assert threads == {8}

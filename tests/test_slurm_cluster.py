@@ -4,7 +4,8 @@ tests/slurm/cluster.sh brings up a single-node cluster on localhost (partitions 
 two fake GPUs). One scenario runs the demo on it the way docs/slurm.md tells a user to, including
 both recoveries: the head process is killed mid-run and the documented commands finish the run;
 in that second run a running job is cancelled with `scancel` and the profile's `retries` resubmit
-it. The tests then check the SLURM job records and compare the outputs with a local run.
+it. The tests then check the SLURM job records and compare the outputs with a local run of the
+demo made before, in the same folder (some tables hold absolute paths).
 Needs root (the daemons run as root; apt-get installs slurm-wlm and munge if missing). If the
 cluster cannot come up, the tests fail with the daemon logs: they never skip.
 """
@@ -226,18 +227,27 @@ class Scenario:
 
 
 @pytest.fixture(scope="session")
-def local_outputs(tmp_path_factory):
-    copy = copy_repo(tmp_path_factory.mktemp("local-run"))
+def run_folder(tmp_path_factory) -> Path:
+    """Where both runs happen, one after the other: some tables hold absolute paths."""
+    return tmp_path_factory.mktemp("repo")
+
+
+@pytest.fixture(scope="session")
+def local_outputs(run_folder):
+    copy = copy_repo(run_folder)
     result = subprocess.run(
         snakemake_command("--profile", "config/profiles/local"), cwd=copy, env=run_env(copy), capture_output=True, text=True, timeout=RUN_TIMEOUT
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
-    return output_files(copy)
+    outputs = output_files(copy)
+    shutil.rmtree(copy)
+    copy.mkdir()
+    return outputs
 
 
 @pytest.fixture(scope="session")
-def scenario(cluster, tmp_path_factory) -> Scenario:
-    copy = copy_repo(tmp_path_factory.mktemp("slurm-run"))
+def scenario(cluster, local_outputs, run_folder) -> Scenario:
+    copy = copy_repo(run_folder)
     dry = subprocess.run(
         snakemake_command("-n", "--profile", PROFILE), cwd=copy, env=run_env(copy), capture_output=True, text=True, timeout=300
     )

@@ -196,6 +196,12 @@ up() {
         log "a cluster is already running in $STATE; run '$0 down' first"
         return 1
     fi
+    # Only a folder this script wrote (or an empty one) is wiped and reused.
+    if [ -n "$(ls -A "$STATE" 2>/dev/null)" ] \
+        && ! head -n1 "$CONF" 2>/dev/null | grep -q "Written by tests/slurm/cluster.sh"; then
+        log "$STATE is not empty and not a test cluster's state folder; not touching it"
+        return 1
+    fi
     install_packages
     rm -rf "$STATE"
     mkdir -p "$STATE"

@@ -12,6 +12,8 @@ Paths (n, k: non-negative integers; every answer is deterministic, the same byte
 - `/img/rs/<n>.jpg?copy=<k>`   the same scene, slightly resized and re-encoded: a near-duplicate
 - `/img/photo/<n>.jpg`         a ground-level "photo" (sky, horizon, trees): non-RS content
 - `/img/photo/<n>.jpg?copy=<k>` near-duplicate of the photo
+- `/flaky/rs/<n>.jpg`          503 on the first request of this path, then `/img/rs/<n>.jpg`
+                               (per server instance: exercises the retry of failed downloads)
 - `/bad/<case>`, one of BAD_CASES:
   - `corrupt`        JPEG start marker followed by random bytes (status 200, image/jpeg)
   - `truncated`      first half of a valid JPEG
@@ -35,6 +37,7 @@ Anything else: 404.
 from __future__ import annotations
 
 import functools
+from collections import Counter
 import io
 import logging
 import struct
@@ -285,6 +288,14 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         path, query = target.path, parse_qs(target.query)
         parts = [p for p in path.split("/") if p]
+        asked = path + ("?" + target.query if target.query else "")
+        with self.server.lock:
+            self.server.requests[asked] += 1
+            first_time = self.server.requests[asked] == 1
+        if len(parts) == 3 and parts[0] == "flaky":
+            if first_time:
+                return self._send(503, b"try again later\n")
+            parts[0] = "img"
         try:
             if len(parts) == 3 and parts[0] == "img" and parts[1] in ("rs", "photo") and parts[2].endswith(".jpg"):
                 n = int(parts[2][: -len(".jpg")])
@@ -333,6 +344,8 @@ class DemoWebServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.stall_seconds = stall_seconds
         self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # path (and query) -> times asked
         self._thread: threading.Thread | None = None
 
     @property

@@ -12,6 +12,8 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
+include: "rules/pub11_download.smk"
+include: "rules/pub11_dedup.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
 
@@ -20,10 +22,12 @@ rule all:
     default_target: True
     input:
         keyword_outputs("parquet"),
+        "results/pub11/dedup/kept.parquet",
         "results/stats/funnel.md",
 
 
 localrules:
     all,
+    retry_failed_downloads,
     funnel,
     assemble,

@@ -69,7 +69,7 @@ def choose_bands(n_hashes: int, radius: int) -> int:
 
 
 def near_duplicate_pairs(hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1) -> np.ndarray:
-    """Index pairs (i < j) of `hashes` (int64) within Hamming distance `radius`, each pair once.
+    """Index pairs (i < j) of `hashes` (int64) within Hamming distance `radius`, each once, sorted.
 
     Exact repeats are included. Expects distinct hashes for speed, but is correct without.
     """
@@ -86,9 +86,9 @@ def near_duplicate_pairs(hashes: np.ndarray, radius: int, bands: int = 0, thread
     offset = HASH_BITS
     for band, width in enumerate(widths):
         offset -= width
-        values = ((unsigned >> np.uint64(offset)) & np.uint64((1 << width) - 1)).astype(np.int64)
+        values = ((unsigned >> np.uint64(offset)) & np.uint64((1 << width) - 1)).view(np.int64)
         band_tables.append(pa.table({"id": ids, "band": np.full(n, band, np.int8), "value": values}))
-        masks = np.array(_masks(width, per_band), np.int64)
+        masks = np.array(_masks(width, per_band), np.uint64).view(np.int64)
         mask_tables.append(pa.table({"band": np.full(len(masks), band, np.int8), "mask": masks}))
     con = duckdb.connect()
     con.execute(f"SET threads = {max(1, int(threads))}")
@@ -109,6 +109,7 @@ def near_duplicate_pairs(hashes: np.ndarray, radius: int, bands: int = 0, thread
         SELECT c.i, c.j FROM candidates c
         JOIN hashes x ON x.id = c.i JOIN hashes y ON y.id = c.j
         WHERE bit_count(xor(x.h, y.h)) <= {int(radius)}
+        ORDER BY c.i, c.j
         """
     ).fetchnumpy()
     con.close()

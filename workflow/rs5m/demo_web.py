@@ -14,7 +14,9 @@ Paths (n, k: non-negative integers; every answer is deterministic, the same byte
 - `/img/photo/<n>.jpg?copy=<k>` near-duplicate of the photo
 - `/flaky/rs/<n>.jpg`          503 on the first request of this path, then `/img/rs/<n>.jpg`
                                (per server instance: exercises the retry of failed downloads)
-- `/bad/<case>`, one of BAD_CASES:
+- `/bad/<case>` or `/bad/<case>.<ext>` (the extension is ignored), case one of BAD_CASES or an
+  alias in BAD_ALIASES (`zero-bytes` = `empty`, `html-as-jpeg` = `html`, `bomb` = `huge`,
+  `redirect` = `redirect-loop`, `timeout` = `stall`):
   - `corrupt`        JPEG start marker followed by random bytes (status 200, image/jpeg)
   - `truncated`      first half of a valid JPEG
   - `empty`          zero bytes
@@ -73,6 +75,13 @@ BAD_CASES = (
     "drop",
     "redirect-loop",
 )
+BAD_ALIASES = {
+    "zero-bytes": "empty",
+    "html-as-jpeg": "html",
+    "bomb": "huge",
+    "redirect": "redirect-loop",
+    "timeout": "stall",
+}
 HUGE_SIDE = 30000
 
 
@@ -309,7 +318,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._bad(parts[1])
         return self._send(404, b"not found\n")
 
-    def _bad(self, case: str) -> None:
+    def _bad(self, name: str) -> None:
+        case = name.rsplit(".", 1)[0] if "." in name else name
+        case = BAD_ALIASES.get(case, case)
         if case in ("404", "500", "429"):
             return self._send(int(case), f"status {case}\n".encode())
         if case == "stall":
@@ -320,8 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         if case == "redirect-loop":
-            location = self.path if self.path.startswith("http") else "/bad/redirect-loop"
-            return self._send(302, b"", headers={"Location": location})
+            return self._send(302, b"", headers={"Location": self.path})
         try:
             content_type, body = bad_body(case)
         except KeyError:

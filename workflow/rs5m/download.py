@@ -16,6 +16,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -25,7 +27,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as col
-from rs5m import offline
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
 
 log = logging.getLogger(__name__)
@@ -41,33 +42,22 @@ CARRIED = [col.UID, col.SOURCE]
 STATUS_FILE = re.compile(r"^(\d+)\.parquet$")
 
 
-@contextlib.contextmanager
-def _environment(proxy: str | None, max_pixels: int | None) -> Iterator[None]:
-    """Variables img2dataset's spawned workers inherit; restored afterwards.
+def _environment(proxy: str | None, max_pixels: int | None) -> dict[str, str]:
+    """Environment of the img2dataset process (its spawned workers inherit it).
 
     With a proxy, both http and https go through it and `no_proxy` is cleared, so no request can
     bypass it. OpenCV refuses images above `max_pixels` before allocating them (decompression bombs).
     """
-    values = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "WANDB_DISABLED": "true"}
+    env = dict(os.environ)
+    env.update({"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled", "WANDB_DISABLED": "true"})
     if max_pixels:
-        values["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(int(max_pixels))
-    cleared: list[str] = []
+        env["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(int(max_pixels))
     if proxy:
         for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
-            values[name] = proxy
-        cleared = ["no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"]
-    saved = {name: os.environ.get(name) for name in list(values) + cleared}
-    os.environ.update(values)
-    for name in cleared:
-        os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            env[name] = proxy
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+            env.pop(name, None)
+    return env
 
 
 @contextlib.contextmanager
@@ -104,37 +94,57 @@ def run_img2dataset(
     extend: bool = False,
 ) -> None:
     """One img2dataset call over a parquet URL list (columns url, uid, source) into WebDataset shards."""
-    offline.setup()
-    from img2dataset import download as img2dataset_download
-
     if not extend and Path(out_dir).exists():
         # img2dataset's own "overwrite" mode deletes its temporary folder along with the output.
         shutil.rmtree(out_dir)
-    with _proxy(proxy, demo_server, stall_seconds=timeout + 5) as active_proxy, _environment(active_proxy, max_pixels):
-        img2dataset_download(
-            url_list=url_list,
-            input_format="parquet",
-            url_col=col.URL,
-            save_additional_columns=list(CARRIED),
-            output_format="webdataset",
-            output_folder=out_dir,
-            processes_count=max(1, int(processes)),
-            thread_count=int(thread_count),
-            image_size=int(image_size),
-            resize_mode=resize_mode,
-            resize_only_if_bigger=bool(resize_only_if_bigger),
-            encode_format=encode_format,
-            encode_quality=int(encode_quality),
-            skip_reencode=bool(skip_reencode),
-            timeout=int(timeout),
-            retries=int(retries),
-            disallowed_header_directives=list(disallowed_header_directives),
-            user_agent_token=user_agent_token,
-            number_sample_per_shard=int(number_sample_per_shard),
-            extract_exif=False,
-            enable_wandb=False,
-            incremental_mode="extend" if extend else "incremental",
+    arguments = dict(
+        url_list=url_list,
+        input_format="parquet",
+        url_col=col.URL,
+        save_additional_columns=list(CARRIED),
+        output_format="webdataset",
+        output_folder=str(out_dir),
+        processes_count=max(1, int(processes)),
+        thread_count=int(thread_count),
+        image_size=int(image_size),
+        resize_mode=resize_mode,
+        resize_only_if_bigger=bool(resize_only_if_bigger),
+        encode_format=encode_format,
+        encode_quality=int(encode_quality),
+        skip_reencode=bool(skip_reencode),
+        timeout=int(timeout),
+        retries=int(retries),
+        disallowed_header_directives=list(disallowed_header_directives),
+        user_agent_token=user_agent_token,
+        number_sample_per_shard=int(number_sample_per_shard),
+        extract_exif=False,
+        enable_wandb=False,
+        incremental_mode="extend" if extend else "incremental",
+    )
+    with _proxy(proxy, demo_server, stall_seconds=timeout + 5) as active_proxy:
+        # A process of its own: img2dataset's workers are spawned, and a spawned worker re-imports
+        # the parent's main module (a Snakemake script cannot be imported that way); its
+        # environment (proxy, pixel cap) is also set there without touching this process's.
+        command = [sys.executable, "-c", _IMG2DATASET_MAIN, json.dumps(arguments)]
+        process = subprocess.Popen(
+            command, env=_environment(active_proxy, max_pixels), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace",
         )
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                log.info("img2dataset: %s", line)
+        if process.wait() != 0:
+            raise RuntimeError(f"img2dataset exited with status {process.returncode} (see the log above)")
+
+
+_IMG2DATASET_MAIN = """
+import json, sys
+from img2dataset import download
+if __name__ == "__main__":
+    download(**json.loads(sys.argv[1]))
+"""
 
 
 def read_status(out_dir: str | Path) -> pa.Table:

@@ -3,11 +3,11 @@
 #   snakemake --cores 4 retry_failed_downloads --forcerun download_retry
 
 
-def download_options():
-    """img2dataset settings of config `download` (processes are the rule's threads) + the pixel cap."""
-    options = {k: v for k, v in config["download"].items() if k != "processes"}
-    options["max_pixels"] = config["images"]["max_pixels"]
-    return options
+# img2dataset settings of config `download` (its processes are the rules' threads) + the pixel cap.
+DOWNLOAD_OPTIONS = {
+    **{k: v for k, v in config["download"].items() if k != "processes"},
+    "max_pixels": config["images"]["max_pixels"],
+}
 
 
 rule url_filter:
@@ -48,7 +48,7 @@ rule download_part:
         "../envs/pub11.yaml"
     threads: config["download"]["processes"]  # img2dataset processes; an upper bound, clamped by --cores
     params:
-        options=download_options(),
+        options=DOWNLOAD_OPTIONS,
     script:
         "../workflow/scripts/download_part.py"
 
@@ -70,7 +70,7 @@ rule download_retry:
     params:
         stats="results/pub11/download/{part}.stats.json",
         drops="results/pub11/download/{part}.drops.parquet",
-        options=download_options(),
+        options=DOWNLOAD_OPTIONS,
     script:
         "../workflow/scripts/download_retry.py"
 

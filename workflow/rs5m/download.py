@@ -139,11 +139,23 @@ def run_img2dataset(
             raise RuntimeError(f"img2dataset exited with status {process.returncode} (see the log above)")
 
 
+# With one process, the shards run in this process: a spawned pool worker would import
+# img2dataset (and torch, through webdataset) a second time, which dominates small jobs.
 _IMG2DATASET_MAIN = """
-import json, sys
-from img2dataset import download
+import importlib, json, sys
+from img2dataset.distributor import retrier
+
+img2dataset_main = importlib.import_module("img2dataset.main")  # the module; the package exports a function of that name
+
+def run_inline(processes_count, downloader, reader, _, max_shard_retry):
+    run = lambda shards: [row for row in shards if not downloader(row)[0]]
+    retrier(run, run(reader), max_shard_retry)
+
 if __name__ == "__main__":
-    download(**json.loads(sys.argv[1]))
+    arguments = json.loads(sys.argv[1])
+    if arguments["processes_count"] == 1:
+        img2dataset_main.multiprocessing_distributor = run_inline
+    img2dataset_main.download(**arguments)
 """
 
 

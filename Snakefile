@@ -13,6 +13,9 @@ include: "rules/common.smk"
 include: "rules/common_rs3.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
+include: "rules/pub11_download.smk"
+include: "rules/pub11_dedup.smk"
+include: "rules/pub11_outliers.smk"
 include: "rules/rs3.smk"
 include: "rules/pub11_places.smk"
 include: "rules/stats.smk"
@@ -22,12 +25,14 @@ include: "rules/assemble.smk"
 rule all:
     default_target: True
     input:
-        keyword_outputs("parquet"),
         "results/stats/funnel.md",
+        outlier_outputs(),
         rs3_targets(),
+        assembly_targets(),
 
 
 localrules:
     all,
+    retry_failed_downloads,
     funnel,
     assemble,

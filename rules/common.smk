@@ -91,3 +91,35 @@ def demo_metadata_files():
 
 # Ledger files of every stage, gathered by rules/stats.smk; each stage's .smk extends it.
 LEDGER_FILES = []
+
+
+# Outlier stage (rules/pub11_outliers.smk).
+OUTLIERS = config["outliers"]
+DETECTOR = OUTLIERS["detector"]
+
+
+def detector_weights(wildcards):
+    """Configured weights skip training; otherwise the weights rule train_rs_detector writes."""
+    if DETECTOR["weights"]:
+        return repo_path(DETECTOR["weights"])
+    return "results/pub11/rs_detector/weights.pt"
+
+
+def outlier_outputs():
+    """Targets of this stage for rule all."""
+    targets = [
+        "results/pub11/final.parquet",
+        "results/stats/fig13_grid.md",
+        "results/stats/fig13_grid.png",
+        "results/stats/outlier_score_histograms.png",
+    ]
+    if not DETECTOR["weights"]:
+        targets.append("results/pub11/rs_detector/metrics.json")
+    return targets
+
+
+def assembly_targets():
+    """The dataset itself: shards, metafiles, statistics, card and audit (rules/assemble.smk)."""
+    if not RS3_DATASETS:
+        return []
+    return list(rules.assemble.input)

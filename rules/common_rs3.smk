@@ -14,9 +14,16 @@ def _rs3_available(dataset):
     """A dataset is read when one of its roots exists or the demo writes it; else skipped with a message."""
     roots = [r for r in _rs3_roots(dataset) if r]
     demo_root = os.path.normpath(RS3_DEMO_ROOT) + os.sep
-    if any(os.path.exists(r) or (DEMO["enabled"] and os.path.normpath(r).startswith(demo_root)) for r in roots):
+    if any(
+        os.path.exists(r)
+        or (DEMO["enabled"] and os.path.normpath(r).startswith(demo_root))
+        for r in roots
+    ):
         return True
-    print(f"rs5m: RS3 dataset {dataset}: no root found ({roots}); skipped", file=sys.stderr)
+    print(
+        f"rs5m: RS3 dataset {dataset}: no root found ({roots}); skipped",
+        file=sys.stderr,
+    )
     return False
 
 

@@ -14,3 +14,17 @@ rule demo_metadata:
         rows_per_source=DEMO["rows_per_source"],
     script:
         "../workflow/scripts/demo_metadata.py"
+
+
+rule demo_detector_images:
+    output:
+        rs=directory(os.path.join(DEMO["root"], "rs_detector", "rs")),
+        other=directory(os.path.join(DEMO["root"], "rs_detector", "non_rs")),
+    log:
+        "logs/demo_detector_images.log",
+    conda:
+        "../envs/pub11.yaml"
+    params:
+        per_class=24,
+    script:
+        "../workflow/scripts/demo_detector_images.py"

@@ -1,16 +1,6 @@
 # PUB11 outlier removal: CLIP prompt score and RS-detector probability per download part, then the
 # joint threshold over the pooled set (SPEC 2.5) and its QA (the paper's Fig. 13 grid).
 
-OUTLIERS = config["outliers"]
-DETECTOR = OUTLIERS["detector"]
-
-
-def detector_weights(wildcards):
-    """Configured weights skip training; otherwise the weights rule train_rs_detector writes."""
-    if DETECTOR["weights"]:
-        return repo_path(DETECTOR["weights"])
-    return "results/pub11/rs_detector/weights.pt"
-
 
 rule train_rs_detector:
     input:
@@ -128,16 +118,3 @@ rule outlier_qa:
 
 
 LEDGER_FILES.append("results/pub11/final.stats.json")
-
-
-def outlier_outputs():
-    """Targets of this stage for rule all."""
-    targets = [
-        "results/pub11/final.parquet",
-        "results/stats/fig13_grid.md",
-        "results/stats/fig13_grid.png",
-        "results/stats/outlier_score_histograms.png",
-    ]
-    if not DETECTOR["weights"]:
-        targets.append("results/pub11/rs_detector/metrics.json")
-    return targets

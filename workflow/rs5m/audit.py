@@ -19,13 +19,12 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.columns import PUB11_SOURCES, UID
+from rs5m.metadata import COUNT_ONLY_REASONS
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
 from rs5m.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest, iter_shard_samples
 from rs5m.split import split_of
 from rs5m.stats import PUB11_STAGES
 
-# The keyword stage records non-matching rows as a count only (docs/ARCHITECTURE.md).
-COUNT_ONLY_REASONS = ("no_keyword_match",)
 # Violations listed per check before the rest are summarised as a count.
 MAX_LISTED = 20
 

@@ -62,8 +62,23 @@ OTHER_CAPTIONS = [
 PLACES = ["Paris", "Lagos", "Sydney", "Zürich", "São Paulo", "Nairobi", "Reykjavík", "Osaka", "Lima", "Toronto"]
 # Latitude/longitude of the places above (YFCC rows carry them).
 COORDINATES = [(48.86, 2.35), (6.52, 3.38), (-33.87, 151.21), (47.38, 8.54), (-23.55, -46.63), (-1.29, 36.82), (64.15, -21.94), (34.69, 135.5), (-12.05, -77.04), (43.65, -79.38)]
-# Broken downloads the demo server answers with (see rs5m.demo_web).
-BAD_PATHS = ["/bad/zero-bytes.jpg", "/bad/truncated.jpg", "/bad/html-as-jpeg.jpg", "/bad/404.jpg", "/bad/tiny.jpg"]
+# Downloads the demo server answers badly or oddly (rs5m.demo_web): each must end as a named
+# reason in the ledger, or as a kept image after conversion.
+BAD_PATHS = [
+    "/bad/corrupt.jpg", "/bad/truncated.jpg", "/bad/empty.jpg", "/bad/html.jpg", "/bad/huge.png",
+    "/bad/cmyk.jpg", "/bad/16bit.png", "/bad/palette.png", "/bad/alpha.png", "/bad/animated.gif",
+    "/bad/exif-rotated.jpg", "/bad/tiny.jpg", "/bad/noai.jpg", "/bad/404.jpg", "/bad/500.jpg",
+    "/bad/429.jpg", "/bad/stall.jpg", "/bad/drop.jpg", "/bad/redirect-loop.jpg", "/flaky/rs/7000.jpg",
+]
+# URLs the safety filter must refuse before any download (they never reach the network).
+UNSAFE_URLS = [
+    "http://169.254.169.254/latest/meta-data/aerial-view.jpg",
+    "http://10.1.2.3/satellite-image.jpg",
+    "http://localhost/aerial-photo.jpg",
+    "http://[::1]/aerial-map.jpg",
+    "http://2130706433/satellite-map.jpg",
+    "file:///etc/passwd?aerial-view",
+]
 
 
 class DemoRows:
@@ -273,12 +288,27 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     )
 
     # Bad downloads: rows whose captions match but whose URLs the server answers badly.
+    bad_urls = [DEMO_HOST + p for p in BAD_PATHS] + UNSAFE_URLS
     bad_rows = pa.table(
         {
-            "URL": [DEMO_HOST + p for p in BAD_PATHS],
-            "TEXT": [f"aerial image test case {p.rsplit('/', 1)[-1]}" for p in BAD_PATHS],
+            "URL": bad_urls,
+            "TEXT": [f"aerial image test case {u.rsplit('/', 1)[-1]}" for u in bad_urls],
         }
     )
     first = pq.read_table(root / DEMO_FILES["laion2b"][0])
     _write_parquet(root / DEMO_FILES["laion2b"][0], pa.concat_tables([first, bad_rows], promote_options="default"))
     return written
+
+
+def write_detector_images(rs_dir: str | Path, other_dir: str | Path, per_class: int = 24) -> None:
+    """Training folders for the demo's RS detector: aerial scenes vs ground photos.
+
+    Rendered by the demo server's own generators, from numbers the metadata never uses, so the
+    detector does not see the images it later scores.
+    """
+    from rs5m.demo_web import render_aerial, render_photo
+
+    for folder, render in ((Path(rs_dir), render_aerial), (Path(other_dir), render_photo)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            render(50_000 + n).convert("RGB").save(folder / f"{n:04d}.jpg", quality=90)

@@ -1,0 +1,52 @@
+# PUB11 invalid-image removal and pHash per download part, then global near-duplicate removal.
+
+
+rule images_part:
+    input:
+        shards="results/pub11/download/{part}",
+    output:
+        images="results/pub11/images/{part}.parquet",
+        stats="results/pub11/images/{part}.stats.json",
+        drops="results/pub11/images/{part}.drops.parquet",
+    log:
+        "logs/images_part/{part}.log",
+    benchmark:
+        "results/benchmarks/images_part/{part}.tsv"
+    conda:
+        "../envs/pub11.yaml"
+    threads: config["images"]["processes"]  # decode + pHash processes; an upper bound, clamped by --cores
+    params:
+        options={
+            "max_pixels": config["images"]["max_pixels"],
+            "min_side": config["images"]["min_side"],
+        },
+    script:
+        "../workflow/scripts/images_part.py"
+
+
+rule image_dedup:
+    input:
+        images=expand("results/pub11/images/{part}.parquet", part=PARTS),
+        urls=expand("results/pub11/urldedup/{part}.parquet", part=PARTS),
+    output:
+        kept="results/pub11/dedup/kept.parquet",
+        stats="results/pub11/dedup/kept.stats.json",
+        drops="results/pub11/dedup/kept.drops.parquet",
+    log:
+        "logs/image_dedup.log",
+    benchmark:
+        "results/benchmarks/image_dedup.tsv"
+    conda:
+        "../envs/pub11.yaml"
+    threads: config["dedup"]["threads"]  # DuckDB threads; an upper bound, clamped by --cores
+    params:
+        options={
+            "phash_radius": config["dedup"]["phash_radius"],
+            "bands": config["dedup"]["bands"],
+        },
+    script:
+        "../workflow/scripts/image_dedup.py"
+
+
+LEDGER_FILES.extend(expand("results/pub11/images/{part}.stats.json", part=PARTS))
+LEDGER_FILES.append("results/pub11/dedup/kept.stats.json")

@@ -1,0 +1,208 @@
+"""URL normalisation, the URL safety filter, the duplicate priority rule and the global URL dedup."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rs5m.columns import make_uid, uid_bucket
+from rs5m.urldedup import filter_and_dedup_urls
+from rs5m.urls import check_url, normalise_url, pick_kept, priority_rank, priority_ranks
+
+
+@pytest.mark.parametrize(
+    "url, key",
+    [
+        ("HTTP://Example.COM/a/B.jpg", "http://example.com/a/B.jpg"),
+        ("http://example.com:80/x.jpg", "http://example.com/x.jpg"),
+        ("https://example.com:443/x.jpg", "https://example.com/x.jpg"),
+        ("http://example.com:8080/x.jpg", "http://example.com:8080/x.jpg"),
+        ("https://example.com:80/x.jpg", "https://example.com:80/x.jpg"),
+        ("http://example.com/x.jpg#frag", "http://example.com/x.jpg"),
+        ("http://example.com", "http://example.com/"),
+        ("  http://example.com./x.jpg ", "http://example.com/x.jpg"),
+        ("http://example.com/%7euser/a%2fb%2F.jpg", "http://example.com/~user/a%2Fb%2F.jpg"),
+        ("http://example.com/x.jpg?b=2&a=1", "http://example.com/x.jpg?b=2&a=1"),
+        ("http://bücher.de/x.jpg", "http://xn--bcher-kva.de/x.jpg"),
+        ("http://[0:0::1]:80/x", "http://[::1]/x"),
+    ],
+)
+def test_normalise_url(url, key):
+    assert normalise_url(url) == key
+
+
+def test_normalise_keeps_scheme_and_path_case_distinct():
+    assert normalise_url("http://a.com/X.jpg") != normalise_url("https://a.com/X.jpg")
+    assert normalise_url("http://a.com/X.jpg") != normalise_url("http://a.com/x.jpg")
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://example.com/a.jpg", None),
+        ("https://cdn.example.org:8443/a.jpg?x=1", None),
+        ("http://8.8.8.8/a.jpg", None),
+        ("http://demo.rs5m.test/img/rs/1.jpg", None),
+        ("ftp://example.com/a.jpg", "bad_url_scheme"),
+        ("file:///etc/passwd", "bad_url_scheme"),
+        ("javascript:alert(1)", "bad_url_scheme"),
+        ("data:image/png;base64,AAAA", "bad_url_scheme"),
+        ("", "bad_url"),
+        (None, "bad_url"),
+        ("http://", "bad_url"),
+        ("http://example.com:99999/a", "bad_url"),
+        ("http://exa mple.com/a", "bad_url"),
+        ("http://127.0.0.1/a", "blocked_url"),
+        ("http://127.8.9.10:8080/a", "blocked_url"),
+        ("http://localhost/a", "blocked_url"),
+        ("http://LOCALHOST./a", "blocked_url"),
+        ("http://api.localhost/a", "blocked_url"),
+        ("http://printer.local/a", "blocked_url"),
+        ("http://metadata.google.internal/computeMetadata/v1/", "blocked_url"),
+        ("http://10.1.2.3/a", "blocked_url"),
+        ("http://172.16.0.1/a", "blocked_url"),
+        ("http://192.168.1.1/a", "blocked_url"),
+        ("http://100.64.0.1/a", "blocked_url"),
+        ("http://169.254.169.254/latest/meta-data/", "blocked_url"),
+        ("http://224.0.0.1/a", "blocked_url"),
+        ("http://0.0.0.0/a", "blocked_url"),
+        ("http://[::1]/a", "blocked_url"),
+        ("http://[::]/a", "blocked_url"),
+        ("http://[fe80::1%25eth0]/a", "blocked_url"),
+        ("http://[fc00::1]/a", "blocked_url"),
+        ("http://[ff02::1]/a", "blocked_url"),
+        ("http://[::ffff:127.0.0.1]/a", "blocked_url"),
+        ("http://[::ffff:169.254.169.254]/a", "blocked_url"),
+        ("http://[2001:4860:4860::8888]/a", None),
+        # inet_aton spellings of 127.0.0.1 and 169.254.169.254
+        ("http://2130706433/a", "blocked_url"),
+        ("http://0x7f000001/a", "blocked_url"),
+        ("http://0177.0.0.1/a", "blocked_url"),
+        ("http://127.1/a", "blocked_url"),
+        ("http://0x7f.0.0.1/a", "blocked_url"),
+        ("http://2852039166/a", "blocked_url"),
+        ("http://0xA9FEA9FE/a", "blocked_url"),
+        ("http://user@169.254.169.254/a", "blocked_url"),
+        ("http://example.com@127.0.0.1/a", "blocked_url"),
+        # numeric spellings of a public address pass, malformed ones are bad
+        ("http://134744072/a", None),  # 8.8.8.8
+        ("http://999.1.1.1/a", "bad_url"),
+        ("http://08.1.1.1/a", "bad_url"),
+    ],
+)
+def test_check_url(url, reason):
+    assert check_url(url) == reason
+
+
+def test_allow_loopback_lets_loopback_only_through():
+    for url in ("http://127.0.0.1:8000/a", "http://localhost:8000/a", "http://[::1]/a", "http://2130706433/a"):
+        assert check_url(url, allow_loopback=True) is None
+        assert check_url(url) == "blocked_url"
+    for url in ("http://10.0.0.1/a", "http://169.254.169.254/a", "http://0.0.0.0/a", "http://x.local/a"):
+        assert check_url(url, allow_loopback=True) == "blocked_url"
+
+
+def test_priority_rule():
+    # LAION-COCO goes first whatever the hash; then the three preferred sources beat the rest.
+    assert priority_rank("laioncoco", "a" * 16) > priority_rank("cc3m", "b" * 16)
+    assert priority_rank("cc3m", "c" * 16) > priority_rank("coyo700m", "d" * 16)
+    for preferred in ("laion2b", "laion400m", "coyo700m"):
+        for other in ("wit", "yfcc15m", "cc12m", "redcaps", "cc3m", "sbu", "vg"):
+            assert pick_kept([(other, make_uid(other, "u")), (preferred, make_uid(preferred, "u"))]) == make_uid(
+                preferred, "u"
+            )
+    assert pick_kept([("laioncoco", "0" * 16), ("vg", "f" * 16)]) == "f" * 16
+
+
+def test_priority_ties_are_deterministic_and_not_input_order():
+    copies = [("laion2b", make_uid("laion2b", f"u{i}")) for i in range(20)]
+    kept = pick_kept(copies)
+    assert pick_kept(list(reversed(copies))) == kept
+    # the pick is by stable hash, not the smallest uid (which a naive min would take)
+    picks = {pick_kept([copies[i], copies[i + 1]]) for i in range(0, 20, 2)}
+    smallest = {min(copies[i][1], copies[i + 1][1]) for i in range(0, 20, 2)}
+    assert picks != smallest
+    assert priority_ranks(["laion2b", "laioncoco"], [copies[0][1], copies[1][1]]).tolist() == [
+        priority_rank("laion2b", copies[0][1]),
+        priority_rank("laioncoco", copies[1][1]),
+    ]
+
+
+def _metadata(path, source, urls, native=None):
+    uids = [make_uid(source, u or "", i) for i, u in enumerate(urls)]
+    columns = {
+        "uid": uids,
+        "source": [source] * len(urls),
+        "url": urls,
+        "caption": [f"aerial view {i}" for i in range(len(urls))],
+        "captions": [[f"aerial view {i}"] for i in range(len(urls))],
+        "matched_keywords": [["aerial view"]] * len(urls),
+        "width": pa.array([256] * len(urls), pa.int64()),
+        "height": pa.array([256] * len(urls), pa.float64()),
+    }
+    columns.update(native or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return uids
+
+
+def test_url_filter_and_dedup(tmp_path):
+    coco = _metadata(
+        tmp_path / "laioncoco/00000.parquet",
+        "laioncoco",
+        ["http://a.com/1.jpg", "http://b.com/2.jpg", "http://169.254.169.254/x", "ftp://a.com/y"],
+        {"src_top_caption": ["t1", "t2", "t3", "t4"]},
+    )
+    cc3m = _metadata(
+        tmp_path / "cc3m/00000.parquet", "cc3m", ["HTTP://A.com:80/1.jpg#top", "http://c.com/3.jpg", None]
+    )
+    laion = _metadata(
+        tmp_path / "laion2b/00000.parquet",
+        "laion2b",
+        ["http://b.com/2.jpg", "http://c.com/3.jpg", "http://2130706433/z"],
+        {"src_similarity": [0.3, 0.31, 0.32], "src_punsafe": [0.0, 0.1, 0.2]},
+    )
+    parts = [str(tmp_path / f"urldedup/{i:04d}.parquet") for i in range(3)]
+    stats_file, drops_file = tmp_path / "urldedup.stats.json", tmp_path / "urldedup.drops.parquet"
+    metadata = [str(tmp_path / f"{s}/00000.parquet") for s in ("laioncoco", "cc3m", "laion2b")]
+    filter_and_dedup_urls(metadata, parts, str(stats_file), str(drops_file))
+
+    kept = pa.concat_tables([pq.read_table(p) for p in parts]).to_pylist()
+    kept_uids = {row["uid"] for row in kept}
+    # a.com/1.jpg: laioncoco vs cc3m -> cc3m; b.com/2.jpg and c.com/3.jpg: laion2b wins.
+    assert kept_uids == {cc3m[0], laion[0], laion[1]}
+    for part_index, path in enumerate(parts):
+        assert all(uid_bucket(uid, 3) == part_index for uid in pq.read_table(path).column("uid").to_pylist())
+    by_uid = {row["uid"]: row for row in kept}
+    assert by_uid[cc3m[0]]["url"] == "HTTP://A.com:80/1.jpg#top"  # the original is downloaded
+    assert json.loads(by_uid[laion[0]]["native"]) == {"similarity": 0.3, "punsafe": 0.0}
+    assert by_uid[cc3m[0]]["native"] is None
+    assert by_uid[laion[1]]["captions"] == ["aerial view 1"] and by_uid[laion[1]]["height"] == 256
+
+    drops = {row["uid"]: row for row in pq.read_table(drops_file).to_pylist()}
+    assert drops[coco[0]]["reason"] == "duplicate_url" and drops[coco[0]]["detail"] == cc3m[0]
+    assert drops[coco[1]]["detail"] == laion[0]
+    assert drops[cc3m[1]]["reason"] == "duplicate_url" and drops[cc3m[1]]["detail"] == laion[1]
+    assert drops[coco[2]]["reason"] == "blocked_url"
+    assert drops[laion[2]]["reason"] == "blocked_url"
+    assert drops[coco[3]]["reason"] == "bad_url_scheme"
+    assert drops[cc3m[2]]["reason"] == "bad_url"
+    assert len(drops) + len(kept) == 10  # no row lost
+
+    stats = {entry["source"]: entry for entry in json.loads(stats_file.read_text())}
+    assert stats["laioncoco"] == {
+        "stage": "url_filter", "source": "laioncoco", "rows_in": 4, "kept": 0,
+        "dropped": {"blocked_url": 1, "duplicate_url": 2, "bad_url_scheme": 1},
+    }
+    assert stats["cc3m"]["kept"] == 1 and stats["cc3m"]["dropped"] == {"duplicate_url": 1, "bad_url": 1}
+    assert stats["laion2b"]["kept"] == 2 and stats["laion2b"]["dropped"] == {"blocked_url": 1}
+
+
+def test_url_filter_without_rows_writes_empty_parts(tmp_path):
+    parts = [str(tmp_path / f"{i:04d}.parquet") for i in range(2)]
+    filter_and_dedup_urls([], parts, str(tmp_path / "s.json"), str(tmp_path / "d.parquet"))
+    assert [pq.read_table(p).num_rows for p in parts] == [0, 0]
+    assert "native" in pq.read_schema(parts[0]).names
+    assert json.loads((tmp_path / "s.json").read_text()) == []

@@ -1,0 +1,13 @@
+from rs5m.adapter import run
+from rs5m.download import download_part
+
+run(
+    snakemake,
+    download_part,
+    urls=snakemake.input.urls,
+    out_dir=snakemake.output.shards,
+    stats=snakemake.output.stats,
+    drops=snakemake.output.drops,
+    threads=snakemake.threads,
+    **snakemake.params.options,
+)

@@ -1,0 +1,14 @@
+from rs5m.adapter import run
+from rs5m.dedup import dedup_images
+
+run(
+    snakemake,
+    dedup_images,
+    images=list(snakemake.input.images),
+    urls=list(snakemake.input.urls),
+    kept=snakemake.output.kept,
+    stats=snakemake.output.stats,
+    drops=snakemake.output.drops,
+    threads=snakemake.threads,
+    **snakemake.params.options,
+)

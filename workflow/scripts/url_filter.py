@@ -1,0 +1,13 @@
+from rs5m.adapter import run
+from rs5m.urldedup import filter_and_dedup_urls
+
+run(
+    snakemake,
+    filter_and_dedup_urls,
+    metadata=list(snakemake.input.metadata),
+    parts=list(snakemake.output.parts),
+    stats=snakemake.output.stats,
+    drops=snakemake.output.drops,
+    threads=snakemake.threads,
+    **snakemake.params.options,
+)

@@ -105,6 +105,16 @@ def detector_weights(wildcards):
     return "results/pub11/rs_detector/weights.pt"
 
 
+def outlier_clip_checkpoint():
+    """A local CLIP checkpoint as an input of the scoring jobs (the demo's is built by a rule)."""
+    pretrained = OUTLIERS["clip"]["pretrained"]
+    if pretrained and (
+        os.path.exists(pretrained) or pretrained.startswith(DEMO["root"])
+    ):
+        return [pretrained]
+    return []
+
+
 def outlier_outputs():
     """Targets of this stage for rule all."""
     targets = [

@@ -45,6 +45,7 @@ rule score_part:
         kept="results/pub11/dedup/kept.parquet",
         shards="results/pub11/download/{part}",
         detector=detector_weights,
+        clip=outlier_clip_checkpoint(),
     output:
         "results/pub11/scores/{part}.parquet",
     log:

@@ -24,6 +24,15 @@ def shared_fixtures() -> Path:
     return SHARED_FIXTURES
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The embedded default, run once for real in a fresh folder and shared by the tests that
+    need a finished demo (they read it and dry-run in it; none of them changes its outputs)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the repository's workflow in `workdir` (its outputs land there, not in the repo)."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]

@@ -52,19 +52,10 @@ def test_shard_job_killed_mid_write_then_rerun_is_byte_identical(tmp_path):
     assert (crashed / "rs3.manifest.json").read_bytes() == (tmp_path / "clean/rs3.manifest.json").read_bytes()
 
 
-UPSTREAM_RULES = ("download.smk", "outliers.smk", "rs3.smk")
-
-
 @pytest.mark.workflow
-@pytest.mark.skipif(
-    not all((REPO / "rules" / name).exists() for name in UPSTREAM_RULES),
-    reason="needs the whole demo DAG (download, outliers and RS3 stages); enable once they are on main",
-)
-def test_demo_killed_mid_stage_then_resumed_gives_identical_shards(tmp_path):
-    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
-    clean.mkdir()
+def test_demo_killed_mid_stage_then_resumed_gives_identical_shards(tmp_path, demo_run):
+    clean, crashed = demo_run, tmp_path / "crashed"
     crashed.mkdir()
-    snakemake(clean, "--cores", "2", "assemble")
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(crashed),
                "--cores", "2", "assemble"]
     process = subprocess.Popen(command, cwd=crashed, start_new_session=True, stdout=subprocess.DEVNULL,

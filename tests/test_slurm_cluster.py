@@ -228,21 +228,14 @@ class Scenario:
 
 @pytest.fixture(scope="session")
 def run_folder(tmp_path_factory) -> Path:
-    """Where both runs happen, one after the other: some tables hold absolute paths."""
+    """Where the SLURM run happens (a copy of the repository)."""
     return tmp_path_factory.mktemp("repo")
 
 
 @pytest.fixture(scope="session")
-def local_outputs(run_folder):
-    copy = copy_repo(run_folder)
-    result = subprocess.run(
-        snakemake_command("--profile", "config/profiles/local"), cwd=copy, env=run_env(copy), capture_output=True, text=True, timeout=RUN_TIMEOUT
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
-    outputs = output_files(copy)
-    shutil.rmtree(copy)
-    copy.mkdir()
-    return outputs
+def local_outputs(demo_run):
+    """The outputs of the shared local demo run (tests/conftest.py), made in another folder."""
+    return output_files(demo_run)
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,6 @@ from conftest import REPO, planned_jobs, snakemake
 pytestmark = pytest.mark.workflow
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The embedded default, run once for real in a fresh folder."""
-    workdir = tmp_path_factory.mktemp("demo")
-    snakemake(workdir, "--cores", "2")
-    return workdir
-
-
 def test_lint_passes(tmp_path):
     result = snakemake(tmp_path, "--lint")
     assert "Congratulations" in result.stdout + result.stderr
@@ -81,3 +73,34 @@ def test_nothing_to_do_after_the_demo_and_a_changed_key_reruns_its_stage(demo_ru
     configs = ["--configfile", str(REPO / "config" / "config.yaml"), str(override)]
     jobs = planned_jobs(snakemake(demo_run, "-n", "--cores", "2", *configs).stdout)
     assert jobs.get("keyword_filter") == 13 and "demo_metadata" not in jobs
+
+
+def test_demo_every_row_has_one_terminal_state_and_the_shards_pass_the_audit(demo_run):
+    funnel = json.loads((demo_run / "results/stats/funnel.json").read_text())
+    assert funnel["consistent"] and funnel["problems"] == []
+    total = next(r for r in funnel["rows"] if r["source"] == "total")
+    assert total["downloaded"] - total["invalid"] - total["duplicates"] - total["outliers"] == total["remain"] > 0
+    assert total["url_duplicates"] >= 1 and total["duplicates"] >= 1 and total["outliers"] >= 1
+    audit = json.loads((demo_run / "results/stats/audit.json").read_text())
+    assert audit["ok"] and audit["checked"]["shard_samples"] == audit["checked"]["kept"] > 0
+    assert sorted(p.name for p in (demo_run / "results/shards/train").glob("*.tar"))[0] == "pub11-train-0000.tar"
+    assert list((demo_run / "results/shards/val").glob("rs3-val-*.tar"))
+
+
+def test_demo_bad_downloads_and_unsafe_urls_end_with_named_reasons(demo_run):
+    from rs5m.columns import make_uid
+    from rs5m.demo import BAD_PATHS, DEMO_HOST, UNSAFE_URLS
+
+    drops = {}
+    for path in (demo_run / "results").rglob("*.drops.parquet"):
+        for row in pq.read_table(path).to_pylist():
+            drops.setdefault(row["uid"], []).append((row["stage"], row["reason"]))
+    kept = set(pq.read_table(demo_run / "results/pub11/final.parquet").column("uid").to_pylist())
+    for url in [DEMO_HOST + p for p in BAD_PATHS] + UNSAFE_URLS:
+        uid = make_uid("laion2b", url)
+        states = drops.get(uid, []) + ([("kept", "")] if uid in kept else [])
+        assert len(states) == 1, (url, states)
+    reasons = {reason for rows in drops.values() for _, reason in rows}
+    assert {"blocked_url", "bad_url_scheme", "download_failed"} <= reasons
+    assert any(r.startswith("invalid_") for r in reasons)
+    assert drops[make_uid("laion2b", "http://169.254.169.254/latest/meta-data/aerial-view.jpg")] == [("url_filter", "blocked_url")]

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rs5m.tiny_models import TINY_CLIP_CONFIGS, register_tiny_clip
+from rs5m.tiny_models import TINY_CLIP_CONFIGS, is_random_weights, register_tiny_clip
 from rs5m import offline
 from rs5m.columns import SOURCE, UID
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
@@ -64,9 +64,9 @@ def load_clip(model: str, pretrained: str | None, device: str = "cpu"):
     if model in TINY_CLIP_CONFIGS:
         register_tiny_clip(model)
     clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
-    if not pretrained:
+    if not pretrained or is_random_weights(pretrained):
         logger.warning(
-            "!!! CLIP %s has RANDOM weights (outliers.clip.pretrained is null): clip_score carries no "
+            "!!! CLIP %s has RANDOM weights (no trained checkpoint): clip_score carries no "
             "meaning; use this only for the demo !!!", model
         )
     else:

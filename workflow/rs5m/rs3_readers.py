@@ -181,7 +181,7 @@ def read_fmow(root: str | Path, out_path: str | Path, split: str = "train",
             "uid": uid,
             "dataset": dataset,
             "img_name": f"{dataset}_{image.stem}.jpg",
-            "image_path": str(image.resolve()),
+            "image_path": str(image),
             "source_path": relative,
             "split": split,
             "labels": [str(category)],
@@ -352,7 +352,7 @@ def read_bigearthnet(roots: str | Path | list, out_path: str | Path, mapping_pat
         Image.fromarray(rgb, "RGB").save(image_path, "JPEG", quality=int(jpeg_quality), subsampling=0)
         labels = [str(label) for label in (record.get("labels") or [])]
         row = {
-            "uid": uid, "dataset": dataset, "img_name": img_name, "image_path": str(image_path.resolve()),
+            "uid": uid, "dataset": dataset, "img_name": img_name, "image_path": str(image_path),
             "source_path": relative, "split": split, "labels": labels,
             "meta": json.dumps(meta, ensure_ascii=False), "meta_status": status,
             "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
@@ -390,7 +390,7 @@ def read_millionaid(root: str | Path, out_path: str | Path, split: str = "test",
         labels = list(path.relative_to(split_dir).parts[:-1])
         return _Outcome(uid, row={
             "uid": uid, "dataset": dataset, "img_name": f"{dataset}_{path.stem}.jpg",
-            "image_path": str(path.resolve()), "source_path": relative, "split": split,
+            "image_path": str(path), "source_path": relative, "split": split,
             "labels": labels, "meta": "{}", "meta_status": "ok", "width": width, "height": height,
         })
 

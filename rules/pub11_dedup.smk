@@ -4,6 +4,8 @@
 rule images_part:
     input:
         shards="results/pub11/download/{part}",
+        # Rewritten by download_retry, so a retry makes this part's image check (and dedup) rerun.
+        ledger="results/pub11/download/{part}.stats.json",
     output:
         images="results/pub11/images/{part}.parquet",
         stats="results/pub11/images/{part}.stats.json",
@@ -39,11 +41,15 @@ rule image_dedup:
     conda:
         "../envs/pub11.yaml"
     threads: config["dedup"]["threads"]  # DuckDB threads; an upper bound, clamped by --cores
+    resources:
+        mem_mb=16000,
     params:
         options={
             "phash_radius": config["dedup"]["phash_radius"],
             "bands": config["dedup"]["bands"],
         },
+        # DuckDB spills beyond this: 3/4 of the job's memory.
+        memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
     script:
         "../workflow/scripts/image_dedup.py"
 

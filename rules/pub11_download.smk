@@ -24,11 +24,13 @@ rule url_filter:
     conda:
         "../envs/pub11.yaml"
     threads: config["urls"]["threads"]  # DuckDB threads; an upper bound, clamped by --cores
+    resources:
+        mem_mb=16000,
     params:
-        options={
-            "allow_loopback": config["urls"]["allow_loopback"],
-            "memory_limit": config["urls"]["memory_limit"],
-        },
+        allow_loopback=config["urls"]["allow_loopback"],
+        # DuckDB spills beyond this: the configured limit, else 3/4 of the job's memory.
+        memory_limit=lambda wildcards, resources: config["urls"]["memory_limit"]
+        or f"{resources.mem_mb * 3 // 4}MB",
     script:
         "../workflow/scripts/url_filter.py"
 

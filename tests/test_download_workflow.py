@@ -1,5 +1,5 @@
 """The demo through URL filter, real HTTP downloads (a loopback demo web each job starts), image checks
-and pHash dedup, with every row accounted for in the ledger."""
+and pHash dedup, with every row accounted for in the ledger; then the retry of failed downloads."""
 from __future__ import annotations
 
 import json
@@ -10,96 +10,116 @@ import pytest
 import yaml
 
 from conftest import REPO, planned_jobs, snakemake
+from rs5m.demo import BAD_PATHS, DEMO_HOST, UNSAFE_URLS
+from rs5m.ledger import read_stats
+from rs5m.stats import build_funnel
+from test_download import EXPECTED
 
 pytestmark = pytest.mark.workflow
 
-TARGETS = ("results/pub11/dedup/kept.parquet", "results/stats/funnel.json")
-
-
-def _require_merged_config():
-    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
-    if "download" not in schema["properties"]:
-        pytest.skip("config/schema.d/pub11_download.yaml is not merged into config/schema.yaml yet")
+TARGET = "results/pub11/dedup/kept.parquet"
+MY_STAGES = ("url_filter", "download", "invalid", "image_dedup")
 
 
 @pytest.fixture(scope="module")
 def dedup_run(tmp_path_factory):
-    _require_merged_config()
     workdir = tmp_path_factory.mktemp("dedup_demo")
-    snakemake(workdir, "--cores", "2", *TARGETS)
+    snakemake(workdir, "--cores", "2", TARGET)
     return workdir
 
 
-def _drops(workdir, pattern):
+def _table(workdir, pattern) -> list[dict]:
     files = sorted(workdir.glob(pattern))
     return pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
 
 
+def _outcomes(workdir) -> dict[str, tuple[str, str] | str]:
+    """uid -> (stage, reason) or "kept", over every stage from the URL filter to dedup."""
+    outcome = {}
+    for pattern in ("results/pub11/urldedup.drops.parquet", "results/pub11/download/*.drops.parquet",
+                    "results/pub11/images/*.drops.parquet", "results/pub11/dedup/kept.drops.parquet"):
+        for row in _table(workdir, pattern):
+            assert row["uid"] not in outcome, row
+            outcome[row["uid"]] = (row["stage"], row["reason"])
+    for row in _table(workdir, TARGET):
+        assert row["uid"] not in outcome, row
+        outcome[row["uid"]] = "kept"
+    return outcome
+
+
+def _uid_of(workdir) -> dict[str, str]:
+    """url -> uid of the keyword stage's rows (the demo's bad and unsafe URLs occur once)."""
+    uids = {}
+    for path in workdir.glob("results/pub11/metadata/*/*.parquet"):
+        if path.name.count(".") == 1:
+            table = pq.read_table(path, columns=["uid", "url"])
+            uids.update(zip(table.column("url").to_pylist(), table.column("uid").to_pylist()))
+    return uids
+
+
 def test_dry_run_plans_one_download_and_image_job_per_part(tmp_path):
-    _require_merged_config()
-    jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "2", *TARGETS).stdout)
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "2", TARGET).stdout)
     parts = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["parts"]
     assert jobs["url_filter"] == 1 and jobs["image_dedup"] == 1
     assert jobs["download_part"] == parts and jobs["images_part"] == parts
 
 
-def test_bad_downloads_end_as_named_reasons(dedup_run):
-    urls = {}
-    for table in (pq.read_table(p) for p in dedup_run.glob("results/pub11/urldedup/*.parquet")):
-        urls.update(zip(table.column("uid").to_pylist(), table.column("url").to_pylist()))
-    outcome = {}
-    for row in _drops(dedup_run, "results/pub11/download/*.drops.parquet") + _drops(
-        dedup_run, "results/pub11/images/*.drops.parquet"
-    ):
-        outcome[urls[row["uid"]].rsplit("/", 1)[-1]] = row["reason"]
-    assert outcome["zero-bytes.jpg"] == "invalid_empty"
-    assert outcome["truncated.jpg"] == "invalid_decode"
-    assert outcome["html-as-jpeg.jpg"] == "invalid_decode"
-    assert outcome["tiny.jpg"] == "invalid_too_small"
-    assert outcome["404.jpg"] == "download_failed"
+def test_bad_downloads_and_unsafe_urls_end_as_named_reasons(dedup_run):
+    outcome, uid_of = _outcomes(dedup_run), _uid_of(dedup_run)
+    for path in BAD_PATHS:
+        case = path.rsplit("/", 1)[-1].split(".")[0]
+        expected = ("download", "download_failed") if path.startswith("/flaky/") else EXPECTED[case]
+        assert outcome[uid_of[DEMO_HOST + path]] == expected, path
+    for url in UNSAFE_URLS:
+        if url.startswith("file:"):  # the keyword stage already refuses other schemes
+            continue
+        assert outcome[uid_of[url]] == ("url_filter", "blocked_url"), url
+    urldedup = {row["uid"] for row in _table(dedup_run, "results/pub11/urldedup/*.parquet")}
+    assert set(outcome) == urldedup | {d["uid"] for d in _table(dedup_run, "results/pub11/urldedup.drops.parquet")}
 
 
-def test_near_duplicate_copy_is_dropped_for_the_preferred_source(dedup_run):
-    kept = pq.read_table(dedup_run / "results/pub11/dedup/kept.parquet").to_pylist()
-    kept_by_uid = {row["uid"]: row for row in kept}
-    url_of = {}
-    for table in (pq.read_table(p) for p in dedup_run.glob("results/pub11/urldedup/*.parquet")):
-        url_of.update(zip(table.column("uid").to_pylist(), table.column("url").to_pylist()))
-    drops = _drops(dedup_run, "results/pub11/dedup/kept.drops.parquet")
+def test_near_duplicate_copy_is_one_group(dedup_run):
+    kept = {row["uid"]: row for row in _table(dedup_run, TARGET)}
+    url_of = {row["uid"]: row["url"] for row in _table(dedup_run, "results/pub11/urldedup/*.parquet")}
+    copies = [d for d in _table(dedup_run, "results/pub11/dedup/kept.drops.parquet")
+              if "?copy=" in url_of[d["uid"]] or "?copy=" in kept[d["detail"]]["url"]]
     # The demo's COYO row re-serves a LAION-2B image under `?copy=1`; both sources are preferred, so
     # the stable hash of the uid decides which copy stays. Either way: one pair, the other one kept.
-    assert len(drops) == 1 and drops[0]["reason"] == "duplicate_image"
-    pair = {url_of[drops[0]["uid"]], kept_by_uid[drops[0]["detail"]]["url"]}
+    assert len(copies) == 1 and copies[0]["reason"] == "duplicate_image"
+    pair = {url_of[copies[0]["uid"]], kept[copies[0]["detail"]]["url"]}
     original = min(pair, key=len)
     assert pair == {original, original + "?copy=1"}
-    assert {drops[0]["source"], kept_by_uid[drops[0]["detail"]]["source"]} == {"laion2b", "coyo700m"}
-    url_copies = _drops(dedup_run, "results/pub11/urldedup.drops.parquet")
-    assert url_copies and all(kept_by_uid[d["detail"]]["source"] != "laioncoco" for d in url_copies
-                              if d["reason"] == "duplicate_url" and d["detail"] in kept_by_uid)
-    assert {"uid", "source", "url", "caption", "matched_keywords", "part", "tar", "member", "width", "height"} <= set(
-        kept[0]
-    )
-    for row in kept:  # every kept image sits in its own part's shards
+    columns = {"uid", "source", "url", "caption", "matched_keywords", "part", "tar", "member", "width", "height"}
+    assert columns <= set(next(iter(kept.values())))
+    for row in kept.values():  # every kept image sits in its own part's shards
         assert (dedup_run / row["tar"]).is_file() and row["tar"].startswith(f"results/pub11/download/{row['part']}/")
 
 
-def test_every_row_is_accounted_for_and_the_funnel_fills_in(dedup_run):
-    stages = {}
-    for path in list(dedup_run.glob("results/pub11/**/*.stats.json")) + [dedup_run / "results/pub11/urldedup.stats.json"]:
-        for entry in json.loads(path.read_text()):
-            if entry["stage"] in ("url_filter", "download", "invalid", "image_dedup"):
-                key = (entry["stage"], entry["source"])
-                total = stages.setdefault(key, {"rows_in": 0, "kept": 0, "dropped": 0})
-                total["rows_in"] += entry["rows_in"]
-                total["kept"] += entry["kept"]
-                total["dropped"] += sum(entry["dropped"].values())
-    kept = pq.read_table(dedup_run / "results/pub11/dedup/kept.parquet")
-    assert sum(v["kept"] for (stage, _), v in stages.items() if stage == "image_dedup") == kept.num_rows
-    for (stage, source), counts in stages.items():
-        assert counts["rows_in"] == counts["kept"] + counts["dropped"], (stage, source)
-    rows = json.loads((dedup_run / "results/stats/funnel.json").read_text())["rows"]
-    funnel = {row["source"]: row for row in rows}
-    total = funnel["total"]
-    assert total["downloaded"] == sum(v["kept"] for (s, _), v in stages.items() if s == "download")
-    assert total["invalid"] == 4 and total["download_failed"] >= 1 and total["duplicates"] >= 1
-    assert total["url_duplicates"] >= 1
+def test_ledger_chain_holds_for_every_source(dedup_run):
+    files = list(dedup_run.glob("results/pub11/**/*.stats.json"))  # ** includes results/pub11 itself
+    stats = [s for s in read_stats(files) if s.stage in ("keyword_filter", *MY_STAGES)]
+    funnel = build_funnel(stats)
+    assert funnel.consistent, funnel.problems
+    total = funnel.rows[-1]
+    kept = pq.read_table(dedup_run / TARGET).num_rows
+    assert total["after_keyword_filter"] - total["url_duplicates"] - total["blocked_urls"] - total[
+        "download_failed"] == total["downloaded"]
+    assert total["downloaded"] - total["invalid"] - total["duplicates"] == kept
+    assert total["invalid"] == sum(1 for e in EXPECTED.values() if e != "kept" and e[0] == "invalid")
+
+
+def test_retry_refetches_only_failed_urls_and_reruns_what_follows(dedup_run):
+    flaky_uid = _uid_of(dedup_run)[DEMO_HOST + next(p for p in BAD_PATHS if p.startswith("/flaky/"))]
+    failed = [d for d in _table(dedup_run, "results/pub11/download/*.drops.parquet") if d["reason"] == "download_failed"]
+    before = {p: p.stat().st_mtime_ns for p in dedup_run.glob("results/pub11/download/*/*.tar")}
+    snakemake(dedup_run, "--cores", "2", "retry_failed_downloads", "--forcerun", "download_retry")
+    reports = [json.loads(p.read_text()) for p in dedup_run.glob("results/pub11/download/*.retry.json")]
+    assert sum(r["retried"] for r in reports) == len(failed)
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in before.items())  # nothing fetched again
+    jobs = planned_jobs(snakemake(dedup_run, "-n", "--cores", "2", TARGET).stdout)
+    assert jobs.get("images_part", 0) >= 1 and jobs["image_dedup"] == 1 and "download_part" not in jobs
+    snakemake(dedup_run, "--cores", "2", TARGET)
+    outcome = _outcomes(dedup_run)
+    assert outcome[flaky_uid] == "kept"  # its second request succeeds
+    still_failed = [d for d in _table(dedup_run, "results/pub11/download/*.drops.parquet") if d["reason"] == "download_failed"]
+    assert len(still_failed) == len(failed) - 1

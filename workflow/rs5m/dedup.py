@@ -68,7 +68,9 @@ def choose_bands(n_hashes: int, radius: int) -> int:
     return best
 
 
-def near_duplicate_pairs(hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1) -> np.ndarray:
+def near_duplicate_pairs(
+    hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1, memory_limit: str | None = None
+) -> np.ndarray:
     """Index pairs (i < j) of `hashes` (int64) within Hamming distance `radius`, each once, sorted.
 
     Exact repeats are included. Expects distinct hashes for speed, but is correct without.
@@ -92,6 +94,8 @@ def near_duplicate_pairs(hashes: np.ndarray, radius: int, bands: int = 0, thread
         mask_tables.append(pa.table({"band": np.full(len(masks), band, np.int8), "mask": masks}))
     con = duckdb.connect()
     con.execute(f"SET threads = {max(1, int(threads))}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
     con.register("band_values", pa.concat_tables(band_tables))
     con.register("band_masks", pa.concat_tables(mask_tables))
     con.register("hashes", pa.table({"id": ids, "h": hashes}))
@@ -116,7 +120,9 @@ def near_duplicate_pairs(hashes: np.ndarray, radius: int, bands: int = 0, thread
     return np.stack([pairs["i"], pairs["j"]], axis=1).astype(np.int64) if len(pairs["i"]) else np.empty((0, 2), np.int64)
 
 
-def near_duplicate_groups(hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1) -> np.ndarray:
+def near_duplicate_groups(
+    hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1, memory_limit: str | None = None
+) -> np.ndarray:
     """Group label per hash: connected components of "Hamming distance <= radius" (labels 0..k-1)."""
     hashes = np.asarray(hashes, dtype=np.int64)
     if len(hashes) == 0:
@@ -124,7 +130,7 @@ def near_duplicate_groups(hashes: np.ndarray, radius: int, bands: int = 0, threa
     distinct, inverse = np.unique(hashes, return_inverse=True)
     if radius <= 0 or len(distinct) < 2:
         return inverse.astype(np.int64)
-    pairs = near_duplicate_pairs(distinct, radius, bands, threads)
+    pairs = near_duplicate_pairs(distinct, radius, bands, threads, memory_limit)
     graph = coo_matrix(
         (np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(distinct), len(distinct))
     )
@@ -151,6 +157,7 @@ def dedup_images(
     phash_radius: int = 4,
     bands: int = 0,
     threads: int = 1,
+    memory_limit: str | None = None,
 ) -> list[StageStats]:
     """Drop every near-duplicate image but the one the priority rule keeps; write kept.parquet.
 
@@ -166,7 +173,7 @@ def dedup_images(
     uids = table.column(col.UID).to_pylist() if n else []
     sources = table.column(col.SOURCE).to_pylist() if n else []
     hashes = table.column("phash").to_numpy() if n else np.empty(0, np.int64)
-    labels = near_duplicate_groups(hashes, phash_radius, bands, threads)
+    labels = near_duplicate_groups(hashes, phash_radius, bands, threads, memory_limit)
     winners = kept_in_groups(labels, sources, uids) if n else np.empty(0, np.int64)
     is_kept = winners == np.arange(n)
 

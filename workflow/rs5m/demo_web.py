@@ -13,7 +13,8 @@ Paths (n, k: non-negative integers; every answer is deterministic, the same byte
 - `/img/photo/<n>.jpg`         a ground-level "photo" (sky, horizon, trees): non-RS content
 - `/img/photo/<n>.jpg?copy=<k>` near-duplicate of the photo
 - `/flaky/rs/<n>.jpg`          503 on the first request of this path, then `/img/rs/<n>.jpg`
-                               (per server instance: exercises the retry of failed downloads)
+                               (exercises the retry of failed downloads; "first" is remembered
+                               per server, or across servers in `state_dir` when given)
 - `/bad/<case>` or `/bad/<case>.<ext>` (the extension is ignored), case one of BAD_CASES or an
   alias in BAD_ALIASES (`zero-bytes` = `empty`, `html-as-jpeg` = `html`, `bomb` = `huge`,
   `redirect` = `redirect-loop`, `timeout` = `stall`):
@@ -39,13 +40,15 @@ Anything else: 404.
 from __future__ import annotations
 
 import functools
-from collections import Counter
+import hashlib
 import io
 import logging
 import struct
 import threading
 import zlib
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -230,8 +233,12 @@ def _huge_png(side: int = HUGE_SIDE) -> bytes:
 
 @functools.lru_cache(maxsize=None)
 def bad_body(case: str) -> tuple[str, bytes]:
-    """(content type, body) of the bad cases answered with status 200."""
-    valid = render_aerial(1_000_000)
+    """(content type, body) of the bad cases answered with status 200.
+
+    Each case renders a scene of its own, so the valid ones are not near-duplicates of each other.
+    """
+    scene = 1_000_000 + 10 * BAD_CASES.index(case) if case in BAD_CASES else 999_999
+    valid = render_aerial(scene)
     if case == "corrupt":
         return "image/jpeg", b"\xff\xd8\xff\xe0" + np.random.default_rng(3).bytes(4000)
     if case == "truncated":
@@ -255,7 +262,7 @@ def bad_body(case: str) -> tuple[str, bytes]:
         rgba.putalpha(Image.linear_gradient("L").resize(valid.size))
         return "image/png", _png(rgba)
     if case == "animated":
-        frames = [render_aerial(1_000_000 + i).convert("P", palette=Image.ADAPTIVE) for i in range(3)]
+        frames = [render_aerial(scene + i).convert("P", palette=Image.ADAPTIVE) for i in range(3)]
         buffer = io.BytesIO()
         frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
         return "image/gif", buffer.getvalue()
@@ -266,7 +273,7 @@ def bad_body(case: str) -> tuple[str, bytes]:
     if case == "tiny":
         return "image/jpeg", _jpeg(valid.resize((8, 8)))
     if case == "noai":
-        return "image/jpeg", _jpeg(render_aerial(1_000_001))
+        return "image/jpeg", _jpeg(valid)
     raise KeyError(case)
 
 
@@ -300,7 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
         asked = path + ("?" + target.query if target.query else "")
         with self.server.lock:
             self.server.requests[asked] += 1
-            first_time = self.server.requests[asked] == 1
+            first_time = self.server.first_request(asked)
         if len(parts) == 3 and parts[0] == "flaky":
             if first_time:
                 return self._send(503, b"try again later\n")
@@ -350,13 +357,27 @@ class DemoWebServer(ThreadingHTTPServer):
         # Clients that time out or hang up (the point of several bad cases) are not server errors.
         log.debug("client %s went away", client_address)
 
-    def __init__(self, port: int = 0, stall_seconds: float = 60.0):
+    def __init__(self, port: int = 0, stall_seconds: float = 60.0, state_dir: str | Path | None = None):
         super().__init__(("127.0.0.1", port), _Handler)
         self.stall_seconds = stall_seconds
+        # Where "this path was asked before" is remembered, so that a later server (a retry job)
+        # answers a flaky path as a second request.
+        self.state_dir = Path(state_dir) if state_dir else None
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.requests: Counter[str] = Counter()  # path (and query) -> times asked
         self._thread: threading.Thread | None = None
+
+    def first_request(self, asked: str) -> bool:
+        """Whether this is the first request of `asked` (called under the lock)."""
+        if self.state_dir is None:
+            return self.requests[asked] == 1
+        marker = self.state_dir / hashlib.sha1(asked.encode()).hexdigest()
+        if marker.exists():
+            return False
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        return True
 
     @property
     def url(self) -> str:

@@ -60,15 +60,18 @@ def _environment(proxy: str | None, max_pixels: int | None) -> dict[str, str]:
     return env
 
 
+DEMO_STATE = "_demo_web"  # inside the part's folder: the demo web's memory of flaky paths
+
+
 @contextlib.contextmanager
-def _proxy(proxy: str | None, demo_server: bool, stall_seconds: float) -> Iterator[str | None]:
+def _proxy(proxy: str | None, demo_server: bool, stall_seconds: float, out_dir: str) -> Iterator[str | None]:
     """The proxy to use: the configured one, or a demo web started for this job and stopped after it."""
     if not demo_server:
         yield proxy or None
         return
     from rs5m.demo_web import DemoWebServer
 
-    with DemoWebServer(stall_seconds=stall_seconds) as server:
+    with DemoWebServer(stall_seconds=stall_seconds, state_dir=Path(out_dir) / DEMO_STATE) as server:
         yield server.url
 
 
@@ -121,7 +124,7 @@ def run_img2dataset(
         enable_wandb=False,
         incremental_mode="extend" if extend else "incremental",
     )
-    with _proxy(proxy, demo_server, stall_seconds=timeout + 5) as active_proxy:
+    with _proxy(proxy, demo_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy:
         # A process of its own: img2dataset's workers are spawned, and a spawned worker re-imports
         # the parent's main module (a Snakemake script cannot be imported that way); its
         # environment (proxy, pixel cap) is also set there without touching this process's.

@@ -10,5 +10,6 @@ run(
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
     threads=snakemake.threads,
+    memory_limit=snakemake.params.memory_limit,
     **snakemake.params.options,
 )

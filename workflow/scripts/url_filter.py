@@ -9,5 +9,6 @@ run(
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
     threads=snakemake.threads,
-    **snakemake.params.options,
+    allow_loopback=snakemake.params.allow_loopback,
+    memory_limit=snakemake.params.memory_limit,
 )

@@ -7,10 +7,9 @@ from the demo's generators), points a copy of config/rs5m.yaml at it and times
 in 30 s or less. Prints the job count per rule and flags rules whose job count is high for a
 SLURM scheduler. --small: a tenth of every file count and parts 128 (a smoke run).
 
-Until every stage is in the workflow, parts only matter to the stages that exist; a second
-figure plans a stand-in DAG with the stage contracts' shape (docs/ARCHITECTURE.md: keyword jobs,
-global URL dedup, then download, image checks and scores one job per part, global image dedup,
-outliers and assembly) over the same input tree, to show what `parts` will cost.
+The whole DAG is planned: keyword jobs, global URL dedup, then download, image checks, scores
+and RS3 captions one job per part, global image dedup, outliers and assembly. The RS3 roots and
+the detector's training folders are created empty (a dry run does not read them).
 
 File counts of the public releases (metadata files, one keyword-filter input each unless the
 source sets `files_per_job`):
@@ -80,6 +79,13 @@ def build_tree(root: Path, config: dict, scale: float) -> dict[str, int]:
             shutil.copyfile(template, target)
         written[source] = count
     shutil.rmtree(templates)
+    # Folders the full config names that a dry run only needs to exist.
+    rs3 = config.get("rs3", {})
+    folders = [rs3.get(d, {}).get("root") for d in ("fmow", "millionaid")] + rs3.get("bigearthnet", {}).get("roots", [])
+    detector = config.get("outliers", {}).get("detector", {})
+    folders += detector.get("positive_dirs", []) + detector.get("negative_dirs", [])
+    for folder in filter(None, folders):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     return written
 
 
@@ -94,65 +100,6 @@ def job_counts(output: str) -> dict[str, int]:
                 break
             counts[fields[0]] = int(fields[1])
     return counts
-
-
-STAND_IN = """
-# Stand-in DAG with the stage contracts' shape; the rules only touch their outputs.
-import glob
-PARTS = [f"{i:04d}" for i in range(config["parts"])]
-SOURCES = config["sources"]
-
-
-def chunks(source):
-    files = sorted(f for pattern in SOURCES[source]["paths"] for f in glob.glob(pattern))
-    per_job = SOURCES[source].get("files_per_job", 1)
-    return [f"{i:05d}" for i in range(0, len(files), per_job)]
-
-
-KEYWORD = [f"results/pub11/metadata/{s}/{c}.parquet" for s in SOURCES for c in chunks(s)]
-
-rule all:
-    input: "results/shards/done", "results/stats/funnel.md"
-rule keyword_filter:
-    output: "results/pub11/metadata/{source}/{chunk}.parquet"
-    threads: 4
-    shell: "touch {output}"
-rule urldedup:
-    input: KEYWORD
-    output: expand("results/pub11/urldedup/{part}.parquet", part=PARTS)
-    shell: "touch {output}"
-rule download:
-    input: "results/pub11/urldedup/{part}.parquet"
-    output: directory("results/pub11/download/{part}")
-    threads: 16
-    shell: "mkdir -p {output}"
-rule image_check:
-    input: "results/pub11/download/{part}"
-    output: "results/pub11/images/{part}.parquet"
-    threads: 4
-    shell: "touch {output}"
-rule image_dedup:
-    input: expand("results/pub11/images/{part}.parquet", part=PARTS)
-    output: "results/pub11/dedup/kept.parquet"
-    shell: "touch {output}"
-rule score_part:
-    input: "results/pub11/dedup/kept.parquet", "results/pub11/download/{part}"
-    output: "results/pub11/scores/{part}.parquet"
-    resources: gpu=1
-    shell: "touch {output}"
-rule outliers:
-    input: expand("results/pub11/scores/{part}.parquet", part=PARTS)
-    output: "results/pub11/final.parquet"
-    shell: "touch {output}"
-rule assemble:
-    input: "results/pub11/final.parquet"
-    output: "results/shards/done"
-    shell: "touch {output}"
-rule funnel:
-    input: KEYWORD, "results/pub11/final.parquet"
-    output: "results/stats/funnel.md"
-    shell: "touch {output}"
-"""
 
 
 def child_cpu_seconds() -> float:
@@ -217,16 +164,6 @@ def main() -> None:
                 files = sum(written.values())
                 print(f"  keyword_filter reads {files / keyword:.1f} files a job on average "
                       f"(sources: files_per_job groups small files)")
-        stand_in = root / "StandIn.smk"
-        stand_in.write_text(STAND_IN)
-        print("\nstand-in DAG with the contracts' per-part stages (not the real rules):")
-        for parts in parts_values:
-            seconds, cpu, counts = plan(root, root / f"rs5m-{parts}.yaml", stand_in)
-            total = sum(counts.values())
-            per_part = {rule: n for rule, n in counts.items() if n == parts}
-            print(f"  parts={parts}: plan {seconds:.1f} s wall, {cpu:.1f} s CPU ({verdict(seconds, cpu)}), "
-                  f"{total} jobs ({', '.join(per_part)}: {parts} each), {1000 * cpu / max(total, 1):.1f} ms CPU a job")
-
 
 if __name__ == "__main__":
     main()

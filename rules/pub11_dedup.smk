@@ -54,5 +54,6 @@ rule image_dedup:
         "../workflow/scripts/image_dedup.py"
 
 
-LEDGER_FILES.extend(expand("results/pub11/images/{part}.stats.json", part=PARTS))
-LEDGER_FILES.append("results/pub11/dedup/kept.stats.json")
+if SOURCES:
+    LEDGER_FILES.extend(expand("results/pub11/images/{part}.stats.json", part=PARTS))
+    LEDGER_FILES.append("results/pub11/dedup/kept.stats.json")

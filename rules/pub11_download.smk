@@ -82,5 +82,6 @@ rule retry_failed_downloads:
         expand("results/pub11/download/{part}.retry.json", part=PARTS),
 
 
-LEDGER_FILES.append("results/pub11/urldedup.stats.json")
-LEDGER_FILES.extend(expand("results/pub11/download/{part}.stats.json", part=PARTS))
+if SOURCES:
+    LEDGER_FILES.append("results/pub11/urldedup.stats.json")
+    LEDGER_FILES.extend(expand("results/pub11/download/{part}.stats.json", part=PARTS))

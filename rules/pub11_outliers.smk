@@ -118,4 +118,5 @@ rule outlier_qa:
         "../workflow/scripts/outlier_qa.py"
 
 
-LEDGER_FILES.append("results/pub11/final.stats.json")
+if SOURCES:
+    LEDGER_FILES.append("results/pub11/final.stats.json")

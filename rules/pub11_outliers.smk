@@ -16,7 +16,7 @@ rule train_rs_detector:
         "results/benchmarks/train_rs_detector.tsv"
     conda:
         "../envs/models.yaml"
-    threads: DETECTOR["workers"]  # ultralytics dataloader workers; an upper bound, clamped by --cores
+    threads: max(1, DETECTOR["workers"])  # ultralytics dataloader workers; an upper bound, clamped by --cores
     resources:
         gpu=1,
     params:
@@ -54,7 +54,7 @@ rule score_part:
         "results/benchmarks/score_part/{part}.tsv"
     conda:
         "../envs/models.yaml"
-    threads: OUTLIERS["workers"]  # DataLoader decode workers feeding one GPU; an upper bound
+    threads: max(1, OUTLIERS["workers"])  # DataLoader decode workers feeding one GPU; an upper bound
     resources:
         gpu=1,
     params:

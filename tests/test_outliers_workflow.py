@@ -23,8 +23,18 @@ validate(config, schema="schema.yaml")
 PARTS = [f"{{i:04d}}" for i in range(config["parts"])]
 LEDGER_FILES = []
 
+SOURCES = ["laion2b"]
+OUTLIERS = config["outliers"]
+DETECTOR = OUTLIERS["detector"]
+
 def repo_path(path):
     return path
+
+def detector_weights(wildcards):
+    return DETECTOR["weights"] or "results/pub11/rs_detector/weights.pt"
+
+def outlier_clip_checkpoint():
+    return []
 
 include: "{rules}"
 """
@@ -37,6 +47,7 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     write_folder(tmp_path / "det/non_rs", non_rs_like, 6, seed=2)
     demo = yaml.safe_load((REPO / "config/config.yaml").read_text())["outliers"]
     demo["detector"].update(positive_dirs=["det/rs"], negative_dirs=["det/non_rs"], epochs=1)
+    demo["clip"]["pretrained"] = None  # random weights, which the stage must say in its log
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"parts": 2, "outliers": demo}))
     fragment = {"outliers": yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["outliers"]}
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {"parts": {"type": "integer", "default": 2}, **fragment}}

@@ -60,7 +60,7 @@ def test_demo_through_rs3(tmp_path):
     assert json.loads(fmow["geo"])["season"] == "summer"
     maid = rows["millionaid_P0173410.jpg"]
     assert maid["meta_caption"] == "" and maid["caption"] in (maid["top_cap"], maid["ssl_cap"])
-    assert Path(rows["ben_0.jpg"]["image_path"]).exists()
+    assert (run_dir / rows["ben_0.jpg"]["image_path"]).exists()  # relative to the run folder
     stats = []
     for path in sorted((run_dir / "results/rs3").rglob("*.stats.json")):
         stats.extend(json.loads(path.read_text()))

@@ -1,7 +1,6 @@
 # Configuration checks, wildcard constraints and helper functions. No rules here.
 import os
 import sys
-from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -60,8 +59,10 @@ def _plan_sources():
 
 
 CHUNKS = _plan_sources()
-SOURCES = [s for s in list(PUB11_SOURCES) + sorted(CHUNKS) if s in CHUNKS]
-SOURCES = list(dict.fromkeys(SOURCES))
+# The eleven in SPEC order first, then sources of the user's own, by name.
+SOURCES = [s for s in PUB11_SOURCES if s in CHUNKS] + sorted(
+    set(CHUNKS) - set(PUB11_SOURCES)
+)
 
 
 def source_chunks(source):

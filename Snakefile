@@ -18,6 +18,7 @@ include: "rules/pub11_dedup.smk"
 include: "rules/pub11_outliers.smk"
 include: "rules/rs3.smk"
 include: "rules/pub11_places.smk"
+include: "rules/pub11_metacaption.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
 

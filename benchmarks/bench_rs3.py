@@ -28,6 +28,27 @@ def _timed(label: str, count: int, function, unit: str = "images"):
     return result, count / seconds
 
 
+def _pub11_stage_inputs(work: Path, count: int, rng: random.Random) -> None:
+    """final.parquet, one URL-dedup part and a CC3M labels file for `count` kept rows."""
+    sources = ["yfcc15m", "cc3m", "redcaps"]
+    final, urldedup, labels = [], [], []
+    for i in range(count):
+        source, url, uid = sources[i % 3], f"http://example.invalid/{i}.jpg", f"{i:016x}"
+        final.append({"uid": uid, "source": source, "url": url})
+        native = {"url": url}
+        if source == "yfcc15m":
+            native.update(latitude=str(rng.uniform(-50, 60)), longitude=str(rng.uniform(-120, 150)),
+                          date_taken=f"2012-0{1 + i % 9}-15 10:20:00.0")
+        elif source == "redcaps":
+            native.update(created_utc=1.5e9 + i * 3600.0)
+        urldedup.append({"uid": uid, "source": source, "url": url, "native": json.dumps(native)})
+    for i in range(count * 10 // 3):
+        labels.append(f"cap\thttp://example.invalid/{i}.jpg\tsky,field,road,sea\t/m/1,/m/2,/m/3,/m/4\t0.95,0.9,0.3,0.99")
+    pq.write_table(pa.Table.from_pylist(final), work / "pub11_final.parquet")
+    pq.write_table(pa.Table.from_pylist(urldedup), work / "pub11_urldedup.parquet")
+    (work / "cc3m_labels.tsv").write_text("\n".join(labels) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="fewer images (for a busy 2-core machine)")
@@ -74,6 +95,15 @@ def main() -> None:
     metacaption.rs3_meta_rows(rows[:10])  # load the geocoder's table outside the timing
     _, figures["metacaption"] = _timed("meta-captions (fMoW records)", len(rows),
                                        lambda: metacaption.rs3_meta_rows(rows), "rows")
+
+    # The PUB11 meta-caption stage end to end: join the kept rows with their native fields, read a
+    # CC3M labels file ten times the kept CC3M rows, geocode, compose, write.
+    _pub11_stage_inputs(work, len(rows), rng)
+    _, figures["pub11_metacaption"] = _timed(
+        "PUB11 meta-caption stage (YFCC/CC3M/RedCaps)", len(rows),
+        lambda: metacaption.pub11_metacaptions(work / "pub11_final.parquet", [str(work / "pub11_urldedup.parquet")],
+                                               work / "pub11_meta.parquet", cc3m_labels=work / "cc3m_labels.tsv"),
+        "rows")
 
     # Captioning with tiny models: generate 20, rank with two CLIPs, 12 rotations.
     models = work / "models"

@@ -25,6 +25,7 @@ report: "../workflow/report/workflow.rst"
 rule shards:
     input:
         final="results/{subset}/final.parquet",
+        pub11_meta=subset_meta_captions,
     output:
         manifest="results/shards/{subset}.manifest.json",
     log:
@@ -39,6 +40,7 @@ rule shards:
         val_fraction=config["split"]["val_fraction"],
         target_bytes=config["shards"]["target_bytes"],
         member_names=config["shards"]["member_names"],
+        pub11_caption=METACAPTION["pub11_caption"],
     script:
         "../workflow/scripts/shards.py"
 
@@ -48,6 +50,7 @@ rule metafiles:
         pub11="results/pub11/final.parquet",
         rs3="results/rs3/final.parquet",
         places="results/pub11/places.parquet",
+        pub11_meta="results/pub11/metacaption.parquet",
     output:
         METAFILES,
     log:
@@ -57,6 +60,7 @@ rule metafiles:
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
         val_fraction=config["split"]["val_fraction"],
+        pub11_caption=METACAPTION["pub11_caption"],
     script:
         "../workflow/scripts/metafiles.py"
 
@@ -158,3 +162,4 @@ rule assemble:
         rules.dataset_stats.output,
         rules.audit.output,
         METAFILES,
+        rules.pub11_metacaption.output.stats,

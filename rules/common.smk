@@ -131,6 +131,35 @@ def outlier_outputs():
     return targets
 
 
+# PUB11 meta-captions (rules/pub11_metacaption.smk).
+METACAPTION = config["metacaption"]
+
+
+def cc3m_labels_file():
+    """The CC3M labels file as a list of zero or one input; a configured file that is missing is
+    reported and skipped (CC3M samples then get no meta-caption), like a missing RS3 dataset.
+    """
+    path = METACAPTION["cc3m_labels"]
+    if not path:
+        return []
+    if DEMO["enabled"] and path.startswith(DEMO_METADATA):
+        return [path]
+    if not os.path.exists(repo_path(path)):
+        print(
+            f"rs5m: metacaption.cc3m_labels: {path} not found; CC3M samples get no meta-caption",
+            file=sys.stderr,
+        )
+        return []
+    return [repo_path(path)]
+
+
+def subset_meta_captions(wildcards):
+    """The PUB11 meta-caption table for the PUB11 shards (RS3 captions already hold theirs)."""
+    if wildcards.subset == "pub11":
+        return ["results/pub11/metacaption.parquet"]
+    return []
+
+
 def assembly_targets():
     """The dataset itself: shards, metafiles, statistics, card and audit (rules/assemble.smk)."""
     if not RS3_DATASETS:

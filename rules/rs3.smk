@@ -115,8 +115,8 @@ rule rs3_metacaption:
     conda:
         "../envs/rs3.yaml"
     params:
-        seed=config.get("metacaption", {}).get("seed", 0),
-        season_rule=config.get("metacaption", {}).get("season_rule", "hemisphere"),
+        seed=METACAPTION["seed"],
+        season_rule=METACAPTION["season_rule"],
     script:
         "../workflow/scripts/rs3_metacaption.py"
 

@@ -1,6 +1,7 @@
 """A tiny run folder in the shape the assembly stage reads (docs/ARCHITECTURE.md).
 
-PUB11: img2dataset-style download tars in two parts, `final.parquet`, a ledger chain per source
+PUB11: img2dataset-style download tars in two parts, `final.parquet`, the URL-dedup parts with
+native fields (YFCC geotags and dates), a CC3M labels file, a ledger chain per source
 (keyword -> download -> dedup -> outliers) with drop records. RS3: JPEG files, `final.parquet`.
 """
 from __future__ import annotations
@@ -19,6 +20,20 @@ from rs5m.columns import make_uid, uid_bucket
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
 
 KEYWORDS = ["satellite", "aerial view", "remote sensing"]
+CC3M_LABELS = "data/cc3m_labels.tsv"
+# YFCC photos cycle through these geotags; "" is a photo without one.
+YFCC_PLACES = [("-33.87", "151.21"), ("48.86", "2.35"), ("", "")]
+
+
+def native_fields(source: str, url: str, n: int) -> dict:
+    """The native columns the URL-dedup stage keeps for a row (as its `native` JSON)."""
+    if source == "yfcc15m":
+        lat, lon = YFCC_PLACES[n % len(YFCC_PLACES)]
+        return {"latitude": lat, "longitude": lon, "date_taken": f"2012-0{1 + n % 9}-15 10:20:00.0",
+                "download_url": url}
+    if source == "redcaps":
+        return {"created_utc": 1593820800.0 + 86400 * n, "url": url}
+    return {"url": url}
 
 
 def jpeg_bytes(width: int, height: int, seed: int) -> bytes:
@@ -66,6 +81,7 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
                    "caption": f"{KEYWORDS[n % 3]} of {source} field number {n} ünïcode",
                    "matched_keywords": [KEYWORDS[n % 3]], "width": width, "height": height,
                    "image": jpeg_bytes(width, height, seed * 100000 + int(uid[:5], 16))}
+            row["native"] = json.dumps(native_fields(source, url, n))
             by_part.setdefault(uid_bucket(uid, parts), []).append(row)
             if n % 4 == 3:
                 dedup.drop("duplicate")
@@ -80,6 +96,16 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
             outliers.kept += 1
             final_rows.append(row)
         stats += [keyword, download, dedup, outliers]
+    urldedup = run / "results/pub11/urldedup"
+    urldedup.mkdir(parents=True, exist_ok=True)
+    for part in range(parts):
+        rows = by_part.get(part, [])
+        pq.write_table(pa.Table.from_pylist([{c: r[c] for c in ("uid", "source", "url", "caption", "native")}
+                                             for r in rows]), urldedup / f"{part:04d}.parquet")
+    labels = [f"cap\t{r['url']}\taerial photography,field,sky\t/m/1,/m/2,/m/3\t0.95,{0.5 + n % 2 * 0.45},0.2"
+              for n, r in enumerate(r for r in final_rows if r["source"] == "cc3m")]
+    (run / CC3M_LABELS).parent.mkdir(parents=True, exist_ok=True)
+    (run / CC3M_LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
     for part, rows in by_part.items():
         tar_rel = f"results/pub11/download/{part:04d}/00000.tar"
         (run / tar_rel).parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +170,6 @@ def make_rs3(run: Path, per_dataset: dict[str, int] | None = None, seed: int = 1
 
 
 def make_run(run: Path, pub11: dict[str, int] | None = None) -> Path:
-    make_pub11(run, pub11 or {"laion2b": 40, "cc3m": 24, "wit": 12})
+    make_pub11(run, pub11 or {"laion2b": 40, "cc3m": 24, "wit": 12, "yfcc15m": 9})
     make_rs3(run)
     return run

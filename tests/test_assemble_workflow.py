@@ -1,16 +1,17 @@
 """The assembly rules on a fake finished run: shards, metafiles, stats, card, audit and the report."""
+import csv
 import json
 
 import pytest
 import yaml
 
-from assembly_fakes import make_run
+from assembly_fakes import CC3M_LABELS, make_run
 from conftest import snakemake
 from rs5m.stats import write_funnel
 
 pytestmark = pytest.mark.workflow
 
-ASSEMBLY_RULES = ["shards", "metafiles", "dataset_stats", "dataset_card", "audit", "assemble"]
+ASSEMBLY_RULES = ["pub11_metacaption", "shards", "metafiles", "dataset_stats", "dataset_card", "audit", "assemble"]
 
 
 def _workdir(path):
@@ -19,7 +20,8 @@ def _workdir(path):
     write_funnel(stats, path / "results/stats/funnel.csv", path / "results/stats/funnel.md",
                  path / "results/stats/funnel.json")
     config = {"demo": {"enabled": False}, "sources": {}, "rs3": {"datasets": []}, "split": {"val_fraction": 0.2},
-              "shards": {"target_bytes": 30000}, "card": {"name": "RS5M test"}}
+              "shards": {"target_bytes": 30000}, "card": {"name": "RS5M test"}, "parts": 2,
+              "metacaption": {"cc3m_labels": CC3M_LABELS, "pub11_caption": "prepend"}}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     return path
 
@@ -50,6 +52,13 @@ def test_assemble_writes_everything_and_the_audit_passes(assembled):
         assert (assembled / "results/shards" / name).stat().st_size > 0
     for name in ("rs3_counts.md", "utm_zones.png", "keyword_frequency.png"):
         assert (assembled / "results/stats" / name).exists()
+    meta = json.loads((assembled / "results/stats/pub11_metacaptions.json").read_text())
+    assert meta["cc3m"]["with_labels"] == meta["cc3m"]["kept"] > 0 and meta["yfcc15m"]["with_country"] > 0
+    # pub11_caption: prepend - the released text starts with the meta-caption
+    with open(assembled / "results/metafiles/pub11_train_metadata.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    cc3m = [r for r in rows if r["source"] == "cc3m"]
+    assert cc3m and all(r["meta_caption"] and r["text"].startswith(r["meta_caption"] + " ") for r in cc3m)
 
 
 def test_rerun_from_scratch_is_byte_identical(assembled, tmp_path):

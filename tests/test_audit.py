@@ -40,7 +40,7 @@ def test_consistent_run_passes(good_run, capsys):
     assert result.ok, result.violations
     final = pq.read_table(good_run / "results/pub11/final.parquet").num_rows + 30
     assert result.checked["shard_samples"] == final == result.checked["kept"]
-    assert result.checked["ledger_sources"] == 3 and result.checked["drop_rows"] > 0
+    assert result.checked["ledger_sources"] == 4 and result.checked["drop_rows"] > 0
     assert main(["audit", str(good_run)]) == 0
     assert "audit passed" in capsys.readouterr().out
     from rs5m.cli import main as rs5m_main

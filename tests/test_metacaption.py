@@ -13,7 +13,9 @@ from rs5m.metacaption import (
     fmow_fields,
     meta_caption,
     parse_cc3m_labels_line,
-    pub11_meta_captions,
+    pub11_meta_rows,
+    pub11_metacaptions,
+    read_cc3m_labels,
     render,
     rs3_metacaptions,
 )
@@ -148,24 +150,103 @@ def test_cc3m_label_rule():
     assert parse_cc3m_labels_line("short\tline") is None
 
 
-def test_pub11_meta_captions_yfcc_cc3m_redcaps():
-    table = pa.table({
-        "uid": ["y1", "y2", "c1", "r1", "l1"],
-        "source": ["yfcc15m", "yfcc15m", "cc3m", "redcaps", "laion2b"],
-        "url": ["u1", "u2", "http://x/1.jpg", "u4", "u5"],
-        "src_latitude": ["-33.86", "", None, None, None],
-        "src_longitude": ["151.2", "", None, None, None],
-        "src_date_taken": ["2012-07-04 15:30:00.0", "2010-01-02 00:00:00.0", None, None, None],
-        "src_created_utc": [None, None, None, 1577836800.0, None],
-    })
-    out = pub11_meta_captions(table, cc3m_labels={"http://x/1.jpg": ["aerial photography", "field"]})
-    captions = out.column("meta_caption").to_pylist()
+def test_pub11_meta_rows_yfcc_cc3m_redcaps():
+    rows = [
+        {"uid": "y1", "source": "yfcc15m", "url": "u1", "src_latitude": "-33.86", "src_longitude": "151.2",
+         "src_date_taken": "2012-07-04 15:30:00.0"},
+        {"uid": "y2", "source": "yfcc15m", "url": "u2", "src_latitude": "", "src_longitude": "",
+         "src_date_taken": "2010-01-02 00:00:00.0"},
+        {"uid": "c1", "source": "cc3m", "url": "http://x/1.jpg"},
+        {"uid": "r1", "source": "redcaps", "url": "u4", "src_created_utc": 1577836800.0},
+        {"uid": "l1", "source": "laion2b", "url": "u5"},
+    ]
+    out = pub11_meta_rows(rows, cc3m_labels={"http://x/1.jpg": ["aerial photography", "field"]})
+    captions = [row["meta_caption"] for row in out]
     assert "Australia" in captions[0] and "winter" in captions[0]  # July in Sydney
     assert "Australia" not in captions[1] and "January 2, 2010" in captions[1]
-    assert "aerial photography, field" in captions[2]
+    assert "aerial photography, field" in captions[2] and out[2]["labels"] == ["aerial photography", "field"]
     assert "January 1, 2020" in captions[3]
-    assert captions[4] == ""
-    assert json.loads(out.column("geo")[0].as_py())["country"] == "Australia"
+    assert captions[4] == "" and out[4]["geo"] == "{}"
+    assert json.loads(out[0]["geo"])["country"] == "Australia"
+
+
+def test_read_cc3m_labels_filters_and_skips_bad_lines(tmp_path, caplog):
+    path = tmp_path / "labels.tsv"
+    path.write_text("cap\thttp://x/1.jpg\tsky,field,road\t/m/1,/m/2,/m/3\t0.97,0.95,0.99\n"
+                    "cap\thttp://x/2.jpg\tsky\t/m/1\tnot-a-number\n"
+                    "short line\n\n"
+                    "cap\thttp://x/3.jpg\tsky,field\t/m/1,/m/2\t0.3,0.4\n", encoding="utf-8")
+    assert read_cc3m_labels(path) == {"http://x/1.jpg": ["sky", "field", "road"], "http://x/3.jpg": ["field"]}
+    assert read_cc3m_labels(path, {"http://x/3.jpg"}) == {"http://x/3.jpg": ["field"]}
+    assert "2 malformed lines skipped (first: line 2)" in caplog.text
+
+
+def _pub11_stage_inputs(tmp_path):
+    """final.parquet and two URL-dedup parts in the shapes of the real stages."""
+    natives = {
+        "y_south": {"latitude": "-33.87", "longitude": "151.21", "date_taken": "2012-07-04 15:30:00.0"},
+        "y_north": {"latitude": "64.15", "longitude": "-21.94", "date_taken": "2012-07-04 15:30:00.0"},
+        "y_nogeo": {"latitude": "", "longitude": "", "date_taken": "2012-07-04 15:30:00.0"},
+        "y_baddate": {"latitude": "48.86", "longitude": "2.35", "date_taken": "null"},
+        "c_labels": {"url": "http://x/c1.jpg"},
+        "c_none": {"url": "http://x/c2.jpg"},
+        "r_epoch": {"created_utc": 1593820800.0},
+        "r_null": {"created_utc": None},
+        "l_other": {"url": "http://x/l.jpg"},
+        "dropped": {"latitude": "1", "longitude": "1"},
+    }
+    sources = {"y": "yfcc15m", "c": "cc3m", "r": "redcaps", "l": "laion2b", "d": "yfcc15m"}
+    rows = [{"uid": uid, "source": sources[uid[0]], "url": f"http://x/{uid}.jpg" if uid[0] != "c" else native["url"],
+             "native": json.dumps(native)} for uid, native in natives.items()]
+    parts = [tmp_path / "0000.parquet", tmp_path / "0001.parquet"]
+    pq.write_table(pa.Table.from_pylist(rows[::2]), parts[0])
+    pq.write_table(pa.Table.from_pylist(rows[1::2]), parts[1])
+    # `y_lost` is kept but absent from the URL-dedup parts: its row is written without fields.
+    final = [{k: r[k] for k in ("uid", "source", "url")} for r in rows if r["uid"] != "dropped"]
+    final.append({"uid": "y_lost", "source": "yfcc15m", "url": "http://x/lost.jpg"})
+    pq.write_table(pa.Table.from_pylist(final), tmp_path / "final.parquet")
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("cap\thttp://x/c1.jpg\tbeach,sea,sand,sky\t/m/1,/m/2,/m/3,/m/4\t0.99,0.2,0.95,0.92\n"
+                      "broken\n", encoding="utf-8")
+    return tmp_path / "final.parquet", [str(p) for p in parts], labels
+
+
+@pytest.mark.parametrize("season_rule", ["hemisphere", "northern"])
+def test_pub11_metacaptions_stage(tmp_path, season_rule):
+    final, parts, labels = _pub11_stage_inputs(tmp_path)
+    stats = pub11_metacaptions(final, parts, tmp_path / "out.parquet", tmp_path / "stats.json",
+                               seed=1, season_rule=season_rule, cc3m_labels=labels)
+    out = {row["uid"]: row for row in pq.read_table(tmp_path / "out.parquet").to_pylist()}
+    assert list(out) == sorted(out)  # uid order
+    assert set(out) == {"y_south", "y_north", "y_nogeo", "y_baddate", "y_lost", "c_labels", "c_none",
+                        "r_epoch", "r_null"}  # kept rows of the three sources only
+    south, north = json.loads(out["y_south"]["geo"]), json.loads(out["y_north"]["geo"])
+    assert south["country"] == "Australia" and north["country"] == "Iceland"
+    assert north["season"] == "summer"
+    assert south["season"] == ("winter" if season_rule == "hemisphere" else "summer")
+    assert "Iceland" in out["y_north"]["meta_caption"]
+    nogeo = json.loads(out["y_nogeo"]["geo"])
+    assert "country" not in nogeo and nogeo["date"] == "July 4, 2012" and out["y_nogeo"]["meta_caption"]
+    baddate = json.loads(out["y_baddate"]["geo"])
+    assert baddate["country"] == "France" and "date" not in baddate and "France" in out["y_baddate"]["meta_caption"]
+    assert out["y_lost"]["meta_caption"] == "" and out["y_lost"]["geo"] == "{}"
+    assert out["c_labels"]["labels"] == ["beach", "sand", "sky"]
+    assert "beach, sand, sky" in out["c_labels"]["meta_caption"]
+    assert out["c_none"]["labels"] == [] and out["c_none"]["meta_caption"] == ""
+    assert "July 4, 2020" in out["r_epoch"]["meta_caption"] and out["r_null"]["meta_caption"] == ""
+    assert stats == json.loads((tmp_path / "stats.json").read_text())
+    assert stats["yfcc15m"]["kept"] == 5 and stats["yfcc15m"]["meta_caption"] == 4
+    assert stats["yfcc15m"]["with_country"] == 3 and stats["cc3m"] == {"kept": 2, "meta_caption": 1, "with_labels": 1}
+    assert stats["redcaps"]["meta_caption"] == 1 and "laion2b" not in stats
+
+
+def test_pub11_metacaptions_without_labels_file_and_bad_rule(tmp_path):
+    final, parts, _ = _pub11_stage_inputs(tmp_path)
+    pub11_metacaptions(final, parts, tmp_path / "out.parquet")
+    out = {row["uid"]: row for row in pq.read_table(tmp_path / "out.parquet").to_pylist()}
+    assert out["c_labels"]["meta_caption"] == "" and out["y_north"]["meta_caption"]
+    with pytest.raises(ValueError, match="season_rule"):
+        pub11_metacaptions(final, parts, tmp_path / "x.parquet", season_rule="southern")
 
 
 def test_rs3_metacaptions_parts(tmp_path):

@@ -3,16 +3,24 @@ import csv
 import pyarrow.parquet as pq
 import pytest
 
-from assembly_fakes import make_run
+from assembly_fakes import CC3M_LABELS, make_run
+from rs5m.metacaption import pub11_metacaptions
 from rs5m.metafiles import write_metafiles
 from rs5m.split import split_of
+
+
+def _write(run, out, caption_mode):
+    return write_metafiles(run / "results/pub11/final.parquet", run / "results/rs3/final.parquet",
+                           run / "results/pub11/places.parquet", run / out, 0.2,
+                           pub11_meta=run / "results/pub11/metacaption.parquet", pub11_caption=caption_mode)
 
 
 @pytest.fixture(scope="module")
 def metafiles(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("run"))
-    counts = write_metafiles(run / "results/pub11/final.parquet", run / "results/rs3/final.parquet",
-                             run / "results/pub11/places.parquet", run / "results/metafiles", 0.2)
+    pub11_metacaptions(run / "results/pub11/final.parquet", sorted(run.glob("results/pub11/urldedup/*.parquet")),
+                       run / "results/pub11/metacaption.parquet", cc3m_labels=run / CC3M_LABELS)
+    counts = _write(run, "results/metafiles", "keep")
     return run, counts
 
 
@@ -36,6 +44,43 @@ def test_pub11_train_and_validation(metafiles):
         assert row["text"] == source["caption"]  # non-ASCII survives
         assert row["matched_keywords"] == "|".join(source["matched_keywords"])
     assert [r["uid"] for r in train] == sorted(r["uid"] for r in train)
+
+
+def _pub11(run, out="results/metafiles"):
+    rows = _read(run / out / "pub11_train_metadata.csv") + _read(run / out / "pub11_validation_metadata.csv")
+    return {r["uid"]: r for r in rows}
+
+
+def test_pub11_meta_captions_and_geo_columns(metafiles):
+    run, _ = metafiles
+    rows = _pub11(run)
+    assert {"meta_caption", "labels", "geo_country", "geo_lat", "geo_season", "geo_date"} <= set(next(iter(rows.values())))
+    by_source = {}
+    for row in rows.values():
+        by_source.setdefault(row["source"], []).append(row)
+    assert all(r["meta_caption"] == "" and r["geo_country"] == "" for r in by_source["laion2b"] + by_source["wit"])
+    yfcc_countries = {r["geo_country"] for r in by_source["yfcc15m"]}
+    assert yfcc_countries == {"Australia", "France", ""}  # the fake cycles Sydney, Paris, no geotag
+    assert all(r["meta_caption"] and r["geo_date"] for r in by_source["yfcc15m"])
+    sydney = next(r for r in by_source["yfcc15m"] if r["geo_country"] == "Australia")
+    assert "Australia" in sydney["meta_caption"] and float(sydney["geo_lat"]) == -33.87
+    assert {r["labels"] for r in by_source["cc3m"]} == {"aerial photography", "aerial photography|field"}
+
+
+def test_pub11_prepend_mode(metafiles):
+    run, _ = metafiles
+    _write(run, "prepend", "prepend")
+    kept, prepended = _pub11(run), _pub11(run, "prepend")
+    assert kept.keys() == prepended.keys()
+    for uid, row in prepended.items():
+        web = kept[uid]["text"]
+        if row["meta_caption"]:
+            assert row["text"] == f"{row['meta_caption']} {web}"
+        else:
+            assert row["text"] == web
+    assert sum(bool(r["meta_caption"]) for r in prepended.values()) > 20
+    with pytest.raises(ValueError, match="pub11_caption"):
+        _write(run, "bad", "append")
 
 
 def test_rs3_columns(metafiles):

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from assembly_fakes import make_run
+from assembly_fakes import CC3M_LABELS, make_run
+from rs5m.metacaption import pub11_metacaptions
 from rs5m.shards import (PUB11, RS3, Manifest, Sample, ShardSetWriter, iter_shard_samples, read_tar_members,
                          sample_members, write_subset_shards)
 from rs5m.split import split_of
@@ -167,3 +168,25 @@ def test_download_scan_matches_tarfile_and_falls_back(tmp_path):
     (tmp_path / "empty.tar").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="missing"):
         read_tar_members(tmp_path / "empty.tar", {plain[0][0]})
+
+
+def test_pub11_meta_captions_in_json_and_prepended_caption(run):
+    meta = run / "results/pub11/metacaption.parquet"
+    pub11_metacaptions(run / "results/pub11/final.parquet", sorted(run.glob("results/pub11/urldedup/*.parquet")),
+                       meta, cc3m_labels=run / CC3M_LABELS)
+    by_uid = {r["uid"]: r for r in pq.read_table(meta).to_pylist()}
+    final = {r["uid"]: r for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
+    manifest = _write(run, PUB11, out="meta", pub11_meta=meta, pub11_caption="prepend")
+    seen = set()
+    for shard in manifest.shards:
+        for key, members in iter_shard_samples(run / "meta" / shard.path):
+            info, caption = json.loads(members["json"]), members["caption"].decode()
+            extra = by_uid.get(key)
+            if extra and extra["meta_caption"]:
+                assert info["meta_caption"] == extra["meta_caption"] and info["labels"] == extra["labels"]
+                assert info["geo"] == extra["geo"]
+                assert caption == f"{extra['meta_caption']} {final[key]['caption']}"
+                seen.add(info["source"])
+            else:
+                assert info["meta_caption"] is None and caption == final[key]["caption"]
+    assert seen == {"cc3m", "yfcc15m"}

@@ -40,6 +40,20 @@ def test_missing_source_files_are_skipped_with_a_message(tmp_path):
     assert jobs["keyword_filter"] == 1 and "demo_metadata" not in jobs
 
 
+def test_missing_cc3m_labels_file_is_skipped_with_a_message(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("sources:\n  cc3m:\n    paths: [in.tsv]\nmetacaption:\n  cc3m_labels: nowhere/labels.tsv\n"
+                      "rs3:\n  datasets: []\n")
+    (tmp_path / "in.tsv").write_text("aerial view\thttp://a/1\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), "--", "pub11_metacaption")
+    assert "metacaption.cc3m_labels: nowhere/labels.tsv not found" in result.stderr
+    assert planned_jobs(result.stdout)["pub11_metacaption"] == 1
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere/labels.tsv").write_text("")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), "--", "pub11_metacaption")
+    assert "not found" not in result.stderr and "nowhere/labels.tsv" in result.stdout
+
+
 def test_demo_end_to_end_keyword_stage(demo_run):
     funnel = {row["source"]: row for row in csv.DictReader(open(demo_run / "results/stats/funnel.csv"))}
     assert len(funnel) == 12  # eleven sources and the total
@@ -104,3 +118,31 @@ def test_demo_bad_downloads_and_unsafe_urls_end_with_named_reasons(demo_run):
     assert {"blocked_url", "bad_url_scheme", "download_failed"} <= reasons
     assert any(r.startswith("invalid_") for r in reasons)
     assert drops[make_uid("laion2b", "http://169.254.169.254/latest/meta-data/aerial-view.jpg")] == [("url_filter", "blocked_url")]
+
+
+def test_demo_pub11_meta_captions_reach_metafiles_and_shards(demo_run):
+    from rs5m.shards import iter_shard_samples
+
+    rows = []
+    for name in ("pub11_train_metadata.csv", "pub11_validation_metadata.csv"):
+        with open(demo_run / "results/metafiles" / name, encoding="utf-8") as handle:
+            rows += list(csv.DictReader(handle))
+    by_source = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    assert all(r["meta_caption"] for s in ("yfcc15m", "redcaps") for r in by_source[s])
+    assert all(not r["meta_caption"] for s in ("laion2b", "coyo700m", "sbu") for r in by_source[s])
+    # the demo's geotag-less YFCC photos keep their date clause and lose the place
+    assert {bool(r["geo_country"]) for r in by_source["yfcc15m"]} == {True, False}
+    # the labels file cycles the three cases of the SPEC 4 rule (3 of 4 confident, 2, none: argmax)
+    assert {r["labels"] for r in by_source["cc3m"]} == {"aerial photography|landscape|field", "landscape|sky", "field"}
+    # pub11_caption: keep (the default) - the shard caption is the web text; the meta-caption is in the json
+    meta = {r["uid"]: r["meta_caption"] for r in rows if r["meta_caption"]}
+    found = 0
+    for tar in sorted((demo_run / "results/shards").glob("*/pub11-*.tar")):
+        for key, members in iter_shard_samples(tar):
+            if key in meta:
+                info = json.loads(members["json"])
+                assert info["meta_caption"] == meta[key] and not members["caption"].decode().startswith(meta[key])
+                found += 1
+    assert found == len(meta) > 20

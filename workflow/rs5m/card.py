@@ -73,8 +73,8 @@ SOURCE_LICENCES = [
 ]
 
 METAFILES = {
-    "pub11_train_metadata.csv": "PUB11 training samples: file_name, text and provenance",
-    "pub11_validation_metadata.csv": "PUB11 validation samples: file_name, text and provenance",
+    "pub11_train_metadata.csv": "PUB11 training samples: file_name, text, provenance, meta-caption and geo fields",
+    "pub11_validation_metadata.csv": "PUB11 validation samples: file_name, text, provenance, meta-caption and geo fields",
     "rs3_train_val_metadata.csv": "RS3 samples: name, subset (split), captions, meta-caption, geo fields",
     "pub11_NER_geolocation_info.csv": "PUB11 captions that name a place: img_name, text, entity",
 }

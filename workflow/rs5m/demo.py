@@ -228,7 +228,8 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     yfcc_lines = []
     for i, (url, caption, _) in enumerate(stream.rows(n)):
         place = i % len(COORDINATES)
-        lat, lon = COORDINATES[place]
+        # Every seventh photo has no geotag (YFCC writes empty fields): its place clause drops.
+        lat, lon = ("", "") if i % 7 == 6 else COORDINATES[place]
         values = {c: "" for c in YFCC100M_COLUMNS}
         values.update(
             line_number=str(i), photo_id=str(1000 + i), photo_hash=f"{rng.getrandbits(64):016x}", user_id=f"{i}@N00",
@@ -251,11 +252,15 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     out(DEMO_FILES["cc12m"][0]).write_bytes(cc12_bytes)
     cc3 = stream.rows(n)
     out(DEMO_FILES["cc3m"][0]).write_text("\n".join("\t".join((c, u)) for u, c, _ in cc3) + "\n", encoding="utf-8")
+    # The labels file (caption, url, labels, MIDs, scores) for the RS rows: the three cases of the
+    # SPEC 4 rule in turn (>= 3 confident tags, fewer, none), and one malformed line.
+    label_scores = ("0.97,0.93,0.91,0.5", "0.5,0.95,0.3,0.92", "0.4,0.3,0.7,0.1")
     label_lines = [
-        "\t".join((c, u, "aerial photography,landscape,field,sky", "/m/1,/m/2,/m/3,/m/4", "0.97,0.93,0.91,0.5"))
-        for u, c, rs in cc3
+        "\t".join((c, u, "aerial photography,landscape,field,sky", "/m/1,/m/2,/m/3,/m/4", label_scores[i % 3]))
+        for i, (u, c, rs) in enumerate(cc3)
         if rs
     ]
+    label_lines.insert(1, "a caption\thttp://demo.rs5m.test/img/rs/9997.jpg\tsky\t/m/1\tnot-a-score")
     out("cc3m/Image_Labels_Subset_Train_GCC-Labels-training.tsv").write_text("\n".join(label_lines) + "\n", encoding="utf-8")
 
     # RedCaps: one JSON object per subreddit-year with an `annotations` list.

@@ -14,11 +14,11 @@ from typing import Any, Iterable
 import pyarrow.parquet as pq
 
 from rs5m.columns import UID
-from rs5m.shards import pub11_img_name
+from rs5m.shards import attach_pub11_meta, pub11_img_name
 from rs5m.split import TRAIN, VAL, split_of
 
 PUB11_COLUMNS = ["file_name", "text", "uid", "source", "url", "matched_keywords", "width", "height",
-                 "clip_score", "rs_score"]
+                 "clip_score", "rs_score", "meta_caption", "labels"]
 RS3_COLUMNS = ["name", "subset", "dataset", "uid", "caption", "top_cap", "ssl_cap", "meta_caption", "labels"]
 NER_COLUMNS = ["img_name", "text", "entity"]
 LIST_SEPARATOR = "|"
@@ -49,14 +49,20 @@ def write_csv(path: str | Path, columns: list[str], rows: Iterable[dict]) -> int
     return count
 
 
-def pub11_rows(final: str | Path, val_fraction: float) -> dict[str, list[dict]]:
-    """{"train": rows, "val": rows} of the PUB11 metafiles, in uid order."""
+def pub11_rows(final: str | Path, val_fraction: float, meta: str | Path | None = None,
+               caption_mode: str = "keep") -> tuple[list[str], dict[str, list[dict]]]:
+    """Columns (fixed ones, then every geo field of the meta-captions, sorted) and
+    {"train": rows, "val": rows} of the PUB11 metafiles, in uid order. `text` is the shard caption."""
     out: dict[str, list[dict]] = {TRAIN: [], VAL: []}
-    for row in sorted(pq.read_table(final).to_pylist(), key=lambda r: r[UID]):
+    rows = attach_pub11_meta(pq.read_table(final).to_pylist(), meta, caption_mode)
+    geo_keys: set[str] = set()
+    for row in sorted(rows, key=lambda r: r[UID]):
+        geo = geo_fields(row.get("geo"))
+        geo_keys.update(geo)
         out[split_of(row[UID], val_fraction)].append(
-            dict(row, file_name=pub11_img_name(row), text=row.get("caption"))
+            dict(row, **geo, file_name=pub11_img_name(row), text=row.get("caption"))
         )
-    return out
+    return PUB11_COLUMNS + sorted(geo_keys), out
 
 
 def geo_fields(geo_json: str | None) -> dict[str, Any]:
@@ -104,13 +110,15 @@ def write_metafiles(
     places: str | Path,
     out_dir: str | Path,
     val_fraction: float,
+    pub11_meta: str | Path | None = None,
+    pub11_caption: str = "keep",
 ) -> dict[str, int]:
     """Write the four CSVs; returns {file name: rows}."""
     out_dir = Path(out_dir)
-    pub11 = pub11_rows(pub11_final, val_fraction)
+    columns, pub11 = pub11_rows(pub11_final, val_fraction, pub11_meta, pub11_caption)
     counts = {
-        "pub11_train_metadata.csv": write_csv(out_dir / "pub11_train_metadata.csv", PUB11_COLUMNS, pub11[TRAIN]),
-        "pub11_validation_metadata.csv": write_csv(out_dir / "pub11_validation_metadata.csv", PUB11_COLUMNS, pub11[VAL]),
+        "pub11_train_metadata.csv": write_csv(out_dir / "pub11_train_metadata.csv", columns, pub11[TRAIN]),
+        "pub11_validation_metadata.csv": write_csv(out_dir / "pub11_validation_metadata.csv", columns, pub11[VAL]),
     }
     columns, rows = rs3_rows(rs3_final, val_fraction)
     counts["rs3_train_val_metadata.csv"] = write_csv(out_dir / "rs3_train_val_metadata.csv", columns, rows)

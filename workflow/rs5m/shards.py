@@ -315,7 +315,30 @@ def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
         uid=row[UID], subset=PUB11, source=row["source"], split=split, img_name=img_name, url=row.get("url"),
         matched_keywords=list(row.get("matched_keywords") or []), width=row.get("width"), height=row.get("height"),
         clip_score=_clean(row.get("clip_score")), rs_score=_clean(row.get("rs_score")),
+        labels=list(row.get("labels") or []), geo=row.get("geo") or None, meta_caption=row.get("meta_caption") or None,
     )
+
+
+PUB11_CAPTION_MODES = ("keep", "prepend")
+
+
+def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: str = "keep") -> list[dict]:
+    """The PUB11 rows with `meta_caption`, `labels` and `geo` of the meta-caption table (rules
+    pub11_metacaption) where it has the uid; with `prepend`, the caption becomes meta-caption +
+    " " + caption, as RS3 captions are built. Rows are updated in place and returned."""
+    if caption_mode not in PUB11_CAPTION_MODES:
+        raise ValueError(f"metacaption.pub11_caption must be one of {PUB11_CAPTION_MODES}, got {caption_mode!r}")
+    if not meta:
+        return rows
+    by_uid = {row[UID]: row for row in pq.read_table(meta, columns=[UID, "meta_caption", "labels", "geo"]).to_pylist()}
+    for row in rows:
+        extra = by_uid.get(row[UID])
+        if extra is None:
+            continue
+        row.update(meta_caption=extra["meta_caption"], labels=extra["labels"], geo=extra["geo"])
+        if caption_mode == "prepend" and extra["meta_caption"]:
+            row["caption"] = " ".join(part for part in (extra["meta_caption"], (row.get("caption") or "").strip()) if part)
+    return rows
 
 
 def _rs3_provenance(row: dict, split: str) -> dict:
@@ -424,12 +447,19 @@ def write_subset_shards(
     target_bytes: int,
     member_names: str = "rs5m",
     base_dir: str | Path = ".",
+    pub11_meta: str | Path | None = None,
+    pub11_caption: str = "keep",
 ) -> Manifest:
-    """Write the train and val tars of one subset and its manifest; returns the manifest."""
+    """Write the train and val tars of one subset and its manifest; returns the manifest.
+
+    `pub11_meta` is the PUB11 meta-caption table, applied with `pub11_caption` (attach_pub11_meta).
+    """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     shards_dir, base_dir = Path(shards_dir), Path(base_dir)
     rows = pq.read_table(final).to_pylist()
+    if subset == PUB11:
+        attach_pub11_meta(rows, pub11_meta, pub11_caption)
     uids = [row[UID] for row in rows]
     if len(set(uids)) != len(uids):
         raise ValueError(f"{final}: duplicate uids; every sample must be in exactly one shard")

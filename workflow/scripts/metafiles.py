@@ -9,4 +9,6 @@ run(
     places=snakemake.input.places,
     out_dir=snakemake.params.out_dir,
     val_fraction=snakemake.params.val_fraction,
+    pub11_meta=snakemake.input.pub11_meta,
+    pub11_caption=snakemake.params.pub11_caption,
 )

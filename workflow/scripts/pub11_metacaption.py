@@ -1,0 +1,14 @@
+from rs5m.adapter import run
+from rs5m.metacaption import pub11_metacaptions
+
+run(
+    snakemake,
+    pub11_metacaptions,
+    final=snakemake.input.final,
+    urldedup_parts=list(snakemake.input.urldedup),
+    out_path=snakemake.output.table,
+    stats_path=snakemake.output.stats,
+    seed=snakemake.params.seed,
+    season_rule=snakemake.params.season_rule,
+    cc3m_labels=snakemake.input.cc3m_labels[0] if snakemake.input.cc3m_labels else None,
+)

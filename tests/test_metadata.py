@@ -39,7 +39,7 @@ def test_laion_parquet_keeps_matches_and_native_columns(tmp_path):
     assert (stats.rows_in, stats.kept, stats.dropped) == (3, 2, {"no_keyword_match": 1})
     rows = kept.to_pylist()
     assert [r["url"] for r in rows] == ["http://a/1.jpg", "http://a/3.jpg"]
-    assert rows[0]["uid"] == make_uid("laion2b", "http://a/1.jpg")
+    assert rows[0]["uid"] == make_uid("laion2b", "http://a/1.jpg", file="part.parquet")
     assert rows[1]["matched_keywords"] == ["usgs", "landsat"]  # file order of the patterns
     assert rows[0]["width"] == 10 and rows[1]["width"] is None
     assert rows[0]["src_punsafe"] == pytest.approx(0.1)
@@ -150,8 +150,9 @@ def test_bad_rows_get_reasons_and_nothing_is_lost(tmp_path):
     assert sorted(d["reason"] for d in drops) == sorted(["null_url"] * 2 + ["bad_url_scheme"] * 2 + ["null_caption", "caption_too_long"])
     uids = kept.column("uid").to_pylist()
     # The second http://a/1 row is kept with repeat index 1; the first (dropped) one has repeat 0.
-    assert uids == [make_uid("laion2b", "HTTPS://A/3"), make_uid("laion2b", "http://a/1", 1)]
-    assert make_uid("laion2b", "http://a/1") in {d["uid"] for d in drops}
+    assert uids == [make_uid("laion2b", "HTTPS://A/3", file="bad.parquet"),
+                    make_uid("laion2b", "http://a/1", 1, file="bad.parquet")]
+    assert make_uid("laion2b", "http://a/1", file="bad.parquet") in {d["uid"] for d in drops}
     assert len({d["uid"] for d in drops} | set(uids)) == 8
 
 
@@ -208,6 +209,35 @@ def test_resolve_files_and_chunks(tmp_path, monkeypatch):
     assert resolve_files(["missing.parquet"]) == []
     assert resolve_files(["gen/x.parquet"], produced_prefixes=("gen",)) == ["gen/x.parquet"]
     assert plan_chunks(["f1", "f2", "f3"], 2) == {"00000": ["f1", "f2"], "00001": ["f3"]}
+    with pytest.raises(ValueError, match="share the name 'part-0.parquet'"):
+        plan_chunks(["a/part-0.parquet", "b/part-0.parquet"], 1)
+
+
+def test_a_url_repeated_across_files_and_chunks_gets_distinct_uids_and_one_survivor(tmp_path):
+    """LAION's parts repeat URLs: each copy keeps its own uid; the URL dedup keeps one copy and
+    names the others `duplicate_url`, whichever chunks they were read in."""
+    from rs5m.urldedup import filter_and_dedup_urls
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(pa.table({"URL": ["http://a/same.jpg", f"http://a/{i}.jpg", "http://a/same.jpg"],
+                                 "TEXT": [RS] * 3}), files[-1])
+    chunks = [run(tmp_path / "c0", "laion2b", files[:2])[1], run(tmp_path / "c1", "laion2b", files[2:])[1]]
+    uids = [u for chunk in chunks for u in chunk.column("uid").to_pylist()]
+    assert len(uids) == 9 == len(set(uids))
+    assert uids[:3] == [make_uid("laion2b", "http://a/same.jpg", file="part-0.parquet"),
+                        make_uid("laion2b", "http://a/0.jpg", file="part-0.parquet"),
+                        make_uid("laion2b", "http://a/same.jpg", 1, file="part-0.parquet")]
+    metadata = [tmp_path / "c0/out/laion2b.parquet", tmp_path / "c1/out/laion2b.parquet"]
+    parts = [tmp_path / f"u{i}.parquet" for i in range(2)]
+    stats = filter_and_dedup_urls([str(m) for m in metadata], [str(p) for p in parts], str(tmp_path / "u.stats.json"),
+                                  str(tmp_path / "u.drops.parquet"))
+    kept = [u for p in parts for u in pq.read_table(p).column("uid").to_pylist()]
+    drops = pq.read_table(tmp_path / "u.drops.parquet").to_pylist()
+    assert len(kept) == 4 and {d["reason"] for d in drops} == {"duplicate_url"} and len(drops) == 5
+    assert sorted(kept + [d["uid"] for d in drops]) == sorted(uids)
+    assert sum(s.kept for s in stats) == 4
 
 
 def test_shared_fixtures_read_as_their_formats(tmp_path, shared_fixtures):

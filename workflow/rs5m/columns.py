@@ -34,14 +34,18 @@ PUB11_SOURCES = (
 UID_HEX_DIGITS = 16
 
 
-def make_uid(source: str, key: str, repeat: int = 0) -> str:
-    """Stable sample id: BLAKE2b-64 of the source, its URL (or relative path) and a repeat index.
+def make_uid(source: str, key: str, repeat: int = 0, file: str = "") -> str:
+    """Stable sample id: BLAKE2b-64 of the source, the input file's name (PUB11), the URL (or an
+    RS3 relative path) and a repeat index.
 
-    The repeat index separates the n-th copy of the same URL inside one input file, so every
-    input row keeps its own id; the first copy (repeat 0) hashes source and URL alone.
+    A web crawl repeats URLs across its files (LAION-2B's parts do), so PUB11 ids name the file
+    too, and the n-th copy of a URL inside one file gets repeat index n: every input row keeps
+    its own id whatever the chunking. RS3 ids (no file) hash the dataset and the path alone.
     """
-    payload = f"{source}\x1f{key}" if repeat == 0 else f"{source}\x1f{key}\x1f{repeat}"
-    return hashlib.blake2b(payload.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    fields = [source, file, key] if file else [source, key]
+    if repeat:
+        fields.append(str(repeat))
+    return hashlib.blake2b("\x1f".join(fields).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def uid_bucket(uid: str, buckets: int) -> int:

@@ -184,7 +184,6 @@ def _read_one_file(
     path: str,
     patterns: list[str],
     max_caption_bytes: int,
-    seen_urls: dict[str, int],
 ) -> tuple[pa.Table, list[dict], FileAccount]:
     account = FileAccount(path)
     relation = fmt.relation(path)
@@ -209,7 +208,7 @@ def _read_one_file(
         for line, message in rejects:
             drop_rows.append(
                 dict(
-                    uid=C.make_uid(source, f"{Path(path).name}#line{line}"),
+                    uid=C.make_uid(source, f"#line{line}", file=Path(path).name),
                     source=source,
                     stage=STAGE,
                     reason="undecodable_row",
@@ -232,7 +231,7 @@ def _read_one_file(
 
     reasons = table.column("_reason").to_pylist()
     urls = table.column(C.URL).to_pylist()
-    uids = _uids(source, urls, seen_urls, Path(path).name)
+    uids = _uids(source, urls, Path(path).name)
     keep_index = [i for i, reason in enumerate(reasons) if reason is None]
     for i, reason in enumerate(reasons):
         if reason is not None:
@@ -252,17 +251,16 @@ def _read_one_file(
     return kept, drop_rows, account
 
 
-def _uids(source: str, urls: list[str | None], seen: dict[str, int], file_name: str) -> list[str]:
-    """uid per row in file order; the n-th repeat of a URL within the chunk gets repeat index n.
-
-    Rows without a URL are named by file and position, so they too have an id of their own.
-    """
+def _uids(source: str, urls: list[str | None], file_name: str) -> list[str]:
+    """uid per row in file order (rs5m.columns.make_uid); the n-th repeat of a URL within the
+    file gets repeat index n. Rows without a URL are named by their position in the file."""
     uids = []
+    seen: dict[str, int] = {}
     for position, url in enumerate(urls):
-        key = url or f"{file_name}#row{position}"
+        key = url or f"#row{position}"
         repeat = seen.get(key, 0)
         seen[key] = repeat + 1
-        uids.append(C.make_uid(source, key, repeat))
+        uids.append(C.make_uid(source, key, repeat, file=file_name))
     return uids
 
 
@@ -292,11 +290,10 @@ def filter_chunk(
     tables: list[pa.Table] = []
     drops: list[dict] = []
     accounts: list[FileAccount] = []
-    seen_urls: dict[str, int] = {}
     for path in files:
         started = time.perf_counter()
         try:
-            kept, file_drops, account = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes, seen_urls)
+            kept, file_drops, account = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes)
         except (duckdb.Error, SourceFormatError, OSError) as error:
             message = f"cannot be read as {fmt.name}: {str(error).splitlines()[0]}"
             if on_bad_file == "fail":

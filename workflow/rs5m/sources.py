@@ -238,9 +238,22 @@ def resolve_files(patterns: list[str], produced_prefixes: tuple[str, ...] = ()) 
 
 
 def plan_chunks(files: list[str], files_per_job: int) -> dict[str, list[str]]:
-    """Group sorted files into chunks of `files_per_job`; chunk ids are `00000`, `00001`, ..."""
+    """Group sorted files into chunks of `files_per_job`; chunk ids are `00000`, `00001`, ...
+
+    The files of one source must have distinct names: sample ids hash the file name
+    (rs5m.columns.make_uid), so two files of one name would give their rows the same ids.
+    """
     if files_per_job < 1:
         raise ValueError("files_per_job must be at least 1")
+    by_name: dict[str, str] = {}
+    for path in files:
+        name = os.path.basename(path)
+        if name in by_name:
+            raise ValueError(
+                f"input files {by_name[name]} and {path} share the name {name!r}: sample ids are made from "
+                "the source, the file name and the URL, so the files of one source need distinct names"
+            )
+        by_name[name] = path
     return {
         f"{index:05d}": files[start : start + files_per_job]
         for index, start in enumerate(range(0, len(files), files_per_job))

@@ -596,7 +596,7 @@ def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: s
     rows = con.sql(
         f"SELECT f.uid, f.source, f.url, {natives} "
         f"FROM read_parquet({_quote_sql(str(final))}) f "
-        f"LEFT JOIN (SELECT uid, native FROM read_parquet({parts})) u ON f.uid = u.uid "
+        f"LEFT JOIN (SELECT uid, native FROM read_parquet({parts}) WHERE source IN ({sources})) u ON f.uid = u.uid "
         f"WHERE f.source IN ({sources}) ORDER BY f.uid"
     ).to_arrow_table().to_pylist()
     labels: dict[str, list[str]] = {}

@@ -54,7 +54,10 @@ def _plan_sources():
             )
             continue
         source_format(source)
-        plan[source] = plan_chunks(files, settings["files_per_job"])
+        try:
+            plan[source] = plan_chunks(files, settings["files_per_job"])
+        except ValueError as error:
+            raise ValueError(f"source {source}: {error}") from None
     return plan
 
 

@@ -40,6 +40,17 @@ def test_missing_source_files_are_skipped_with_a_message(tmp_path):
     assert jobs["keyword_filter"] == 1 and "demo_metadata" not in jobs
 
 
+def test_two_input_files_of_one_name_in_a_source_are_refused(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "in.tsv").write_text("http://a/1\taerial view\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("sources:\n  cc12m:\n    paths: ['*/in.tsv']\n")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), check=False)
+    assert result.returncode != 0
+    assert "source cc12m: input files a/in.tsv and b/in.tsv share the name 'in.tsv'" in result.stdout + result.stderr
+
+
 def test_missing_cc3m_labels_file_is_skipped_with_a_message(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("sources:\n  cc3m:\n    paths: [in.tsv]\nmetacaption:\n  cc3m_labels: nowhere/labels.tsv\n"

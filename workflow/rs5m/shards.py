@@ -1,7 +1,7 @@
 """Assembly stage, WebDataset shards: one job per subset writes its train and val tars.
 
-Reads `results/pub11/final.parquet` (+ the download tars) or `results/rs3/final.parquet` (+ the
-image files); writes `results/shards/{train,val}/{subset}-{split}-NNNN.tar` and the manifest
+Reads `results/pub11/final.parquet` (+ the download tars and `results/pub11/metacaption.parquet`)
+or `results/rs3/final.parquet` (+ the image files); writes `results/shards/{train,val}/{subset}-{split}-NNNN.tar` and the manifest
 `results/shards/{subset}.manifest.json` that lists them.
 
 Static fan-out: the number of tars follows the bytes that survive filtering, so it is known only

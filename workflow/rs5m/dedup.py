@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import connected_components
 
 from rs5m import columns as col
 from rs5m.ledger import StageStats, write_drops, write_stats
+from rs5m.sources import sql_string
 from rs5m.urls import priority_ranks
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def dedup_images(
                                                        ("width", pa.int32()), ("height", pa.int32()),
                                                        ("phash", pa.int64())]}),
         )
-    url_files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in urls) + "]"
+    url_files = "[" + ", ".join(sql_string(p) for p in urls) + "]"
     result = con.sql(
         f"""
         SELECT i.uid, i.source, u.url, u.caption, u.matched_keywords, i.part, i.tar, i.member,

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from rs5m import geo
 from rs5m.columns import UID, uid_bucket
+from rs5m.sources import sql_string
 
 log = logging.getLogger(__name__)
 
@@ -574,10 +575,6 @@ def pub11_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "h
     return out
 
 
-def _quote_sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: str | Path,
                        stats_path: str | Path | None = None, seed: int | str = 0,
                        season_rule: str = "hemisphere", cc3m_labels: str | Path | None = None) -> dict:
@@ -589,13 +586,13 @@ def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: s
     """
     if season_rule not in geo.SEASON_RULES:
         raise ValueError(f"metacaption.season_rule must be one of {geo.SEASON_RULES}, got {season_rule!r}")
-    parts = "[" + ", ".join(_quote_sql(str(p)) for p in urldedup_parts) + "]"
-    sources = ", ".join(_quote_sql(s) for s in PUB11_META_SOURCES)
+    parts = "[" + ", ".join(sql_string(p) for p in urldedup_parts) + "]"
+    sources = ", ".join(sql_string(s) for s in PUB11_META_SOURCES)
     natives = ", ".join(f"{sql} AS {name}" for name, sql in _PUB11_NATIVE_SQL.items())
     con = duckdb.connect()
     rows = con.sql(
         f"SELECT f.uid, f.source, f.url, {natives} "
-        f"FROM read_parquet({_quote_sql(str(final))}) f "
+        f"FROM read_parquet({sql_string(final)}) f "
         f"LEFT JOIN (SELECT uid, native FROM read_parquet({parts}) WHERE source IN ({sources})) u ON f.uid = u.uid "
         f"WHERE f.source IN ({sources}) ORDER BY f.uid"
     ).to_arrow_table().to_pylist()

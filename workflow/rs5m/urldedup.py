@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m.ledger import StageStats, write_drops, write_stats
+from rs5m.sources import sql_string
 from rs5m.urls import check_url, normalise_url, priority_ranks
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _quote(name: str) -> str:
 
 def _select_for(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
     """A SELECT that maps files of one schema onto OUTPUT_SCHEMA (native columns folded into JSON)."""
-    file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
     names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_list})").fetchall()]
     native = [n for n in names if n.startswith(col.NATIVE_PREFIX)]
     if native:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from rs5m.dedup import choose_bands, near_duplicate_groups
+from rs5m.pub11.image_dedup import choose_bands, near_duplicate_groups
 
 
 def planted_hashes(n: int, radius: int, planted_share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

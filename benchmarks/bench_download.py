@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rs5m.columns import make_uid
-from rs5m.demo_web import DemoWebServer, render_image
-from rs5m.download import download_part
+from rs5m.demo.web import DemoWebServer, render_image
+from rs5m.pub11.download_part import download_part
 
 DISTINCT_IMAGES = 100  # rendered once; URLs differ by a query the server ignores
 SETTINGS = dict(thread_count=16, image_size=4096, resize_mode="keep_ratio_largest", resize_only_if_bigger=True,

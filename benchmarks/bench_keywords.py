@@ -4,7 +4,7 @@ Usage: PYTHONPATH=workflow python benchmarks/bench_keywords.py [--rows 10000000]
 Writes a LAION-like parquet (URL, TEXT, WIDTH, HEIGHT, similarity; alt-text-like caption lengths,
 0.1 % remote-sensing rows) under benchmarks/out/, then times, in one run:
   bare scan    DuckDB reads and decodes TEXT (sum of lengths): the I/O + decode limit
-  filter       rs5m.metadata.filter_chunk, the stage's own code (writes its outputs too)
+  filter       rs5m.pub11.keyword_filter.filter_chunk, the stage's own code (writes its outputs too)
   naive        pandas str.lower + str.contains per pattern, OR-ed (on a 1 M-row slice; rows/s)
 and projects the filter's wall time for LAION-2B-en (2.3 B rows) on one 16-core node.
 """
@@ -20,8 +20,8 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rs5m.keywords import load_patterns
-from rs5m.metadata import filter_chunk
+from rs5m.pub11.keywords import load_patterns
+from rs5m.pub11.keyword_filter import filter_chunk
 
 REPO = Path(__file__).resolve().parents[1]
 KEYWORDS = REPO / "config" / "keywords.txt"

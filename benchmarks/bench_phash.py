@@ -1,7 +1,7 @@
 """Benchmark the image-check + pHash step against the JPEG decode limit, and its scaling to 2 processes.
 
 Images: the demo web's aerial renders (256-320 px JPEGs, like a download shard). Figures: images/s
-of a decode-only loop (PIL open + load), of `rs5m.images.inspect_image` (decode, checks, EXIF,
+of a decode-only loop (PIL open + load), of `rs5m.pub11.images_part.inspect_image` (decode, checks, EXIF,
 pHash) and of imagehash.phash for reference, all on one core; then `inspect_images` with 1 and 2
 processes. Target: inspect >= 0.8 x decode-only. A bit-exact pHash also needs imagehash's
 grayscale LANCZOS resample to 32 x 32, which costs about as much as decoding a 300 px JPEG, so
@@ -19,8 +19,8 @@ import time
 import imagehash
 from PIL import Image
 
-from rs5m.demo_web import render_image
-from rs5m.images import inspect_image, inspect_images
+from rs5m.demo.web import render_image
+from rs5m.pub11.images_part import inspect_image, inspect_images
 
 MAX_PIXELS, MIN_SIDE = 100_000_000, 32
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from rs5m.demo import DEMO_FILES, write_demo_inputs
+from rs5m.demo.demo_metadata import DEMO_FILES, write_demo_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "config" / "profiles" / "slurm"

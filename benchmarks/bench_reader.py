@@ -1,4 +1,4 @@
-"""Reader benchmark: SPEC 5's loader recipe on shards written by rs5m.shards, images/s per core.
+"""Reader benchmark: SPEC 5's loader recipe on shards written by rs5m.assemble.shards, images/s per core.
 
 The authors' loader (webdataset -> shuffle 10,000 -> decode -> CLIP ViT-B/32 preprocessing ->
 batches of 400) reached about 1,800 images/s on 16 cores, ~112 per core. This runs it in one
@@ -38,7 +38,7 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
     import pyarrow.parquet as pq
 
     from rs5m.columns import make_uid
-    from rs5m.shards import RS3, write_subset_shards
+    from rs5m.assemble.shards import RS3, write_subset_shards
 
     rng = np.random.default_rng(0)
     distinct = [photo_like_jpeg(side, rng) for _ in range(min(count, 64))]

@@ -54,7 +54,13 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="fewer images (for a busy 2-core machine)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    from rs5m import caption, metacaption, rs3_demo, rs3_readers, tiny_models
+    from rs5m.demo import rs3_demo_inputs as rs3_demo
+    from rs5m.demo import rs3_tiny_models as tiny_models
+    from rs5m.pub11.pub11_metacaption import pub11_metacaptions
+    from rs5m.rs3 import rs3_caption as caption
+    from rs5m.rs3.rs3_metacaption import rs3_meta_rows
+    from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
+    from rs5m.rs3.rs3_read_fmow import read_fmow
 
     copies = 4 if args.small else 20
     images_to_caption = 8 if args.small else 32
@@ -75,12 +81,12 @@ def main() -> None:
                 target.write_bytes(path.read_bytes())
     fmow_count = sum(1 for _ in fmow_root.rglob("*.json")) + sum(1 for _ in fmow_root.rglob("*.jpg"))
     stats, figures["fmow_read"] = _timed("read fMoW (header + JSON)", fmow_count // 2,
-                                         lambda: rs3_readers.read_fmow(fmow_root, work / "fmow.parquet", threads=2))
+                                         lambda: read_fmow(fmow_root, work / "fmow.parquet", threads=2))
     ben_roots = [roots[c][v] for c in roots for v in ("bigearthnet_v1", "bigearthnet_v2")]
     ben_patches = 9 * copies
     _, figures["ben_read"] = _timed(
         "read BigEarthNet (3 GeoTIFFs -> RGB JPEG)", ben_patches,
-        lambda: rs3_readers.read_bigearthnet(ben_roots, work / "ben.parquet", work / "map.parquet", work / "ben",
+        lambda: read_bigearthnet(ben_roots, work / "ben.parquet", work / "map.parquet", work / "ben",
                                              threads=2), "patches")
 
     # Meta-captions over many fMoW-like rows (the reverse-geocoding bulk lookup included).
@@ -92,16 +98,16 @@ def main() -> None:
         record["bounding_boxes"][0]["raw_location"] = f"POLYGON (({lon} {lat}, {lon} {lat}))"
         rows.append({"uid": f"{i:016x}", "dataset": "fmow", "img_name": f"fmow_{i}.jpg", "image_path": "x",
                      "labels": ["airport"], "meta": json.dumps(record), "width": 160, "height": 120})
-    metacaption.rs3_meta_rows(rows[:10])  # load the geocoder's table outside the timing
+    rs3_meta_rows(rows[:10])  # load the geocoder's table outside the timing
     _, figures["metacaption"] = _timed("meta-captions (fMoW records)", len(rows),
-                                       lambda: metacaption.rs3_meta_rows(rows), "rows")
+                                       lambda: rs3_meta_rows(rows), "rows")
 
     # The PUB11 meta-caption stage end to end: join the kept rows with their native fields, read a
     # CC3M labels file ten times the kept CC3M rows, geocode, compose, write.
     _pub11_stage_inputs(work, len(rows), rng)
     _, figures["pub11_metacaption"] = _timed(
         "PUB11 meta-caption stage (YFCC/CC3M/RedCaps)", len(rows),
-        lambda: metacaption.pub11_metacaptions(work / "pub11_final.parquet", [str(work / "pub11_urldedup.parquet")],
+        lambda: pub11_metacaptions(work / "pub11_final.parquet", [str(work / "pub11_urldedup.parquet")],
                                                work / "pub11_meta.parquet", cc3m_labels=work / "cc3m_labels.tsv"),
         "rows")
 

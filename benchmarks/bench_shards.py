@@ -1,4 +1,4 @@
-"""Shard-writing benchmark: rs5m.shards MB/s next to a plain copy and to library-built shards.
+"""Shard-writing benchmark: rs5m.assemble.shards MB/s next to a plain copy and to library-built shards.
 
 PUB11 path: images read from img2dataset-style download tars (each read once, front to back),
 written to train/val shards with name, caption and provenance members. Contenders, same data,
@@ -6,7 +6,7 @@ same run:
 - plain sequential copy of the download tars into one file (target: shard writing >= 0.7 of it);
 - the same copy with sha256 on the way: what any writer that records each shard's sha256 in
   the manifest must at least spend;
-- rs5m.shards.write_subset_shards;
+- rs5m.assemble.shards.write_subset_shards;
 - the same shards written and the download tars read with the standard library's `tarfile`
   (checked byte-identical to rs5m's shards);
 - the same samples written with webdataset's `TarWriter` (fixed mtime/owner; it sorts a sample's
@@ -37,9 +37,9 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from rs5m.columns import make_uid
-from rs5m.shards import (BLOCK, FIXED_MODE, FIXED_MTIME, PUB11, Sample, _pub11_provenance, pub11_img_name,
+from rs5m.assemble.shards import (BLOCK, FIXED_MODE, FIXED_MTIME, PUB11, Sample, _pub11_provenance, pub11_img_name,
                          _HashingFileWriter, read_tar_members, sample_members, write_subset_shards)
-from rs5m.split import SPLITS, split_of
+from rs5m.assemble.split import SPLITS, split_of
 
 TARGET_BYTES = 64 << 20
 
@@ -225,7 +225,7 @@ def main() -> None:
         contenders = {
             "plain sequential copy": lambda out: plain_copy(run, out / "copy.bin"),
             "copy + sha256": lambda out: plain_copy(run, out / "copy.bin", hashed=True),
-            "rs5m.shards": lambda out: shard_write(run, out),
+            "rs5m.assemble.shards": lambda out: shard_write(run, out),
             "tarfile write + read": lambda out: library_shard_write(run, out, "tarfile"),
             "webdataset TarWriter": lambda out: library_shard_write(run, out, "webdataset"),
             "read only, rs5m scan": lambda out: read_only(run, "rs5m"),
@@ -242,9 +242,9 @@ def main() -> None:
                 old_wall, old_cpu = best.get(label, (wall, cpu))
                 best[label] = (min(wall, old_wall), min(cpu, old_cpu))
                 shutil.rmtree(out)
-    if digests["tarfile write + read"] != digests["rs5m.shards"]:
+    if digests["tarfile write + read"] != digests["rs5m.assemble.shards"]:
         raise SystemExit("tarfile-written shards differ from rs5m's: the comparison is void")
-    if len(digests["webdataset TarWriter"]) != len(digests["rs5m.shards"]):
+    if len(digests["webdataset TarWriter"]) != len(digests["rs5m.assemble.shards"]):
         raise SystemExit("webdataset wrote a different number of shards")
     copy_wall, copy_cpu = best["plain sequential copy"]
     print(f"{images} images of {args.image_kb} KiB in {mb:.0f} MB of download tars; MB/s of input bytes, "
@@ -252,9 +252,9 @@ def main() -> None:
     print(f"{'':24s} {'MB/s wall':>10s} {'MB/CPU-s':>10s} {'/copy wall':>11s} {'/copy CPU':>10s}")
     for label, (wall, cpu) in best.items():
         print(f"{label:24s} {mb / wall:10.1f} {mb / cpu:10.1f} {copy_wall / wall:11.2f} {copy_cpu / cpu:10.2f}")
-    rs5m_wall, rs5m_cpu = best["rs5m.shards"]
+    rs5m_wall, rs5m_cpu = best["rs5m.assemble.shards"]
     lib_wall, lib_cpu = best["tarfile write + read"]
-    print(f"rs5m.shards vs tarfile (byte-identical shards): {lib_wall / rs5m_wall:.2f}x wall, "
+    print(f"rs5m.assemble.shards vs tarfile (byte-identical shards): {lib_wall / rs5m_wall:.2f}x wall, "
           f"{lib_cpu / rs5m_cpu:.2f}x CPU; target shard/copy >= 0.70")
 
 

@@ -24,8 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
-from rs5m.outliers import TINY_CLIP_NAME, load_clip, rs_probability, score_part  # noqa: E402
-from rs5m.rs_detector import load_detector  # noqa: E402
+from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.pub11.score_part import load_clip, rs_probability, score_part
+from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
+
+register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
 
 BATCHES = (1, 8, 32, 128, 256, 512)
 

@@ -88,7 +88,7 @@ def bench_blip2(torch, device, dtype, batches, new_tokens, candidates, tiny):
 def bench_clip(torch, device, name, images, texts_per_image, rotations, tiny, batch):
     import open_clip
 
-    from rs5m.tiny_models import register_tiny_clip
+    from rs5m.demo.rs3_tiny_models import register_tiny_clip
 
     if tiny:
         name = register_tiny_clip("rs5m-tiny-clip" if "ViT" in name else "rs5m-tiny-clip-rn")
@@ -123,7 +123,7 @@ def bench_rotation_cpu(count):
     import numpy as np
     from PIL import Image
 
-    from rs5m.caption import rotations
+    from rs5m.rs3.rs3_caption import rotations
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (448, 448, 3), dtype=np.uint8))
     started = time.perf_counter()

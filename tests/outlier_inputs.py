@@ -96,7 +96,7 @@ def write_folder(folder: Path, make, count: int, seed: int) -> Path:
 @functools.lru_cache(maxsize=1)
 def trained_detector() -> tuple[Path, Path, dict]:
     """Train the tiny detector once per test process: (weights, work folder, metrics)."""
-    from rs5m.rs_detector import train_rs_detector
+    from rs5m.pub11.train_rs_detector import train_rs_detector
 
     work = Path(tempfile.mkdtemp(prefix="rs5m-detector-"))
     positives = write_folder(work / "pos", rs_like, 10, seed=1)

@@ -7,7 +7,7 @@ import yaml
 
 from assembly_fakes import CC3M_LABELS, make_run
 from conftest import snakemake
-from rs5m.stats import write_funnel
+from rs5m.assemble.funnel import write_funnel
 
 pytestmark = pytest.mark.workflow
 

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from assembly_fakes import make_run
-from rs5m.audit import audit, main, order_chain
+from rs5m.assemble.audit import audit, main, order_chain
 from rs5m.ledger import StageStats
-from rs5m.shards import PUB11, RS3, write_subset_shards
+from rs5m.assemble.shards import PUB11, RS3, write_subset_shards
 
 
 def _shards(run):

@@ -5,9 +5,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from rs5m import caption as cap
+from rs5m.rs3 import rs3_caption as cap
+from rs5m.rs3.rs3_final import FINAL_COLUMNS, collect_final
 from rs5m.ledger import drops_path, read_stats, stats_path
-from rs5m.tiny_models import build_tiny_blip2, build_tiny_clip, is_random_weights, register_tiny_clip
+from rs5m.demo.rs3_tiny_models import build_tiny_blip2, build_tiny_clip, register_tiny_clip
+from rs5m.models import is_random_weights
 
 
 def test_top_indices_order_and_ties():
@@ -163,5 +165,5 @@ def test_caption_part_end_to_end(tiny, tmp_path):
     assert table["a1"]["caption"].startswith("A satellite image shows dam. ")
     assert table["b2"]["caption"] == table["b2"][table["b2"]["caption_choice"]]
     final = tmp_path / "final.parquet"
-    assert cap.collect_final([out], final) == 2
-    assert pq.read_table(final).column_names[:10] == list(cap.FINAL_COLUMNS)
+    assert collect_final([out], final) == 2
+    assert pq.read_table(final).column_names[:10] == list(FINAL_COLUMNS)

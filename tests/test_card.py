@@ -3,9 +3,9 @@ import json
 import pytest
 
 from assembly_fakes import make_run
-from rs5m.card import validate_croissant, write_card
-from rs5m.metafiles import write_metafiles
-from rs5m.shards import write_subset_shards
+from rs5m.assemble.dataset_card import validate_croissant, write_card
+from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.shards import write_subset_shards
 
 CARD = {"name": "RS5M", "description": "test build", "license": "https://creativecommons.org/licenses/by-nc/4.0/",
         "url": "https://example.invalid/rs5m", "version": "0.1.0"}

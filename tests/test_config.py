@@ -5,7 +5,7 @@ import jsonschema
 import yaml
 
 from conftest import REPO
-from rs5m.demo import DEMO_FILES
+from rs5m.demo.demo_metadata import DEMO_FILES
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
 

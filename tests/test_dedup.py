@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rs5m.columns import make_uid
-from rs5m.dedup import choose_bands, dedup_images, kept_in_groups, near_duplicate_groups, near_duplicate_pairs
-from rs5m.urls import pick_kept
+from rs5m.pub11.image_dedup import choose_bands, dedup_images, kept_in_groups, near_duplicate_groups, near_duplicate_pairs
+from rs5m.pub11.urls import pick_kept
 
 
 def _flip(value: int, *bits: int) -> int:

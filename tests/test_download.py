@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rs5m.columns import make_uid
-from rs5m.demo_web import BAD_CASES, DemoWebServer
-from rs5m.download import download_part, read_status, retry_failed
-from rs5m.images import inspect_part
+from rs5m.demo.web import BAD_CASES, DemoWebServer
+from rs5m.pub11.download_part import download_part, read_status
+from rs5m.pub11.download_retry import retry_failed
+from rs5m.pub11.images_part import inspect_part
 
 # What each bad case must end as: (stage, reason) or kept.
 EXPECTED = {

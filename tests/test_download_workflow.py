@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import REPO, planned_jobs, snakemake
-from rs5m.demo import BAD_PATHS, DEMO_HOST, UNSAFE_URLS
+from rs5m.demo.demo_metadata import BAD_PATHS, DEMO_HOST, UNSAFE_URLS
 from rs5m.ledger import read_stats
-from rs5m.stats import build_funnel
+from rs5m.assemble.funnel import build_funnel
 from test_download import EXPECTED
 
 pytestmark = pytest.mark.workflow

@@ -1,4 +1,4 @@
-"""The conda envs of the rules pin the same versions as pyproject.toml."""
+"""Packaging: the conda envs of the rules install their stage's extra with the pins of pyproject.toml."""
 import re
 import tomllib
 
@@ -6,25 +6,52 @@ import yaml
 
 from conftest import REPO
 
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+CORE = PROJECT["dependencies"]
+EXTRAS = PROJECT["optional-dependencies"]
+
 
 def requirement_name(spec):
-    return re.split(r"[<>=!~ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+    return re.split(r"[<>=!~ \[]", spec, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def test_env_pins_agree_with_pyproject():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pins = {requirement_name(r): r.replace(" ", "") for r in project["dependencies"]}
+def env_pip(env):
+    dependencies = yaml.safe_load(env.read_text())["dependencies"]
+    return next(d["pip"] for d in dependencies if isinstance(d, dict))
+
+
+def test_core_is_what_every_stage_needs():
+    assert {requirement_name(r) for r in CORE} >= {"pyarrow", "duckdb", "numpy", "pillow", "snakemake"}
+    heavy = {"torch", "ultralytics", "transformers", "open-clip-torch", "img2dataset", "rasterio"}
+    assert not heavy & {requirement_name(r) for r in CORE}, "GPU and download libraries belong in extras"
+    assert {"download", "models", "rs3", "assemble", "browse", "slurm", "test", "all"} <= set(EXTRAS)
+
+
+def test_all_extra_names_every_role():
+    (spec,) = EXTRAS["all"]
+    roles = set(re.search(r"\[(.*)\]", spec).group(1).split(","))
+    assert roles == set(EXTRAS) - {"all", "test"}
+
+
+def test_each_env_installs_its_extra_with_the_same_pins():
     envs = sorted((REPO / "envs").glob("*.yaml"))
-    assert len(envs) >= 3
-    checked = 0
+    assert len(envs) >= 4
     for env in envs:
-        dependencies = yaml.safe_load(env.read_text())["dependencies"]
-        pip = next(d["pip"] for d in dependencies if isinstance(d, dict))
-        for spec in pip:
-            if spec.startswith("-e"):
-                continue
-            name = requirement_name(spec)
-            assert name in pins, f"{env.name}: {spec} is not a dependency in pyproject.toml"
-            assert spec.replace(" ", "") == pins[name], f"{env.name}: {spec} != pyproject {pins[name]}"
-            checked += 1
-    assert checked > 20
+        pip = env_pip(env)
+        editable = [spec for spec in pip if spec.startswith("-e")]
+        assert len(editable) == 1, f"{env.name}: one `-e ..[extra]` line"
+        match = re.fullmatch(r"-e \.\.\[(\w+)\]", editable[0])
+        assert match, f"{env.name}: {editable[0]!r} must install one extra of the project, not everything"
+        extra = match.group(1)
+        assert extra in EXTRAS, f"{env.name}: no extra {extra!r} in pyproject.toml"
+        expected = {requirement_name(r): r.replace(" ", "") for r in CORE + EXTRAS[extra]}
+        expected.pop("snakemake")  # the env runs inside the Snakemake that planned the job
+        pins = {requirement_name(s): s.replace(" ", "") for s in pip if not s.startswith("-e")}
+        assert pins == expected, f"{env.name}: pins differ from pyproject's core + [{extra}]"
+
+
+def test_every_rule_env_exists():
+    named = set()
+    for smk in (REPO / "rules").glob("*.smk"):
+        named |= set(re.findall(r'"\.\./(envs/[\w.]+\.yaml)"', smk.read_text()))
+    assert named and all((REPO / path).is_file() for path in named)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rs5m.demo_web import bad_body, render_image
-from rs5m.images import classify_resize_failure, inspect_image, phash_int, to_grayscale
+from rs5m.demo.web import bad_body, render_image
+from rs5m.pub11.images_part import classify_resize_failure, inspect_image, phash_int, to_grayscale
 
 MAX_PIXELS = 50_000_000
 

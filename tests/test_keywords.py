@@ -4,7 +4,7 @@ import duckdb
 import pytest
 
 from conftest import REPO
-from rs5m.keywords import any_pattern_regex, load_patterns, matched_patterns, re2_escape, single_pattern_regexes
+from rs5m.pub11.keywords import any_pattern_regex, load_patterns, matched_patterns, re2_escape, single_pattern_regexes
 
 PATTERNS_FILE = REPO / "config" / "keywords.txt"
 

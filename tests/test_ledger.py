@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats, write_stats
-from rs5m.stats import build_funnel, write_funnel
+from rs5m.assemble.funnel import build_funnel, write_funnel
 
 
 def test_stage_stats_must_add_up(tmp_path):

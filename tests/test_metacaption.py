@@ -7,18 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from rs5m import geo
-from rs5m.metacaption import (
-    bigearthnet_fields,
-    cc3m_select_labels,
-    fmow_fields,
-    meta_caption,
-    parse_cc3m_labels_line,
-    pub11_meta_rows,
-    pub11_metacaptions,
-    read_cc3m_labels,
-    render,
-    rs3_metacaptions,
-)
+from rs5m.metacaption import bigearthnet_fields, fmow_fields, meta_caption, render
+from rs5m.pub11.pub11_metacaption import cc3m_select_labels, parse_cc3m_labels_line, pub11_meta_rows, pub11_metacaptions, read_cc3m_labels
+from rs5m.rs3.rs3_metacaption import rs3_metacaptions
 
 REAL_WKT = ('PROJCS["WGS 84 / UTM zone 29N",GEOGCS["WGS 84",DATUM["WGS_1984"]],'
             'PROJECTION["Transverse_Mercator"],AUTHORITY["EPSG","32629"]]')

@@ -10,8 +10,8 @@ import pytest
 from conftest import REPO
 from rs5m.columns import make_uid
 from rs5m.ledger import read_stats
-from rs5m.metadata import filter_chunk
-from rs5m.sources import YFCC100M_COLUMNS, SourceFormatError, plan_chunks, resolve_files
+from rs5m.pub11.keyword_filter import filter_chunk
+from rs5m.pub11.sources import YFCC100M_COLUMNS, SourceFormatError, plan_chunks, resolve_files
 
 KEYWORDS = str(REPO / "config" / "keywords.txt")
 RS = "Satellite image of a harbour"
@@ -216,7 +216,7 @@ def test_resolve_files_and_chunks(tmp_path, monkeypatch):
 def test_a_url_repeated_across_files_and_chunks_gets_distinct_uids_and_one_survivor(tmp_path):
     """LAION's parts repeat URLs: each copy keeps its own uid; the URL dedup keeps one copy and
     names the others `duplicate_url`, whichever chunks they were read in."""
-    from rs5m.urldedup import filter_and_dedup_urls
+    from rs5m.pub11.url_filter import filter_and_dedup_urls
 
     files = []
     for i in range(3):

@@ -4,9 +4,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from assembly_fakes import CC3M_LABELS, make_run
-from rs5m.metacaption import pub11_metacaptions
-from rs5m.metafiles import write_metafiles
-from rs5m.split import split_of
+from rs5m.pub11.pub11_metacaption import pub11_metacaptions
+from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.split import split_of
 
 
 def _write(run, out, caption_mode):

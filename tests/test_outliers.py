@@ -11,23 +11,14 @@ from PIL import Image
 
 from outlier_inputs import make_run, trained_detector
 from rs5m.ledger import read_stats
-from rs5m.outlier_qa import GRID_LEVELS, fig13_grid, grid_markdown, outlier_qa
-from rs5m.outliers import (
-    LOW_BOTH,
-    LOW_CLIP,
-    LOW_RS,
-    SCORES_SCHEMA,
-    TINY_CLIP_NAME,
-    UNDECODABLE,
-    apply_outlier_threshold,
-    joint_keep,
-    load_clip,
-    prompt_embedding,
-    score_part,
-    top_percent_threshold,
-)
-from rs5m.prompts import build_prompts
-from rs5m.rs_detector import predict_rs_probability
+from rs5m.pub11.outlier_qa import GRID_LEVELS, fig13_grid, grid_markdown, outlier_qa
+from rs5m.pub11.outlier_threshold import LOW_BOTH, LOW_CLIP, LOW_RS, UNDECODABLE, apply_outlier_threshold, joint_keep, top_percent_threshold
+from rs5m.pub11.score_part import SCORES_SCHEMA, load_clip, prompt_embedding, score_part
+from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.pub11.prompts import build_prompts
+from rs5m.pub11.train_rs_detector import predict_rs_probability
+
+register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
 
 
 # ----------------------------------------------------------------------------------- threshold rule

@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rs5m.places import Gazetteer, default_gazetteer, place_rows, places_table, spacy_places
+from rs5m.pub11.pub11_places import Gazetteer, default_gazetteer, place_rows, places_table, spacy_places
 
 
 def test_gazetteer_longest_match_case_and_unicode():

@@ -1,6 +1,6 @@
 import pytest
 
-from rs5m.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS, build_prompts, indefinite_article
+from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS, build_prompts, indefinite_article
 
 
 def test_33_distinct_prompts_in_spec_pattern():

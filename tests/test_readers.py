@@ -4,7 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from assembly_fakes import make_run
-from rs5m.shards import RS3, write_subset_shards
+from rs5m.assemble.shards import RS3, write_subset_shards
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,6 @@ def test_hf_datasets_reads_standard_names(shards):
     meta = row["json"]
     assert meta["uid"] == row["__key__"] and meta["img_name"] == source["img_name"]
     assert meta["geo"] == source["geo"] and meta["labels"] == list(source["labels"])
-    from rs5m.split import split_of
+    from rs5m.assemble.split import split_of
 
     assert set(dataset["__key__"]) == {uid for uid in final if split_of(uid, 0.2) == "train"}

@@ -3,8 +3,8 @@ import csv
 import pytest
 
 from assembly_fakes import make_run
-from rs5m.report import OUTPUTS, utm_cell, write_report
-from rs5m.split import split_of
+from rs5m.assemble.dataset_stats import OUTPUTS, utm_cell, write_report
+from rs5m.assemble.split import split_of
 
 
 @pytest.fixture(scope="module")

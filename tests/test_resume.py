@@ -13,7 +13,7 @@ from conftest import REPO, snakemake
 
 WRITE = """
 import sys
-from rs5m.shards import write_subset_shards
+from rs5m.assemble.shards import write_subset_shards
 run = sys.argv[1]
 write_subset_shards("rs3", run + "/results/rs3/final.parquet", run + "/" + sys.argv[2],
                     run + "/" + sys.argv[2] + "/rs3.manifest.json", 0.05, 8000, base_dir=run)

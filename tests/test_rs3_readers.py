@@ -8,11 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from rs5m import rs3_demo
+from rs5m.demo import rs3_demo_inputs as rs3_demo
 from rs5m.columns import make_uid
 from rs5m.ledger import drops_path, read_stats, stats_path
 from rs5m.metacaption import bigearthnet_fields, fmow_fields
-from rs5m.rs3_readers import read_bigearthnet, read_fmow, read_millionaid, rgb_composite
+from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet, rgb_composite
+from rs5m.rs3.rs3_read_fmow import read_fmow
+from rs5m.rs3.rs3_read_millionaid import read_millionaid
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures not present")

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from outlier_inputs import make_run, trained_detector
-from rs5m.rs_detector import (
+from rs5m.pub11.train_rs_detector import (
     NON_RS_CLASS,
     RS_CLASS,
     balanced_split,

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rs5m.columns import make_uid, uid_bucket
-from rs5m.urldedup import filter_and_dedup_urls
-from rs5m.urls import check_url, normalise_url, pick_kept, priority_rank, priority_ranks
+from rs5m.pub11.url_filter import filter_and_dedup_urls
+from rs5m.pub11.urls import check_url, normalise_url, pick_kept, priority_rank, priority_ranks
 
 
 @pytest.mark.parametrize(

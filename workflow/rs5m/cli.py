@@ -9,13 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from rs5m.audit import add_audit_parser
+from rs5m.assemble.audit import add_audit_parser
 from rs5m.browse import add_browse_parser
 
 
 def _funnel(args: argparse.Namespace) -> int:
     from rs5m.ledger import read_stats
-    from rs5m.stats import build_funnel, funnel_markdown
+    from rs5m.assemble.funnel import build_funnel, funnel_markdown
 
     files = sorted(Path(args.run_dir).glob("results/**/*.stats.json"))
     if not files:

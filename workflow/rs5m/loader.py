@@ -123,7 +123,7 @@ def hf_features(member_names: str = "standard", image_ext: str = "jpg"):
     """
     import datasets
 
-    from rs5m.shards import MEMBER_NAMES, PROVENANCE_FIELDS
+    from rs5m.assemble.shards import MEMBER_NAMES, PROVENANCE_FIELDS
 
     kinds = {"string": datasets.Value("string"), "int64": datasets.Value("int64"),
              "float64": datasets.Value("float64"), "list<string>": datasets.List(datasets.Value("string"))}

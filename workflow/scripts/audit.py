@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.audit import write_audit
+from rs5m.assemble.audit import write_audit
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.card import write_card
+from rs5m.assemble.dataset_card import write_card
 
 run(
     snakemake,

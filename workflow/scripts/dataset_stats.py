@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.report import write_report
+from rs5m.assemble.dataset_stats import write_report
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.demo import write_detector_images
+from rs5m.demo.demo_detector_images import write_detector_images
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.demo import write_demo_inputs
+from rs5m.demo.demo_metadata import write_demo_inputs
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.download import download_part
+from rs5m.pub11.download_part import download_part
 
 run(
     snakemake,

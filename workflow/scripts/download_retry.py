@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.download import retry_failed
+from rs5m.pub11.download_retry import retry_failed
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.stats import write_run_stats
+from rs5m.assemble.funnel import write_run_stats
 
 run(
     snakemake,

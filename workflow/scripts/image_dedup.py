@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.dedup import dedup_images
+from rs5m.pub11.image_dedup import dedup_images
 
 run(
     snakemake,

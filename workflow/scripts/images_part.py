@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.images import inspect_part
+from rs5m.pub11.images_part import inspect_part
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.metadata import filter_chunk
+from rs5m.pub11.keyword_filter import filter_chunk
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.metafiles import write_metafiles
+from rs5m.assemble.metafiles import write_metafiles
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.outlier_qa import outlier_qa
+from rs5m.pub11.outlier_qa import outlier_qa
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.outliers import apply_outlier_threshold
+from rs5m.pub11.outlier_threshold import apply_outlier_threshold
 
 run(
     snakemake,

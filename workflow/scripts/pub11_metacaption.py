@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.metacaption import pub11_metacaptions
+from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.places import places_table
+from rs5m.pub11.pub11_places import places_table
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.caption import caption_part
+from rs5m.rs3.rs3_caption import caption_part
 
 rotations = snakemake.params.rotations
 run(

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.metacaption import rs3_metacaptions
+from rs5m.rs3.rs3_metacaption import rs3_metacaptions
 
 run(
     snakemake,

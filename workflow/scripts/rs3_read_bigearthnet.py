@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.rs3_readers import read_bigearthnet
+from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
 
 run(
     snakemake,

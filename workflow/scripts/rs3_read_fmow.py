@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.rs3_readers import read_fmow
+from rs5m.rs3.rs3_read_fmow import read_fmow
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.tiny_models import build_tiny_models
+from rs5m.demo.rs3_tiny_models import build_tiny_models
 
 run(
     snakemake,

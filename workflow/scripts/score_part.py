@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.outliers import score_part
+from rs5m.pub11.score_part import score_part
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.shards import write_subset_shards
+from rs5m.assemble.shards import write_subset_shards
 
 run(
     snakemake,

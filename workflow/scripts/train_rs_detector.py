@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.rs_detector import train_rs_detector
+from rs5m.pub11.train_rs_detector import train_rs_detector
 
 run(
     snakemake,

@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.urldedup import filter_and_dedup_urls
+from rs5m.pub11.url_filter import filter_and_dedup_urls
 
 run(
     snakemake,

@@ -9,7 +9,7 @@ bands; two hashes within distance r agree within distance floor(r / m) on at lea
 hash join in DuckDB (each band value XOR every mask of at most floor(r / m) bits, joined on equality);
 candidates are verified with the full 64-bit distance and the components found with a sparse
 connected-components pass (union-find). Exact-equal hashes are merged first, so a flood of copies
-of one image costs one row. The group keeps the copy ranked first by `rs5m.urls.priority_rank`.
+of one image costs one row. The group keeps the copy ranked first by `rs5m.pub11.urls.priority_rank`.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from scipy.sparse.csgraph import connected_components
 
 from rs5m import columns as col
 from rs5m.ledger import StageStats, write_drops, write_stats
-from rs5m.sources import sql_string
-from rs5m.urls import priority_ranks
+from rs5m.pub11.sources import sql_string
+from rs5m.pub11.urls import priority_ranks
 
 log = logging.getLogger(__name__)
 

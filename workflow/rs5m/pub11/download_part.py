@@ -1,4 +1,4 @@
-"""Download stage: one img2dataset run per part, and a retry of only the URLs that failed.
+"""Download stage: one img2dataset run per part (the retry of failed URLs is rs5m.pub11.download_retry).
 
 Reads `results/pub11/urldedup/{part}.parquet`; writes `results/pub11/download/{part}/` (WebDataset shards + status parquet, `uid` carried).
 
@@ -69,7 +69,7 @@ def _proxy(proxy: str | None, demo_server: bool, stall_seconds: float, out_dir: 
     if not demo_server:
         yield proxy or None
         return
-    from rs5m.demo_web import DemoWebServer
+    from rs5m.demo.web import DemoWebServer
 
     with DemoWebServer(stall_seconds=stall_seconds, state_dir=Path(out_dir) / DEMO_STATE) as server:
         yield server.url
@@ -228,7 +228,7 @@ def download_ledger(urls: str | Path, out_dir: str | Path, stats: str | Path, dr
     return result
 
 
-def _write_url_list(table: pa.Table, folder: str) -> str:
+def write_url_list(table: pa.Table, folder: str) -> str:
     path = os.path.join(folder, "urls.parquet")
     pq.write_table(table.select([col.URL, *CARRIED]), path)
     return path
@@ -243,43 +243,9 @@ def download_part(urls: str, out_dir: str, stats: str, drops: str, threads: int 
     table = pq.read_table(urls, columns=[col.URL, *CARRIED])
     if len(table):
         with tempfile.TemporaryDirectory(prefix="rs5m-urls-") as folder:
-            run_img2dataset(_write_url_list(table, folder), out_dir, processes=threads, **options)
+            run_img2dataset(write_url_list(table, folder), out_dir, processes=threads, **options)
     else:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     return download_ledger(urls, out_dir, stats, drops)
 
 
-def retry_failed(
-    urls: str, out_dir: str, stats: str, drops: str, report: str, threads: int = 1, **options
-) -> dict:
-    """Fetch again only the URLs of a part whose latest attempt failed; rewrite the part's ledger.
-
-    New attempts go into new shards of the same folder (img2dataset's `extend` mode), so nothing
-    already downloaded is fetched again; `read_status` then takes the latest attempt of each uid.
-    X-Robots-Tag opt-outs are not retried.
-    """
-    status = read_status(out_dir)
-    wanted = pq.read_table(urls, columns=[col.URL, *CARRIED])
-    fetched = {
-        uid
-        for uid, state, message in zip(
-            status.column(col.UID).to_pylist(),
-            status.column("status").to_pylist(),
-            status.column("error_message").to_pylist(),
-        )
-        if state in FETCHED or (message and ROBOTS_MESSAGE in message)
-    }
-    failed = wanted.filter(pa.array([uid not in fetched for uid in wanted.column(col.UID).to_pylist()]))
-    if len(failed):
-        with tempfile.TemporaryDirectory(prefix="rs5m-retry-") as folder:
-            run_img2dataset(_write_url_list(failed, folder), out_dir, processes=threads, extend=True, **options)
-    ledger = download_ledger(urls, out_dir, stats, drops)
-    summary = {
-        "retried": len(failed),
-        "dropped": sum(sum(entry.dropped.values()) for entry in ledger),
-        "fetched": sum(entry.kept for entry in ledger),
-    }
-    Path(report).parent.mkdir(parents=True, exist_ok=True)
-    Path(report).write_text(json.dumps(summary, indent=1) + "\n")
-    log.info("retry of %s: %s", out_dir, summary)
-    return summary

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m.ledger import StageStats, write_drops, write_stats
-from rs5m.sources import sql_string
-from rs5m.urls import check_url, normalise_url, priority_ranks
+from rs5m.pub11.sources import sql_string
+from rs5m.pub11.urls import check_url, normalise_url, priority_ranks
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Marker written beside tiny model weights: loaders log loudly when they find it.
-RANDOM_WEIGHTS_MARKER = "RS5M_RANDOM_WEIGHTS"
+from rs5m.models import RANDOM_WEIGHTS_MARKER, clip_config_path
+
+# The demo's CLIP: a tiny ViT built offline with random weights.
+TINY_CLIP_NAME = "rs5m-tiny-clip"
 
 TINY_CLIP_CONFIGS = {
     # A small ViT: the demo's stand-in for ViT-H-14 (and for the outlier stage's CLIP).
@@ -68,14 +70,10 @@ def build_tiny_clip(name: str, path: str | Path, seed: int = 0) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
+    # Its architecture beside it, so the stages load it like any local checkpoint (rs5m.models).
+    clip_config_path(name, path).write_text(json.dumps(TINY_CLIP_CONFIGS[name], indent=1))
     path.with_name(path.name + "." + RANDOM_WEIGHTS_MARKER).write_text("random init, seed %d\n" % seed)
     return path
-
-
-def is_random_weights(path: str | Path) -> bool:
-    """True for a model folder or checkpoint that build_tiny_* wrote (random weights)."""
-    path = Path(path)
-    return (path / RANDOM_WEIGHTS_MARKER).exists() or path.with_name(path.name + "." + RANDOM_WEIGHTS_MARKER).exists()
 
 
 def _clip_bpe_tokenizer(work_dir: Path):

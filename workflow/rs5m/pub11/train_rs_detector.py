@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from rs5m import offline
-from rs5m.tar_members import MemberReader, locate_members
+from rs5m.tar import MemberReader, locate_members
 
-logger = logging.getLogger("rs5m.rs_detector")
+logger = logging.getLogger("rs5m.pub11.train_rs_detector")
 
 RS_CLASS = "rs"
 NON_RS_CLASS = "non_rs"

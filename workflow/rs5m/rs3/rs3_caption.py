@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m import offline
+from rs5m.models import is_random_weights, register_clip_config
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.metacaption import sample_rng
 
@@ -150,8 +151,6 @@ def load_blip2(model: str, lora: str | None = None, device: str = "auto", dtype:
     import torch
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-    from rs5m.tiny_models import is_random_weights
-
     offline.setup()
     device = resolve_device(device)
     if dtype == "auto":
@@ -207,11 +206,8 @@ class ClipScorer:
         import open_clip
         import torch
 
-        from rs5m.tiny_models import TINY_CLIP_CONFIGS, is_random_weights, register_tiny_clip
-
         offline.setup()
-        if model in TINY_CLIP_CONFIGS:
-            register_tiny_clip(model)
+        register_clip_config(model, pretrained)
         self.device = resolve_device(device)
         precision = "fp16" if self.device.startswith("cuda") else "fp32"
         if not pretrained:
@@ -373,17 +369,3 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
     return write_stats(stats_path(out_path), sorted(stats.values(), key=lambda s: s.source))
 
 
-FINAL_COLUMNS = ("uid", "dataset", "img_name", "image_path", "caption", "top_cap", "ssl_cap", "meta_caption",
-                 "labels", "geo")
-
-
-def collect_final(part_paths: Sequence[str | Path], out_path: str | Path) -> int:
-    """Concatenate the captioned parts into `results/rs3/final.parquet` (contract columns first)."""
-    tables = [pq.read_table(p) for p in part_paths]
-    table = pa.concat_tables(tables) if tables else CAPTION_SCHEMA.empty_table()
-    names = list(FINAL_COLUMNS) + [n for n in table.column_names if n not in FINAL_COLUMNS]
-    table = table.select(names).sort_by([("dataset", "ascending"), ("img_name", "ascending")])
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out_path)
-    log.info("RS3 final: %d rows", table.num_rows)
-    return table.num_rows

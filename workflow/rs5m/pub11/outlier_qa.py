@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 
 from rs5m.columns import PUB11_SOURCES, SOURCE
-from rs5m.outliers import pooled_scores, top_percent_threshold
+from rs5m.pub11.outlier_threshold import pooled_scores, top_percent_threshold
 
-logger = logging.getLogger("rs5m.outlier_qa")
+logger = logging.getLogger("rs5m.pub11.outlier_qa")
 
 GRID_LEVELS = (100, 95, 90, 85, 80, 75, 70, 65, 60)
 
 
 def fig13_grid(clip_scores: np.ndarray, rs_scores: np.ndarray, levels: Sequence[float] = GRID_LEVELS) -> pd.DataFrame:
     """Kept-pair counts: row "s X%" x column "c Y%" = pairs in the top X % of clip_score and top Y % of
-    rs_score, with the stage's own threshold rule (rs5m.outliers), over the scored rows."""
+    rs_score, with the stage's own threshold rule (rs5m.pub11.score_part), over the scored rows."""
     clip_scores = np.asarray(clip_scores, dtype=np.float64)
     rs_scores = np.asarray(rs_scores, dtype=np.float64)
     scored = ~(np.isnan(clip_scores) | np.isnan(rs_scores))

@@ -25,9 +25,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as C
-from rs5m.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
+from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
-from rs5m.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
+from rs5m.pub11.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
 
 log = logging.getLogger(__name__)
 

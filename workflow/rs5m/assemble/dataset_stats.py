@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.columns import UID
-from rs5m.split import TRAIN, VAL, split_of
+from rs5m.assemble.split import TRAIN, VAL, split_of
 
 SIZE_EDGES = [0, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 WORD_EDGES = [0, 5, 10, 15, 20, 30, 40, 60, 80, 120]

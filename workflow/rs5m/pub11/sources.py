@@ -1,6 +1,6 @@
 """PUB11 sources: the eleven native metadata formats, as DuckDB relations with one column mapping.
 
-Reads the sources' own files (parquet, TSV, JSON); no output of its own (see `rs5m.metadata`).
+Reads the sources' own files (parquet, TSV, JSON); no output of its own (see `rs5m.pub11.keyword_filter`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """URL stage helpers: normalisation (the URL-dedup key), the safety filter, and the duplicate priority rule.
 
-Pure functions over strings and columns; `rs5m.urldedup` and `rs5m.dedup` apply them to tables.
+Pure functions over strings and columns; `rs5m.pub11.url_filter` and `rs5m.pub11.image_dedup` apply them to tables.
 
 Normalisation (used only as the dedup key; the original URL is what gets downloaded):
 - surrounding whitespace stripped; scheme and host lower-cased; a trailing dot on the host dropped;

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Iterator
 import pyarrow.parquet as pq
 
 from rs5m.columns import UID
-from rs5m.split import SPLITS, TRAIN, VAL, split_of
+from rs5m.assemble.split import SPLITS, TRAIN, VAL, split_of
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.columns import PUB11_SOURCES, UID
-from rs5m.metadata import COUNT_ONLY_REASONS
+from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
-from rs5m.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest, iter_shard_samples
-from rs5m.split import split_of
-from rs5m.stats import PUB11_STAGES
+from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest, iter_shard_samples
+from rs5m.assemble.split import split_of
+from rs5m.assemble.funnel import PUB11_STAGES
 
 # Violations listed per check before the rest are summarised as a count.
 MAX_LISTED = 20
@@ -62,7 +62,7 @@ class _Violations:
 def order_chain(entries: list[StageStats], stage_order: list[str] | None) -> list[StageStats]:
     """The stages of one source in pipeline order.
 
-    The order given, else rs5m.stats.PUB11_STAGES when it names every stage; otherwise filters only shrink, so sorting by (rows_in, kept) descending
+    The order given, else rs5m.assemble.funnel.PUB11_STAGES when it names every stage; otherwise filters only shrink, so sorting by (rows_in, kept) descending
     gives the chain order whenever a valid chain exists (a stage that drops nothing sorts before
     the one it feeds because its kept equals its rows_in).
     """

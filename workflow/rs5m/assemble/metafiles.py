@@ -14,8 +14,8 @@ from typing import Any, Iterable
 import pyarrow.parquet as pq
 
 from rs5m.columns import UID
-from rs5m.shards import attach_pub11_meta, pub11_img_name
-from rs5m.split import TRAIN, VAL, split_of
+from rs5m.assemble.shards import attach_pub11_meta, pub11_img_name
+from rs5m.assemble.split import TRAIN, VAL, split_of
 
 PUB11_COLUMNS = ["file_name", "text", "uid", "source", "url", "matched_keywords", "width", "height",
                  "clip_score", "rs_score", "meta_caption", "labels"]

@@ -1,6 +1,6 @@
 """The embedded demo: small, deterministic PUB11 metadata in all eleven native formats.
 
-Writes one folder per source under the demo root; its image URLs are served by `rs5m.demo_web`.
+Writes one folder per source under the demo root; its image URLs are served by `rs5m.demo.web`.
 Rows mix remote-sensing and other captions, URL repeats, near-duplicate images and broken rows.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rs5m.sources import YFCC100M_COLUMNS
+from rs5m.pub11.sources import YFCC100M_COLUMNS
 
 DEMO_HOST = "http://demo.rs5m.test"
 
@@ -62,7 +62,7 @@ OTHER_CAPTIONS = [
 PLACES = ["Paris", "Lagos", "Sydney", "Zürich", "São Paulo", "Nairobi", "Reykjavík", "Osaka", "Lima", "Toronto"]
 # Latitude/longitude of the places above (YFCC rows carry them).
 COORDINATES = [(48.86, 2.35), (6.52, 3.38), (-33.87, 151.21), (47.38, 8.54), (-23.55, -46.63), (-1.29, 36.82), (64.15, -21.94), (34.69, 135.5), (-12.05, -77.04), (43.65, -79.38)]
-# Downloads the demo server answers badly or oddly (rs5m.demo_web): each must end as a named
+# Downloads the demo server answers badly or oddly (rs5m.demo.web): each must end as a named
 # reason in the ledger, or as a kept image after conversion.
 BAD_PATHS = [
     "/bad/corrupt.jpg", "/bad/truncated.jpg", "/bad/empty.jpg", "/bad/html.jpg", "/bad/huge.png",
@@ -305,15 +305,3 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     return written
 
 
-def write_detector_images(rs_dir: str | Path, other_dir: str | Path, per_class: int = 24) -> None:
-    """Training folders for the demo's RS detector: aerial scenes vs ground photos.
-
-    Rendered by the demo server's own generators, from numbers the metadata never uses, so the
-    detector does not see the images it later scores.
-    """
-    from rs5m.demo_web import render_aerial, render_photo
-
-    for folder, render in ((Path(rs_dir), render_aerial), (Path(other_dir), render_photo)):
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in range(per_class):
-            render(50_000 + n).convert("RGB").save(folder / f"{n:04d}.jpg", quality=90)

@@ -2,7 +2,7 @@
 
 Reads `results/pub11/download/{part}/` (shards + status); writes `results/pub11/images/{part}.parquet` (uid, source, tar, member, width, height, phash).
 
-Every downloaded row (see `rs5m.download`) ends here as kept or as one of:
+Every downloaded row (see `rs5m.pub11.download_part`) ends here as kept or as one of:
 `invalid_empty` (zero bytes), `invalid_decode` (not an image, corrupt, truncated),
 `invalid_too_many_pixels` (width x height above `max_pixels`: a decompression bomb, refused before
 decoding), `invalid_too_small` (shorter side below `min_side`). Rows img2dataset already could not
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
 from rs5m import columns as col
-from rs5m.download import FAILED_TO_RESIZE, SUCCESS, read_status
+from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from rs5m.shards import MEMBER_NAMES, SUBSETS, Manifest
-from rs5m.split import SPLITS
+from rs5m.assemble.shards import MEMBER_NAMES, SUBSETS, Manifest
+from rs5m.assemble.split import SPLITS
 
 CROISSANT_CONTEXT = {
     "@language": "en",

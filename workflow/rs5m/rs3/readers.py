@@ -1,0 +1,118 @@
+"""What the three RS3 readers share (SPEC 3): the reader table's schema and one job's ledger.
+
+Every reader (rs3_read_fmow, rs3_read_bigearthnet, rs3_read_millionaid) writes one table
+(`uid, dataset, img_name, image_path, source_path, split, labels, meta, meta_status, width,
+height`) plus the ledger files through `finish`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
+
+log = logging.getLogger(__name__)
+
+STAGE = "rs3_read"
+
+READ_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("dataset", pa.string()),
+        ("img_name", pa.string()),
+        ("image_path", pa.string()),
+        ("source_path", pa.string()),
+        ("split", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("meta", pa.string()),
+        ("meta_status", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+class Outcome:
+    """What happened to one sample: a row to keep, or a drop reason with detail."""
+
+    __slots__ = ("row", "reason", "detail", "uid")
+
+    def __init__(self, uid: str, row: dict | None = None, reason: str | None = None, detail: str = ""):
+        self.uid, self.row, self.reason, self.detail = uid, row, reason, detail
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """Width and height from the image header (no full decode; the caption stage decodes)."""
+    with Image.open(path) as image:
+        return image.size
+
+
+def finish(dataset: str, outcomes: Iterable[Outcome], out_path: str | Path) -> StageStats:
+    """Write the kept rows, the drop records and the stats of one reader job."""
+    stats = StageStats(STAGE, dataset)
+    rows, drops = [], []
+    for outcome in outcomes:
+        stats.rows_in += 1
+        if outcome.row is not None:
+            rows.append(outcome.row)
+            stats.kept += 1
+        else:
+            stats.drop(outcome.reason)
+            drops.append({"uid": outcome.uid, "source": dataset, "stage": STAGE, "reason": outcome.reason,
+                          "detail": outcome.detail})
+    rows.sort(key=lambda r: r["uid"])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=READ_SCHEMA), out_path)
+    write_drops(drops_path(out_path), drops_table(drops))
+    write_stats(stats_path(out_path), [stats])
+    log.info("%s: %d samples, %d kept, dropped %s", dataset, stats.rows_in, stats.kept, stats.dropped)
+    return stats
+
+
+def map_threads(function: Callable, items: list, threads: int) -> list:
+    if threads <= 1 or len(items) < 2:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(function, items))
+
+
+def load_json(path: Path) -> tuple[dict, str]:
+    """(record, status): status is ok, missing_json, unreadable_json or missing_keys:<k,...>."""
+    if not path.exists():
+        return {}, "missing_json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}, "unreadable_json"
+    if not isinstance(record, dict):
+        return {}, "unreadable_json"
+    return record, "ok"
+
+
+def keys_status(record: dict, status: str, expected: Iterable[str]) -> str:
+    if status != "ok":
+        return status
+    missing = [k for k in expected if record.get(k) in (None, "", [])]
+    return "missing_keys:" + ",".join(missing) if missing else "ok"
+
+
+# --- fMoW ------------------------------------------------------------------------------------
+
+
+# --- BigEarthNet -----------------------------------------------------------------------------
+
+
+# --- MillionAID ------------------------------------------------------------------------------
+
+

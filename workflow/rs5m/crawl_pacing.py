@@ -44,16 +44,17 @@ def part_rate(per_host_rate: float, per_host_burst: float, parts: int, parts_per
 
 
 def spread_order(hosts: Sequence[str], uids: Sequence[str]) -> list[int]:
-    """Row order that spreads each host's URLs evenly over the run (host i-th URL at (i + 1/2) / n).
+    """Row order that spreads each host's URLs evenly over the run: the i-th of a host's n URLs at
+    (i + phase) / n, phase in [0, 1) a hash of the host (so hosts with one URL are spread too).
 
-    Deterministic: within a host, rows go by uid; ties between hosts by a hash of the host.
+    Deterministic: within a host, rows go by uid; ties between hosts by the same hash.
     """
     counts = Counter(hosts)
     seen: Counter = Counter()
     keys = []
     for index in sorted(range(len(uids)), key=lambda i: (hosts[i], uids[i])):
         host = hosts[index]
-        position = (seen[host] + 0.5) / counts[host]
+        position = (seen[host] + (_hash("order", host) % 1_000_003) / 1_000_003) / counts[host]
         seen[host] += 1
         keys.append((position, _hash("order", host), uids[index], index))
     return [key[-1] for key in sorted(keys)]

@@ -49,7 +49,6 @@ ROBOTS_MESSAGE = "disallowed by X-Robots-Tag"
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
 STATUS_FILE = re.compile(r"^(\d+)\.parquet$")
-ROBOTS_CACHE = "results/pub11/robots_txt"  # relative to the run folder: shared by every part and retry
 DEFAULT_CONTACT_URL = "https://github.com/rs5m/rs5m"
 DEFAULT_USER_AGENT = "rs5m/{version} (RS5M dataset rebuild; +{contact_url})"
 
@@ -82,12 +81,16 @@ def crawl_settings(
     max_retry_wait: float = 60.0,
     retry_backoff: float = 1.0,
     robots_txt: bool = True,
-    robots_cache: str | None = ROBOTS_CACHE,
+    robots_cache: str | None = None,
     user_agent: str = DEFAULT_USER_AGENT,
     contact_url: str = DEFAULT_CONTACT_URL,
     pacing_dir: str | None = None,
 ) -> CrawlSettings:
-    """The guard's settings from config keys (`download.*`, `urls.allowed_networks`, ...)."""
+    """The guard's settings from config keys (`download.*`, `urls.allowed_networks`, ...).
+
+    `robots_cache`: folder of the run's robots.txt files (the workflow gives results/pub11/robots_txt);
+    None keeps them in memory, per process.
+    """
     rate, burst = part_rate(per_host_rate, per_host_burst, parts, parts_per_host)
     settings = CrawlSettings(
         allowed_networks=[str(n) for n in allowed_networks or ()],

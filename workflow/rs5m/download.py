@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m.crawl_guard import PERMANENT, CrawlSettings, reason_of
+from rs5m.crawl_guard import REASONS as GUARD_REASONS
 from rs5m.crawl_pacing import part_rate, spread_order
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
 from rs5m.urls import url_host
@@ -48,6 +49,8 @@ FETCHED = (SUCCESS, FAILED_TO_RESIZE)
 ROBOTS_MESSAGE = "disallowed by X-Robots-Tag"
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
+# Every ledger reason of the stage (the audit refuses others).
+REASONS = ("download_failed", "download_missing", "robots_disallowed", *GUARD_REASONS)
 STATUS_FILE = re.compile(r"^(\d+)\.parquet$")
 DEFAULT_CONTACT_URL = "https://github.com/rs5m/rs5m"
 DEFAULT_USER_AGENT = "rs5m/{version} (RS5M dataset rebuild; +{contact_url})"

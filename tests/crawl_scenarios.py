@@ -182,7 +182,7 @@ def pacing(workdir: Path) -> dict:
     web = LoggingServer("127.0.0.1", robots="User-agent: *\nAllow: /\n")
     hosts = [f"h{i:02d}.rs5m.test" for i in range(20)]
     urls = [f"http://{host}:{web.port}/img/{n}.jpg" for host in hosts for n in range(8)]
-    rate, burst = 4.0, 2.0
+    rate, burst = 2.0, 2.0
     result = _run_stage(workdir, urls, threads=2, thread_count=16, timeout=5, retries=0, number_sample_per_shard=40,
                         allowed_networks=["127.0.0.1/32"], per_host_rate=rate, per_host_burst=burst,
                         robots_cache=str(workdir / "robots"))

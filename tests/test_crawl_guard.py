@@ -27,7 +27,7 @@ TESTS = Path(__file__).resolve().parent
 HOSTS = {"www.rs5m.test": "127.0.0.1", "secret.rs5m.test": "127.0.0.2",
          **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)}}
 # Scheduling jitter between a request's reserved slot and the server's clock on a loaded machine.
-JITTER = 0.2
+JITTER = 0.5
 
 
 def _scenario(name: str, folder: Path) -> dict:

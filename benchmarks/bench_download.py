@@ -104,7 +104,9 @@ def main() -> None:
         forward = ThreadingHTTPServer(("127.0.0.1", 0), _Forward)
         forward.daemon_threads = True
         threading.Thread(target=forward.serve_forever, daemon=True).start()
+        ratios = []  # stage / direct of each round: adjacent runs share the machine's load of the moment
         for round_index in range(args.rounds):
+            timed = {}
             for name in names if round_index % 2 == 0 else reversed(names):
                 out_dir = root / name
                 shutil.rmtree(out_dir, ignore_errors=True)
@@ -118,12 +120,15 @@ def main() -> None:
                                   str(root / "stage.drops.parquet"), threads=2, **SETTINGS, **GUARD)
                 elapsed = time.perf_counter() - started
                 best[name] = min(best[name], elapsed)
+                timed[name] = elapsed
                 print(f"round {round_index + 1} {name:6s}: {elapsed:6.1f} s ({count / elapsed:5.0f} images/s)", flush=True)
+            ratios.append(timed["stage"] / timed["direct"])
         forward.shutdown()
     (stats,) = json.loads((root / "stage.stats.json").read_text())
     print(f"stage ledger: {stats['kept']} of {stats['rows_in']} fetched, dropped {stats['dropped']}")
     print(f"best: stage {best['stage']:.1f} s, direct img2dataset {best['direct']:.1f} s, "
-          f"overhead ratio {best['stage'] / best['direct']:.2f} (target <= 1.10)")
+          f"overhead ratio {best['stage'] / best['direct']:.2f} (target <= 1.10); per round "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}, median {sorted(ratios)[len(ratios) // 2]:.2f}")
     if args.proxy:
         print(f"direct img2dataset through a forward proxy {best['proxy']:.1f} s, "
               f"ratio {best['proxy'] / best['direct']:.2f}")

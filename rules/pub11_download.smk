@@ -3,10 +3,17 @@
 #   snakemake --cores 4 retry_failed_downloads --forcerun download_retry
 
 
-# img2dataset settings of config `download` (its processes are the rules' threads) + the pixel cap.
+# img2dataset and crawl-guard settings of config `download` (its processes are the rules' threads),
+# the pixel cap, the URL rules the guard applies to redirects and addresses, and the part count
+# (each part paces a host at its share of download.per_host_rate).
 DOWNLOAD_OPTIONS = {
     **{k: v for k, v in config["download"].items() if k != "processes"},
     "max_pixels": config["images"]["max_pixels"],
+    "allowed_networks": config["urls"]["allowed_networks"],
+    "blocked_suffixes": config["urls"]["blocked_suffixes"],
+    "max_url_length": config["urls"]["max_length"],
+    "parts": len(PARTS),
+    "robots_cache": "results/pub11/robots_txt",  # one robots.txt per origin, shared by parts and retries
 }
 
 
@@ -27,7 +34,10 @@ rule url_filter:
     resources:
         mem_mb=16000,
     params:
-        allow_loopback=config["urls"]["allow_loopback"],
+        allowed=config["urls"]["allowed_networks"],
+        blocked_suffixes=config["urls"]["blocked_suffixes"],
+        max_length=config["urls"]["max_length"],
+        parts_per_host=config["download"]["parts_per_host"],
         # DuckDB spills beyond this: the configured limit, else 3/4 of the job's memory.
         memory_limit=lambda wildcards, resources: config["urls"]["memory_limit"]
         or f"{resources.mem_mb * 3 // 4}MB",

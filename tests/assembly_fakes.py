@@ -71,8 +71,8 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
         outliers = StageStats("outliers", source)
         for n in range(2):
             uid = make_uid(source, f"http://example.invalid/{source}/failed{n}")
-            download.drop("failed_to_download")
-            drops.append({"uid": uid, "source": source, "stage": "download", "reason": "failed_to_download"})
+            download.drop("download_failed")
+            drops.append({"uid": uid, "source": source, "stage": "download", "reason": "download_failed"})
         for n in range(downloaded):
             url = f"http://example.invalid/{source}/{n}.jpg"
             uid = make_uid(source, url)

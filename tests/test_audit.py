@@ -129,3 +129,27 @@ def test_order_chain_inferred_with_pass_through_stage():
     chain = [StageStats("b", "s", 10, 10), StageStats("c", "s", 10, 7, {"x": 3}), StageStats("a", "s", 20, 10, {"y": 10})]
     assert [e.stage for e in order_chain(chain, None)] == ["a", "b", "c"]
     assert [e.stage for e in order_chain(chain, ["c", "b", "a"])] == ["c", "b", "a"]
+
+
+def test_unknown_download_reason_named(run):
+    """The download stage's reasons are a closed set (rs5m.pub11.download_part.REASONS, the crawl guard's included)."""
+    stats_path = run / "results/pub11/ledger/all.stats.json"
+    drops_path = next(p for p in run.rglob("*.drops.parquet")
+                      if "download" in pq.read_table(p, columns=["stage"]).column("stage").to_pylist())
+    drops = pq.read_table(drops_path)
+    stages = drops.column("stage").to_pylist()
+    index = stages.index("download")
+    reason = drops.column("reason").to_pylist()
+    renamed, reason[index] = reason[index], "fetch_gone_wrong"
+    drops = drops.set_column(drops.schema.get_field_index("reason"), "reason", pa.array(reason, pa.string()))
+    pq.write_table(drops, drops_path)
+    stats = json.loads(stats_path.read_text())
+    source = drops.column("source")[index].as_py()
+    for entry in stats:
+        if entry["stage"] == "download" and entry["source"] == source:
+            entry["dropped"][renamed] -= 1
+            entry["dropped"] = {k: v for k, v in entry["dropped"].items() if v}
+            entry["dropped"]["fetch_gone_wrong"] = 1
+    stats_path.write_text(json.dumps(stats))
+    result = audit(run)
+    assert _checks(result) == {"drop_reason"}, result.violations

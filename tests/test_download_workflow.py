@@ -110,7 +110,8 @@ def test_ledger_chain_holds_for_every_source(dedup_run):
 
 def test_retry_refetches_only_failed_urls_and_reruns_what_follows(dedup_run):
     flaky_uid = _uid_of(dedup_run)[DEMO_HOST + next(p for p in BAD_PATHS if p.startswith("/flaky/"))]
-    failed = [d for d in _table(dedup_run, "results/pub11/download/*.drops.parquet") if d["reason"] == "download_failed"]
+    retried = ("download_failed", "rate_limited")  # what retry_failed_downloads asks again
+    failed = [d for d in _table(dedup_run, "results/pub11/download/*.drops.parquet") if d["reason"] in retried]
     before = {p: p.stat().st_mtime_ns for p in dedup_run.glob("results/pub11/download/*/*.tar")}
     snakemake(dedup_run, "--cores", "2", "retry_failed_downloads", "--forcerun", "download_retry")
     reports = [json.loads(p.read_text()) for p in dedup_run.glob("results/pub11/download/*.retry.json")]
@@ -121,5 +122,5 @@ def test_retry_refetches_only_failed_urls_and_reruns_what_follows(dedup_run):
     snakemake(dedup_run, "--cores", "2", TARGET)
     outcome = _outcomes(dedup_run)
     assert outcome[flaky_uid] == "kept"  # its second request succeeds
-    still_failed = [d for d in _table(dedup_run, "results/pub11/download/*.drops.parquet") if d["reason"] == "download_failed"]
+    still_failed = [d for d in _table(dedup_run, "results/pub11/download/*.drops.parquet") if d["reason"] in retried]
     assert len(still_failed) == len(failed) - 1

@@ -7,9 +7,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rs5m.columns import make_uid, uid_bucket
+from rs5m.columns import make_uid
+from rs5m.pub11.crawl_pacing import host_part
 from rs5m.pub11.url_filter import filter_and_dedup_urls
-from rs5m.pub11.urls import check_url, normalise_url, pick_kept, priority_rank, priority_ranks
+from rs5m.pub11.urls import (
+    address_blocked,
+    allowed_networks,
+    check_url,
+    normalise_url,
+    pick_kept,
+    priority_rank,
+    priority_ranks,
+    url_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +36,7 @@ from rs5m.pub11.urls import check_url, normalise_url, pick_kept, priority_rank, 
         ("http://example.com/%7euser/a%2fb%2F.jpg", "http://example.com/~user/a%2Fb%2F.jpg"),
         ("http://example.com/x.jpg?b=2&a=1", "http://example.com/x.jpg?b=2&a=1"),
         ("http://bücher.de/x.jpg", "http://xn--bcher-kva.de/x.jpg"),
+        ("http://example\u3002com\uff0e/x.jpg", "http://example.com/x.jpg"),
         ("http://[0:0::1]:80/x", "http://[::1]/x"),
     ],
 )
@@ -90,18 +101,92 @@ def test_normalise_keeps_scheme_and_path_case_distinct():
         ("http://134744072/a", None),  # 8.8.8.8
         ("http://999.1.1.1/a", "bad_url"),
         ("http://08.1.1.1/a", "bad_url"),
+        # other full stops, a trailing dot, empty and over-long labels and hosts, long URLs
+        ("http://169.254.169.254\u3002/latest/", "blocked_url"),
+        ("http://169\uff0e254\uff0e169\uff0e254/latest/", "blocked_url"),
+        ("http://169\uff61254.169.254/latest/", "blocked_url"),
+        ("http://127.0.0.1./a", "blocked_url"),
+        ("http://example\u3002com/a.jpg", None),
+        ("http://example.com./a.jpg", None),
+        ("http://example..com/a", "bad_url"),
+        ("http://.example.com/a", "bad_url"),
+        ("http://example.com../a", "bad_url"),
+        ("http://" + "a" * 64 + ".com/a", "bad_url"),
+        ("http://" + "a" * 63 + ".com/a", None),
+        ("http://" + ".".join(["a" * 60] * 5) + "/a", "bad_url"),
+        ("http://example.com/" + "a" * 4100, "bad_url"),
+        # user info, backslashes, % in the host
+        ("http://127.0.0.1\\@example.com/", "blocked_url"),
+        ("http://example.com\\@127.0.0.1/", "blocked_url"),
+        ("http://user:pass@example.com/a.jpg", "blocked_url"),
+        ("http://exa%6dple.com/a", "blocked_url"),
+        ("http://%31%32%37.0.0.1/a", "blocked_url"),
+        # single labels (search domains) and internal suffixes
+        ("http://metadata/computeMetadata/v1/", "blocked_url"),
+        ("http://instance-data/latest/", "blocked_url"),
+        ("http://printer.lan/a", "blocked_url"),
+        ("http://wiki.corp/a", "blocked_url"),
+        ("http://intranet.example.intranet/a", "blocked_url"),
+        ("http://router.home.arpa/a", "blocked_url"),
+        ("http://kubernetes.default.svc/a", "blocked_url"),
+        ("http://api.default.svc.cluster.local/a", "blocked_url"),
+        ("http://vault.service.consul/a", "blocked_url"),
+        ("http://db.localdomain/a", "blocked_url"),
+        ("http://LAN/a", "blocked_url"),
+        ("http://plan.com/a", None),  # a suffix matches whole labels only
+        # IPv6 forms that embed IPv4
+        ("http://[64:ff9b::7f00:1]/a", "blocked_url"),
+        ("http://[64:ff9b::a9fe:a9fe]/a", "blocked_url"),
+        ("http://[64:ff9b::808:808]/a", None),
+        ("http://[64:ff9b:1::808:808]/a", "blocked_url"),
+        ("http://[2002:a9fe:a9fe::1]/a", "blocked_url"),
+        ("http://[2002:808:808::1]/a", None),
+        ("http://[::7f00:1]/a", "blocked_url"),
+        ("http://[::ffff:10.0.0.1]/a", "blocked_url"),
+        ("http://[fec0::1]/a", "blocked_url"),
     ],
 )
 def test_check_url(url, reason):
     assert check_url(url) == reason
 
 
-def test_allow_loopback_lets_loopback_only_through():
-    for url in ("http://127.0.0.1:8000/a", "http://localhost:8000/a", "http://[::1]/a", "http://2130706433/a"):
-        assert check_url(url, allow_loopback=True) is None
+def test_allowed_networks_are_exact():
+    loopback_one = allowed_networks(["127.0.0.1/32"])
+    for url in ("http://127.0.0.1:8000/a", "http://2130706433/a", "http://[::ffff:127.0.0.1]/a"):
+        assert check_url(url, loopback_one) is None
         assert check_url(url) == "blocked_url"
-    for url in ("http://10.0.0.1/a", "http://169.254.169.254/a", "http://0.0.0.0/a", "http://x.local/a"):
-        assert check_url(url, allow_loopback=True) == "blocked_url"
+    for url in ("http://127.0.0.2/a", "http://localhost:8000/a", "http://[::1]/a", "http://10.0.0.1/a",
+                "http://169.254.169.254/a", "http://0.0.0.0/a", "http://x.local/a"):
+        assert check_url(url, loopback_one) == "blocked_url", url
+    mirror = allowed_networks(["10.20.0.0/16"])
+    assert check_url("http://10.20.3.4/a.jpg", mirror) is None
+    assert check_url("http://10.21.3.4/a.jpg", mirror) == "blocked_url"
+
+
+@pytest.mark.parametrize(
+    "address, blocked",
+    [
+        ("8.8.8.8", False), ("1.1.1.1", False), ("2606:4700:4700::1111", False),
+        ("127.0.0.1", True), ("127.0.0.2", True), ("10.0.0.1", True), ("172.16.0.1", True), ("192.168.0.1", True),
+        ("100.64.0.1", True), ("169.254.169.254", True), ("198.18.0.1", True), ("192.0.2.1", True),
+        ("224.0.0.1", True), ("240.0.0.1", True), ("255.255.255.255", True), ("0.0.0.0", True),
+        ("::1", True), ("::", True), ("fe80::1", True), ("fc00::1", True), ("fec0::1", True), ("ff02::1", True),
+        ("::ffff:127.0.0.1", True), ("::ffff:8.8.8.8", False),
+        ("64:ff9b::a9fe:a9fe", True), ("64:ff9b::808:808", False), ("64:ff9b:1::1", True),
+        ("2002:7f00:1::1", True), ("2002:808:808::1", False),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", True),  # Teredo, client 127.0.0.1
+        ("::a9fe:a9fe", True), ("::808:808", False),  # IPv4-compatible
+        ("2001:db8::1", True),  # documentation
+    ],
+)
+def test_address_rules(address, blocked):
+    assert address_blocked(address) is blocked
+
+
+def test_url_host():
+    assert url_host("http://Example\u3002COM./a") == "example.com"
+    assert url_host("https://bücher.de:8443/x") == "xn--bcher-kva.de"
+    assert url_host("http://[::1]:80/") == "::1"
 
 
 def test_priority_rule():
@@ -174,7 +259,9 @@ def test_url_filter_and_dedup(tmp_path):
     # a.com/1.jpg: laioncoco vs cc3m -> cc3m; b.com/2.jpg and c.com/3.jpg: laion2b wins.
     assert kept_uids == {cc3m[0], laion[0], laion[1]}
     for part_index, path in enumerate(parts):
-        assert all(uid_bucket(uid, 3) == part_index for uid in pq.read_table(path).column("uid").to_pylist())
+        table = pq.read_table(path)
+        for uid, url in zip(table.column("uid").to_pylist(), table.column("url").to_pylist()):
+            assert host_part(url_host(url), uid, 3, 4) == part_index
     by_uid = {row["uid"]: row for row in kept}
     assert by_uid[cc3m[0]]["url"] == "HTTP://A.com:80/1.jpg#top"  # the original is downloaded
     assert json.loads(by_uid[laion[0]]["native"]) == {"similarity": 0.3, "punsafe": 0.0}

@@ -9,6 +9,9 @@ run(
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
     threads=snakemake.threads,
-    allow_loopback=snakemake.params.allow_loopback,
+    allowed=snakemake.params.allowed,
+    blocked_suffixes=snakemake.params.blocked_suffixes,
+    max_length=snakemake.params.max_length,
+    parts_per_host=snakemake.params.parts_per_host,
     memory_limit=snakemake.params.memory_limit,
 )

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.columns import PUB11_SOURCES, UID
+from rs5m.pub11.download_part import REASONS as DOWNLOAD_REASONS
 from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
 from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest, iter_shard_samples
@@ -155,6 +156,8 @@ def _check_drops(run: Path, entries: list[StageStats], violations: _Violations, 
     checked["drop_rows"] = sum(recorded.values())
     for key in sorted(set(expected) | set(recorded)):
         stage, source, reason = key
+        if stage == "download" and reason not in DOWNLOAD_REASONS:
+            violations.add("drop_reason", f"{stage}/{source}/{reason}: not a reason of the download stage")
         if recorded[key] == expected[key]:
             continue
         if recorded[key] == 0 and reason in COUNT_ONLY_REASONS:

@@ -1,12 +1,18 @@
-"""Download stage: one img2dataset run per part (the retry of failed URLs is rs5m.pub11.download_retry).
+"""Download stage: one img2dataset run per part, and a retry of only the URLs that failed.
 
 Reads `results/pub11/urldedup/{part}.parquet`; writes `results/pub11/download/{part}/` (WebDataset shards + status parquet, `uid` carried).
 
+Every connection goes through the crawl guard (`rs5m.pub11.crawl_guard`, installed in img2dataset's
+workers): address rules at connect time, checked redirects, size and time bounds, per-host pacing
+(`rs5m.pub11.crawl_pacing`), robots.txt, Retry-After and backoff.
+
 Ledger (stage `download`): a row is *downloaded* when img2dataset fetched its bytes (status
 `success`, or `failed_to_resize`, which the invalid stage turns into an `invalid_*` reason, since
-the bytes arrived but are not an image). Other rows are dropped: `robots_disallowed` (an
-X-Robots-Tag opt-out), `download_failed` (detail: img2dataset's error message) or, should a shard
-have crashed, `download_missing`. After a retry the latest attempt of a uid counts.
+the bytes arrived but are not an image). Other rows are dropped: `robots_disallowed` (robots.txt or
+an X-Robots-Tag opt-out), `blocked_address`, `blocked_redirect` (detail: the hop's URL),
+`download_too_large`, `download_timeout`, `rate_limited`, `download_failed` (detail: the error
+message) or, should a shard have crashed, `download_missing`. After a retry the latest attempt of a
+uid counts.
 """
 from __future__ import annotations
 
@@ -27,7 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as col
+from rs5m.pub11.crawl_guard import CrawlSettings, reason_of
+from rs5m.pub11.crawl_guard import REASONS as GUARD_REASONS
+from rs5m.pub11.crawl_pacing import part_rate, spread_order
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
+from rs5m.pub11.urls import url_host
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +49,65 @@ FETCHED = (SUCCESS, FAILED_TO_RESIZE)
 ROBOTS_MESSAGE = "disallowed by X-Robots-Tag"
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
+# Every ledger reason of the stage (the audit refuses others).
+REASONS = ("download_failed", "download_missing", "robots_disallowed", *GUARD_REASONS)
 STATUS_FILE = re.compile(r"^(\d+)\.parquet$")
+DEFAULT_CONTACT_URL = "https://github.com/rs5m/rs5m"
+DEFAULT_USER_AGENT = "rs5m/{version} (RS5M dataset rebuild; +{contact_url})"
+
+
+def format_user_agent(template: str = DEFAULT_USER_AGENT, contact_url: str = DEFAULT_CONTACT_URL) -> str:
+    """`download.user_agent` with {version} (this package's) and {contact_url} filled in."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version("rs5m")
+    except PackageNotFoundError:
+        package_version = "0"
+    return template.format(version=package_version, contact_url=contact_url)
+
+
+def crawl_settings(
+    timeout: int = 10,
+    retries: int = 0,
+    proxy: str | None = None,
+    allowed_networks: Sequence[str] = (),
+    blocked_suffixes: Sequence[str] | None = None,
+    max_url_length: int | None = None,
+    max_redirects: int = 5,
+    max_bytes: int = 50_000_000,
+    deadline: float = 60.0,
+    per_host_rate: float = 2.0,
+    per_host_burst: float = 4.0,
+    parts: int = 1,
+    parts_per_host: int = 4,
+    max_retry_wait: float = 60.0,
+    retry_backoff: float = 1.0,
+    robots_txt: bool = True,
+    robots_cache: str | None = None,
+    user_agent: str = DEFAULT_USER_AGENT,
+    contact_url: str = DEFAULT_CONTACT_URL,
+    pacing_dir: str | None = None,
+) -> CrawlSettings:
+    """The guard's settings from config keys (`download.*`, `urls.allowed_networks`, ...).
+
+    `robots_cache`: folder of the run's robots.txt files (the workflow gives results/pub11/robots_txt);
+    None keeps them in memory, per process.
+    """
+    rate, burst = part_rate(per_host_rate, per_host_burst, parts, parts_per_host)
+    settings = CrawlSettings(
+        allowed_networks=[str(n) for n in allowed_networks or ()],
+        max_redirects=int(max_redirects), max_bytes=int(max_bytes), deadline=float(deadline),
+        timeout=float(timeout), retries=int(retries), retry_backoff=float(retry_backoff),
+        max_retry_wait=float(max_retry_wait), rate=rate, burst=burst, pacing_dir=pacing_dir,
+        robots_txt=bool(robots_txt), robots_cache=str(Path(robots_cache).resolve()) if robots_cache else None,
+        user_agent=format_user_agent(user_agent, contact_url), proxy=proxy,
+    )
+    if blocked_suffixes is not None:
+        settings.blocked_suffixes = list(blocked_suffixes)
+    if max_url_length is not None:
+        settings.max_length = int(max_url_length)
+    return settings
 
 
 def _environment(proxy: str | None, max_pixels: int | None) -> dict[str, str]:
@@ -53,7 +121,7 @@ def _environment(proxy: str | None, max_pixels: int | None) -> dict[str, str]:
     if max_pixels:
         env["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(int(max_pixels))
     if proxy:
-        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ftp_proxy", "FTP_PROXY"):
             env[name] = proxy
         for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
             env.pop(name, None)
@@ -95,8 +163,12 @@ def run_img2dataset(
     proxy: str | None = None,
     demo_server: bool = False,
     extend: bool = False,
+    **crawl,
 ) -> None:
-    """One img2dataset call over a parquet URL list (columns url, uid, source) into WebDataset shards."""
+    """One img2dataset call over a parquet URL list (columns url, uid, source) into WebDataset shards.
+
+    `crawl`: the crawl guard's keyword arguments (`crawl_settings`).
+    """
     if not extend and Path(out_dir).exists():
         # img2dataset's own "overwrite" mode deletes its temporary folder along with the output.
         shutil.rmtree(out_dir)
@@ -124,11 +196,16 @@ def run_img2dataset(
         enable_wandb=False,
         incremental_mode="extend" if extend else "incremental",
     )
-    with _proxy(proxy, demo_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy:
+    with _proxy(proxy, demo_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy, \
+            tempfile.TemporaryDirectory(prefix="rs5m-pacing-") as pacing_dir:
+        settings = crawl_settings(timeout=timeout, retries=retries, proxy=active_proxy, pacing_dir=pacing_dir, **crawl)
+        log.info("crawl guard: user agent %r, %.3g requests/s per host after a burst of %g, robots.txt %s, "
+                 "allowed networks %s", settings.user_agent, settings.rate, settings.burst,
+                 "on" if settings.robots_txt else "off", settings.allowed_networks or "none")
         # A process of its own: img2dataset's workers are spawned, and a spawned worker re-imports
         # the parent's main module (a Snakemake script cannot be imported that way); its
         # environment (proxy, pixel cap) is also set there without touching this process's.
-        command = [sys.executable, "-c", _IMG2DATASET_MAIN, json.dumps(arguments)]
+        command = [sys.executable, "-c", _IMG2DATASET_MAIN, json.dumps(arguments), settings.to_json()]
         process = subprocess.Popen(
             command, env=_environment(active_proxy, max_pixels), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors="replace",
@@ -148,6 +225,9 @@ _IMG2DATASET_MAIN = """
 import importlib, json, sys
 from img2dataset.distributor import retrier
 
+import functools
+from rs5m.pub11.crawl_worker import GuardedDownloader
+
 img2dataset_main = importlib.import_module("img2dataset.main")  # the module; the package exports a function of that name
 
 def run_inline(processes_count, downloader, reader, _, max_shard_retry):
@@ -156,6 +236,8 @@ def run_inline(processes_count, downloader, reader, _, max_shard_retry):
 
 if __name__ == "__main__":
     arguments = json.loads(sys.argv[1])
+    # every worker fetches through the crawl guard (rs5m.pub11.crawl_guard)
+    img2dataset_main.Downloader = functools.partial(GuardedDownloader, crawl_settings=sys.argv[2])
     if arguments["processes_count"] == 1:
         img2dataset_main.multiprocessing_distributor = run_inline
     img2dataset_main.download(**arguments)
@@ -213,12 +295,7 @@ def download_ledger(urls: str | Path, out_dir: str | Path, stats: str | Path, dr
         if state in FETCHED:
             entry.kept += 1
             continue
-        if state is None:
-            reason, message = "download_missing", "no status row (img2dataset shard failed)"
-        elif message and ROBOTS_MESSAGE in message:
-            reason = "robots_disallowed"
-        else:
-            reason = "download_failed"
+        reason, message = failure_reason(state, message)
         entry.drop(reason)
         drop_rows.append({"uid": uid, "source": source, "stage": STAGE, "reason": reason, "detail": message})
     write_drops(drops, drops_table(drop_rows))
@@ -228,9 +305,24 @@ def download_ledger(urls: str | Path, out_dir: str | Path, stats: str | Path, dr
     return result
 
 
+def failure_reason(state: str | None, message: str | None) -> tuple[str, str | None]:
+    """(ledger reason, detail) of a row that img2dataset did not fetch."""
+    if state is None:
+        return "download_missing", "no status row (img2dataset shard failed)"
+    guard = reason_of(message)
+    if guard is not None:
+        return guard
+    if message and ROBOTS_MESSAGE in message:
+        return "robots_disallowed", message
+    return "download_failed", message
+
+
 def write_url_list(table: pa.Table, folder: str) -> str:
+    """The URL list in the order that spreads each host's requests over the run."""
     path = os.path.join(folder, "urls.parquet")
-    pq.write_table(table.select([col.URL, *CARRIED]), path)
+    hosts = [url_host(u or "") for u in table.column(col.URL).to_pylist()]
+    order = spread_order(hosts, table.column(col.UID).to_pylist())
+    pq.write_table(table.select([col.URL, *CARRIED]).take(pa.array(order, pa.int64())), path)
     return path
 
 

@@ -12,7 +12,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rs5m import columns as col
-from rs5m.pub11.download_part import CARRIED, FETCHED, ROBOTS_MESSAGE, download_ledger, read_status, run_img2dataset, write_url_list
+from rs5m.pub11.crawl_guard import PERMANENT
+from rs5m.pub11.download_part import (
+    CARRIED,
+    FETCHED,
+    download_ledger,
+    failure_reason,
+    read_status,
+    run_img2dataset,
+    write_url_list,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +33,8 @@ def retry_failed(
 
     New attempts go into new shards of the same folder (img2dataset's `extend` mode), so nothing
     already downloaded is fetched again; `read_status` then takes the latest attempt of each uid.
-    X-Robots-Tag opt-outs are not retried.
+    Opt-outs (robots.txt, X-Robots-Tag) and what a retry cannot change (`crawl_guard.PERMANENT`:
+    blocked addresses and redirects, oversized images) are not retried.
     """
     status = read_status(out_dir)
     wanted = pq.read_table(urls, columns=[col.URL, *CARRIED])
@@ -35,7 +45,7 @@ def retry_failed(
             status.column("status").to_pylist(),
             status.column("error_message").to_pylist(),
         )
-        if state in FETCHED or (message and ROBOTS_MESSAGE in message)
+        if state in FETCHED or (state is not None and failure_reason(state, message)[0] in PERMANENT)
     }
     failed = wanted.filter(pa.array([uid not in fetched for uid in wanted.column(col.UID).to_pylist()]))
     if len(failed):

@@ -4,7 +4,9 @@ Reads `results/pub11/metadata/{source}/{chunk}.parquet`; writes `results/pub11/u
 
 The keyword-stage columns are kept. The native `src_*` columns differ per source, so they travel as
 one JSON string column `native` (object keyed by the native column name without the prefix), which
-lets every part share one schema. Parts are split by `rs5m.columns.uid_bucket`.
+lets every part share one schema. Parts are split by host (`rs5m.pub11.crawl_pacing.host_part`): a host's
+URLs go to at most `download.parts_per_host` parts, which is what lets each download job pace a host
+at its share of `download.per_host_rate`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import pyarrow.parquet as pq
 from rs5m import columns as col
 from rs5m.ledger import StageStats, write_drops, write_stats
 from rs5m.pub11.sources import sql_string
-from rs5m.pub11.urls import check_url, normalise_url, priority_ranks
+from rs5m.pub11.crawl_pacing import host_part
+from rs5m.pub11.urls import DEFAULT_BLOCKED_SUFFIXES, DEFAULT_MAX_LENGTH, allowed_networks, check_url, normalise_url, priority_ranks, url_host
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +86,18 @@ def filter_and_dedup_urls(
     parts: Sequence[str],
     stats: str,
     drops: str,
-    allow_loopback: bool = False,
+    allowed: Sequence[str] = (),
+    blocked_suffixes: Sequence[str] = DEFAULT_BLOCKED_SUFFIXES,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    parts_per_host: int = 4,
     threads: int = 1,
     memory_limit: str | None = None,
 ) -> list[StageStats]:
     """Drop unsafe URLs and every copy of a URL but the one the priority rule keeps; split into parts.
 
-    `parts` are the output files in part order: row `uid` goes to `parts[uid_bucket(uid, len(parts))]`.
+    `parts` are the output files in part order: a row goes to `parts[host_part(host, uid, len(parts),
+    parts_per_host)]`. `allowed` (CIDR), `blocked_suffixes`, `max_length`: `urls.allowed_networks`,
+    `urls.blocked_suffixes`, `urls.max_length`.
     """
     con = duckdb.connect()
     con.execute(f"SET threads = {max(1, int(threads))}")
@@ -105,20 +113,23 @@ def filter_and_dedup_urls(
 
     # Each distinct URL is parsed once; each row gets its rank and part.
     distinct_urls = [u for (u,) in con.execute("SELECT DISTINCT url FROM rows WHERE url IS NOT NULL").fetchall()]
+    networks = allowed_networks(allowed)
     url_info = pa.table(
         {
             "url": pa.array(distinct_urls, pa.string()),
             "url_key": pa.array([normalise_url(u) for u in distinct_urls], pa.string()),
-            "unsafe": pa.array([check_url(u, allow_loopback) for u in distinct_urls], pa.string()),
+            "unsafe": pa.array([check_url(u, networks, blocked_suffixes, max_length) for u in distinct_urls], pa.string()),
         }
     )
-    ids = con.sql("SELECT uid, source FROM rows").to_arrow_table()
+    ids = con.sql("SELECT uid, source, url FROM rows").to_arrow_table()
     uids = ids.column("uid").to_pylist()
+    host_of = {}
+    hosts = [host_of.setdefault(u, url_host(u)) if u is not None else "" for u in ids.column("url").to_pylist()]
     ranks = pa.table(
         {
             "uid": pa.array(uids, pa.string()),
             "rank": pa.array(priority_ranks(ids.column("source").to_pylist(), uids), pa.uint64()),
-            "part": pa.array([col.uid_bucket(u, len(parts)) for u in uids], pa.int32()),
+            "part": pa.array([host_part(h, u, len(parts), parts_per_host) for h, u in zip(hosts, uids)], pa.int32()),
         }
     )
     con.register("url_info", url_info)

@@ -12,13 +12,19 @@ Deliberately kept: the scheme (http and https may serve different bytes; image d
 rest), path case and the query string in its order (servers may treat either as significant),
 and user info.
 
-Safety: only http and https; hosts that are IP literals (also the decimal, octal, hex and short
-forms that inet_aton accepts, e.g. http://2130706433/ = 127.0.0.1) in loopback, private, shared,
-link-local (169.254/16, cloud metadata), multicast, unspecified or otherwise non-global ranges,
-IPv6 included (IPv4-mapped addresses are judged as IPv4), and local names (`localhost`,
-`*.localhost`, `*.local`, `*.internal`, `*.localdomain`, `*.home.arpa`) are blocked. Names are not
-resolved: a public name that resolves (or redirects) to a private address is not caught here, so a
-production run still needs egress rules at the network level.
+Safety (`check_url`): only http and https, at most `max_length` characters, no user info, no
+backslash, no `%` in the host. Hosts that are IP literals (also the decimal, octal, hex and short
+forms that inet_aton accepts, e.g. http://2130706433/ = 127.0.0.1) are judged by `address_blocked`:
+loopback, private, shared (CGNAT), link-local (169.254/16, cloud metadata), benchmark, multicast,
+unspecified, reserved and site-local ranges are blocked, and IPv6 forms that embed an IPv4 address
+(IPv4-mapped, NAT64 64:ff9b::/96, 6to4, Teredo, IPv4-compatible) are judged by that address
+(64:ff9b:1::/48, local-use NAT64, is always blocked); only the exact `allowed_networks` (CIDR) pass
+whatever the rules say. Names are normalised (lower case, the dots U+3002, U+FF0E and U+FF61 read as
+dots, IDNA, one trailing dot dropped) and refused when a label is empty or over 63 characters, the
+host over 253, a single label (`metadata`, `instance-data`: search domains would complete them), a
+local name (`localhost`) or under one of `blocked_suffixes` (`*.lan`, `*.corp`, `*.internal`, ...).
+Names are not resolved here: the download stage checks the address each connection actually goes
+to (`rs5m.pub11.crawl_guard`), with the same `address_blocked`.
 """
 from __future__ import annotations
 
@@ -39,7 +45,19 @@ REASON_BAD_URL = "bad_url"
 REASON_BLOCKED = "blocked_url"
 
 LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
-LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+# Default of `urls.blocked_suffixes` (config/schema.yaml repeats it): names under these are internal.
+DEFAULT_BLOCKED_SUFFIXES = (
+    "localhost", "local", "localdomain", "lan", "home", "corp", "internal", "intranet", "private",
+    "home.arpa", "svc", "cluster.local", "consul",
+)
+DEFAULT_MAX_LENGTH = 4096
+MAX_HOST_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+# Other spellings of the full stop that IDNA maps to "." (ideographic, fullwidth, halfwidth ideographic).
+_OTHER_DOTS = ("\u3002", "\uff0e", "\uff61")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 # Priority of SPEC 2.4: LAION-COCO copies go first; LAION-2B, LAION-400M and COYO-700M are preferred.
 LAST_RESORT_SOURCES = frozenset({"laioncoco"})
@@ -59,12 +77,19 @@ def _normalise_escapes(text: str) -> str:
     return _ESCAPE.sub(fix, text)
 
 
+def _dots(host: str) -> str:
+    for dot in _OTHER_DOTS:
+        host = host.replace(dot, ".")
+    return host
+
+
 def _idna_host(host: str) -> str:
-    host = host.lower().rstrip(".")
+    """Lower case, other full stops read as dots, IDNA (punycode) when not ASCII; trailing dots kept."""
+    host = _dots(host.lower())
     if host.isascii():
         return host
     try:
-        return host.encode("idna").decode("ascii")
+        return _dots(host.encode("idna").decode("ascii"))
     except UnicodeError:
         return host
 
@@ -88,7 +113,7 @@ def normalise_url(url: str) -> str:
         except ValueError:
             host = "[" + host + "]"
     else:
-        host = _idna_host(host)
+        host = _idna_host(host).rstrip(".")
     netloc = host
     if port is not None and port != DEFAULT_PORTS.get(scheme):
         netloc = f"{host}:{port}"
@@ -125,19 +150,67 @@ def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(number)
 
 
-def _address_blocked(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        return not allow_loopback
-    return address.is_multicast or address.is_unspecified or not address.is_global
+def allowed_networks(networks: Iterable[str] = ()) -> tuple:
+    """`urls.allowed_networks` (CIDR strings) as ip_network objects."""
+    return tuple(ipaddress.ip_network(str(n), strict=False) for n in networks or ())
 
 
-def check_url(url: str | None, allow_loopback: bool = False) -> str | None:
-    """None when the URL may be downloaded, else the ledger reason that blocks it."""
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo client, compatible)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: and ::1
+        return ipaddress.IPv4Address(int(address))
+    return None
+
+
+def address_blocked(address, networks: Sequence = ()) -> bool:
+    """Whether a connection to `address` (an ip_address or its string) is refused.
+
+    `networks` (see `allowed_networks`) pass whatever the rules say; otherwise every address that
+    is not plainly global is blocked, and IPv6 forms that embed an IPv4 address are judged by it.
+    """
+    if not isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        address = ipaddress.ip_address(str(address).split("%")[0])
+    if any(address.version == n.version and address in n for n in networks):
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return address_blocked(embedded, networks)
+        if address in _NAT64_LOCAL or address.is_site_local:
+            return True
+    return (
+        address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
+        or address.is_unspecified or address.is_reserved or not address.is_global
+    )
+
+
+def _suffixes(blocked_suffixes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(s.strip().lower().strip(".") for s in blocked_suffixes if s and s.strip(". "))
+
+
+def check_url(
+    url: str | None,
+    networks: Sequence = (),
+    blocked_suffixes: Iterable[str] = DEFAULT_BLOCKED_SUFFIXES,
+    max_length: int = DEFAULT_MAX_LENGTH,
+) -> str | None:
+    """None when the URL may be downloaded, else the ledger reason that blocks it.
+
+    `networks`: `allowed_networks(urls.allowed_networks)`; `blocked_suffixes`: `urls.blocked_suffixes`.
+    """
     if not url or not url.strip():
         return REASON_BAD_URL
     url = url.strip()
+    if len(url) > max_length:
+        return REASON_BAD_URL
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -145,6 +218,8 @@ def check_url(url: str | None, allow_loopback: bool = False) -> str | None:
         return REASON_BAD_URL
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         return REASON_BAD_SCHEME
+    if "\\" in url or "@" in parts.netloc:
+        return REASON_BLOCKED  # parsers disagree on where such a host ends
     host = parts.hostname
     if not host:
         return REASON_BAD_URL
@@ -153,21 +228,36 @@ def check_url(url: str | None, allow_loopback: bool = False) -> str | None:
             address = ipaddress.ip_address(host.split("%")[0])
         except ValueError:
             return REASON_BAD_URL
-        return REASON_BLOCKED if _address_blocked(address, allow_loopback) else None
+        return REASON_BLOCKED if "%" in host or address_blocked(address, networks) else None
+    if "%" in host:
+        return REASON_BLOCKED
     host = _idna_host(host)
-    if not host or not _HOST_CHARS.match(host):
+    if host.endswith("."):
+        host = host[:-1]
+    labels = host.split(".")
+    if (not host or not _HOST_CHARS.match(host) or len(host) > MAX_HOST_LENGTH
+            or any(not label or len(label) > MAX_LABEL_LENGTH for label in labels)):
         return REASON_BAD_URL
-    if _NUMERIC_LABEL.fullmatch(host.split(".")[-1]):
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
         # A name cannot end in a numeric label: resolvers read it as an address, so judge it as one.
         address = _inet_aton(host)
         if address is None:
             return REASON_BAD_URL
-        return REASON_BLOCKED if _address_blocked(address, allow_loopback) else None
-    if host in LOCAL_NAMES or host.endswith(".localhost"):
-        return None if allow_loopback else REASON_BLOCKED
-    if host.endswith(LOCAL_SUFFIXES):
+        return REASON_BLOCKED if address_blocked(address, networks) else None
+    if host in LOCAL_NAMES or len(labels) == 1:
+        return REASON_BLOCKED  # single labels are completed by DNS search domains (`metadata`)
+    if any(host == s or host.endswith("." + s) for s in _suffixes(blocked_suffixes)):
         return REASON_BLOCKED
     return None
+
+
+def url_host(url: str) -> str:
+    """The host of a URL as the rules see it (lower case, IDNA, no trailing dot); "" when none."""
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
+    return host if ":" in host else _idna_host(host).rstrip(".")
 
 
 def stable_hash(uid: str) -> int:

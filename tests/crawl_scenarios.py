@@ -1,0 +1,198 @@
+"""Crawl-guard scenarios, run by tests/test_crawl_guard.py INSIDE a sealed network namespace
+(tests/sealed.py): never run this file directly on a machine with a network.
+
+    python tests/crawl_scenarios.py guard|pacing WORKDIR
+
+Starts loopback servers, runs the real download stage (rs5m.pub11.download_part.download_part, img2dataset
+with spawned workers) and writes WORKDIR/result.json: the stage's drops and stats, the bytes kept
+per URL (sha256) and what each server saw.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rs5m.columns import make_uid
+from rs5m.demo.web import render_image
+from rs5m.pub11.download_part import download_part, read_status
+
+IMAGE = render_image("rs", 3, None)
+BIG = 300_000
+MAX_BYTES = 100_000
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status, body=b"", headers=None, content_type="image/jpeg"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        server = self.server
+        target = urlsplit(self.path)
+        with server.lock:
+            server.log.append({"time": time.time(), "host": self.headers.get("Host"), "path": self.path,
+                               "user_agent": self.headers.get("User-Agent")})
+            server.seen[target.path] = server.seen.get(target.path, 0) + 1
+            seen = server.seen[target.path]
+        path = target.path
+        if path == "/robots.txt":
+            return self._send(200, server.robots.encode(), content_type="text/plain")
+        if path == "/redirect":
+            return self._send(302, headers={"Location": parse_qs(target.query)["to"][0]})
+        if path == "/drip.jpg":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(IMAGE)))
+            self.end_headers()
+            for byte in IMAGE[:100]:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+            return None
+        if path == "/big.jpg":
+            return self._send(200, b"\xff" * BIG)
+        if path == "/big-stream.jpg":
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(BIG // 10_000):
+                self.wfile.write(b"\xff" * 10_000)
+            return None
+        if path == "/once-429.jpg" and seen == 1:
+            return self._send(429, b"slow down\n", {"Retry-After": "1"}, "text/plain")
+        if path == "/long-429.jpg":
+            return self._send(429, b"slow down\n", {"Retry-After": "3600"}, "text/plain")
+        return self._send(200, IMAGE)
+
+
+class LoggingServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: str, robots: str = ""):
+        super().__init__((address, 0), _Handler)
+        self.lock = threading.Lock()
+        self.log: list[dict] = []
+        self.seen: dict[str, int] = {}
+        self.robots = robots
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class _Recorder(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.server.connections.append(self.client_address[0])
+        self.request.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(IMAGE) + IMAGE)
+
+
+class InternalServer(socketserver.ThreadingTCPServer):
+    """The "internal" service on 127.0.0.2: records every TCP connection it accepts, answers an image."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.2", 0), _Recorder)
+        self.connections: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
+    uids = [make_uid("laion2b", url) for url in urls]
+    pq.write_table(pa.table({"uid": uids, "source": ["laion2b"] * len(urls), "url": urls}), workdir / "urls.parquet")
+    started = time.time()
+    download_part(str(workdir / "urls.parquet"), str(workdir / "0000"), str(workdir / "0000.stats.json"),
+                  str(workdir / "0000.drops.parquet"), **options)
+    finished = time.time()
+    url_of = dict(zip(uids, urls))
+    drops = {url_of[r["uid"]]: {"reason": r["reason"], "detail": r["detail"]}
+             for r in pq.read_table(workdir / "0000.drops.parquet").to_pylist()}
+    kept = {}
+    status = {r["uid"]: r for r in read_status(workdir / "0000").to_pylist()}
+    import tarfile
+
+    for tar_path in sorted((workdir / "0000").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".jpg"):
+                    key = member.name[: -len(".jpg")]
+                    uid = next(u for u, r in status.items() if r["key"] == key)
+                    kept[url_of[uid]] = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
+    return {"drops": drops, "kept": kept, "stats": json.loads((workdir / "0000.stats.json").read_text()),
+            "seconds": finished - started}
+
+
+def guard(workdir: Path) -> dict:
+    internal = InternalServer()
+    web = LoggingServer("127.0.0.1", robots="User-agent: *\nDisallow: /private/\n")
+    secret = f"127.0.0.2:{internal.server_address[1]}"
+    base = f"http://www.rs5m.test:{web.port}"
+
+    def redirect(to: str) -> str:
+        return f"{base}/redirect?to={quote(to, safe='')}"
+
+    cases = {
+        "redirect_internal_ip": redirect(f"http://{secret}/secret.jpg"),
+        "redirect_decimal_ip": redirect(f"http://2130706434:{internal.server_address[1]}/secret.jpg"),
+        "redirect_localhost": redirect(f"http://localhost:{web.port}/img/1.jpg"),
+        "redirect_ftp": redirect(f"ftp://{secret}/secret.jpg"),
+        "redirect_internal_name": redirect(f"http://secret.rs5m.test:{internal.server_address[1]}/secret.jpg"),
+        "internal_name": f"http://secret.rs5m.test:{internal.server_address[1]}/secret.jpg",
+        "drip": f"{base}/drip.jpg",
+        "oversized": f"{base}/big.jpg",
+        "oversized_stream": f"{base}/big-stream.jpg",
+        "retry_after_then_success": f"{base}/once-429.jpg",
+        "retry_after_too_long": f"{base}/long-429.jpg",
+        "robots_disallowed": f"{base}/private/a.jpg",
+        "plain": f"{base}/img/1.jpg",
+        "direct_ip": f"http://127.0.0.1:{web.port}/img/2.jpg",
+        "redirect_same_host": redirect("/img/3.jpg"),
+    }
+    result = _run_stage(workdir, list(cases.values()), threads=2, thread_count=4, timeout=5, retries=0,
+                        number_sample_per_shard=4, allowed_networks=["127.0.0.1/32"], max_bytes=MAX_BYTES,
+                        deadline=2, per_host_rate=1000, per_host_burst=10, robots_cache=str(workdir / "robots"),
+                        user_agent="rs5m-test/{version} (+{contact_url})", contact_url="https://example.org/contact")
+    result.update(cases=cases, image_sha256=hashlib.sha256(IMAGE).hexdigest(), web_log=web.log,
+                  internal_connections=internal.connections, secret=secret)
+    return result
+
+
+def pacing(workdir: Path) -> dict:
+    web = LoggingServer("127.0.0.1", robots="User-agent: *\nAllow: /\n")
+    hosts = [f"h{i:02d}.rs5m.test" for i in range(20)]
+    urls = [f"http://{host}:{web.port}/img/{n}.jpg" for host in hosts for n in range(8)]
+    rate, burst = 2.0, 2.0
+    result = _run_stage(workdir, urls, threads=2, thread_count=16, timeout=5, retries=0, number_sample_per_shard=40,
+                        allowed_networks=["127.0.0.1/32"], per_host_rate=rate, per_host_burst=burst,
+                        robots_cache=str(workdir / "robots"))
+    result.update(rate=rate, burst=burst, web_log=web.log)
+    return result
+
+
+if __name__ == "__main__":
+    scenario, folder = sys.argv[1], Path(sys.argv[2])
+    assert socket.gethostbyname("www.rs5m.test").startswith("127."), "not in the sealed namespace"
+    folder.mkdir(parents=True, exist_ok=True)
+    output = {"guard": guard, "pacing": pacing}[scenario](folder)
+    (folder / "result.json").write_text(json.dumps(output, indent=1))

@@ -1,0 +1,187 @@
+"""The crawl guard of the download stage (rs5m.pub11.crawl_guard, rs5m.pub11.crawl_pacing).
+
+Everything that opens a connection runs inside a sealed network namespace (tests/sealed.py:
+`unshare --net --mount`, loopback only, a private /etc/hosts that gives the test names 127.0.0.1
+or 127.0.0.2, a resolv.conf pointing at 127.0.0.1): the real download stage (img2dataset with two
+spawned workers) against loopback servers, tests/crawl_scenarios.py. Rules about other addresses
+are tested as pure functions here and in test_urls.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from rs5m.pub11.crawl_guard import PERMANENT, REASONS, reason_of, retry_after_seconds
+from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate, spread_order
+from rs5m.pub11.download_part import crawl_settings
+from sealed import run_sealed
+
+TESTS = Path(__file__).resolve().parent
+HOSTS = {"www.rs5m.test": "127.0.0.1", "secret.rs5m.test": "127.0.0.2",
+         **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)}}
+# Scheduling jitter between a request's reserved slot and the server's clock on a loaded machine.
+JITTER = 0.5
+
+
+def _scenario(name: str, folder: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent / "workflow"), str(TESTS)]),
+               NO_ALBUMENTATIONS_UPDATE="1")
+    result = run_sealed([sys.executable, str(TESTS / "crawl_scenarios.py"), name, str(folder / "run")],
+                        folder / "namespace", HOSTS, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return json.loads((folder / "run" / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def guard_run(tmp_path_factory):
+    return _scenario("guard", tmp_path_factory.mktemp("guard"))
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("redirect_internal_ip", "blocked_redirect"),
+        ("redirect_decimal_ip", "blocked_redirect"),
+        ("redirect_localhost", "blocked_redirect"),
+        ("redirect_ftp", "blocked_redirect"),
+        ("redirect_internal_name", "blocked_redirect"),
+        ("internal_name", "blocked_address"),
+        ("drip", "download_timeout"),
+        ("oversized", "download_too_large"),
+        ("oversized_stream", "download_too_large"),
+        ("retry_after_too_long", "rate_limited"),
+        ("robots_disallowed", "robots_disallowed"),
+    ],
+)
+def test_each_case_ends_in_its_named_reason(guard_run, case, reason):
+    drop = guard_run["drops"].get(guard_run["cases"][case])
+    assert drop is not None and drop["reason"] == reason, drop
+
+
+def test_blocked_redirect_detail_is_the_hop(guard_run):
+    drops, cases, secret = guard_run["drops"], guard_run["cases"], guard_run["secret"]
+    assert drops[cases["redirect_internal_ip"]]["detail"] == f"http://{secret}/secret.jpg"
+    assert drops[cases["redirect_ftp"]]["detail"] == f"ftp://{secret}/secret.jpg"
+    assert drops[cases["redirect_decimal_ip"]]["detail"].startswith("http://2130706434:")
+
+
+def test_internal_server_receives_nothing(guard_run):
+    assert guard_run["internal_connections"] == []
+
+
+def test_kept_images_are_the_bytes_served(guard_run):
+    cases = guard_run["cases"]
+    expected = {cases[c] for c in ("plain", "direct_ip", "retry_after_then_success", "redirect_same_host")}
+    assert set(guard_run["kept"]) == expected
+    assert set(guard_run["kept"].values()) == {guard_run["image_sha256"]}
+
+
+def test_retry_after_is_waited_for_and_asked_again(guard_run):
+    asked = [e["time"] for e in guard_run["web_log"] if e["path"] == "/once-429.jpg"]
+    assert len(asked) == 2 and asked[1] - asked[0] >= 0.95  # Retry-After: 1
+
+
+def test_robots_txt_fetched_once_per_origin_with_the_user_agent(guard_run):
+    robots = Counter(e["host"] for e in guard_run["web_log"] if e["path"] == "/robots.txt")
+    assert sorted(robots.values()) == [1, 1]  # www.rs5m.test and 127.0.0.1: two origins, two processes
+    assert not any(e["path"].startswith("/private/") for e in guard_run["web_log"])
+    agents = {e["user_agent"] for e in guard_run["web_log"]}
+    assert agents == {"rs5m-test/0.1.0 (+https://example.org/contact)"}
+
+
+def test_ledger_adds_up(guard_run):
+    (stats,) = guard_run["stats"]
+    assert stats["rows_in"] == len(guard_run["cases"])
+    assert stats["kept"] + sum(stats["dropped"].values()) == stats["rows_in"]
+    assert set(stats["dropped"]) <= set(REASONS) | {"download_failed"}
+
+
+def test_pacing_holds_per_host_and_the_stage_finishes(tmp_path):
+    run = _scenario("pacing", tmp_path)
+    (stats,) = run["stats"]
+    assert stats["kept"] == stats["rows_in"] == 160
+    rate, burst = run["rate"], run["burst"]
+    times = defaultdict(list)
+    for entry in run["web_log"]:
+        times[entry["host"].split(":")[0]].append(entry["time"])
+    assert len(times) == 20
+    for host, stamps in times.items():
+        stamps.sort()
+        assert len(stamps) == 9  # 8 images and robots.txt
+        for i in range(len(stamps)):
+            for j in range(i, len(stamps)):
+                window = stamps[j] - stamps[i]
+                assert j - i + 1 <= rate * (window + JITTER) + burst, (host, i, j, window)
+        # and requests were spread: the host's run took at least its paced length
+        assert stamps[-1] - stamps[0] >= (len(stamps) - burst) / rate - JITTER
+
+
+# -- pure functions -------------------------------------------------------------------------------
+def test_pacer_schedule_bound_across_threads(tmp_path):
+    rate, burst = 20.0, 3.0
+    pacer = HostPacer(tmp_path, rate, burst)
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def worker():
+        for _ in range(10):
+            slot = pacer.reserve("a.example")
+            with lock:
+                slots.append(slot)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slots.sort()
+    for i in range(len(slots)):
+        for j in range(i, len(slots)):
+            assert j - i + 1 <= rate * (slots[j] - slots[i]) + burst + 1e-4  # float error of epoch seconds
+    assert slots[-1] - slots[0] >= (len(slots) - burst) / rate - 1e-3
+    assert pacer.reserve("b.example") <= time.time() + 1e-3  # other hosts are not held up
+
+
+def test_host_parts_are_bounded_and_rates_divided():
+    uids = [f"{i:016x}" for i in range(2000)]
+    assert len({host_part("big.example", uid, 64, 4) for uid in uids}) == 4
+    assert len({host_part("big.example", uid, 2, 4) for uid in uids}) == 2
+    assert len({host_part(f"h{i}.example", "0" * 16, 64, 4) for i in range(200)}) > 40
+    assert part_rate(2.0, 4.0, 64, 4) == (0.5, 1.0)
+    assert part_rate(2.0, 4.0, 1, 4) == (2.0, 4.0)
+    assert part_rate(2.0, 1.0, 64, 8) == (0.25, 1.0)
+
+
+def test_spread_order_spreads_each_host():
+    hosts = ["big"] * 10 + ["small"] * 2 + [f"one{i}" for i in range(8)]
+    uids = [f"{i:04d}" for i in range(len(hosts))]
+    order = spread_order(hosts, uids)
+    assert sorted(order) == list(range(len(hosts)))
+    positions = [i for i, index in enumerate(order) if hosts[index] == "big"]
+    assert max(b - a for a, b in zip(positions, positions[1:])) <= 3  # not back to back at one end
+    assert spread_order(hosts, uids) == order
+
+
+def test_retry_after_and_reason_parsing():
+    assert retry_after_seconds("120") == 120
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111777 - 30) == pytest.approx(30)
+    assert reason_of("blocked_redirect: http://127.0.0.2/x") == ("blocked_redirect", "http://127.0.0.2/x")
+    assert reason_of("HTTP Error 404: Not Found") is None and reason_of(None) is None
+    assert set(PERMANENT) < set(REASONS) and "rate_limited" not in PERMANENT
+
+
+def test_crawl_settings_user_agent_and_rates():
+    settings = crawl_settings(per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4,
+                              contact_url="https://example.org/crawler")
+    assert settings.user_agent.startswith("rs5m/") and "+https://example.org/crawler" in settings.user_agent
+    assert settings.robots_token == "rs5m"
+    assert (settings.rate, settings.burst) == (0.5, 1.0)
+    assert settings.robots_cache is None

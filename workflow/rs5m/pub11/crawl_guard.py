@@ -1,0 +1,507 @@
+"""Download stage, crawl guard: how each image is fetched inside img2dataset's workers.
+
+img2dataset keeps its shards, threads, resizing and status tables; the guard replaces its
+`download_image_with_retry` in every worker process (`GuardedDownloader`, which img2dataset pickles
+into each spawned worker, installs it before the first shard) with `fetch`, which:
+
+- resolves the name once (a DNS cache per process), drops resolved addresses that fail
+  `rs5m.pub11.urls.address_blocked` and connects the socket to one of the addresses it checked, so a
+  resolver that answers differently later (DNS rebinding) has no window; a name with only blocked
+  addresses ends as `blocked_address`;
+- follows only http/https redirects, at most `max_redirects` hops, each hop checked with the URL
+  rules and, when resolved, the address rules: a failing hop ends as `blocked_redirect` (detail: the
+  hop's URL);
+- reads at most `max_bytes` (`download_too_large`) within `deadline` seconds for the whole attempt,
+  redirects included (`download_timeout`), besides the per-operation `timeout`;
+- paces every host (`rs5m.pub11.crawl_pacing.HostPacer`), asks robots.txt once per origin per run (cached
+  in `robots_cache`, shared by parts and retries; `robots_disallowed`) and honours X-Robots-Tag;
+- waits for 429/503 `Retry-After` up to `max_retry_wait` (longer: `rate_limited`), retries other
+  transient failures `retries` times with exponential backoff and jitter, and a 429 that outlasts
+  them ends as `rate_limited`;
+- sends `user_agent`.
+
+As a backstop, `install_socket_guard` wraps `socket.socket.connect` in the worker: any other
+connection (any scheme, any library) to a blocked address fails with `blocked_address`. With a
+configured proxy, connections go to the proxy (its address is allowed) and the proxy resolves names:
+then only the URL rules are checked here, and address rules are the proxy's (and the firewall's) job.
+
+Failures are returned as img2dataset error messages `"<reason>: <detail>"`; `rs5m.pub11.download_part` turns them
+into ledger reasons (`reason_of`).
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.client
+import io
+import ipaddress
+import json
+import logging
+import random
+import socket
+import threading
+import time
+import urllib.robotparser
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from rs5m.pub11.crawl_pacing import HostPacer
+from rs5m.pub11.urls import (
+    DEFAULT_BLOCKED_SUFFIXES,
+    DEFAULT_MAX_LENGTH,
+    address_blocked,
+    allowed_networks,
+    check_url,
+    url_host,
+)
+
+log = logging.getLogger(__name__)
+
+# Ledger reasons of the download stage that the guard produces (rs5m.pub11.download_part adds the others).
+BLOCKED_ADDRESS = "blocked_address"
+BLOCKED_REDIRECT = "blocked_redirect"
+TOO_LARGE = "download_too_large"
+TIMEOUT = "download_timeout"
+RATE_LIMITED = "rate_limited"
+ROBOTS = "robots_disallowed"
+REASONS = (BLOCKED_ADDRESS, BLOCKED_REDIRECT, TOO_LARGE, TIMEOUT, RATE_LIMITED, ROBOTS)
+# Reasons a later attempt cannot change: `retry_failed_downloads` does not retry them.
+PERMANENT = (BLOCKED_ADDRESS, BLOCKED_REDIRECT, TOO_LARGE, ROBOTS)
+
+REDIRECTS = (301, 302, 303, 307, 308)
+TRANSIENT = (429, 500, 502, 503, 504)
+RETRY_AFTER_WAITS = 3  # Retry-After waits per URL, besides `retries`
+ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB
+ROBOTS_MAX_AGE = 24 * 3600  # RFC 9309: a cached robots.txt should not be used for more than 24 h
+DNS_TTL = 300.0
+READ_SIZE = 1 << 16
+
+
+@dataclass
+class CrawlSettings:
+    """What the guard needs in a worker (config sections `download` and `urls`)."""
+
+    allowed_networks: list = field(default_factory=list)
+    blocked_suffixes: list = field(default_factory=lambda: list(DEFAULT_BLOCKED_SUFFIXES))
+    max_length: int = DEFAULT_MAX_LENGTH
+    max_redirects: int = 5
+    max_bytes: int = 50_000_000
+    deadline: float = 60.0
+    timeout: float = 10.0
+    retries: int = 0
+    retry_backoff: float = 1.0
+    max_retry_wait: float = 60.0
+    rate: float = 2.0  # this part's share of per_host_rate (rs5m.pub11.crawl_pacing.part_rate)
+    burst: float = 1.0
+    pacing_dir: str | None = None
+    robots_txt: bool = True
+    robots_cache: str | None = None
+    user_agent: str = "rs5m"
+    proxy: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @property
+    def robots_token(self) -> str:
+        """The product token robots.txt groups are matched against ("rs5m" of "rs5m/0.1.0 (...)")."""
+        return self.user_agent.split("/")[0].split()[0].lower() if self.user_agent.strip() else "*"
+
+
+class CrawlError(Exception):
+    """A failure with a ledger reason of its own; str() is "<reason>: <detail>"."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+class BlockedConnection(ConnectionRefusedError):
+    pass
+
+
+class _Status(Exception):
+    """A final HTTP status (message as urllib's HTTPError)."""
+
+    def __init__(self, status: int, reason: str, retry_after: float | None = None):
+        super().__init__(f"HTTP Error {status}: {reason}")
+        self.status, self.retry_after = status, retry_after
+
+
+def reason_of(message: str | None) -> tuple[str, str] | None:
+    """(reason, detail) of a guard error message, None for other messages."""
+    if message:
+        reason, sep, detail = message.partition(": ")
+        if sep and reason in REASONS:
+            return reason, detail
+    return None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Dns:
+    """A per-process cache of name -> addresses (also of failures), TTL DNS_TTL."""
+
+    def __init__(self, resolve):
+        self._resolve = resolve
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, int], tuple[float, list[str] | OSError]] = {}
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get((host, port))
+        if hit is None or hit[0] < now:
+            try:
+                infos = self._resolve(host, port, 0, socket.SOCK_STREAM)
+                result: list[str] | OSError = list(dict.fromkeys(info[4][0] for info in infos))
+            except OSError as error:  # gaierror: cached too, so a dead name costs one lookup
+                result = error
+            hit = (now + DNS_TTL, result)
+            with self._lock:
+                self._cache[(host, port)] = hit
+        if isinstance(hit[1], OSError):
+            raise hit[1]
+        return hit[1]
+
+
+_ORIGINAL_GETADDRINFO = socket.getaddrinfo
+_ORIGINAL_CONNECT = socket.socket.connect
+_ORIGINAL_CONNECT_EX = socket.socket.connect_ex
+
+
+class Guard:
+    """The fetcher of one worker process (its DNS cache, pacer and robots.txt memory)."""
+
+    def __init__(self, settings: CrawlSettings):
+        self.settings = settings
+        self.networks = allowed_networks(settings.allowed_networks)
+        self.dns = _Dns(_ORIGINAL_GETADDRINFO)
+        self.pacer = HostPacer(settings.pacing_dir, settings.rate, settings.burst) if settings.pacing_dir else None
+        self.proxy = None
+        self.proxy_addresses: frozenset[str] = frozenset()
+        if settings.proxy:
+            parts = urlsplit(settings.proxy if "//" in settings.proxy else "http://" + settings.proxy)
+            self.proxy = (parts.hostname, parts.port or 80)
+            self.proxy_addresses = frozenset(info[4][0] for info in _ORIGINAL_GETADDRINFO(*self.proxy))
+        self.robots = _Robots(self)
+
+    # -- the rules -------------------------------------------------------------------------
+    def connect_allowed(self, address: str) -> bool:
+        return address in self.proxy_addresses or not address_blocked(address, self.networks)
+
+    def url_refused(self, url: str) -> str | None:
+        return check_url(url, self.networks, self.settings.blocked_suffixes, self.settings.max_length)
+
+    # -- one image -------------------------------------------------------------------------
+    def fetch(self, url: str, user_agent_token: str | None = None, directives=None) -> bytes:
+        """The body of `url`, or an exception (CrawlError for the guard's own reasons)."""
+        settings = self.settings
+        attempt = waits = 0
+        while True:
+            try:
+                return self.fetch_once(url, user_agent_token, directives)
+            except _Status as error:
+                if error.status in (429, 503) and error.retry_after is not None:
+                    if error.retry_after > settings.max_retry_wait:
+                        raise CrawlError(RATE_LIMITED, f"{error}; Retry-After {error.retry_after:g} s > "
+                                                       f"max_retry_wait {settings.max_retry_wait:g} s") from None
+                    if waits >= RETRY_AFTER_WAITS:
+                        raise CrawlError(RATE_LIMITED, f"{error} after {waits} Retry-After waits") from None
+                    waits += 1
+                    time.sleep(error.retry_after)
+                    continue
+                if error.status not in TRANSIENT or attempt >= settings.retries:
+                    if error.status == 429:
+                        raise CrawlError(RATE_LIMITED, str(error)) from None
+                    raise
+            except CrawlError:
+                raise
+            except OSError:
+                if attempt >= settings.retries:
+                    raise
+            # exponential backoff with jitter (half to full of base * 2^attempt, capped)
+            delay = min(settings.max_retry_wait, settings.retry_backoff * 2**attempt)
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            attempt += 1
+
+    def fetch_once(self, url: str, user_agent_token=None, directives=None, max_bytes: int | None = None,
+                   robots: bool = True) -> bytes:
+        """One attempt: the redirect chain, within the deadline, checked at every hop."""
+        settings = self.settings
+        deadline_at = time.monotonic() + settings.deadline
+        current = url.strip()
+        for hop in range(settings.max_redirects + 1):
+            if self.url_refused(current):
+                if hop:
+                    raise CrawlError(BLOCKED_REDIRECT, current)
+                raise CrawlError(BLOCKED_ADDRESS, f"{current} (refused by the URL rules)")
+            if robots and settings.robots_txt and not self.robots.allowed(current, deadline_at):
+                raise CrawlError(ROBOTS, f"robots.txt disallows {current} for {settings.robots_token}")
+            status, reason, headers, body = self._request(current, hop, deadline_at, user_agent_token, directives,
+                                                          settings.max_bytes if max_bytes is None else max_bytes)
+            if status in REDIRECTS:
+                location = headers.get("Location")
+                if not location:
+                    raise _Status(status, f"{reason} (redirect without Location)")
+                target = urljoin(current, location.strip())
+                if urlsplit(target).scheme.lower() not in ("http", "https"):
+                    raise CrawlError(BLOCKED_REDIRECT, target)
+                current = target
+                continue
+            if 200 <= status < 300:
+                return body
+            raise _Status(status, reason, retry_after_seconds(headers.get("Retry-After")))
+        raise _Status(status, f"{reason}: too many redirects (more than {settings.max_redirects})")
+
+    def _request(self, url, hop, deadline_at, user_agent_token, directives, max_bytes):
+        """(status, reason, headers, body); body only for 2xx."""
+        settings = self.settings
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host = url_host(url)
+        port = parts.port or (443 if scheme == "https" else 80)
+        if self.pacer is not None:
+            self.pacer.wait(host)
+
+        def remaining() -> float:
+            left = deadline_at - time.monotonic()
+            if left <= 0:
+                raise CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
+            return min(settings.timeout, left)
+
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        if self.proxy:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(self.proxy[0], self.proxy[1], timeout=remaining())
+                conn.set_tunnel(host, port)
+            else:
+                conn = http.client.HTTPConnection(self.proxy[0], self.proxy[1], timeout=remaining())
+                target = url.split("#", 1)[0]
+        else:
+            try:
+                resolved = self.dns.addresses(host, port)
+            except OSError as error:
+                raise OSError(f"<urlopen error {error}>") from None
+            usable = [a for a in resolved if not address_blocked(a, self.networks)]
+            if not usable:
+                if hop:
+                    raise CrawlError(BLOCKED_REDIRECT, url)
+                raise CrawlError(BLOCKED_ADDRESS, f"{host} resolves only to blocked addresses ({', '.join(resolved)})")
+            conn = connection_class(host, port, timeout=remaining())
+            conn._create_connection = _pinned(usable)  # connect to the checked addresses, never re-resolve
+        try:
+            try:
+                conn.connect()
+                sock = conn.sock
+                sock.settimeout(remaining())
+                conn.putrequest("GET", target, skip_accept_encoding=True)
+                conn.putheader("User-Agent", settings.user_agent)
+                conn.putheader("Accept", "image/*,*/*;q=0.8")
+                conn.endheaders()
+                sock.settimeout(remaining())
+                response = conn.getresponse()
+            except socket.timeout:
+                remaining()
+                raise OSError("<urlopen error timed out>") from None
+            headers = response.msg
+            status = response.status
+            if not 200 <= status < 300:
+                return status, response.reason, headers, b""
+            if directives and _x_robots_disallowed(headers, user_agent_token, directives):
+                raise OSError("Use of image disallowed by X-Robots-Tag directive")
+            length = headers.get("Content-Length")
+            if length and length.strip().isdigit() and int(length) > max_bytes:
+                raise CrawlError(TOO_LARGE, f"{url}: Content-Length {int(length)} > max_bytes {max_bytes}")
+            chunks, total = [], 0
+            while True:
+                sock.settimeout(remaining())
+                try:
+                    chunk = response.read1(READ_SIZE)
+                except socket.timeout:
+                    remaining()
+                    raise OSError("timed out") from None
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
+                chunks.append(chunk)
+            return status, response.reason, headers, b"".join(chunks)
+        finally:
+            conn.close()
+
+
+def _pinned(addresses: list[str]):
+    """A create_connection for http.client that connects to the checked addresses in turn."""
+
+    def create_connection(address, timeout=None, source_address=None):
+        error: OSError | None = None
+        for candidate in addresses:
+            try:
+                return socket.create_connection((candidate, address[1]), timeout, source_address)
+            except OSError as exc:
+                error = exc
+        raise error if error is not None else OSError("no address")
+
+    return create_connection
+
+
+def _x_robots_disallowed(headers, user_agent_token, directives) -> bool:
+    from img2dataset.downloader import is_disallowed
+
+    return is_disallowed(headers, user_agent_token, directives)
+
+
+class _Robots:
+    """robots.txt of each origin, fetched once per run: a file per origin in `robots_cache`
+    (written under a lock, so parts, processes and retries share one fetch), else kept in memory.
+
+    2xx: its rules; 4xx, a redirect out of bounds or a refused address: no rules (RFC 9309
+    "unavailable"); 5xx, 429 or no answer: "unreachable", remembered in this process only, and the
+    image fails as download_failed (a later retry asks again).
+    """
+
+    def __init__(self, guard: Guard):
+        self.guard = guard
+        self.folder = Path(guard.settings.robots_cache) if guard.settings.robots_cache else None
+        self._lock = threading.Lock()
+        self._parsers: dict[str, urllib.robotparser.RobotFileParser | str] = {}
+        self._origin_locks: dict[str, threading.Lock] = {}
+
+    def allowed(self, url: str, deadline_at: float) -> bool:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        origin = f"{scheme}://{url_host(url)}:{parts.port or (443 if scheme == 'https' else 80)}"
+        with self._lock:
+            origin_lock = self._origin_locks.setdefault(origin, threading.Lock())
+        with origin_lock:
+            parser = self._parsers.get(origin)
+            if parser is None:
+                parser = self._parsers[origin] = self._load(origin)
+        if isinstance(parser, str):
+            raise OSError(f"robots.txt of {origin} unreachable ({parser})")
+        path = parts.path or "/"
+        return parser.can_fetch(self.guard.settings.robots_token, path + ("?" + parts.query if parts.query else ""))
+
+    def _load(self, origin: str):
+        if self.folder is None:
+            record = self._fetch(origin)
+        else:
+            import fcntl
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = hashlib.sha1(origin.encode()).hexdigest()[:20]
+            path = self.folder / f"{name}.json"
+            with open(self.folder / f"{name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                record = json.loads(path.read_text()) if path.exists() else None
+                if record is None or time.time() - record["fetched"] > ROBOTS_MAX_AGE:
+                    record = self._fetch(origin)
+                    if record.get("unreachable") is None:
+                        tmp = path.with_suffix(".tmp")
+                        tmp.write_text(json.dumps(record))
+                        tmp.replace(path)
+        if record.get("unreachable") is not None:
+            return record["unreachable"]
+        parser = urllib.robotparser.RobotFileParser()
+        parser.parse(record["body"].splitlines())
+        return parser
+
+    def _fetch(self, origin: str) -> dict:
+        scheme, rest = origin.split("://", 1)
+        host, port = rest.rsplit(":", 1)
+        netloc = host if int(port) == (443 if scheme == "https" else 80) else f"{host}:{port}"
+        url = f"{scheme}://{netloc}/robots.txt"
+        record = {"origin": origin, "fetched": time.time(), "body": "", "status": None, "unreachable": None}
+        try:
+            record["body"] = self.guard.fetch_once(url, max_bytes=ROBOTS_MAX_BYTES, robots=False).decode(
+                "utf-8", errors="replace")
+            record["status"] = 200
+        except _Status as error:
+            record["status"] = error.status
+            if error.status >= 500 or error.status == 429:
+                record["unreachable"] = str(error)
+        except CrawlError as error:
+            if error.reason in (TIMEOUT,):
+                record["unreachable"] = str(error)
+            else:
+                record["status"] = error.reason  # blocked or too large: treated as no rules
+        except OSError as error:
+            record["unreachable"] = str(error) or type(error).__name__
+        log.info("robots.txt of %s: %s", origin, record["unreachable"] or record["status"])
+        return record
+
+
+# -- in the worker processes -------------------------------------------------------------------
+_GUARD: Guard | None = None
+_INSTALL_LOCK = threading.Lock()
+
+
+def install_socket_guard(guard: Guard) -> None:
+    """Refuse every IPv4/IPv6 connection of this process to an address the guard blocks."""
+
+    def check(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+            try:
+                ipaddress.ip_address(str(address[0]).split("%")[0])
+            except ValueError:  # a name: connect() resolves it; resolve here and check instead
+                infos = _ORIGINAL_GETADDRINFO(address[0], address[1], sock.family, socket.SOCK_STREAM)
+                address = infos[0][4]
+            if not guard.connect_allowed(str(address[0]).split("%")[0]):
+                raise BlockedConnection(f"{BLOCKED_ADDRESS}: connection to {address[0]} refused by the crawl guard")
+        return address
+
+    def connect(self, address):
+        return _ORIGINAL_CONNECT(self, check(self, address))
+
+    def connect_ex(self, address):
+        return _ORIGINAL_CONNECT_EX(self, check(self, address))
+
+    socket.socket.connect = connect
+    socket.socket.connect_ex = connect_ex
+
+
+def activate(settings_json: str) -> Guard:
+    """Install the guard in this process (once): the socket backstop and img2dataset's fetch function."""
+    global _GUARD
+    with _INSTALL_LOCK:
+        if _GUARD is None:
+            import img2dataset.downloader as downloader
+
+            guard = Guard(CrawlSettings(**json.loads(settings_json)))
+            install_socket_guard(guard)
+            downloader.download_image_with_retry = download_image_with_retry
+            _GUARD = guard
+    return _GUARD
+
+
+def download_image_with_retry(row, timeout, retries, user_agent_token, disallowed_header_directives):
+    """img2dataset's `download_image_with_retry` contract: (key, BytesIO or None, error message or None)."""
+    key, url = row
+    try:
+        return key, io.BytesIO(_GUARD.fetch(url, user_agent_token, disallowed_header_directives)), None
+    except Exception as error:  # noqa: BLE001 - img2dataset records the message of any failure
+        return key, None, str(error) or type(error).__name__

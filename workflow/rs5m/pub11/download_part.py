@@ -17,6 +17,7 @@ uid counts.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -128,18 +129,26 @@ def _environment(proxy: str | None, max_pixels: int | None) -> dict[str, str]:
     return env
 
 
-DEMO_STATE = "_demo_web"  # inside the part's folder: the demo web's memory of flaky paths
+PROXY_STATE = "_proxy_server"  # inside the part's folder: state a local proxy server keeps across jobs
+
+
+def load_proxy_server(spec: str):
+    """The class named by `download.proxy_server` (`package.module:Class`)."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"download.proxy_server must be 'package.module:Class', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 @contextlib.contextmanager
-def _proxy(proxy: str | None, demo_server: bool, stall_seconds: float, out_dir: str) -> Iterator[str | None]:
-    """The proxy to use: the configured one, or a demo web started for this job and stopped after it."""
-    if not demo_server:
+def _proxy(proxy: str | None, proxy_server: str | None, stall_seconds: float, out_dir: str) -> Iterator[str | None]:
+    """The proxy to use: the configured one, or a local proxy server started for this job and stopped
+    after it (the demo plugs its loopback web in here, through config)."""
+    if not proxy_server:
         yield proxy or None
         return
-    from rs5m.demo.web import DemoWebServer
-
-    with DemoWebServer(stall_seconds=stall_seconds, state_dir=Path(out_dir) / DEMO_STATE) as server:
+    server_class = load_proxy_server(proxy_server)
+    with server_class(stall_seconds=stall_seconds, state_dir=Path(out_dir) / PROXY_STATE) as server:
         yield server.url
 
 
@@ -161,7 +170,7 @@ def run_img2dataset(
     number_sample_per_shard: int = 10000,
     max_pixels: int | None = None,
     proxy: str | None = None,
-    demo_server: bool = False,
+    proxy_server: str | None = None,
     extend: bool = False,
     **crawl,
 ) -> None:
@@ -196,7 +205,7 @@ def run_img2dataset(
         enable_wandb=False,
         incremental_mode="extend" if extend else "incremental",
     )
-    with _proxy(proxy, demo_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy, \
+    with _proxy(proxy, proxy_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy, \
             tempfile.TemporaryDirectory(prefix="rs5m-pacing-") as pacing_dir:
         settings = crawl_settings(timeout=timeout, retries=retries, proxy=active_proxy, pacing_dir=pacing_dir, **crawl)
         log.info("crawl guard: user agent %r, %.3g requests/s per host after a burst of %g, robots.txt %s, "

@@ -22,8 +22,9 @@ test: setup
 	bash tests/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest -q -ra
 
+# Runs every benchmarks/bench_*.py with --small and writes their figures to benchmarks/RESULTS.md.
 bench: setup
-	for script in benchmarks/bench_*.py; do $(BIN)/python $$script --small || exit 1; done
+	$(BIN)/python benchmarks/write_results.py
 
 clean-demo:
 	rm -rf results logs resources/demo .snakemake

@@ -21,6 +21,7 @@ rule images_part:
         options={
             "max_pixels": config["images"]["max_pixels"],
             "min_side": config["images"]["min_side"],
+            "phash_exact": config["images"]["phash_exact"],
         },
     script:
         "../workflow/scripts/images_part.py"

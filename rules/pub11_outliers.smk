@@ -66,6 +66,7 @@ rule score_part:
             "batch_size": OUTLIERS["batch_size"],
             "device": OUTLIERS["device"],
             "precision": OUTLIERS["precision"],
+            "reduced_decode": OUTLIERS["reduced_decode"],
         },
     script:
         "../workflow/scripts/score_part.py"

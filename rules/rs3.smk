@@ -152,6 +152,7 @@ rule rs3_caption:
         batch_size=CAPTION.get("batch_size", 8),
         seed=CAPTION.get("seed", 0),
         device=CAPTION.get("device", "auto"),
+        reduced_decode=CAPTION["reduced_decode"],
     script:
         "../workflow/scripts/rs3_caption.py"
 

@@ -23,4 +23,5 @@ run(
     batch_size=snakemake.params.batch_size,
     seed=snakemake.params.seed,
     device=snakemake.params.device,
+    reduced_decode=snakemake.params.reduced_decode,
 )

@@ -13,6 +13,13 @@ applied, so width and height are as displayed.
 pHash is imagehash's `phash` (32x32 LANCZOS grayscale, 2-D DCT-II, 8x8 low band > median), with the
 DCT done as two small matrix products instead of scipy calls: the same bits, several times faster.
 Stored as the 64 bits read row-major (imagehash's hex string order) in an int64.
+
+With `phash_exact=False` (config `images.phash_exact`) a JPEG is decoded by libjpeg at a reduced
+scale (1/2, 1/4 or 1/8, DCT scaling via PIL's `draft`) straight to grayscale, no smaller than
+DRAFT_SIDE pixels a side, and hashed from that: about twice as fast, with hashes 0-4 bits from
+imagehash's (benchmarks/bench_phash.py measures the distribution and the near-duplicate recall). Every byte of the file is still entropy-decoded, so truncated and corrupt
+files fail as with a full decode; width and height are the full image's. Other formats are decoded
+in full either way.
 """
 from __future__ import annotations
 
@@ -62,6 +69,9 @@ _IMG_SIZE = 32
 # scipy.fftpack.dct type II (unnormalised): y[k] = 2 * sum_n x[n] cos(pi k (2n + 1) / 2N); low 8 rows.
 _DCT = (2.0 * np.cos(np.pi * np.outer(np.arange(_HASH_SIZE), 2 * np.arange(_IMG_SIZE) + 1) / (2 * _IMG_SIZE)))
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
+# Smallest side of the reduced-scale JPEG decode (phash_exact=False): 4 x the hash's 32 pixels
+# (64 lost ~2 % of the planted near-duplicates at radius 4 in benchmarks/bench_phash.py; 128 none).
+DRAFT_SIDE = 128
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -85,8 +95,12 @@ def phash_int(image: Image.Image) -> int:
     return int(np.bitwise_or.reduce(_BIT_WEIGHTS[bits], initial=np.uint64(0)).astype(np.int64))
 
 
-def inspect_image(data: bytes, max_pixels: int, min_side: int) -> tuple[str | None, str | None, int, int, int]:
-    """(reason, detail, width, height, phash) of one image's bytes; reason None means valid."""
+def inspect_image(
+    data: bytes, max_pixels: int, min_side: int, phash_exact: bool = True
+) -> tuple[str | None, str | None, int, int, int]:
+    """(reason, detail, width, height, phash) of one image's bytes; reason None means valid.
+
+    phash_exact=False decodes JPEGs at a reduced scale for the hash (module docstring)."""
     if not data:
         return INVALID_EMPTY, "zero bytes", 0, 0, 0
     try:
@@ -96,7 +110,9 @@ def inspect_image(data: bytes, max_pixels: int, min_side: int) -> tuple[str | No
         width, height = image.size
         if width * height > max_pixels:
             return INVALID_TOO_MANY_PIXELS, f"{width}x{height}", width, height, 0
+        drafted = not phash_exact and image.format == "JPEG" and image.draft("L", (DRAFT_SIDE, DRAFT_SIDE)) is not None
         image.load()
+        loaded = image.size
     except Image.DecompressionBombError as error:
         return INVALID_TOO_MANY_PIXELS, str(error), 0, 0, 0
     except Exception as error:  # noqa: BLE001 - every decoder failure is the same verdict
@@ -106,7 +122,10 @@ def inspect_image(data: bytes, max_pixels: int, min_side: int) -> tuple[str | No
             ImageOps.exif_transpose(image, in_place=True)
     except Exception:  # noqa: BLE001 - a broken EXIF block leaves the image as stored
         pass
-    width, height = image.size
+    if not drafted:
+        width, height = image.size
+    elif image.size != loaded:  # reduced scale, rotated by 90 or 270 degrees: the full size swaps too
+        width, height = height, width
     if min(width, height) < min_side:
         return INVALID_TOO_SMALL, f"{width}x{height}", width, height, 0
     try:
@@ -138,8 +157,8 @@ def _iter_images(tar_path: str, wanted: dict[str, str]) -> Iterator[tuple[str, s
             yield wanted[key], member.name, handle.read() if handle else b""
 
 
-def _inspect_batch(batch: list[tuple[str, str, bytes]], max_pixels: int, min_side: int) -> list[tuple]:
-    return [(uid, member, *inspect_image(data, max_pixels, min_side)) for uid, member, data in batch]
+def _inspect_batch(batch: list[tuple[str, str, bytes]], max_pixels: int, min_side: int, phash_exact: bool = True) -> list[tuple]:
+    return [(uid, member, *inspect_image(data, max_pixels, min_side, phash_exact)) for uid, member, data in batch]
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -154,17 +173,22 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
 
 
 def inspect_images(
-    items: Iterable[tuple[str, str, bytes]], max_pixels: int, min_side: int, processes: int = 1, batch_size: int = 64
+    items: Iterable[tuple[str, str, bytes]],
+    max_pixels: int,
+    min_side: int,
+    processes: int = 1,
+    batch_size: int = 64,
+    phash_exact: bool = True,
 ) -> Iterator[tuple]:
     """`inspect_image` over (uid, member, bytes), in `processes` worker processes when more than one."""
     if processes <= 1:
         for batch in _batches(items, batch_size):
-            yield from _inspect_batch(batch, max_pixels, min_side)
+            yield from _inspect_batch(batch, max_pixels, min_side, phash_exact)
         return
     with ProcessPoolExecutor(processes) as pool:
         pending = []
         for batch in _batches(items, batch_size):
-            pending.append(pool.submit(_inspect_batch, batch, max_pixels, min_side))
+            pending.append(pool.submit(_inspect_batch, batch, max_pixels, min_side, phash_exact))
             if len(pending) > 4 * processes:  # bound the bytes held in flight
                 yield from pending.pop(0).result()
         for future in pending:
@@ -179,6 +203,7 @@ def inspect_part(
     max_pixels: int = 100_000_000,
     min_side: int = 32,
     threads: int = 1,
+    phash_exact: bool = True,
 ) -> list[StageStats]:
     """Classify and hash every downloaded image of a part; write the valid ones and the ledger."""
     status = read_status(download)
@@ -213,7 +238,9 @@ def inspect_part(
             for uid, member, data in _iter_images(tar_path, by_tar[tar_path]):
                 yield uid, f"{tar_path}\t{member}", data
 
-    for uid, location, reason, detail, width, height, phash in inspect_images(items(), max_pixels, min_side, threads):
+    for uid, location, reason, detail, width, height, phash in inspect_images(
+        items(), max_pixels, min_side, threads, phash_exact=phash_exact
+    ):
         expected.discard(uid)
         record(uid, reason, detail)
         if reason is None:

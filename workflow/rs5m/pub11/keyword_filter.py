@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as C
+from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
@@ -138,11 +139,12 @@ BATCH_ROWS = 1 << 16
 def _candidate_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str, patterns: list[str]) -> pa.Array:
     """File row numbers of a parquet file's rows that may match a pattern or may have a blank caption.
 
-    Decided first on whole runs of GROUP_ROWS captions: the captions of a run lie back to back in
-    the Arrow values buffer, so a zero-copy view makes each run one string for RE2. A match inside a
-    row is a match inside its run; only the rows of matching runs are then searched one by one. The
-    final per-row decision is the classification query's.
+    A superset of the rows the classification query keeps or records: that query still decides
+    each of these rows. Matches are found with one multi-literal scan per batch over the Arrow
+    values buffer (rs5m.pub11.keyword_scan) when the patterns allow it; otherwise with RE2 on runs of
+    GROUP_ROWS captions (`_regex_matching_rows`).
     """
+    scanner = LiteralScanner(patterns) if LiteralScanner.supports(patterns) else None
     regex = any_pattern_regex(patterns)
     query = f"SELECT file_row_number, {_blob_sql(fmt)} FROM read_parquet({sql_string(path)}, file_row_number=true)"
     picked = []
@@ -156,15 +158,7 @@ def _candidate_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str
             continue
         offsets = np.frombuffer(captions.buffers()[1], np.int32 if pa.types.is_string(captions.type) else np.int64)
         offsets = offsets[captions.offset : captions.offset + len(captions) + 1]
-        bounds = np.append(np.arange(0, len(captions), GROUP_ROWS), len(captions))
-        runs = pa.Array.from_buffers(
-            captions.type, len(bounds) - 1, [None, pa.py_buffer(np.ascontiguousarray(offsets[bounds])), values]
-        )
-        hit = pc.match_substring_regex(runs, regex).to_numpy(zero_copy_only=False)
-        maybe = np.repeat(hit, np.diff(bounds))
-        # Rows of matching runs, one by one: drops the rows that only a boundary-crossing match hit.
-        in_runs = np.flatnonzero(maybe)
-        maybe[in_runs] = pc.match_substring_regex(captions.take(pa.array(in_runs)), regex).to_numpy(zero_copy_only=False)
+        maybe = scanner.matching_rows(captions) if scanner else _regex_matching_rows(captions, offsets, values, regex)
         # A blank caption (the SQL's trim(...) = '') starts with whitespace, which is ASCII <= 0x20
         # or a non-ASCII character; null slots are blank too.
         lengths = np.diff(offsets)
@@ -175,6 +169,25 @@ def _candidate_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str
             maybe |= captions.is_null().to_numpy(zero_copy_only=False)
         picked.append(rows.filter(pa.array(maybe)))
     return pa.concat_arrays(picked).cast(pa.int64()) if picked else pa.array([], pa.int64())
+
+
+def _regex_matching_rows(captions: pa.Array, offsets: np.ndarray, values: pa.Buffer, regex: str) -> np.ndarray:
+    """Rows matching `regex`, decided first on whole runs of GROUP_ROWS captions.
+
+    The captions of a run lie back to back in the Arrow values buffer, so a zero-copy view makes
+    each run one string for RE2. A match inside a row is a match inside its run; only the rows of
+    matching runs are then searched one by one.
+    """
+    bounds = np.append(np.arange(0, len(captions), GROUP_ROWS), len(captions))
+    runs = pa.Array.from_buffers(
+        captions.type, len(bounds) - 1, [None, pa.py_buffer(np.ascontiguousarray(offsets[bounds])), values]
+    )
+    hit = pc.match_substring_regex(runs, regex).to_numpy(zero_copy_only=False)
+    maybe = np.repeat(hit, np.diff(bounds))
+    # Rows of matching runs, one by one: drops the rows that only a boundary-crossing match hit.
+    in_runs = np.flatnonzero(maybe)
+    maybe[in_runs] = pc.match_substring_regex(captions.take(pa.array(in_runs)), regex).to_numpy(zero_copy_only=False)
+    return maybe
 
 
 def _read_one_file(

@@ -5,7 +5,6 @@ clip_score, rs_score). The global joint threshold over all parts is rs5m.pub11.o
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from rs5m.models import is_random_weights, register_clip_config
 from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS, build_prompts
 from rs5m.pub11.train_rs_detector import load_detector, resolve_device, rs_probability
 from rs5m.tar import MemberLocation, MemberReader, locate_members
+from rs5m.reduced_decode import input_side
 
 logger = logging.getLogger("rs5m.pub11.score_part")
 
@@ -79,9 +79,10 @@ class ShardImages:
     """Map-style dataset over member locations: decodes one JPEG and returns it preprocessed for
     each model (decoded once), plus whether the decode worked. Runs inside DataLoader workers."""
 
-    def __init__(self, locations: Sequence[MemberLocation], transforms: Sequence) -> None:
+    def __init__(self, locations: Sequence[MemberLocation], transforms: Sequence, side: int | None = None) -> None:
         self.locations = list(locations)
         self.transforms = list(transforms)
+        self.side = side  # reduced-scale JPEG decode down to this input side (rs5m.reduced_decode)
         self.reader = MemberReader()
 
     def __len__(self) -> int:
@@ -90,10 +91,11 @@ class ShardImages:
     def __getitem__(self, i: int):
         from PIL import Image
 
+        from rs5m.reduced_decode import open_rgb
+
         ok = True
         try:
-            with Image.open(io.BytesIO(self.reader.read(self.locations[i]))) as im:
-                rgb = im.convert("RGB")
+            rgb = open_rgb(self.reader.read(self.locations[i]), self.side)
         except Exception:  # a broken image is recorded with its uid, not fatal for the part
             ok = False
             rgb = Image.new("RGB", (8, 8))
@@ -123,10 +125,12 @@ def score_part(
     device: str = "auto",
     precision: str = "auto",
     root: str | Path = ".",
+    reduced_decode: bool = False,
 ) -> pa.Table:
     """clip_score and rs_score for the kept uids of one download part, in kept.parquet's order.
 
-    Images are decoded once in DataLoader workers straight from the shards and feed both models.
+    Images are decoded once in DataLoader workers straight from the shards and feed both models;
+    with `reduced_decode` a large JPEG is decoded at the DCT scale the larger model input needs.
     """
     import torch
     import torch.nn.functional as F
@@ -148,7 +152,8 @@ def score_part(
         detector = detector.to(memory_format=torch.channels_last)
 
     locations = locate_members(zip(rows.column("tar").to_pylist(), rows.column("member").to_pylist()), root=root)
-    dataset = ShardImages(locations, [clip_preprocess, detector_preprocess])
+    side = input_side(clip.visual.image_size, imgsz) if reduced_decode else None
+    dataset = ShardImages(locations, [clip_preprocess, detector_preprocess], side)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=int(batch_size),

@@ -20,6 +20,7 @@ from rs5m import offline
 from rs5m.models import is_random_weights, register_clip_config
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.metacaption import sample_rng
+from rs5m.reduced_decode import input_side, open_rgb
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +282,8 @@ def caption_images(images: Sequence[Image.Image], uids: Sequence[str], processor
     return candidates, selections
 
 
-def _load_image(path: str) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")
+def _load_image(path: str, side: int | None = None) -> Image.Image:
+    return open_rgb(path, side)
 
 
 def _candidate_rows(uid: str, texts: list[str], selection: Selection) -> list[dict]:
@@ -310,11 +310,12 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
                  num_candidates: int = 20, top_k: int = 50, top_p: float = 0.95, max_length: int = 50,
                  keep_a: int = 10, keep_b: int = 5, rotation_count: int = 12, rotation_step: float = 30.0,
                  rotation_model: str = "clip_b", batch_size: int = 8, seed: int | str = 0,
-                 device: str = "auto") -> list[StageStats]:
+                 device: str = "auto", reduced_decode: bool = False) -> list[StageStats]:
     """Caption every image of one meta-caption part (one GPU job).
 
     An image that cannot be decoded, or whose every kept candidate is empty, is dropped with a
-    reason; all 20 candidates of the others are written with their scores.
+    reason; all 20 candidates of the others are written with their scores. With `reduced_decode`
+    a large JPEG is decoded at the DCT scale the largest model input (BLIP-2, CLIP A, CLIP B) needs.
     """
     if not 0 < keep_b <= keep_a <= num_candidates:
         raise ValueError(f"need 0 < keep_b ({keep_b}) <= keep_a ({keep_a}) <= num_candidates ({num_candidates})")
@@ -329,6 +330,9 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
         processor, blip2_model = load_blip2(blip2["model"], blip2.get("lora"), device, blip2.get("dtype", "auto"))
         scorer_a = ClipScorer(clip_a["model"], clip_a.get("pretrained"), device)
         scorer_b = ClipScorer(clip_b["model"], clip_b.get("pretrained"), device)
+        side = None
+        if reduced_decode:
+            side = input_side(processor.image_processor.size, scorer_a.model.visual.image_size, scorer_b.model.visual.image_size)
 
     def drop(row: dict, reason: str, detail: str) -> None:
         stats[row["dataset"]].drop(reason)
@@ -339,7 +343,7 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
         for row in rows[start : start + batch_size]:
             stats.setdefault(row["dataset"], StageStats(STAGE, row["dataset"])).rows_in += 1
             try:
-                images.append(_load_image(row["image_path"]))
+                images.append(_load_image(row["image_path"], side))
             except Exception as error:  # noqa: BLE001 - any decode error is this image's drop reason
                 drop(row, "unreadable_image", f"{row['image_path']}: {error}")
                 continue

@@ -1,10 +1,11 @@
 # Assembly: split, WebDataset shards, CSV metafiles, dataset statistics, dataset card and audit.
 #
 # Static fan-out: how many tars a subset gets follows the bytes that survive filtering, known only
-# when its job runs. One job per subset therefore writes all of that subset's tars, train and val,
-# and declares its manifest (which lists every tar with its count, size and sha256) as the output;
-# the job deletes stale tars of its subset first and writes each tar under a temporary name, so a
-# rerun after a crash (`--rerun-incomplete`) writes the same bytes. Later rules read the manifests.
+# when its job runs (unless `shards.count` fixes it). One job per subset therefore writes all of that
+# subset's tars, train and val, and declares its manifest (which lists every tar with its count,
+# size and sha256) as the output; the job deletes stale tars of its subset first and writes each tar
+# under a temporary name, so a rerun after a crash (`--rerun-incomplete`) writes the same bytes.
+# Later rules read the manifests.
 
 ASSEMBLY_SUBSETS = ["pub11", "rs3"]
 METAFILES = [
@@ -39,6 +40,7 @@ rule shards:
         shards_dir=lambda wildcards, output: os.path.dirname(output.manifest),
         val_fraction=config["split"]["val_fraction"],
         target_bytes=config["shards"]["target_bytes"],
+        count=config["shards"]["count"],
         member_names=config["shards"]["member_names"],
         pub11_caption=METACAPTION["pub11_caption"],
     script:

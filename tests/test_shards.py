@@ -261,3 +261,29 @@ def test_shard_indices_balance_bytes():
     assert shard_indices([100, 1, 1, 1, 1], 2) == [0, 1, 1, 1, 1]
     assert shard_indices([5, 5], 4) == [0, 2]
     assert shard_indices([], 3) == []
+
+
+@pytest.mark.parametrize("subset,options", [(PUB11, {"target_bytes": 20_000}), (PUB11, {"count": 5}),
+                                            (RS3, {"target_bytes": 20_000})])
+def test_shard_groups_write_the_single_job_bytes(run, subset, options):
+    """shards.jobs: each group writes its own range of shards; merged, the manifest and every tar
+    equal what one job writes, and stale tars of an earlier run are removed by the merge."""
+    from rs5m.shards import merge_manifests
+
+    tag = f"{subset}-{options.get('count', 'size')}"
+    single = _write(run, subset, out=f"one-{tag}", **options)
+    out = run / f"groups-{tag}"
+    (out / "train").mkdir(parents=True)
+    (out / f"train/{subset}-train-0999.tar").write_bytes(b"stale")
+    parts = []
+    for group in range(3):
+        parts.append(out / f"part-{group}.json")
+        write_subset_shards(subset, run / f"results/{subset}/final.parquet", out, parts[-1], base_dir=run,
+                            val_fraction=0.2, member_names="rs5m", group=group, groups=3,
+                            **{"target_bytes": 20_000, **options})
+    assert sum(bool(Manifest.read(part).shards) for part in parts) >= 2
+    merged = merge_manifests(parts, out / f"{subset}.manifest.json", out)
+    assert merged == single and len(single.shards) >= 3
+    for shard in single.shards:
+        assert (out / shard.path).read_bytes() == (run / f"one-{tag}" / shard.path).read_bytes()
+    assert not (out / f"train/{subset}-train-0999.tar").exists()

@@ -259,6 +259,19 @@ def shard_indices(sizes: list[int], count: int) -> list[int]:
     return out
 
 
+def rollover_indices(sizes: list[int], target_bytes: int) -> list[int]:
+    """The shard of each sample under size-based roll-over: the rule `ShardSetWriter.add` applies
+    while writing, computed from the sizes alone (so a group of shards can be written by itself)."""
+    out, index, used, samples = [], 0, 0, 0
+    for size in sizes:
+        if samples and tar_size(used + size) > target_bytes:
+            index, used, samples = index + 1, 0, 0
+        out.append(index)
+        used += size
+        samples += 1
+    return out
+
+
 class ShardSetWriter:
     """Writes `{split}/{subset}-{split}-NNNN.tar` under `shards_dir`.
 
@@ -270,7 +283,7 @@ class ShardSetWriter:
     """
 
     def __init__(self, shards_dir: Path, subset: str, split: str, target_bytes: int, member_names: str,
-                 count: int | None = None):
+                 count: int | None = None, start: int = 0, stop: int | None = None):
         if target_bytes <= 0:
             raise ValueError(f"shards.target_bytes must be positive, got {target_bytes}")
         if member_names not in MEMBER_NAMES:
@@ -281,6 +294,8 @@ class ShardSetWriter:
         self.subset, self.split = subset, split
         self.target_bytes, self.member_names, self.count = target_bytes, member_names, count
         self.shards: list[ShardInfo] = []
+        # This writer's shard numbers: start .. stop - 1 (a group of a subset's shards, or all).
+        self._next, self._stop = start, (count if stop is None else stop)
         self._file = None
         self._tmp: Path | None = None
 
@@ -290,7 +305,7 @@ class ShardSetWriter:
         return f"{self.split}/{self.subset}-{self.split}-{index:04d}.tar"
 
     def _open(self) -> None:
-        name = self.shard_name(len(self.shards))
+        name = self.shard_name(self._next)
         path = self.shards_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = path.with_name(path.name + ".tmp")
@@ -307,13 +322,15 @@ class ShardSetWriter:
     def add(self, sample: Sample, index: int | None = None) -> None:
         pieces = sample_pieces(sample, self.member_names)
         size = sum(map(len, pieces))
-        if self.count is None:
+        if index is None:
+            if self.count is not None:
+                raise ValueError("with shards.count every sample needs its shard index")
             if self._file is not None and self._count and tar_size(self._size + size) > self.target_bytes:
                 self._close_shard()
         else:
-            if index is None or not len(self.shards) <= index < self.count:
-                raise ValueError(f"shard index {index} out of order (at {len(self.shards)} of {self.count})")
-            while len(self.shards) < index:  # the shards before `index` are finished, empty ones too
+            if not self._next <= index < (self._stop if self._stop is not None else 10000):
+                raise ValueError(f"shard index {index} out of order (at {self._next}, stop {self._stop})")
+            while self._next < index:  # the shards before `index` are finished, empty ones too
                 if self._file is None:
                     self._open()
                 self._close_shard()
@@ -333,11 +350,12 @@ class ShardSetWriter:
         os.replace(self._tmp, self.shards_dir / self._name)
         self.shards.append(ShardInfo(self._name, self.split, self._count, self._size, digest, self._first, self._last))
         self._file = None
+        self._next += 1
 
     def close(self) -> list[ShardInfo]:
         if self._file is not None:
             self._close_shard()
-        while self.count is not None and len(self.shards) < self.count:
+        while self._stop is not None and self._next < self._stop:
             self._open()
             self._close_shard()
         return self.shards
@@ -561,12 +579,17 @@ def write_subset_shards(
     pub11_meta: str | Path | None = None,
     pub11_caption: str = "keep",
     count: int | None = None,
+    group: int = 0,
+    groups: int = 1,
 ) -> Manifest:
     """Write the train and val tars of one subset and its manifest; returns the manifest.
 
     `pub11_meta` is the PUB11 meta-caption table, applied with `pub11_caption` (attach_pub11_meta).
     `count` (shards.count): exactly that many tars per split, of about equal size, found by a first
     pass that reads the sizes only (tar headers, file sizes); otherwise `target_bytes` decides.
+    With `groups` > 1 (shards.jobs), this job writes only group `group` of each split's shards (a
+    contiguous range, planned from the sizes as above) and `manifest` is its part, which
+    `merge_manifests` joins; every group's tars are the bytes a single job writes.
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
@@ -577,20 +600,34 @@ def write_subset_shards(
     uids = [row[UID] for row in rows]
     if len(set(uids)) != len(uids):
         raise ValueError(f"{final}: duplicate uids; every sample must be in exactly one shard")
-    remove_stale_shards(shards_dir, subset)
-    writers = {split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names, count) for split in SPLITS}
+    if not 0 <= group < groups:
+        raise ValueError(f"shard group {group} is not in 0..{groups - 1}")
     samples_of = pub11_samples if subset == PUB11 else rs3_samples
-    indices: dict[str, Iterator[int | None]] = {split: iter(lambda: None, 0) for split in SPLITS}
-    if count is not None:
+    shard_of: dict[str, int] | None = None
+    ranges: dict[str, tuple[int, int | None]] = {split: (0, None) for split in SPLITS}
+    if count is not None or groups > 1:
+        # Plan first, from sizes only (tar headers, file sizes): which shard each sample goes to.
         sizes: dict[str, list[int]] = {split: [] for split in SPLITS}
+        keys: dict[str, list[str]] = {split: [] for split in SPLITS}
         sizing = samples_of(rows, base_dir, val_fraction) if subset == PUB11 else rs3_samples(rows, base_dir, val_fraction, read=False)
         for split, sample in sizing:
             sizes[split].append(record_size(sample, member_names))
-        indices = {split: iter(shard_indices(sizes[split], count)) for split in SPLITS}
-    samples = samples_of(rows, base_dir, val_fraction)
+            keys[split].append(sample.key)
+        shard_of = {}
+        for split in SPLITS:
+            indices = shard_indices(sizes[split], count) if count is not None else rollover_indices(sizes[split], target_bytes)
+            total = count if count is not None else (indices[-1] + 1 if indices else 0)
+            low, high = total * group // groups, total * (group + 1) // groups
+            ranges[split] = (low, high)
+            shard_of.update((key, index) for key, index in zip(keys[split], indices) if low <= index < high)
+        rows = [row for row in rows if row[UID] in shard_of]
+    if groups == 1:
+        remove_stale_shards(shards_dir, subset)
+    writers = {split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names, count, *ranges[split])
+               for split in SPLITS}
     counts: dict[str, dict[str, int]] = {}
-    for split, sample in samples:
-        writers[split].add(sample, next(indices[split]))
+    for split, sample in samples_of(rows, base_dir, val_fraction):
+        writers[split].add(sample, None if shard_of is None else shard_of[sample.key])
         per_source = counts.setdefault(sample.provenance["source"], {TRAIN: 0, VAL: 0})
         per_source[split] += 1
     result = Manifest(subset, member_names, int(target_bytes), float(val_fraction),
@@ -602,6 +639,48 @@ def write_subset_shards(
     os.replace(tmp, manifest)
     log.info("%s: %d shards, %s", subset, len(result.shards), result.counts)
     return result
+
+
+def merge_manifests(parts: list[str | Path], manifest: str | Path, shards_dir: str | Path) -> Manifest:
+    """Join the part manifests of one subset's shard groups into the manifest a single job writes,
+    and delete the subset's tars that it does not list (left by an earlier run with more shards)."""
+    loaded = [Manifest.read(path) for path in parts]
+    if not loaded:
+        raise ValueError("no part manifests to merge")
+    first = loaded[0]
+    counts: dict[str, dict[str, int]] = {}
+    for part in loaded:
+        if (part.subset, part.member_names, part.target_bytes, part.val_fraction, part.count) != (
+                first.subset, first.member_names, first.target_bytes, first.val_fraction, first.count):
+            raise ValueError(f"part manifests of different builds: {parts}")
+        for source, splits in part.counts.items():
+            total = counts.setdefault(source, {TRAIN: 0, VAL: 0})
+            for split, number in splits.items():
+                total[split] += number
+    shards = sorted((info for part in loaded for info in part.shards), key=lambda i: (SPLITS.index(i.split), i.path))
+    if len({info.path for info in shards}) != len(shards):
+        raise ValueError("two shard groups wrote the same tar")
+    result = Manifest(first.subset, first.member_names, first.target_bytes, first.val_fraction, shards,
+                      dict(sorted(counts.items())), first.count)
+    listed = {info.path for info in shards}
+    for split in SPLITS:
+        folder = Path(shards_dir) / split
+        if folder.is_dir():
+            for path in sorted(folder.glob(f"{first.subset}-{split}-*.tar*")):
+                if f"{split}/{path.name}" not in listed:
+                    path.unlink()
+    tmp = Path(str(manifest) + ".tmp")
+    tmp.write_text(result.to_json())
+    os.replace(tmp, manifest)
+    return result
+
+
+def shards_job(parts: list[str | Path], manifest: str | Path, shards_dir: str | Path, **write: Any) -> Manifest:
+    """Rule `shards`: merge the part manifests of `shards_part` jobs (shards.jobs > 1), or write
+    the whole subset (`write_subset_shards(**write)`)."""
+    if parts:
+        return merge_manifests(parts, manifest, shards_dir)
+    return write_subset_shards(manifest=manifest, shards_dir=shards_dir, **write)
 
 
 def iter_shard_samples(tar_path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:

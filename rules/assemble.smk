@@ -41,7 +41,9 @@ rule shards_part:
         "../envs/assembly.yaml"
     threads: 3  # the sample builder, the write thread and the hash thread; an upper bound
     params:
-        shards_dir="results/shards",
+        shards_dir=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.part)
+        ),
         val_fraction=config["split"]["val_fraction"],
         target_bytes=config["shards"]["target_bytes"],
         shard_count=config["shards"]["count"],

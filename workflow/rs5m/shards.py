@@ -13,7 +13,13 @@ temporary name, renamed when complete, so a rerun after a crash gives the same b
 Determinism: members have safe names (`<uid>.<ext>`), fixed mtime/owner/mode, and a fixed order:
 PUB11 samples go tar by tar (download tars sorted by path, each read once, front to back), sorted
 by uid within each tar; RS3 samples are sorted by uid. A shard is closed when the next sample
-would take it past `target_bytes`. Image bytes are copied as they are, never re-encoded.
+would take the whole tar (end-of-archive padding included) past `target_bytes`; with
+`shards.count`, a first pass over the sizes alone spreads each split over exactly that many tars.
+Image bytes are copied as they are, never re-encoded.
+
+Parallel jobs (`shards.jobs`): every `shards_part` job plans the whole subset from sizes (the same
+roll-over rule), writes only its contiguous range of each split's tars and a part manifest;
+`merge_manifests` joins them into the manifest one job would write (tests check the bytes match).
 
 Tar code by hand, not `tarfile`: `benchmarks/bench_shards.py` writes the same, byte-identical
 shards both ways (10,000 images of 100 KiB, 2 shared cores): USTAR headers built here and the

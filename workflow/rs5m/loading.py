@@ -68,8 +68,8 @@ for sample in dataset:
 def hf_snippet(manifest: Manifest, root: str = ".") -> str:
     """Both splits of one subset with Hugging Face `datasets` (one subset per call: their JSON
     members have different keys)."""
-    files = {HF_SPLITS[split]: shard_paths(manifest, split, root) for split in (TRAIN, VAL)}
-    files = {name: paths for name, paths in files.items() if paths}
+    files = {HF_SPLITS[split]: posixpath.join(root, split, f"{manifest.subset}-{split}-*.tar")
+             for split in (TRAIN, VAL) if shard_paths(manifest, split, root)}
     if MEMBER_NAMES[manifest.member_names]["image"] is None:
         return f'''from datasets import load_dataset
 

@@ -2,7 +2,6 @@
 
 import pyarrow.parquet as pq
 import pytest
-
 from assembly_fakes import make_run
 from rs5m.shards import RS3, write_subset_shards
 
@@ -20,7 +19,6 @@ def shards(tmp_path_factory):
 
 
 def test_webdataset_reads_rs5m_names(shards):
-    import webdataset as wds
 
     run, urls, final = shards
     from rs5m.loader import web_dataset
@@ -50,7 +48,6 @@ def test_draft_preprocessing_close_to_full():
 
     import numpy as np
     from PIL import Image
-
     from rs5m.loader import FastClipPreprocess, clip_preprocess, decode_image
 
     rng = np.random.default_rng(0)
@@ -77,7 +74,7 @@ def test_draft_preprocessing_close_to_full():
 def test_hf_datasets_reads_both_layouts(shards):
     """Standard names load without features; the rs5m names through load_hf (hf_features + a cast),
     with the captions as text, not their bytes' repr."""
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datasets")
     from rs5m.loader import load_hf
     from rs5m.split import split_of
 

@@ -435,12 +435,13 @@ def _joined(values: Any) -> str:
 
 
 def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
-    return dict(
-        uid=row[UID], subset=PUB11, source=row["source"], split=split, img_name=img_name, url=_text(row.get("url")),
-        matched_keywords=[str(k) for k in row.get("matched_keywords") or []], width=row.get("width"),
-        height=row.get("height"), clip_score=_clean(row.get("clip_score")), rs_score=_clean(row.get("rs_score")),
-        labels=_joined(row.get("labels")), geo=_text(row.get("geo")), meta_caption=_text(row.get("meta_caption")),
-    )
+    return {
+        "uid": row[UID], "subset": PUB11, "source": row["source"], "split": split, "img_name": img_name,
+        "url": _text(row.get("url")), "matched_keywords": [str(k) for k in row.get("matched_keywords") or []],
+        "width": row.get("width"), "height": row.get("height"), "clip_score": _clean(row.get("clip_score")),
+        "rs_score": _clean(row.get("rs_score")), "labels": _joined(row.get("labels")), "geo": _text(row.get("geo")),
+        "meta_caption": _text(row.get("meta_caption")),
+    }
 
 
 PUB11_CAPTION_MODES = ("keep", "prepend")
@@ -466,11 +467,11 @@ def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: s
 
 
 def _rs3_provenance(row: dict, split: str) -> dict:
-    return dict(
-        uid=row[UID], subset=RS3, source=row["dataset"], split=split, img_name=row["img_name"],
-        labels=_joined(row.get("labels")), geo=_text(row.get("geo")), top_cap=_text(row.get("top_cap")),
-        ssl_cap=_text(row.get("ssl_cap")), meta_caption=_text(row.get("meta_caption")),
-    )
+    return {
+        "uid": row[UID], "subset": RS3, "source": row["dataset"], "split": split, "img_name": row["img_name"],
+        "labels": _joined(row.get("labels")), "geo": _text(row.get("geo")), "top_cap": _text(row.get("top_cap")),
+        "ssl_cap": _text(row.get("ssl_cap")), "meta_caption": _text(row.get("meta_caption")),
+    }
 
 
 def pub11_img_name(row: dict) -> str:

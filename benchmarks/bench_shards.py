@@ -3,9 +3,10 @@
 PUB11 path: images read from img2dataset-style download tars (each read once, front to back),
 written to train/val shards with name, caption and provenance members. Contenders, same data,
 same run:
-- plain sequential copy of the download tars into one file (target: shard writing >= 0.7 of it);
+- plain sequential copy of the download tars into one file;
 - the same copy with sha256 on the way: what any writer that records each shard's sha256 in
-  the manifest must at least spend;
+  the manifest must at least spend (target: shard writing >= 1.0x of it, wall; rs5m.assemble.shards writes
+  and hashes on two threads besides the sample builder);
 - rs5m.assemble.shards.write_subset_shards;
 - the same shards written and the download tars read with the standard library's `tarfile`
   (checked byte-identical to rs5m's shards);
@@ -13,7 +14,7 @@ same run:
   members by extension, so the bytes differ in member order only: a speed reference);
 - reading the kept members alone, rs5m's scan (slices of a mapped file, copied later by the
   writer thread) against tarfile (a bytes object per member).
-Both library contenders use rs5m's write+hash thread as their file, so only the tar code differs.
+Both library contenders use rs5m's write and hash threads as their file, so only the tar code differs.
 
     PYTHONPATH=workflow python benchmarks/bench_shards.py [--small]
 """
@@ -254,8 +255,10 @@ def main() -> None:
         print(f"{label:24s} {mb / wall:10.1f} {mb / cpu:10.1f} {copy_wall / wall:11.2f} {copy_cpu / cpu:10.2f}")
     rs5m_wall, rs5m_cpu = best["rs5m.assemble.shards"]
     lib_wall, lib_cpu = best["tarfile write + read"]
+    hashed_wall = best["copy + sha256"][0]
     print(f"rs5m.assemble.shards vs tarfile (byte-identical shards): {lib_wall / rs5m_wall:.2f}x wall, "
-          f"{lib_cpu / rs5m_cpu:.2f}x CPU; target shard/copy >= 0.70")
+          f"{lib_cpu / rs5m_cpu:.2f}x CPU")
+    print(f"rs5m.assemble.shards / (copy + sha256), wall: {hashed_wall / rs5m_wall:.2f} (target >= 1.0)")
 
 
 if __name__ == "__main__":

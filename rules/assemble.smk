@@ -1,12 +1,16 @@
 # Assembly: split, WebDataset shards, CSV metafiles, dataset statistics, dataset card and audit.
 #
 # Static fan-out: how many tars a subset gets follows the bytes that survive filtering, known only
-# when its job runs. One job per subset therefore writes all of that subset's tars, train and val,
-# and declares its manifest (which lists every tar with its count, size and sha256) as the output;
-# the job deletes stale tars of its subset first and writes each tar under a temporary name, so a
-# rerun after a crash (`--rerun-incomplete`) writes the same bytes. Later rules read the manifests.
+# when its job runs (unless `shards.count` fixes it). One job per subset therefore writes all of that
+# subset's tars, train and val, and declares its manifest (which lists every tar with its count,
+# size and sha256) as the output; the job deletes stale tars of its subset first and writes each tar
+# under a temporary name, so a rerun after a crash (`--rerun-incomplete`) writes the same bytes.
+# Later rules read the manifests.
 
 ASSEMBLY_SUBSETS = ["pub11", "rs3"]
+# shards.jobs > 1: shards_part jobs write the groups of a subset's tars in parallel (each plans
+# the whole subset from sizes, then writes its contiguous range), and `shards` merges their parts.
+SHARD_JOBS = config["shards"]["jobs"]
 METAFILES = [
     "results/metafiles/pub11_train_metadata.csv",
     "results/metafiles/pub11_validation_metadata.csv",
@@ -17,15 +21,53 @@ METAFILES = [
 
 wildcard_constraints:
     subset="pub11|rs3",
+    group=r"\d+",
 
 
 report: "../workflow/report/workflow.rst"
+
+
+rule shards_part:
+    input:
+        final="results/{subset}/final.parquet",
+        pub11_meta=subset_meta_captions,
+    output:
+        part="results/shards/parts/{subset}-{group}.json",
+    log:
+        "logs/shards/{subset}-{group}.log",
+    benchmark:
+        "results/benchmarks/shards/{subset}-{group}.tsv"
+    conda:
+        "../envs/assembly.yaml"
+    threads: 3  # the sample builder, the write thread and the hash thread; an upper bound
+    params:
+        shards_dir=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.part)
+        ),
+        val_fraction=config["split"]["val_fraction"],
+        target_bytes=config["shards"]["target_bytes"],
+        shard_count=config["shards"]["count"],
+        member_names=config["shards"]["member_names"],
+        pub11_caption=METACAPTION["pub11_caption"],
+        group=lambda wildcards: int(wildcards.group),
+        groups=SHARD_JOBS,
+    script:
+        "../workflow/scripts/shards.py"
 
 
 rule shards:
     input:
         final="results/{subset}/final.parquet",
         pub11_meta=subset_meta_captions,
+        parts=lambda wildcards: (
+            expand(
+                "results/shards/parts/{subset}-{group}.json",
+                subset=wildcards.subset,
+                group=range(SHARD_JOBS),
+            )
+            if SHARD_JOBS > 1
+            else []
+        ),
     output:
         manifest="results/shards/{subset}.manifest.json",
     log:
@@ -34,13 +76,16 @@ rule shards:
         "results/benchmarks/shards/{subset}.tsv"
     conda:
         "../envs/assembly.yaml"
-    threads: 2  # the sample builder plus the background write-and-hash thread; an upper bound
+    threads: 3  # the sample builder, the write thread and the hash thread; an upper bound
     params:
         shards_dir=lambda wildcards, output: os.path.dirname(output.manifest),
         val_fraction=config["split"]["val_fraction"],
         target_bytes=config["shards"]["target_bytes"],
+        shard_count=config["shards"]["count"],
         member_names=config["shards"]["member_names"],
         pub11_caption=METACAPTION["pub11_caption"],
+        group=0,
+        groups=1,
     script:
         "../workflow/scripts/shards.py"
 

@@ -11,16 +11,16 @@ from rs5m.assemble.funnel import write_funnel
 
 pytestmark = pytest.mark.workflow
 
-ASSEMBLY_RULES = ["pub11_metacaption", "shards", "metafiles", "dataset_stats", "dataset_card", "audit", "assemble"]
+ASSEMBLY_RULES = ["pub11_metacaption", "shards_part", "shards", "metafiles", "dataset_stats", "dataset_card", "audit", "assemble"]
 
 
-def _workdir(path):
+def _workdir(path, **shards):
     make_run(path)
     stats = sorted(str(p) for p in (path / "results").rglob("*.stats.json"))
     write_funnel(stats, path / "results/stats/funnel.csv", path / "results/stats/funnel.md",
                  path / "results/stats/funnel.json")
     config = {"demo": {"enabled": False}, "sources": {}, "rs3": {"datasets": []}, "split": {"val_fraction": 0.2},
-              "shards": {"target_bytes": 30000}, "card": {"name": "RS5M test"}, "parts": 2,
+              "shards": {"target_bytes": 30000, **shards}, "card": {"name": "RS5M test"}, "parts": 2,
               "metacaption": {"cc3m_labels": CC3M_LABELS, "pub11_caption": "prepend"}}
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     return path
@@ -69,6 +69,19 @@ def test_rerun_from_scratch_is_byte_identical(assembled, tmp_path):
         assert (other / "results/shards" / name).read_bytes() == (assembled / "results/shards" / name).read_bytes()
     for name in ("pub11_train_metadata.csv", "rs3_train_val_metadata.csv"):
         assert (other / "results/metafiles" / name).read_bytes() == (assembled / "results/metafiles" / name).read_bytes()
+
+
+def test_shard_jobs_in_parallel_write_the_same_bytes(assembled, tmp_path):
+    """shards.jobs: 3 - three shards_part jobs per subset and a merge give the single job's tars
+    and manifests byte for byte."""
+    other = _workdir(tmp_path / "parallel", jobs=3)
+    _run(other)
+    assert len(list((other / "logs/shards").glob("*-[0-9].log"))) == 6  # one per subset and group
+    assert _tars(other) == _tars(assembled)
+    for name in ("pub11.manifest.json", "rs3.manifest.json"):
+        assert (other / "results/shards" / name).read_bytes() == (assembled / "results/shards" / name).read_bytes()
+    audit = json.loads((other / "results/stats/audit.json").read_text())
+    assert audit["ok"]
 
 
 def test_snakemake_report_html(assembled):

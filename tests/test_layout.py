@@ -42,7 +42,8 @@ def imported_modules(path):
 def test_every_rule_script_is_named_for_its_rule():
     pairs = rule_scripts()
     assert len(pairs) > 25
-    mismatched = [(rule, script) for rule, script in pairs if rule != script]
+    # A script may serve the variants of its rule (`shards_part` and `shards` share `shards.py`).
+    mismatched = [(rule, script) for rule, script in pairs if rule != script and not rule.startswith(script + "_")]
     assert not mismatched, f"rules whose script has another name: {mismatched}"
 
 

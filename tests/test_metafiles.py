@@ -86,7 +86,7 @@ def test_pub11_prepend_mode(metafiles):
 def test_rs3_columns(metafiles):
     run, _ = metafiles
     rows = _read(run / "results/metafiles/rs3_train_val_metadata.csv")
-    assert list(rows[0])[:8] == ["name", "subset", "dataset", "uid", "caption", "top_cap", "ssl_cap", "meta_caption"]
+    assert list(rows[0])[:8] == ["name", "caption", "subset", "dataset", "uid", "top_cap", "ssl_cap", "meta_caption"]
     assert {"geo_lat", "geo_lon", "geo_utm", "geo_season"} <= set(rows[0])
     by_name = {r["name"]: r for r in rows}
     assert by_name["ben_img_0.jpg"]["labels"] == "forest|water"
@@ -104,3 +104,19 @@ def test_ner_table(metafiles):
     assert len(rows) == 3 and all(r["entity"] == "Paris" for r in rows)
     names = {f"{r['source']}_{uid}.jpg" for uid, r in final.items()}
     assert all(r["img_name"] in names for r in rows)
+
+
+def test_first_two_columns_are_name_and_caption_in_every_metafile(metafiles):
+    """A reader that takes column 0 as the image name and column 1 as its caption (the authors'
+    CSV dataset does) gets both right in every metafile."""
+    run, _ = metafiles
+    pub11 = {f"{r['source']}_{r['uid']}.jpg": r["caption"] for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
+    rs3 = {r["img_name"]: r["caption"] for r in pq.read_table(run / "results/rs3/final.parquet").to_pylist()}
+    expected = {"pub11_train_metadata.csv": pub11, "pub11_validation_metadata.csv": pub11,
+                "rs3_train_val_metadata.csv": rs3, "pub11_NER_geolocation_info.csv": pub11}
+    for name, captions in expected.items():
+        with open(run / "results/metafiles" / name, newline="", encoding="utf-8") as handle:
+            header, *rows = list(csv.reader(handle))
+        assert rows, name
+        for row in rows:
+            assert row[1] == captions[row[0]], (name, row[:2])

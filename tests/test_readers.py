@@ -2,7 +2,6 @@
 
 import pyarrow.parquet as pq
 import pytest
-
 from assembly_fakes import make_run
 from rs5m.assemble.shards import RS3, write_subset_shards
 
@@ -20,10 +19,11 @@ def shards(tmp_path_factory):
 
 
 def test_webdataset_reads_rs5m_names(shards):
-    import webdataset as wds
 
     run, urls, final = shards
-    samples = list(wds.WebDataset(urls["rs5m"], shardshuffle=False, empty_check=False))
+    from rs5m.loader import web_dataset
+
+    samples = list(web_dataset(urls["rs5m"]))
     assert samples and all(s["__key__"] in final for s in samples)
     for sample in samples:
         row = final[sample["__key__"]]
@@ -38,7 +38,7 @@ def test_loader_batches_clip_tensors(shards):
     run, urls, final = shards
     batches = list(make_loader(urls["rs5m"], batch_size=8, shuffle=100))
     images = sum(b[0].shape[0] for b in batches)
-    assert images == sum(1 for _ in __import__("webdataset").WebDataset(urls["rs5m"], shardshuffle=False))
+    assert images == sum(1 for _ in __import__("rs5m.loader").loader.web_dataset(urls["rs5m"]))
     assert tuple(batches[0][0].shape[1:]) == (3, 224, 224)
     assert set(sum((list(b[1]) for b in batches), [])) <= {r["caption"] for r in final.values()}
 
@@ -48,7 +48,6 @@ def test_draft_preprocessing_close_to_full():
 
     import numpy as np
     from PIL import Image
-
     from rs5m.loader import FastClipPreprocess, clip_preprocess, decode_image
 
     rng = np.random.default_rng(0)
@@ -72,21 +71,26 @@ def test_draft_preprocessing_close_to_full():
     assert float((fast - full).abs().mean()) < 0.01  # normalised units; the pixel std is ~1
 
 
-def test_hf_datasets_reads_standard_names(shards):
-    datasets = pytest.importorskip("datasets")
-    run, urls, final = shards
-    from rs5m.loader import hf_features
-
-    dataset = datasets.load_dataset("webdataset", data_files={"train": urls["standard"]}, split="train",
-                                    cache_dir=str(run / "hf-cache"), features=hf_features())
-    assert len(dataset) == sum(1 for _ in __import__("webdataset").WebDataset(urls["standard"], shardshuffle=False))
-    row = dataset[0]
-    source = final[row["__key__"]]
-    assert row["txt"] == source["caption"]
-    assert row["jpg"].size == __import__("PIL.Image", fromlist=["Image"]).open(run / source["image_path"]).size
-    meta = row["json"]
-    assert meta["uid"] == row["__key__"] and meta["img_name"] == source["img_name"]
-    assert meta["geo"] == source["geo"] and meta["labels"] == list(source["labels"])
+def test_hf_datasets_reads_both_layouts(shards):
+    """Standard names load without features; the rs5m names through load_hf (hf_features + a cast),
+    with the captions as text, not their bytes' repr."""
+    pytest.importorskip("datasets")
+    from rs5m.loader import load_hf
     from rs5m.assemble.split import split_of
 
-    assert set(dataset["__key__"]) == {uid for uid in final if split_of(uid, 0.2) == "train"}
+    run, urls, final = shards
+    train = {uid for uid in final if split_of(uid, 0.2) == "train"}
+    for names, image, caption in (("standard", "jpg", "txt"), ("rs5m", "img_content", "caption")):
+        dataset = load_hf({"train": urls[names]}, member_names=names, subset="rs3", split="train",
+                          cache_dir=str(run / f"hf-cache-{names}"))
+        assert set(dataset["__key__"]) == train and len(dataset) == len(train)
+        for row in dataset:
+            source = final[row["__key__"]]
+            assert row[caption] == source["caption"]
+            assert row[image].mode == "RGB"
+            assert row[image].size == __import__("PIL.Image", fromlist=["Image"]).open(run / source["image_path"]).size
+            meta = row["json"]
+            assert meta["uid"] == row["__key__"] and meta["img_name"] == source["img_name"]
+            assert meta["geo"] == (source["geo"] or "") and meta["labels"] == "|".join(source["labels"] or [])
+            if names == "rs5m":
+                assert row["img_name"] == source["img_name"]

@@ -80,8 +80,8 @@ def test_rs3_round_trip_and_standard_names(run):
             assert members["jpg"] == (run / row["image_path"]).read_bytes()
             assert members["txt"].decode() == row["caption"]
             meta = json.loads(members["json"])
-            assert meta["img_name"] == row["img_name"] and meta["labels"] == list(row["labels"])
-            assert meta["geo"] == row["geo"] and meta["clip_score"] is None and meta["url"] is None
+            assert meta["img_name"] == row["img_name"] and meta["labels"] == "|".join(row["labels"] or [])
+            assert meta["geo"] == (row["geo"] or "") and "clip_score" not in meta and "url" not in meta
             assert "image_path" not in meta  # machine-local paths would break byte-identity
             assert key > previous  # uid order
             previous = key
@@ -183,10 +183,107 @@ def test_pub11_meta_captions_in_json_and_prepended_caption(run):
             info, caption = json.loads(members["json"]), members["caption"].decode()
             extra = by_uid.get(key)
             if extra and extra["meta_caption"]:
-                assert info["meta_caption"] == extra["meta_caption"] and info["labels"] == extra["labels"]
+                assert info["meta_caption"] == extra["meta_caption"] and info["labels"] == "|".join(extra["labels"])
                 assert info["geo"] == extra["geo"]
                 assert caption == f"{extra['meta_caption']} {final[key]['caption']}"
                 seen.add(info["source"])
             else:
-                assert info["meta_caption"] is None and caption == final[key]["caption"]
+                assert info["meta_caption"] == "" and caption == final[key]["caption"]
     assert seen == {"cc3m", "yfcc15m"}
+
+
+def _json_types(value):
+    return [type(item).__name__ for item in value] if isinstance(value, list) else type(value).__name__
+
+
+def test_json_member_has_one_schema_per_subset(run):
+    """Every sample of a subset has the same keys with the same JSON types (no null-vs-string, no
+    empty list), the schema `PROVENANCE_FIELDS` declares."""
+    from rs5m.assemble.shards import PROVENANCE_FIELDS
+
+    kinds = {"string": "str", "int64": "int", "float64": "float"}
+    for subset in (PUB11, RS3):
+        manifest = _write(run, subset, out=f"schema-{subset}")
+        seen = 0
+        for shard in manifest.shards:
+            for _, members in iter_shard_samples(run / f"schema-{subset}" / shard.path):
+                meta = json.loads(members["json"])
+                assert list(meta) == sorted(PROVENANCE_FIELDS[subset])
+                for name, kind in PROVENANCE_FIELDS[subset].items():
+                    if kind == "list<string>":
+                        assert meta[name] and all(isinstance(item, str) for item in meta[name])
+                    else:
+                        assert type(meta[name]).__name__ == kinds[kind], (name, meta[name])
+                seen += 1
+        assert seen == len(pq.read_table(run / f"results/{subset}/final.parquet"))
+
+
+def test_target_bytes_counts_the_whole_tar(run):
+    manifest = _write(run, PUB11, out="size", target_bytes=30_000)
+    sizes = [shard.bytes for shard in manifest.shards]
+    assert len(sizes) > 2 and all(size <= 30_000 for size in sizes)
+    assert all((run / "size" / shard.path).stat().st_size == shard.bytes for shard in manifest.shards)
+
+
+def test_fixed_shard_count(run):
+    """shards.count: exactly that many tars per split, names 0000..count-1, empty ones included,
+    every sample once, in the size-based writer's order, of about equal size."""
+    final = pq.read_table(run / "results/pub11/final.parquet").to_pylist()
+    by_size = _write(run, PUB11, out="bysize", target_bytes=10**9)
+    manifest = _write(run, PUB11, out="count", count=6)
+    assert manifest.count == 6 and Manifest.read(run / "count/pub11.manifest.json") == manifest
+    order = {"train": [], "val": []}
+    for split in ("train", "val"):
+        shards = [s for s in manifest.shards if s.split == split]
+        assert [s.path for s in shards] == [f"{split}/pub11-{split}-{n:04d}.tar" for n in range(6)]
+        for shard in shards:
+            path = run / "count" / shard.path
+            assert path.stat().st_size == shard.bytes and hashlib.sha256(path.read_bytes()).hexdigest() == shard.sha256
+            keys = [key for key, _ in iter_shard_samples(path)]
+            assert len(keys) == shard.samples
+            order[split] += keys
+        full = [s for s in shards if s.samples]
+        assert max(s.bytes for s in full) < 2.5 * min(s.bytes for s in full)
+        [single] = [s for s in by_size.shards if s.split == split]
+        assert order[split] == [key for key, _ in iter_shard_samples(run / "bysize" / single.path)]
+    assert sorted(order["train"] + order["val"]) == sorted(r["uid"] for r in final)
+    # More shards than samples: the missing ones are empty tars, still readable.
+    many = _write(run, RS3, out="many", count=40)
+    assert len(many.shards) == 80 and any(s.samples == 0 for s in many.shards)
+    empty = next(s for s in many.shards if s.samples == 0)
+    assert (run / "many" / empty.path).stat().st_size == 10240 and list(iter_shard_samples(run / "many" / empty.path)) == []
+
+
+def test_shard_indices_balance_bytes():
+    from rs5m.assemble.shards import shard_indices
+
+    assert shard_indices([10] * 8, 4) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert shard_indices([100, 1, 1, 1, 1], 2) == [0, 1, 1, 1, 1]
+    assert shard_indices([5, 5], 4) == [0, 2]
+    assert shard_indices([], 3) == []
+
+
+@pytest.mark.parametrize("subset,options", [(PUB11, {"target_bytes": 20_000}), (PUB11, {"count": 5}),
+                                            (RS3, {"target_bytes": 20_000})])
+def test_shard_groups_write_the_single_job_bytes(run, subset, options):
+    """shards.jobs: each group writes its own range of shards; merged, the manifest and every tar
+    equal what one job writes, and stale tars of an earlier run are removed by the merge."""
+    from rs5m.assemble.shards import merge_manifests
+
+    tag = f"{subset}-{options.get('count', 'size')}"
+    single = _write(run, subset, out=f"one-{tag}", **options)
+    out = run / f"groups-{tag}"
+    (out / "train").mkdir(parents=True)
+    (out / f"train/{subset}-train-0999.tar").write_bytes(b"stale")
+    parts = []
+    for group in range(3):
+        parts.append(out / f"part-{group}.json")
+        write_subset_shards(subset, run / f"results/{subset}/final.parquet", out, parts[-1], base_dir=run,
+                            val_fraction=0.2, member_names="rs5m", group=group, groups=3,
+                            **{"target_bytes": 20_000, **options})
+    assert sum(bool(Manifest.read(part).shards) for part in parts) >= 2
+    merged = merge_manifests(parts, out / f"{subset}.manifest.json", out)
+    assert merged == single and len(single.shards) >= 3
+    for shard in single.shards:
+        assert (out / shard.path).read_bytes() == (run / f"one-{tag}" / shard.path).read_bytes()
+    assert not (out / f"train/{subset}-train-0999.tar").exists()

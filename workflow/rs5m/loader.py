@@ -106,20 +106,35 @@ def make_loader(urls: str | list[str], batch_size: int = 400, shuffle: int = 10_
     """
     import random
 
-    import webdataset as wds
-
     preprocess = FastClipPreprocess(image_size) if draft else clip_preprocess(image_size)
-    pipeline = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    pipeline = web_dataset(urls)
     if shuffle:
         pipeline = pipeline.shuffle(shuffle, rng=random.Random(seed))
     return pipeline.map(sample_to_pair(preprocess, image_size if draft else None)).batched(batch_size)
 
 
-def hf_features(member_names: str = "standard", image_ext: str = "jpg"):
-    """`datasets.Features` of the shards, for `load_dataset("webdataset", ..., features=...)`.
+def web_dataset(urls: str | list[str], **kwargs):
+    """`webdataset.WebDataset(urls)` reading the shards in the given order, with the pinned
+    webdataset (0.2.86, the newest that open_clip's training pipeline accepts) or a newer one
+    (which shuffles shards unless told `shardshuffle=False` and fails on empty shards unless told
+    `empty_check=False`; 0.2.86 has no `empty_check` and treats `shardshuffle=False` as a shuffle)."""
+    import inspect
 
-    `datasets` infers a schema from the first five samples; where those leave a field None
-    (no scores in RS3, no meta-caption in MillionAID) giving the features avoids a failed cast.
+    import webdataset as wds
+
+    if "empty_check" in inspect.signature(wds.WebDataset.__init__).parameters:
+        kwargs = {"shardshuffle": False, "empty_check": False, **kwargs}
+    return wds.WebDataset(urls, **kwargs)
+
+
+def hf_features(member_names: str = "standard", subset: str = "pub11", image_ext: str = "jpg"):
+    """`datasets.Features` of one subset's shards, for `load_dataset("webdataset", ..., features=...)`.
+
+    The standard layout loads without it (every sample of a subset has the same JSON schema, and
+    `datasets` decodes `.jpg` and `.txt` by extension). The `rs5m` layout needs it: `datasets` knows
+    neither `.img_content` nor `.caption`, so the image is declared an `Image` and the caption and
+    image name stay bytes (`binary`) here; `load_hf` casts them to text (Arrow's UTF-8 cast), since a
+    `string` feature would turn the bytes into their repr ("b'...'").
     """
     import datasets
 
@@ -131,9 +146,27 @@ def hf_features(member_names: str = "standard", image_ext: str = "jpg"):
     features = {}
     if names["img_name"]:
         features[names["img_name"]] = datasets.Value("binary")
-    features[names["image"] or image_ext] = datasets.Image() if not names["image"] else datasets.Value("binary")
-    features[names["caption"]] = datasets.Value("string")
-    features[names["json"]] = {name: kinds[kind] for name, kind in PROVENANCE_FIELDS.items()}
+    features[names["image"] or image_ext] = datasets.Image()
+    features[names["caption"]] = datasets.Value("string" if names["caption"] == "txt" else "binary")
+    features[names["json"]] = {name: kinds[kind] for name, kind in sorted(PROVENANCE_FIELDS[subset].items())}
     features["__key__"] = datasets.Value("string")
     features["__url__"] = datasets.Value("string")
     return datasets.Features(features)
+
+
+def load_hf(data_files: dict[str, list[str]] | list[str], member_names: str = "rs5m", subset: str = "pub11", **kwargs):
+    """`datasets.load_dataset("webdataset", data_files=...)` for one subset, with text captions in
+    either layout: the standard layout as it loads by itself, the `rs5m` layout with `hf_features`
+    and its `caption`/`img_name` bytes cast to strings."""
+    import datasets
+
+    from rs5m.assemble.shards import MEMBER_NAMES
+
+    names = MEMBER_NAMES[member_names]
+    if names["image"] is None:
+        return datasets.load_dataset("webdataset", data_files=data_files, **kwargs)
+    loaded = datasets.load_dataset("webdataset", data_files=data_files,
+                                   features=hf_features(member_names, subset), **kwargs)
+    for column in (names["caption"], names["img_name"]):
+        loaded = loaded.cast_column(column, datasets.Value("string"))
+    return loaded

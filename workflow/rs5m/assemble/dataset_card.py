@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from rs5m.assemble.card_loading import loading_section
 from rs5m.assemble.shards import MEMBER_NAMES, SUBSETS, Manifest
 from rs5m.assemble.split import SPLITS
 
@@ -135,7 +136,9 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
         "",
         f"WebDataset tars `{{train,val}}/{{pub11,rs3}}-{{split}}-NNNN.tar`; each sample has the members {members}. "
         "The key is the sample's `uid` (16 hex digits, stable across rebuilds); the JSON member carries "
-        "provenance (source, url, scores, matched keywords, labels, geo fields). `<subset>.manifest.json` "
+        "provenance (source, url, scores, matched keywords, labels, geo fields) with the same keys and types "
+        "in every sample of a subset (missing text is `\"\"`, labels are one `|`-joined string, `geo` is JSON "
+        "text). `<subset>.manifest.json` "
         "lists every tar with its sample count, size and sha256. CSV metafiles are in `../metafiles/`.",
         "",
         *shard_lines,
@@ -144,6 +147,7 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
         "",
         *_counts_table(manifests),
         "",
+        *loading_section(manifests),
         "## How it was built",
         "",
         "Keyword filter over the sources' metadata, URL safety and URL deduplication, download "

@@ -19,7 +19,7 @@ from rs5m.assemble.split import TRAIN, VAL, split_of
 
 PUB11_COLUMNS = ["file_name", "text", "uid", "source", "url", "matched_keywords", "width", "height",
                  "clip_score", "rs_score", "meta_caption", "labels"]
-RS3_COLUMNS = ["name", "subset", "dataset", "uid", "caption", "top_cap", "ssl_cap", "meta_caption", "labels"]
+RS3_COLUMNS = ["name", "caption", "subset", "dataset", "uid", "top_cap", "ssl_cap", "meta_caption", "labels"]
 NER_COLUMNS = ["img_name", "text", "entity"]
 LIST_SEPARATOR = "|"
 

@@ -13,7 +13,13 @@ temporary name, renamed when complete, so a rerun after a crash gives the same b
 Determinism: members have safe names (`<uid>.<ext>`), fixed mtime/owner/mode, and a fixed order:
 PUB11 samples go tar by tar (download tars sorted by path, each read once, front to back), sorted
 by uid within each tar; RS3 samples are sorted by uid. A shard is closed when the next sample
-would take it past `target_bytes`. Image bytes are copied as they are, never re-encoded.
+would take the whole tar (end-of-archive padding included) past `target_bytes`; with
+`shards.count`, a first pass over the sizes alone spreads each split over exactly that many tars.
+Image bytes are copied as they are, never re-encoded.
+
+Parallel jobs (`shards.jobs`): every `shards_part` job plans the whole subset from sizes (the same
+roll-over rule), writes only its contiguous range of each split's tars and a part manifest;
+`merge_manifests` joins them into the manifest one job would write (tests check the bytes match).
 
 Tar code by hand, not `tarfile`: `benchmarks/bench_shards.py` writes the same, byte-identical
 shards both ways (10,000 images of 100 KiB, 2 shared cores): USTAR headers built here and the
@@ -97,6 +103,7 @@ class Manifest:
     val_fraction: float
     shards: list[ShardInfo] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> split -> samples
+    count: int | None = None  # shards.count: tars per split, or None for size-based
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -156,72 +163,145 @@ _FIXED_TAIL = (tarfile.REGTYPE + b"\0" * 100 + b"ustar\x0000" + b"\0" * 32 + b"\
 _TAIL_SUM = sum(_FIXED_TAIL)
 
 
-class _HashingFileWriter:
-    """Writes and sha256-hashes byte strings, in order, on a background thread.
+def _writev_all(fd: int, pieces: list) -> None:
+    """Write every piece, in order, with as few `writev` calls as the kernel allows (no join)."""
+    start = 0
+    while start < len(pieces):
+        chunk = pieces[start:start + _IOV_MAX]
+        written = os.writev(fd, chunk)
+        for piece in chunk:
+            if written < len(piece):
+                break
+            written -= len(piece)
+            start += 1
+        else:
+            continue
+        # A short write (rare on regular files): the rest of this piece, then go on.
+        pieces[start] = memoryview(pieces[start])[written:]
 
-    Both file writes and hashlib release the GIL, so the bytes are written and hashed while the
-    caller builds the next samples; a bounded queue keeps at most a few MiB in flight.
+
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
+
+
+class _HashingFileWriter:
+    """Writes byte strings to a file and sha256-hashes them, in order, on two background threads.
+
+    The caller hands over pieces (bytes, or memoryviews of the mapped download tars). One thread
+    writes them with `os.writev`, so the kernel copies straight from the pieces and nothing is joined
+    in Python (a join holds the GIL for the whole memcpy); the other hashes them. Both release the
+    GIL, so writing, hashing and the caller's sample building run at once; bounded queues keep at
+    most a few MiB in flight.
     """
 
     _BATCH_BYTES = 1 << 20
+    _IN_FLIGHT = 8
 
     def __init__(self, path: Path):
-        self._file = open(path, "wb")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue = queue.Queue(maxsize=8)
-        self._batch: list[bytes] = []
+        self._queues = (queue.Queue(maxsize=self._IN_FLIGHT), queue.Queue(maxsize=self._IN_FLIGHT))
+        self._batch: list = []
         self._batch_bytes = 0
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._drain, args=(work, queue_), daemon=True)
+                         for work, queue_ in zip((self._write_batch, self._hash_batch), self._queues)]
+        for thread in self._threads:
+            thread.start()
 
-    def _drain(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self._error is None:
+    def _write_batch(self, batch: list) -> None:
+        _writev_all(self._fd, batch)
+
+    def _hash_batch(self, batch: list) -> None:
+        update = self._hash.update
+        for piece in batch:
+            update(piece)
+
+    def _drain(self, work, source: queue.Queue) -> None:
+        while (batch := source.get()) is not None:
+            if not self._errors:
                 try:
-                    # One join (a memcpy) gives one hash call and one write per MiB instead of
-                    # two per image: each releases the GIL, and regaining it can wait for the
-                    # caller's thread to reach its switch interval.
-                    data = b"".join(batch)
-                    self._hash.update(data)
-                    self._file.write(data)
+                    work(batch)
                 except BaseException as error:  # reported by close(), in the caller's thread
-                    self._error = error
+                    self._errors.append(error)
 
-    def write(self, *pieces: bytes) -> None:
+    def _put(self, batch: list) -> None:
+        self._queues[0].put(batch)
+        self._queues[1].put(list(batch) if batch is not None else None)  # the writer may slice its copy
+
+    def write(self, *pieces: bytes | memoryview) -> None:
         self._batch.extend(pieces)
         self._batch_bytes += sum(map(len, pieces))
         if self._batch_bytes >= self._BATCH_BYTES:
-            self._queue.put(self._batch)
+            self._put(self._batch)
             self._batch, self._batch_bytes = [], 0
 
     def close(self) -> str:
         """Flush, close and return the hex sha256 of everything written."""
-        self._queue.put(self._batch)
-        self._queue.put(None)
-        self._thread.join()
-        self._file.close()
-        if self._error is not None:
-            raise self._error
+        self._put(self._batch)
+        self._put(None)
+        for thread in self._threads:
+            thread.join()
+        os.close(self._fd)
+        if self._errors:
+            raise self._errors[0]
         return self._hash.hexdigest()
 
 
-class ShardSetWriter:
-    """Writes `{split}/{subset}-{split}-NNNN.tar` under `shards_dir`, rolling over at `target_bytes`.
+def tar_size(content_bytes: int) -> int:
+    """Size of a tar whose members (headers, data, padding) take `content_bytes`: with the two
+    end-of-archive blocks and the zero-fill to a whole record that tarfile writes."""
+    end = content_bytes + 2 * BLOCK
+    return end + (-end % RECORD)
 
+
+def shard_indices(sizes: list[int], count: int) -> list[int]:
+    """The shard (0..count-1) of each sample, in order, for `count` shards of about equal bytes:
+    a sample goes to the shard its first byte falls in. Indices never decrease and shard 0 is never
+    empty; with fewer samples than shards some later shards stay empty."""
+    total, offset, out = sum(sizes), 0, []
+    for size in sizes:
+        out.append(offset * count // total if total else 0)
+        offset += size
+    return out
+
+
+def rollover_indices(sizes: list[int], target_bytes: int) -> list[int]:
+    """The shard of each sample under size-based roll-over: the rule `ShardSetWriter.add` applies
+    while writing, computed from the sizes alone (so a group of shards can be written by itself)."""
+    out, index, used, samples = [], 0, 0, 0
+    for size in sizes:
+        if samples and tar_size(used + size) > target_bytes:
+            index, used, samples = index + 1, 0, 0
+        out.append(index)
+        used += size
+        samples += 1
+    return out
+
+
+class ShardSetWriter:
+    """Writes `{split}/{subset}-{split}-NNNN.tar` under `shards_dir`.
+
+    Without `count`, a tar is closed when the next sample would take the whole tar (end-of-archive
+    padding included) past `target_bytes`. With `count`, `add` is given each sample's shard index
+    (`shard_indices`) and exactly `count` tars are written, empty ones included.
     Headers and padding are written by hand (USTAR, the layout `tarfile` itself writes) so that
     the image bytes go from the input buffer to the file once, hashed on the way.
     """
 
-    def __init__(self, shards_dir: Path, subset: str, split: str, target_bytes: int, member_names: str):
+    def __init__(self, shards_dir: Path, subset: str, split: str, target_bytes: int, member_names: str,
+                 count: int | None = None, start: int = 0, stop: int | None = None):
         if target_bytes <= 0:
             raise ValueError(f"shards.target_bytes must be positive, got {target_bytes}")
         if member_names not in MEMBER_NAMES:
             raise ValueError(f"shards.member_names must be one of {sorted(MEMBER_NAMES)}, got {member_names!r}")
+        if count is not None and not 1 <= count <= 10000:
+            raise ValueError(f"shards.count must be between 1 and 10,000, got {count}")
         self.shards_dir = Path(shards_dir)
         self.subset, self.split = subset, split
-        self.target_bytes, self.member_names = target_bytes, member_names
+        self.target_bytes, self.member_names, self.count = target_bytes, member_names, count
         self.shards: list[ShardInfo] = []
+        # This writer's shard numbers: start .. stop - 1 (a group of a subset's shards, or all).
+        self._next, self._stop = start, (count if stop is None else stop)
         self._file = None
         self._tmp: Path | None = None
 
@@ -231,7 +311,7 @@ class ShardSetWriter:
         return f"{self.split}/{self.subset}-{self.split}-{index:04d}.tar"
 
     def _open(self) -> None:
-        name = self.shard_name(len(self.shards))
+        name = self.shard_name(self._next)
         path = self.shards_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = path.with_name(path.name + ".tmp")
@@ -245,17 +325,25 @@ class ShardSetWriter:
         self._file.write(data)
         self._size += len(data)
 
-    def add(self, sample: Sample) -> None:
-        parts = []
-        for name, data in sample_members(sample, self.member_names):
-            parts += (_ustar_header(name, len(data)), data, _ZEROS[: -len(data) % BLOCK])
-        # Pieces go to the writer thread as they are: joining them would copy every image again.
-        size = sum(map(len, parts))
-        if self._file is not None and self._count and self._size + size > self.target_bytes:
-            self._close_shard()
+    def add(self, sample: Sample, index: int | None = None) -> None:
+        pieces = sample_pieces(sample, self.member_names)
+        size = sum(map(len, pieces))
+        if index is None:
+            if self.count is not None:
+                raise ValueError("with shards.count every sample needs its shard index")
+            if self._file is not None and self._count and tar_size(self._size + size) > self.target_bytes:
+                self._close_shard()
+        else:
+            if not self._next <= index < (self._stop if self._stop is not None else 10000):
+                raise ValueError(f"shard index {index} out of order (at {self._next}, stop {self._stop})")
+            while self._next < index:  # the shards before `index` are finished, empty ones too
+                if self._file is None:
+                    self._open()
+                self._close_shard()
         if self._file is None:
             self._open()
-        self._file.write(*parts)
+        # Pieces go to the writer threads as they are: joining them would copy every image again.
+        self._file.write(*pieces)
         self._size += size
         self._count += 1
         self._first = self._first or sample.key
@@ -263,17 +351,43 @@ class ShardSetWriter:
 
     def _close_shard(self) -> None:
         # End-of-archive: two zero blocks, then zero-fill to a whole record, as tarfile does.
-        self._write(b"\0" * (2 * BLOCK))
-        self._write(b"\0" * (-self._size % RECORD))
+        self._write(bytes(tar_size(self._size) - self._size))
         digest = self._file.close()
         os.replace(self._tmp, self.shards_dir / self._name)
         self.shards.append(ShardInfo(self._name, self.split, self._count, self._size, digest, self._first, self._last))
         self._file = None
+        self._next += 1
 
     def close(self) -> list[ShardInfo]:
         if self._file is not None:
             self._close_shard()
+        while self._stop is not None and self._next < self._stop:
+            self._open()
+            self._close_shard()
         return self.shards
+
+
+def record_size(sample: Sample, member_names: str) -> int:
+    """Bytes the sample takes in a tar (headers, data, padding)."""
+    return sum(BLOCK + len(data) + (-len(data) % BLOCK) for _, data in sample_members(sample, member_names))
+
+
+def sample_pieces(sample: Sample, member_names: str) -> list:
+    """The tar bytes of one sample as few pieces: the small members joined around the image, which
+    stays the caller's buffer (a slice of a mapped download tar is copied only by the write)."""
+    pieces, small = [], []
+    for name, data in sample_members(sample, member_names):
+        header, padding = _ustar_header(name, len(data)), _ZEROS[: -len(data) % BLOCK]
+        if len(data) >= _SMALL:
+            pieces += (b"".join(small) + header, data)
+            small = [padding]
+        else:
+            small += (header, data, padding)
+    pieces.append(b"".join(small))
+    return pieces
+
+
+_SMALL = 1 << 14
 
 
 def remove_stale_shards(shards_dir: Path, subset: str) -> None:
@@ -291,32 +405,43 @@ def _clean(value: Any) -> Any:
     return value
 
 
-# The JSON member has these keys, with these types, in both subsets (None where a subset has no
-# such value), so readers that infer a schema from a few samples (Hugging Face `datasets`) meet
-# one schema. `geo` is JSON text: its fields differ between datasets.
+# The JSON member of each subset has these keys with these types in every sample, so readers that
+# infer a schema from the first few samples (Hugging Face `datasets` infers it from five) meet the
+# same one later: a missing text is "", lists of labels are one "|"-joined string (an empty JSON list
+# would be inferred as a list of nulls), and keys a subset has no values for are absent from all of
+# its samples. `geo` is JSON text: its fields differ between datasets. `matched_keywords` is never
+# empty for a kept PUB11 sample (the keyword filter kept it for a match).
+LIST_SEPARATOR = "|"
 PROVENANCE_FIELDS = {
-    "uid": "string", "subset": "string", "source": "string", "split": "string", "img_name": "string",
-    "url": "string", "matched_keywords": "list<string>", "labels": "list<string>", "width": "int64",
-    "height": "int64", "clip_score": "float64", "rs_score": "float64", "geo": "string", "top_cap": "string",
-    "ssl_cap": "string", "meta_caption": "string",
+    PUB11: {
+        "uid": "string", "subset": "string", "source": "string", "split": "string", "img_name": "string",
+        "url": "string", "matched_keywords": "list<string>", "width": "int64", "height": "int64",
+        "clip_score": "float64", "rs_score": "float64", "labels": "string", "geo": "string",
+        "meta_caption": "string",
+    },
+    RS3: {
+        "uid": "string", "subset": "string", "source": "string", "split": "string", "img_name": "string",
+        "labels": "string", "geo": "string", "top_cap": "string", "ssl_cap": "string", "meta_caption": "string",
+    },
 }
 
 
-# Only read (by the JSON encoder), never changed, so the empty lists can be shared.
-_EMPTY_PROVENANCE = {name: ([] if kind.startswith("list") else None) for name, kind in PROVENANCE_FIELDS.items()}
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
-def _provenance(**values: Any) -> dict:
-    return {**_EMPTY_PROVENANCE, **values}
+def _joined(values: Any) -> str:
+    return LIST_SEPARATOR.join(str(value) for value in (values if values is not None else ()))
 
 
 def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
-    return _provenance(
-        uid=row[UID], subset=PUB11, source=row["source"], split=split, img_name=img_name, url=row.get("url"),
-        matched_keywords=list(row.get("matched_keywords") or []), width=row.get("width"), height=row.get("height"),
-        clip_score=_clean(row.get("clip_score")), rs_score=_clean(row.get("rs_score")),
-        labels=list(row.get("labels") or []), geo=row.get("geo") or None, meta_caption=row.get("meta_caption") or None,
-    )
+    return {
+        "uid": row[UID], "subset": PUB11, "source": row["source"], "split": split, "img_name": img_name,
+        "url": _text(row.get("url")), "matched_keywords": [str(k) for k in row.get("matched_keywords") or []],
+        "width": row.get("width"), "height": row.get("height"), "clip_score": _clean(row.get("clip_score")),
+        "rs_score": _clean(row.get("rs_score")), "labels": _joined(row.get("labels")), "geo": _text(row.get("geo")),
+        "meta_caption": _text(row.get("meta_caption")),
+    }
 
 
 PUB11_CAPTION_MODES = ("keep", "prepend")
@@ -342,11 +467,11 @@ def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: s
 
 
 def _rs3_provenance(row: dict, split: str) -> dict:
-    return _provenance(
-        uid=row[UID], subset=RS3, source=row["dataset"], split=split, img_name=row["img_name"],
-        labels=list(row.get("labels") or []), geo=row.get("geo") or None, top_cap=row.get("top_cap"),
-        ssl_cap=row.get("ssl_cap"), meta_caption=row.get("meta_caption"),
-    )
+    return {
+        "uid": row[UID], "subset": RS3, "source": row["dataset"], "split": split, "img_name": row["img_name"],
+        "labels": _joined(row.get("labels")), "geo": _text(row.get("geo")), "top_cap": _text(row.get("top_cap")),
+        "ssl_cap": _text(row.get("ssl_cap")), "meta_caption": _text(row.get("meta_caption")),
+    }
 
 
 def pub11_img_name(row: dict) -> str:
@@ -431,10 +556,21 @@ def pub11_samples(rows: list[dict], base_dir: Path, val_fraction: float) -> Iter
                                 _pub11_provenance(row, split, img_name))
 
 
-def rs3_samples(rows: list[dict], base_dir: Path, val_fraction: float) -> Iterator[tuple[str, Sample]]:
+class _Unread:
+    """Stands for an image file's bytes where only their number is needed (shard sizing)."""
+
+    def __init__(self, path: Path):
+        self.size = path.stat().st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def rs3_samples(rows: list[dict], base_dir: Path, val_fraction: float, read: bool = True) -> Iterator[tuple[str, Sample]]:
     for row in sorted(rows, key=lambda r: r[UID]):
         split = split_of(row[UID], val_fraction)
-        image = (base_dir / row["image_path"]).read_bytes()
+        path = base_dir / row["image_path"]
+        image = path.read_bytes() if read else _Unread(path)
         yield split, Sample(row[UID], row["img_name"], image, row["caption"] or "", _rs3_provenance(row, split))
 
 
@@ -449,10 +585,18 @@ def write_subset_shards(
     base_dir: str | Path = ".",
     pub11_meta: str | Path | None = None,
     pub11_caption: str = "keep",
+    count: int | None = None,
+    group: int = 0,
+    groups: int = 1,
 ) -> Manifest:
     """Write the train and val tars of one subset and its manifest; returns the manifest.
 
     `pub11_meta` is the PUB11 meta-caption table, applied with `pub11_caption` (attach_pub11_meta).
+    `count` (shards.count): exactly that many tars per split, of about equal size, found by a first
+    pass that reads the sizes only (tar headers, file sizes); otherwise `target_bytes` decides.
+    With `groups` > 1 (shards.jobs), this job writes only group `group` of each split's shards (a
+    contiguous range, planned from the sizes as above) and `manifest` is its part, which
+    `merge_manifests` joins; every group's tars are the bytes a single job writes.
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
@@ -463,22 +607,87 @@ def write_subset_shards(
     uids = [row[UID] for row in rows]
     if len(set(uids)) != len(uids):
         raise ValueError(f"{final}: duplicate uids; every sample must be in exactly one shard")
-    remove_stale_shards(shards_dir, subset)
-    writers = {split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names) for split in SPLITS}
-    samples = (pub11_samples if subset == PUB11 else rs3_samples)(rows, base_dir, val_fraction)
+    if not 0 <= group < groups:
+        raise ValueError(f"shard group {group} is not in 0..{groups - 1}")
+    samples_of = pub11_samples if subset == PUB11 else rs3_samples
+    shard_of: dict[str, int] | None = None
+    ranges: dict[str, tuple[int, int | None]] = {split: (0, None) for split in SPLITS}
+    if count is not None or groups > 1:
+        # Plan first, from sizes only (tar headers, file sizes): which shard each sample goes to.
+        sizes: dict[str, list[int]] = {split: [] for split in SPLITS}
+        keys: dict[str, list[str]] = {split: [] for split in SPLITS}
+        sizing = samples_of(rows, base_dir, val_fraction) if subset == PUB11 else rs3_samples(rows, base_dir, val_fraction, read=False)
+        for split, sample in sizing:
+            sizes[split].append(record_size(sample, member_names))
+            keys[split].append(sample.key)
+        shard_of = {}
+        for split in SPLITS:
+            indices = shard_indices(sizes[split], count) if count is not None else rollover_indices(sizes[split], target_bytes)
+            total = count if count is not None else (indices[-1] + 1 if indices else 0)
+            low, high = total * group // groups, total * (group + 1) // groups
+            ranges[split] = (low, high)
+            shard_of.update((key, index) for key, index in zip(keys[split], indices) if low <= index < high)
+        rows = [row for row in rows if row[UID] in shard_of]
+    if groups == 1:
+        remove_stale_shards(shards_dir, subset)
+    writers = {split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names, count, *ranges[split])
+               for split in SPLITS}
     counts: dict[str, dict[str, int]] = {}
-    for split, sample in samples:
-        writers[split].add(sample)
+    for split, sample in samples_of(rows, base_dir, val_fraction):
+        writers[split].add(sample, None if shard_of is None else shard_of[sample.key])
         per_source = counts.setdefault(sample.provenance["source"], {TRAIN: 0, VAL: 0})
         per_source[split] += 1
     result = Manifest(subset, member_names, int(target_bytes), float(val_fraction),
-                      [info for split in SPLITS for info in writers[split].close()], dict(sorted(counts.items())))
+                      [info for split in SPLITS for info in writers[split].close()], dict(sorted(counts.items())),
+                      None if count is None else int(count))
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(manifest) + ".tmp")
     tmp.write_text(result.to_json())
     os.replace(tmp, manifest)
     log.info("%s: %d shards, %s", subset, len(result.shards), result.counts)
     return result
+
+
+def merge_manifests(parts: list[str | Path], manifest: str | Path, shards_dir: str | Path) -> Manifest:
+    """Join the part manifests of one subset's shard groups into the manifest a single job writes,
+    and delete the subset's tars that it does not list (left by an earlier run with more shards)."""
+    loaded = [Manifest.read(path) for path in parts]
+    if not loaded:
+        raise ValueError("no part manifests to merge")
+    first = loaded[0]
+    counts: dict[str, dict[str, int]] = {}
+    for part in loaded:
+        if (part.subset, part.member_names, part.target_bytes, part.val_fraction, part.count) != (
+                first.subset, first.member_names, first.target_bytes, first.val_fraction, first.count):
+            raise ValueError(f"part manifests of different builds: {parts}")
+        for source, splits in part.counts.items():
+            total = counts.setdefault(source, {TRAIN: 0, VAL: 0})
+            for split, number in splits.items():
+                total[split] += number
+    shards = sorted((info for part in loaded for info in part.shards), key=lambda i: (SPLITS.index(i.split), i.path))
+    if len({info.path for info in shards}) != len(shards):
+        raise ValueError("two shard groups wrote the same tar")
+    result = Manifest(first.subset, first.member_names, first.target_bytes, first.val_fraction, shards,
+                      dict(sorted(counts.items())), first.count)
+    listed = {info.path for info in shards}
+    for split in SPLITS:
+        folder = Path(shards_dir) / split
+        if folder.is_dir():
+            for path in sorted(folder.glob(f"{first.subset}-{split}-*.tar*")):
+                if f"{split}/{path.name}" not in listed:
+                    path.unlink()
+    tmp = Path(str(manifest) + ".tmp")
+    tmp.write_text(result.to_json())
+    os.replace(tmp, manifest)
+    return result
+
+
+def shards_job(parts: list[str | Path], manifest: str | Path, shards_dir: str | Path, **write: Any) -> Manifest:
+    """Rule `shards`: merge the part manifests of `shards_part` jobs (shards.jobs > 1), or write
+    the whole subset (`write_subset_shards(**write)`)."""
+    if parts:
+        return merge_manifests(parts, manifest, shards_dir)
+    return write_subset_shards(manifest=manifest, shards_dir=shards_dir, **write)
 
 
 def iter_shard_samples(tar_path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:

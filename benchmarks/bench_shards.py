@@ -38,8 +38,9 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from rs5m.columns import make_uid
-from rs5m.assemble.shards import (BLOCK, FIXED_MODE, FIXED_MTIME, PUB11, Sample, _pub11_provenance, pub11_img_name,
-                         _HashingFileWriter, read_tar_members, sample_members, write_subset_shards)
+from rs5m.tar import BLOCK, FIXED_MODE, FIXED_MTIME, read_tar_members
+from rs5m.assemble.shards import PUB11, Sample, _pub11_provenance, pub11_img_name, sample_members, write_subset_shards
+from rs5m.tar import HashingFileWriter
 from rs5m.assemble.split import SPLITS, split_of
 
 TARGET_BYTES = 64 << 20
@@ -108,7 +109,7 @@ def shard_write(run: Path, shards: Path) -> tuple[float, float, dict[str, str]]:
     return time.perf_counter() - started, time.process_time() - cpu, {s.path: s.sha256 for s in manifest.shards}
 
 
-class _HashingSink(_HashingFileWriter):
+class _HashingSink(HashingFileWriter):
     """rs5m's background write+hash thread as the file object tarfile writes to: the same I/O."""
 
     def __init__(self, path: Path):

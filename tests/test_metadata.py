@@ -221,14 +221,14 @@ def test_a_url_repeated_across_files_and_chunks_gets_distinct_uids_and_one_survi
     files = []
     for i in range(3):
         files.append(tmp_path / f"part-{i}.parquet")
-        pq.write_table(pa.table({"URL": ["http://a/same.jpg", f"http://a/{i}.jpg", "http://a/same.jpg"],
+        pq.write_table(pa.table({"URL": ["http://img.example.org/same.jpg", f"http://img.example.org/{i}.jpg", "http://img.example.org/same.jpg"],
                                  "TEXT": [RS] * 3}), files[-1])
     chunks = [run(tmp_path / "c0", "laion2b", files[:2])[1], run(tmp_path / "c1", "laion2b", files[2:])[1]]
     uids = [u for chunk in chunks for u in chunk.column("uid").to_pylist()]
     assert len(uids) == 9 == len(set(uids))
-    assert uids[:3] == [make_uid("laion2b", "http://a/same.jpg", file="part-0.parquet"),
-                        make_uid("laion2b", "http://a/0.jpg", file="part-0.parquet"),
-                        make_uid("laion2b", "http://a/same.jpg", 1, file="part-0.parquet")]
+    assert uids[:3] == [make_uid("laion2b", "http://img.example.org/same.jpg", file="part-0.parquet"),
+                        make_uid("laion2b", "http://img.example.org/0.jpg", file="part-0.parquet"),
+                        make_uid("laion2b", "http://img.example.org/same.jpg", 1, file="part-0.parquet")]
     metadata = [tmp_path / "c0/out/laion2b.parquet", tmp_path / "c1/out/laion2b.parquet"]
     parts = [tmp_path / f"u{i}.parquet" for i in range(2)]
     stats = filter_and_dedup_urls([str(m) for m in metadata], [str(p) for p in parts], str(tmp_path / "u.stats.json"),

@@ -10,8 +10,8 @@ from PIL import Image
 
 from assembly_fakes import CC3M_LABELS, make_run
 from rs5m.pub11.pub11_metacaption import pub11_metacaptions
-from rs5m.assemble.shards import (PUB11, RS3, Manifest, Sample, ShardSetWriter, iter_shard_samples, read_tar_members,
-                         sample_members, write_subset_shards)
+from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
+from rs5m.tar import iter_shard_samples, read_tar_members
 from rs5m.assemble.split import split_of
 
 

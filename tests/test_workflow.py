@@ -146,7 +146,7 @@ def test_demo_bad_downloads_and_unsafe_urls_end_with_named_reasons(demo_run):
 
 
 def test_demo_pub11_meta_captions_reach_metafiles_and_shards(demo_run):
-    from rs5m.assemble.shards import iter_shard_samples
+    from rs5m.tar import iter_shard_samples
 
     rows = []
     for name in ("pub11_train_metadata.csv", "pub11_validation_metadata.csv"):

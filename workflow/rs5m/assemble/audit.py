@@ -22,7 +22,8 @@ from rs5m.columns import PUB11_SOURCES, UID
 from rs5m.pub11.download_part import REASONS as DOWNLOAD_REASONS
 from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
-from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest, iter_shard_samples
+from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
+from rs5m.tar import iter_shard_samples
 from rs5m.assemble.split import split_of
 from rs5m.assemble.funnel import PUB11_STAGES
 

@@ -124,3 +124,50 @@ def write_drops(path: str | Path, table: pa.Table) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.select(DROP_SCHEMA.names).cast(DROP_SCHEMA), path)
+
+
+class Ledger:
+    """One job's ledger, tallied as rows go by: per-source counts and one drop record per dropped row.
+
+    Every stage records through it (`keep`, `drop`, `drop_count`) and writes it once (`write`), so
+    the per-source bookkeeping and the `rows_in = kept + dropped` check exist in one place.
+    """
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.stats: dict[str, StageStats] = {}
+        self.drop_rows: list[dict] = []
+
+    def entry(self, source: str) -> StageStats:
+        """The source's counts (created at its first row)."""
+        entry = self.stats.get(source)
+        if entry is None:
+            entry = self.stats[source] = StageStats(self.stage, source)
+        return entry
+
+    def keep(self, source: str, count: int = 1) -> None:
+        entry = self.entry(source)
+        entry.rows_in += count
+        entry.kept += count
+
+    def drop(self, uid: str | None, source: str, reason: str, detail: str | None = None) -> None:
+        """A dropped row, counted and recorded with its reason."""
+        entry = self.entry(source)
+        entry.rows_in += 1
+        entry.drop(reason)
+        self.drop_rows.append({"uid": uid, "source": source, "stage": self.stage, "reason": reason, "detail": detail})
+
+    def drop_count(self, source: str, reason: str, count: int) -> None:
+        """Dropped rows counted only (no per-row record, e.g. the keyword stage's non-matches)."""
+        entry = self.entry(source)
+        entry.rows_in += count
+        entry.drop(reason, count)
+
+    def entries(self) -> list[StageStats]:
+        """The per-source counts, by source name."""
+        return [self.stats[source] for source in sorted(self.stats)]
+
+    def write(self, stats: str | Path, drops: str | Path) -> list[StageStats]:
+        """Write the drop records and the checked per-source counts (by source name)."""
+        write_drops(drops, drops_table(self.drop_rows))
+        return write_stats(stats, self.entries())

@@ -37,7 +37,7 @@ from rs5m import columns as col
 from rs5m.pub11.crawl_guard import CrawlSettings, reason_of
 from rs5m.pub11.crawl_guard import REASONS as GUARD_REASONS
 from rs5m.pub11.crawl_pacing import part_rate, spread_order
-from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats
 from rs5m.pub11.urls import url_host
 
 log = logging.getLogger(__name__)
@@ -295,20 +295,15 @@ def download_ledger(urls: str | Path, out_dir: str | Path, stats: str | Path, dr
             status.column("error_message").to_pylist(),
         )
     }
-    per_source: dict[str, StageStats] = {}
-    drop_rows = []
+    ledger = Ledger(STAGE)
     for uid, source in zip(wanted.column(col.UID).to_pylist(), wanted.column(col.SOURCE).to_pylist()):
-        entry = per_source.setdefault(source, StageStats(STAGE, source))
-        entry.rows_in += 1
         state, message = by_uid.get(uid, (None, None))
         if state in FETCHED:
-            entry.kept += 1
+            ledger.keep(source)
             continue
         reason, message = failure_reason(state, message)
-        entry.drop(reason)
-        drop_rows.append({"uid": uid, "source": source, "stage": STAGE, "reason": reason, "detail": message})
-    write_drops(drops, drops_table(drop_rows))
-    result = write_stats(stats, [per_source[s] for s in sorted(per_source)])
+        ledger.drop(uid, source, reason, message)
+    result = ledger.write(stats, drops)
     for entry in result:
         log.info("%s %s: %d in, %d fetched, dropped %s", STAGE, entry.source, entry.rows_in, entry.kept, entry.dropped)
     return result

@@ -38,7 +38,7 @@ from PIL import Image, ImageOps
 
 from rs5m import columns as col
 from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
-from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats
 
 log = logging.getLogger(__name__)
 
@@ -209,18 +209,14 @@ def inspect_part(
     status = read_status(download)
     rows = status.to_pylist()
     sources = {row[col.UID]: row[col.SOURCE] for row in rows}
-    per_source: dict[str, StageStats] = {}
-    drop_rows: list[dict] = []
+    ledger = Ledger(STAGE)
     kept: list[dict] = []
 
     def record(uid: str, reason: str | None, detail: str | None = None) -> None:
-        entry = per_source.setdefault(sources[uid], StageStats(STAGE, sources[uid]))
-        entry.rows_in += 1
         if reason is None:
-            entry.kept += 1
+            ledger.keep(sources[uid])
         else:
-            entry.drop(reason)
-            drop_rows.append({"uid": uid, "source": sources[uid], "stage": STAGE, "reason": reason, "detail": detail})
+            ledger.drop(uid, sources[uid], reason, detail)
 
     for row in rows:
         if row["status"] == FAILED_TO_RESIZE:
@@ -255,8 +251,7 @@ def inspect_part(
     table = pa.Table.from_pylist(sorted(kept, key=lambda r: r[col.UID]), schema=OUTPUT_SCHEMA)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
-    write_drops(drops, drops_table(drop_rows))
-    result = write_stats(stats, [per_source[s] for s in sorted(per_source)])
+    result = ledger.write(stats, drops)
     for entry in result:
         log.info("%s %s: %d in, %d kept, dropped %s", STAGE, entry.source, entry.rows_in, entry.kept, entry.dropped)
     return result

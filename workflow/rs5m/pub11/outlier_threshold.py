@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rs5m.columns import SOURCE, UID
-from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
+from rs5m.ledger import Ledger, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.score_part import CLIP_SCORE, RS_SCORE, SCORES_SCHEMA, STAGE
 
 logger = logging.getLogger(__name__)
@@ -124,22 +124,19 @@ def apply_outlier_threshold(
 
     uids = table.column(UID).to_pylist()
     sources = table.column(SOURCE).to_pylist()
-    drop_rows = []
-    stats: dict[str, StageStats] = {}
+    ledger = Ledger(STAGE)
     for i, source in enumerate(sources):
-        entry = stats.setdefault(source, StageStats(STAGE, source))
-        entry.rows_in += 1
         if keep[i]:
-            entry.kept += 1
+            ledger.keep(source)
             continue
-        entry.drop(reasons[i])
-        drop_rows.append({
-            "uid": uids[i], "source": source, "stage": STAGE, "reason": reasons[i],
-            "detail": f"clip_score={clip_scores[i]:.6g} (threshold {thresholds['clip_score']:.6g}), "
-                      f"rs_score={rs_scores[i]:.6g} (threshold {thresholds['rs_score']:.6g})",
-        })
-    write_stats(stats_path(out), stats.values())
-    write_drops(drops_path(out), drops_table(drop_rows))
+        ledger.drop(
+            uids[i], source, reasons[i],
+            f"clip_score={clip_scores[i]:.6g} (threshold {thresholds['clip_score']:.6g}), "
+            f"rs_score={rs_scores[i]:.6g} (threshold {thresholds['rs_score']:.6g})",
+        )
+    # In the order the sources first appear (as the ledger was always written here).
+    write_stats(stats_path(out), ledger.stats.values())
+    write_drops(drops_path(out), drops_table(ledger.drop_rows))
     if thresholds_out:
         Path(thresholds_out).write_text(json.dumps(thresholds, indent=1) + "\n")
     return thresholds

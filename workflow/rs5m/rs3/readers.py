@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,20 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def finish(dataset: str, outcomes: Iterable[Outcome], out_path: str | Path) -> StageStats:
     """Write the kept rows, the drop records and the stats of one reader job."""
-    stats = StageStats(STAGE, dataset)
-    rows, drops = [], []
+    ledger = Ledger(STAGE)
+    stats = ledger.entry(dataset)  # a dataset without samples still has its line
+    rows = []
     for outcome in outcomes:
-        stats.rows_in += 1
         if outcome.row is not None:
             rows.append(outcome.row)
-            stats.kept += 1
+            ledger.keep(dataset)
         else:
-            stats.drop(outcome.reason)
-            drops.append({"uid": outcome.uid, "source": dataset, "stage": STAGE, "reason": outcome.reason,
-                          "detail": outcome.detail})
+            ledger.drop(outcome.uid, dataset, outcome.reason, outcome.detail)
     rows.sort(key=lambda r: r["uid"])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=READ_SCHEMA), out_path)
-    write_drops(drops_path(out_path), drops_table(drops))
-    write_stats(stats_path(out_path), [stats])
+    ledger.write(stats_path(out_path), drops_path(out_path))
     log.info("%s: %d samples, %d kept, dropped %s", dataset, stats.rows_in, stats.kept, stats.dropped)
     return stats
 

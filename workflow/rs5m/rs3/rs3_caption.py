@@ -18,7 +18,7 @@ from PIL import Image
 
 from rs5m import offline
 from rs5m.models import is_random_weights, register_clip_config
-from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.metacaption import sample_rng
 from rs5m.reduced_decode import input_side, open_rgb
 
@@ -322,8 +322,7 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
     if rotation_model not in ("clip_a", "clip_b"):
         raise ValueError(f"caption.rotation_model must be clip_a or clip_b, got {rotation_model!r}")
     rows = pq.read_table(in_path).to_pylist()
-    stats: dict[str, StageStats] = {}
-    drops: list[dict] = []
+    ledger = Ledger(STAGE)
     out_rows: list[dict] = []
     candidate_rows: list[dict] = []
     if rows:
@@ -335,13 +334,11 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
             side = input_side(processor.image_processor.size, scorer_a.model.visual.image_size, scorer_b.model.visual.image_size)
 
     def drop(row: dict, reason: str, detail: str) -> None:
-        stats[row["dataset"]].drop(reason)
-        drops.append({"uid": row["uid"], "source": row["dataset"], "stage": STAGE, "reason": reason, "detail": detail})
+        ledger.drop(row["uid"], row["dataset"], reason, detail)
 
     for start in range(0, len(rows), batch_size):
         batch, images = [], []
         for row in rows[start : start + batch_size]:
-            stats.setdefault(row["dataset"], StageStats(STAGE, row["dataset"])).rows_in += 1
             try:
                 images.append(_load_image(row["image_path"], side))
             except Exception as error:  # noqa: BLE001 - any decode error is this image's drop reason
@@ -363,13 +360,12 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
                                             row["uid"], seed)
             out_rows.append({**{k: row.get(k) for k in CAPTION_SCHEMA.names}, "caption": caption,
                              "top_cap": top_cap, "ssl_cap": ssl_cap, "caption_choice": choice})
-            stats[row["dataset"]].kept += 1
+            ledger.keep(row["dataset"])
         log.info("captioned %d / %d images", min(start + batch_size, len(rows)), len(rows))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(out_rows, schema=CAPTION_SCHEMA), out_path)
     pq.write_table(pa.Table.from_pylist(candidate_rows, schema=CANDIDATE_SCHEMA), candidates_path)
-    write_drops(drops_path(out_path), drops_table(drops))
-    return write_stats(stats_path(out_path), sorted(stats.values(), key=lambda s: s.source))
+    return ledger.write(stats_path(out_path), drops_path(out_path))
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rs5m import columns as col
+from rs5m import duck
 from rs5m.ledger import StageStats, write_drops, write_stats
 from rs5m.sources import sql_string
 from rs5m.urls import check_url, normalise_url, priority_ranks
@@ -91,10 +92,7 @@ def filter_and_dedup_urls(
 
     `parts` are the output files in part order: row `uid` goes to `parts[uid_bucket(uid, len(parts))]`.
     """
-    con = duckdb.connect()
-    con.execute(f"SET threads = {max(1, int(threads))}")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+    con = duck.connect(threads, memory_limit)
     files = [str(p) for p in metadata if pq.read_metadata(p).num_rows > 0]
     if files:
         union = " UNION ALL ".join(_select_for(con, group) for group in _schema_groups(files))

@@ -155,6 +155,8 @@ def run_inline(processes_count, downloader, reader, _, max_shard_retry):
     retrier(run, run(reader), max_shard_retry)
 
 if __name__ == "__main__":
+    from rs5m import bit_depth
+    bit_depth.install()  # 16-bit images contrast-normalised, not clipped to white (rs5m.bit_depth)
     arguments = json.loads(sys.argv[1])
     if arguments["processes_count"] == 1:
         img2dataset_main.multiprocessing_distributor = run_inline

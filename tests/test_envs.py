@@ -28,3 +28,37 @@ def test_env_pins_agree_with_pyproject():
             assert spec.replace(" ", "") == pins[name], f"{env.name}: {spec} != pyproject {pins[name]}"
             checked += 1
     assert checked > 20
+
+
+def _cv2_owners():
+    from importlib import metadata
+
+    owners = set()
+    for dist in metadata.distributions():
+        if any(str(f).replace("\\", "/") == "cv2/__init__.py" for f in dist.files or []):
+            owners.add((dist.metadata["Name"].lower(), dist.version))
+    return owners
+
+
+def test_one_distribution_owns_cv2():
+    """ultralytics pulls opencv-python, img2dataset opencv-python-headless: only the pinned headless stays."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pin = next(r for r in project["dependencies"] if requirement_name(r) == "opencv-python-headless")
+    assert _cv2_owners() == {("opencv-python-headless", pin.split("==")[1])}
+    import cv2
+
+    assert cv2.__version__.startswith(pin.split("==")[1].rsplit(".", 1)[0])
+
+
+def test_every_install_path_keeps_one_opencv():
+    """`make setup` and each conda env's post-deploy script remove both wheels and put the pin back."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pin = next(r for r in project["dependencies"] if requirement_name(r) == "opencv-python-headless")
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip uninstall --quiet -y opencv-python opencv-python-headless" in makefile
+    assert makefile.index("pip install --quiet -e '.[test]'") < makefile.index("pip uninstall --quiet -y opencv-python")
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        script = env.with_name(env.stem + ".post-deploy.sh")
+        assert script.is_file(), f"{script.name} missing"
+        text = script.read_text()
+        assert "uninstall --quiet -y opencv-python opencv-python-headless" in text and f'"{pin}"' in text

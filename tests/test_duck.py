@@ -94,3 +94,19 @@ def test_every_duckdb_rule_declares_memory(tmp_path):
     for rule in ("keyword_filter", "url_filter", "image_dedup", "pub11_metacaption"):
         blocks = [b for b in result.stdout.split("\n\n") if re.search(rf"rule {rule}:", b)]
         assert blocks and all("mem_mb=" in b for b in blocks), rule
+
+
+def test_json_sources_read_within_a_small_memory_limit(tmp_path):
+    """read_json's buffer follows the file's size, so a bounded connection still reads JSON sources."""
+    import json
+
+    from rs5m.metadata import filter_chunk
+
+    path = tmp_path / "earthporn_2020.json"
+    path.write_text(json.dumps({"info": {}, "annotations": [
+        {"image_id": "a", "author": "x", "url": "http://r.invalid/1.jpg", "raw_caption": "Aerial view of a bay",
+         "caption": "aerial view of a bay", "subreddit": "earthporn", "score": 1, "created_utc": 1.6e9,
+         "permalink": "/r/1", "crosspost_parents": None}]}))
+    stats = filter_chunk("redcaps", [str(path)], str(tmp_path / "out.parquet"), str(REPO / "config/keywords.txt"),
+                         threads=1, memory_limit="200MB")
+    assert stats.kept == 1 and pq.read_table(tmp_path / "out.parquet").num_rows == 1

@@ -7,10 +7,17 @@ CORES ?= 2
 
 .PHONY: setup demo test bench clean-demo
 
+# ultralytics pulls opencv-python, img2dataset and albumentations opencv-python-headless: both
+# install the `cv2` package, and the one installed last wins. After the install, both go and the
+# pinned headless one is put back: one owner of `cv2`, whatever pip's order.
+OPENCV_PIN := $(shell grep -o '"opencv-python-headless==[^"]*"' pyproject.toml | head -1 | tr -d '"')
+
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip uninstall --quiet -y opencv-python opencv-python-headless
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall '$(OPENCV_PIN)'
 	touch $@
 
 setup: $(BIN)/.installed

@@ -7,15 +7,22 @@
 # under a temporary name, so a rerun after a crash (`--rerun-incomplete`) writes the same bytes.
 # Later rules read the manifests.
 
-ASSEMBLY_SUBSETS = ["pub11", "rs3"]
+# A build with only PUB11 sources or only RS3 datasets assembles its one subset; the card and the
+# audit name the absent one and why (ABSENT_SUBSETS). Inputs of an absent subset are empty lists.
+ABSENT_SUBSETS = absent_subsets()
+ASSEMBLY_SUBSETS = [s for s in ["pub11", "rs3"] if s not in ABSENT_SUBSETS]
 # shards.jobs > 1: shards_part jobs write the groups of a subset's tars in parallel (each plans
 # the whole subset from sizes, then writes its contiguous range), and `shards` merges their parts.
 SHARD_JOBS = config["shards"]["jobs"]
 METAFILES = [
-    "results/metafiles/pub11_train_metadata.csv",
-    "results/metafiles/pub11_validation_metadata.csv",
-    "results/metafiles/rs3_train_val_metadata.csv",
-    "results/metafiles/pub11_NER_geolocation_info.csv",
+    path
+    for path, subset in (
+        ("results/metafiles/pub11_train_metadata.csv", "pub11"),
+        ("results/metafiles/pub11_validation_metadata.csv", "pub11"),
+        ("results/metafiles/rs3_train_val_metadata.csv", "rs3"),
+        ("results/metafiles/pub11_NER_geolocation_info.csv", "pub11"),
+    )
+    if subset in ASSEMBLY_SUBSETS
 ]
 
 
@@ -92,10 +99,10 @@ rule shards:
 
 rule metafiles:
     input:
-        pub11="results/pub11/final.parquet",
-        rs3="results/rs3/final.parquet",
-        places="results/pub11/places.parquet",
-        pub11_meta="results/pub11/metacaption.parquet",
+        pub11=if_subset("pub11", "results/pub11/final.parquet"),
+        rs3=if_subset("rs3", "results/rs3/final.parquet"),
+        places=if_subset("pub11", "results/pub11/places.parquet"),
+        pub11_meta=if_subset("pub11", "results/pub11/metacaption.parquet"),
     output:
         METAFILES,
     log:
@@ -112,8 +119,8 @@ rule metafiles:
 
 rule dataset_stats:
     input:
-        pub11="results/pub11/final.parquet",
-        rs3="results/rs3/final.parquet",
+        pub11=if_subset("pub11", "results/pub11/final.parquet"),
+        rs3=if_subset("rs3", "results/rs3/final.parquet"),
     output:
         rs3_csv="results/stats/rs3_counts.csv",
         rs3_md="results/stats/rs3_counts.md",
@@ -173,6 +180,7 @@ rule dataset_card:
         metafiles_dir=lambda wildcards, input: os.path.dirname(input.metafiles[0]),
         card=config["card"],
         validate=config["card"]["validate"],
+        absent=ABSENT_SUBSETS,
     script:
         "../workflow/scripts/dataset_card.py"
 
@@ -183,7 +191,9 @@ rule audit:
             "results/shards/{subset}.manifest.json", subset=ASSEMBLY_SUBSETS
         ),
         funnel="results/stats/funnel.json",
+        # Only these ledger files are read (not whatever an older run left under results/).
         ledger=LEDGER_FILES,
+        drops=[p.replace(".stats.json", ".drops.parquet") for p in LEDGER_FILES],
     output:
         report(
             "results/stats/audit.json",
@@ -194,9 +204,13 @@ rule audit:
         "logs/audit.log",
     conda:
         "../envs/assembly.yaml"
+    resources:
+        # Shards are streamed (one sample at a time); the final tables' uids are held.
+        mem_mb=4000,
     params:
         stage_order=config["audit"]["stage_order"],
         verify_images=config["audit"]["verify_images"],
+        absent=ABSENT_SUBSETS,
     script:
         "../workflow/scripts/audit.py"
 
@@ -207,4 +221,4 @@ rule assemble:
         rules.dataset_stats.output,
         rules.audit.output,
         METAFILES,
-        rules.pub11_metacaption.output.stats,
+        if_subset("pub11", rules.pub11_metacaption.output.stats),

@@ -163,8 +163,32 @@ def subset_meta_captions(wildcards):
     return []
 
 
-def assembly_targets():
-    """The dataset itself: shards, metafiles, statistics, card and audit (rules/assemble.smk)."""
+def absent_subsets():
+    """{subset: why} for the subset a PUB11-only or RS3-only build does not hold."""
+    absent = {}
+    if not SOURCES:
+        absent["pub11"] = (
+            "no PUB11 source is configured or none has an input file (config `sources`)"
+        )
     if not RS3_DATASETS:
+        absent["rs3"] = (
+            "no RS3 dataset is configured or none has its root (config `rs3.datasets`)"
+        )
+    return absent
+
+
+def if_subset(subset, *paths):
+    """The paths when this build holds the subset (rules/assemble.smk), else an empty input."""
+    return [] if subset in absent_subsets() else list(paths)
+
+
+def assembly_targets():
+    """The dataset itself: shards, metafiles, statistics, card and audit (rules/assemble.smk).
+
+    Either subset alone assembles; with neither there is nothing to assemble.
+    """
+    if not SOURCES and not RS3_DATASETS:
         return []
+    for subset, why in ABSENT_SUBSETS.items():
+        print(f"rs5m: assembling without the {subset} subset: {why}", file=sys.stderr)
     return list(rules.assemble.input)

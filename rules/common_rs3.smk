@@ -38,6 +38,15 @@ def rs3_input(path):
     return path
 
 
+def rs3_root_subpath(dataset, default):
+    """Where the dataset lies within its input folder (rs3_input): "." unless the demo writes it.
+
+    A param, so that no param repeats an input path (snakemake --lint).
+    """
+    root = RS3.get(dataset, {}).get("root") or default
+    return os.path.relpath(root, rs3_input(root))
+
+
 def rs3_read_outputs(kind="parquet"):
     return [f"results/rs3/read/{dataset}.{kind}" for dataset in RS3_DATASETS]
 

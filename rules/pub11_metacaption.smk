@@ -15,8 +15,12 @@ rule pub11_metacaption:
         "results/benchmarks/pub11_metacaption.tsv"
     conda:
         "../envs/rs3.yaml"
+    resources:
+        mem_mb=4000,
     params:
         seed=METACAPTION["seed"],
         season_rule=METACAPTION["season_rule"],
+        # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
+        memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
     script:
         "../workflow/scripts/pub11_metacaption.py"

@@ -23,6 +23,8 @@ rule keyword_filter:
         format=lambda wildcards: source_format(wildcards.source),
         max_caption_bytes=config["metadata"]["max_caption_bytes"],
         on_bad_file=config["metadata"]["on_bad_file"],
+        # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
+        memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
     script:
         "../workflow/scripts/keyword_filter.py"
 

@@ -49,7 +49,7 @@ rule rs3_read_fmow:
         "../envs/rs3.yaml"
     threads: RS3.get("threads", 4)  # image-header reader threads; an upper bound, clamped by --cores
     params:
-        root=RS3.get("fmow", {}).get("root"),
+        subpath=rs3_root_subpath("fmow", "data/fmow-rgb"),
         split=RS3.get("fmow", {}).get("split", "train"),
         variants=RS3.get("fmow", {}).get("variants", ["rgb", "msrgb"]),
     script:
@@ -97,7 +97,7 @@ rule rs3_read_millionaid:
         "../envs/rs3.yaml"
     threads: RS3.get("threads", 4)  # image-header reader threads; an upper bound, clamped by --cores
     params:
-        root=RS3.get("millionaid", {}).get("root"),
+        subpath=rs3_root_subpath("millionaid", "data/millionaid"),
         split=RS3.get("millionaid", {}).get("split", "test"),
     script:
         "../workflow/scripts/rs3_read_millionaid.py"

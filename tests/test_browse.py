@@ -333,7 +333,9 @@ def test_rate_start_needs_a_valid_csrf_token(fresh):
     stranger = Client(app)  # no cookie: a token copied from another browser is worthless
     assert stranger.post("/rate", {"rater": "ana", "csrf_token": token}).status == 403
     assert app.ratings.sessions() == []
-    ok = client.post("/rate", {"rater": "ana", "csrf_token": token}, headers={"HTTP_ORIGIN": "http://127.0.0.1:8765"})
+    # The Origin is this server's own scheme://host:port (the Host the browser sent).
+    ok = client.post("/rate", {"rater": "ana", "csrf_token": token},
+                     headers={"HTTP_ORIGIN": "http://127.0.0.1:8765", "HTTP_HOST": "127.0.0.1:8765"})
     assert ok.status == 303 and ok.header("Location") == "/rate/1"
 
 

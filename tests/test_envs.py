@@ -55,3 +55,44 @@ def test_every_rule_env_exists():
     for smk in (REPO / "rules").glob("*.smk"):
         named |= set(re.findall(r'"\.\./(envs/[\w.]+\.yaml)"', smk.read_text()))
     assert named and all((REPO / path).is_file() for path in named)
+
+
+# The one OpenCV, pinned in every extra whose libraries import cv2 (img2dataset, ultralytics).
+OPENCV_PIN = next(r for r in EXTRAS["download"] if requirement_name(r) == "opencv-python-headless")
+
+
+def test_opencv_pin_is_the_same_wherever_cv2_is_needed():
+    for extra in ("download", "models"):
+        assert OPENCV_PIN in EXTRAS[extra], f"[{extra}] lacks {OPENCV_PIN}"
+
+
+def _cv2_owners():
+    from importlib import metadata
+
+    owners = set()
+    for dist in metadata.distributions():
+        if any(str(f).replace("\\", "/") == "cv2/__init__.py" for f in dist.files or []):
+            owners.add((dist.metadata["Name"].lower(), dist.version))
+    return owners
+
+
+def test_one_distribution_owns_cv2():
+    """ultralytics pulls opencv-python, img2dataset opencv-python-headless: only the pinned headless stays."""
+    pin = OPENCV_PIN
+    assert _cv2_owners() == {("opencv-python-headless", pin.split("==")[1])}
+    import cv2
+
+    assert cv2.__version__.startswith(pin.split("==")[1].rsplit(".", 1)[0])
+
+
+def test_every_install_path_keeps_one_opencv():
+    """`make setup` and each conda env's post-deploy script remove both wheels and put the pin back."""
+    pin = OPENCV_PIN
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip uninstall --quiet -y opencv-python opencv-python-headless" in makefile
+    assert makefile.index("pip install --quiet -e '.[test]'") < makefile.index("pip uninstall --quiet -y opencv-python")
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        script = env.with_name(env.stem + ".post-deploy.sh")
+        assert script.is_file(), f"{script.name} missing"
+        text = script.read_text()
+        assert "uninstall --quiet -y opencv-python opencv-python-headless" in text and f'"{pin}"' in text

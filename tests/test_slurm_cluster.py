@@ -6,8 +6,12 @@ both recoveries: the head process is killed mid-run and the documented commands 
 in that second run a running job is cancelled with `scancel` and the profile's `retries` resubmit
 it. The tests then check the SLURM job records and compare the outputs with a local run of the
 demo made before, in the same folder (some tables hold absolute paths).
-Needs root (the daemons run as root; apt-get installs slurm-wlm and munge if missing). If the
-cluster cannot come up, the tests fail with the daemon logs: they never skip.
+Opt-in: it needs root (the daemons run as root; apt-get installs slurm-wlm and munge if missing),
+so it runs only with RS5M_TEST_SLURM=1 (`.ci/run` sets it) and otherwise skips saying so. Once
+opted in, if the cluster cannot come up, the tests fail with the daemon logs: they never skip.
+Every process the scenario starts carries a marker in its environment (SLURM passes it on to the
+jobs and their job steps); the teardown ends every marked process left, job steps included, and
+fails if one survives.
 """
 from __future__ import annotations
 
@@ -38,6 +42,53 @@ RUN_TIMEOUT = 900
 # they hold run times.
 COMPARED_OUTPUTS = ["results/shards/**/*", "results/metafiles/**/*", "results/**/*.parquet"]
 RECORD_FIELDS = ["JobID", "Name", "Partition", "State", "NumCPUs", "MinMemory", "tres-per-job", "Comment"]
+OPT_IN = "RS5M_TEST_SLURM"
+OPT_IN_MESSAGE = (f"the SLURM cluster test is opt-in: set {OPT_IN}=1 to run it (it installs slurm-wlm and munge "
+                  "with apt-get and starts daemons as root)")
+# Set in the environment of every process the scenario starts; its value names the session.
+MARK = "RS5M_SLURM_TEST_MARK"
+SESSION_MARK = f"{os.getpid()}-{time.time_ns()}"
+
+
+def opted_in() -> bool:
+    return os.environ.get(OPT_IN) == "1"
+
+
+def marked_pids(mark: str = SESSION_MARK) -> list[int]:
+    """Processes whose environment carries this session's marker (heads, jobs, job steps)."""
+    wanted = f"{MARK}={mark}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has ended; only its parent can reap it
+            continue
+        if wanted in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def end_marked_processes(mark: str = SESSION_MARK, grace: float = 10) -> list[int]:
+    """TERM, then KILL after `grace` seconds, every process of this session still running (by PID,
+    whatever its parent or process group); returns the PIDs found."""
+    found = marked_pids(mark)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in marked_pids(mark):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while marked_pids(mark) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not marked_pids(mark):
+            break
+    return found
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -45,7 +96,10 @@ RECORD_FIELDS = ["JobID", "Name", "Partition", "State", "NumCPUs", "MinMemory", 
 
 @pytest.fixture(scope="session")
 def cluster():
-    """A fresh SLURM cluster for the session; stopped (every daemon, by PID) at the end."""
+    """A fresh SLURM cluster for the session; stopped (every daemon, by PID) at the end, and every
+    process the scenario started (heads, jobs, job steps) ended: none may be left."""
+    if not opted_in():
+        pytest.skip(OPT_IN_MESSAGE)
     # Not under pytest's tmp folders: those are private to root and munged runs as user munge.
     state = Path(tempfile.mkdtemp(prefix="rs5m-slurm-"))
     state.chmod(0o755)
@@ -58,10 +112,16 @@ def cluster():
     yield env
     os.environ.pop("SLURM_CONF", None)
     down = subprocess.run(["bash", str(CLUSTER), "down"], env=env, capture_output=True, text=True, timeout=120)
+    # slurmstepd is gone now; a job step it ran (`python -m snakemake ... --executor slurm-jobstep`,
+    # parent 1, a process group of its own) would run on: end it and whatever else the test started.
+    leftover = end_marked_processes()
     assert down.returncode == 0, down.stderr
     status = subprocess.run(["bash", str(CLUSTER), "status"], env=env, capture_output=True, text=True, timeout=60)
     assert "running" not in status.stdout.replace("not running", ""), status.stdout
+    assert not marked_pids(), f"processes of the test still running after teardown: {marked_pids()}"
     shutil.rmtree(state, ignore_errors=True)
+    if leftover:
+        print(f"teardown ended processes the test had started: {leftover}", file=sys.stderr)
 
 
 def cluster_logs(env) -> str:
@@ -103,16 +163,20 @@ def job_records() -> list[JobRecord]:
 # --------------------------------------------------------------------------- the repository copies
 
 
-def copy_repo(dest: Path) -> Path:
-    """The repository's files (tracked and untracked, not ignored) without its outputs."""
+def copy_repo(dest: Path, repo: Path | None = None) -> Path:
+    """The repository's files (tracked and untracked, not ignored) without its outputs, into the
+    existing folder `dest`."""
+    repo = repo or REPO
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo, capture_output=True, text=True
     )
     if listed.returncode != 0:
-        shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".git", ".venv", "results", "logs", ".snakemake", "resources"))
+        # Not a git checkout (a release tarball): everything but the outputs, into the existing folder.
+        shutil.copytree(repo, dest, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".git", ".venv", "results", "logs", ".snakemake", "resources"))
         return dest
     for name in filter(None, listed.stdout.split("\0")):
-        source = REPO / name
+        source = repo / name
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
@@ -127,6 +191,7 @@ def run_env(copy: Path) -> dict:
         "HF_HUB_OFFLINE": "1",
         "YOLO_OFFLINE": "1",
         "NO_ALBUMENTATIONS_UPDATE": "1",
+        MARK: SESSION_MARK,  # SLURM hands it on to every job and job step: the teardown finds them by it
     }
 
 

@@ -12,9 +12,33 @@ from conftest import REPO, planned_jobs, snakemake
 pytestmark = pytest.mark.workflow
 
 
-def test_lint_passes(tmp_path):
-    result = snakemake(tmp_path, "--lint")
-    assert "Congratulations" in result.stdout + result.stderr
+@pytest.mark.parametrize("configfile", ["config.yaml", "rs5m.yaml"])
+def test_lint_passes(tmp_path, configfile):
+    result = snakemake(tmp_path, "--lint", "--configfile", str(REPO / "config" / configfile))
+    assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("keep, absent", [("pub11", "rs3"), ("rs3", "pub11")])
+def test_one_subset_alone_plans_the_whole_assembly(tmp_path, keep, absent):
+    """A PUB11-only (or RS3-only) build plans its shards, metafiles, stats, card and audit."""
+    import yaml
+
+    settings = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    if keep == "pub11":
+        settings["rs3"]["datasets"] = []
+    else:
+        settings["sources"] = {}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(config))
+    jobs = planned_jobs(result.stdout)
+    for rule in ("shards", "metafiles", "dataset_stats", "dataset_card", "audit"):
+        assert jobs.get(rule) == 1, (rule, jobs)
+    assert f"results/shards/{keep}.manifest.json" in result.stdout
+    assert f"results/shards/{absent}.manifest.json" not in result.stdout
+    assert f"rs5m: assembling without the {absent} subset" in result.stderr
+    audit_block = next(b for b in result.stdout.split("\n\n") if "rule audit:" in b)
+    assert "mem_mb=" in audit_block  # item 5: the audit declares its memory
 
 
 def test_snakefmt_check_passes():

@@ -8,4 +8,6 @@ run(
     report=snakemake.output[0],
     stage_order=snakemake.params.stage_order or None,
     verify_images=snakemake.params.verify_images,
+    ledger=list(snakemake.input.ledger) + list(snakemake.input.drops),
+    absent=snakemake.params.absent,
 )

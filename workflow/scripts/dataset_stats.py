@@ -4,8 +4,8 @@ from rs5m.assemble.dataset_stats import write_report
 run(
     snakemake,
     write_report,
-    pub11_final=snakemake.input.pub11,
-    rs3_final=snakemake.input.rs3,
+    pub11_final=snakemake.input.pub11 or None,  # an empty input: a subset this build does not hold
+    rs3_final=snakemake.input.rs3 or None,
     out_dir=snakemake.params.out_dir,
     val_fraction=snakemake.params.val_fraction,
 )

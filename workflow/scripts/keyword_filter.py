@@ -12,4 +12,5 @@ run(
     max_caption_bytes=snakemake.params.max_caption_bytes,
     on_bad_file=snakemake.params.on_bad_file,
     threads=snakemake.threads,
+    memory_limit=snakemake.params.memory_limit,
 )

@@ -4,11 +4,11 @@ from rs5m.assemble.metafiles import write_metafiles
 run(
     snakemake,
     write_metafiles,
-    pub11_final=snakemake.input.pub11,
-    rs3_final=snakemake.input.rs3,
-    places=snakemake.input.places,
+    pub11_final=snakemake.input.pub11 or None,  # an empty input: a subset this build does not hold
+    rs3_final=snakemake.input.rs3 or None,
+    places=snakemake.input.places or None,
     out_dir=snakemake.params.out_dir,
     val_fraction=snakemake.params.val_fraction,
-    pub11_meta=snakemake.input.pub11_meta,
+    pub11_meta=snakemake.input.pub11_meta or None,
     pub11_caption=snakemake.params.pub11_caption,
 )

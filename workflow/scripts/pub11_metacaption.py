@@ -11,4 +11,6 @@ run(
     seed=snakemake.params.seed,
     season_rule=snakemake.params.season_rule,
     cc3m_labels=snakemake.input.cc3m_labels[0] if snakemake.input.cc3m_labels else None,
+    threads=snakemake.threads,
+    memory_limit=snakemake.params.memory_limit,
 )

@@ -1,10 +1,12 @@
+import os
+
 from rs5m.adapter import run
 from rs5m.rs3.rs3_read_fmow import read_fmow
 
 run(
     snakemake,
     read_fmow,
-    root=snakemake.params.root,
+    root=os.path.normpath(os.path.join(snakemake.input.root, snakemake.params.subpath)),
     out_path=snakemake.output.table,
     split=snakemake.params.split,
     variants=snakemake.params.variants,

@@ -1,7 +1,10 @@
 """Assembly stage, audit: checks the whole run's invariant after the shards are written.
 
-Reads every ledger file (`results/**/*.stats.json`, `*.drops.parquet`), the final tables, the shard
-manifests and every shard member; writes a JSON report and lists each violation by name.
+Reads the ledger files it is given (the rule's declared `ledger` input: `*.stats.json`,
+`*.drops.parquet`; the CLI without them finds them under `results/`), the final tables, the shard
+manifests and every shard member, each shard streamed once (hashed while its samples are read);
+writes a JSON report and lists each violation by name. A subset the run did not build (no PUB11
+source, or no RS3 dataset) is named in the report's `absent` with the reason, and not checked.
 """
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ import hashlib
 import io
 import json
 import sys
+import tarfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pyarrow.parquet as pq
 from PIL import Image
@@ -23,7 +27,6 @@ from rs5m.pub11.download_part import REASONS as DOWNLOAD_REASONS
 from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
 from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
-from rs5m.tar import iter_shard_samples
 from rs5m.assemble.split import split_of
 from rs5m.assemble.funnel import PUB11_STAGES
 
@@ -35,6 +38,7 @@ MAX_LISTED = 20
 class AuditResult:
     violations: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -76,11 +80,15 @@ def order_chain(entries: list[StageStats], stage_order: list[str] | None) -> lis
     return sorted(entries, key=lambda e: (-e.rows_in, -e.kept, e.stage))
 
 
-def _final_counts(run: Path) -> tuple[dict[str, str], Counter]:
+SOURCE_COLUMN = {PUB11: "source", RS3: "dataset"}
+
+
+def _final_counts(run: Path, subsets: Iterable[str]) -> tuple[dict[str, str], Counter]:
     """{uid: source} of every kept sample (PUB11 source or RS3 dataset) and counts per source."""
     kept: dict[str, str] = {}
     counts: Counter = Counter()
-    for subset, source_column in ((PUB11, "source"), (RS3, "dataset")):
+    for subset in subsets:
+        source_column = SOURCE_COLUMN[subset]
         table = pq.read_table(run / f"results/{subset}/final.parquet", columns=[UID, source_column])
         for uid, source in zip(table.column(UID).to_pylist(), table.column(source_column).to_pylist()):
             counts[source] += 1
@@ -91,24 +99,27 @@ def _final_counts(run: Path) -> tuple[dict[str, str], Counter]:
     return kept, counts
 
 
-def _ledger_files(run: Path, suffix: str) -> list[Path]:
+def _ledger_files(run: Path, suffix: str, ledger: list[Path] | None = None) -> list[Path]:
+    """The given ledger files ending in `suffix`; without a list (the CLI), those under `results/`."""
+    if ledger is not None:
+        return sorted({p for p in ledger if p.name.endswith(suffix)})
     results = run / "results"
     return sorted(p for p in results.rglob(f"*{suffix}") if "shards" not in p.relative_to(results).parts[:1])
 
 
 def check_ledger(run: Path, final_counts: Counter, violations: _Violations, stage_order: list[str] | None,
-                 checked: dict[str, int]) -> tuple[dict[str, int], set[str]]:
+                 checked: dict[str, int], ledger: list[Path] | None = None) -> tuple[dict[str, int], set[str]]:
     """Arithmetic per stats entry, chains per source, final kept vs the final tables, drop records.
 
     Returns {source: kept at the last stage} and the uids of every drop record.
     """
     entries: list[StageStats] = []
-    stats_files = _ledger_files(run, ".stats.json")
+    stats_files = _ledger_files(run, ".stats.json", ledger)
     for path in stats_files:
         try:
             entries += read_stats([path])
         except (LedgerError, KeyError, ValueError) as error:
-            violations.add("ledger_arithmetic", f"{path.relative_to(run)}: {error}")
+            violations.add("ledger_arithmetic", f"{_relative(path, run)}: {error}")
     checked["stats_files"] = len(stats_files)
     per_source: dict[str, list[StageStats]] = defaultdict(list)
     for (stage, source), entry in merge_stats(entries).items():
@@ -137,17 +148,25 @@ def check_ledger(run: Path, final_counts: Counter, violations: _Violations, stag
         if source in PUB11_SOURCES and source not in per_source:
             violations.add("ledger_final", f"{source}: {final_counts[source]} kept rows but no ledger entry")
     checked["ledger_sources"] = len(per_source)
-    return last_kept, _check_drops(run, entries, violations, checked)
+    return last_kept, _check_drops(run, entries, violations, checked, ledger)
 
 
-def _check_drops(run: Path, entries: list[StageStats], violations: _Violations, checked: dict[str, int]) -> set[str]:
+def _relative(path: Path, run: Path) -> str:
+    try:
+        return str(path.relative_to(run))
+    except ValueError:
+        return str(path)
+
+
+def _check_drops(run: Path, entries: list[StageStats], violations: _Violations, checked: dict[str, int],
+                 ledger: list[Path] | None = None) -> set[str]:
     expected = Counter()
     for entry in entries:
         for reason, count in entry.dropped.items():
             expected[(entry.stage, entry.source, reason)] += count
     recorded: Counter = Counter()
     drop_uids: Counter = Counter()
-    drop_files = _ledger_files(run, ".drops.parquet")
+    drop_files = _ledger_files(run, ".drops.parquet", ledger)
     for path in drop_files:
         table = pq.read_table(path, columns=["uid", "source", "stage", "reason"])
         for row in table.to_pylist():
@@ -173,8 +192,53 @@ def _check_drops(run: Path, entries: list[StageStats], violations: _Violations, 
     return set(drop_uids)
 
 
+class _HashingReader(io.RawIOBase):
+    """A read-only file that hashes and counts every byte read through it."""
+
+    def __init__(self, raw) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.raw.readinto(buffer)
+        if n:
+            self.sha256.update(memoryview(buffer)[:n])
+            self.bytes += n
+        return n or 0
+
+    def drain(self, chunk: int = 1 << 20) -> None:
+        """Read (and hash) whatever the tar reader left: end-of-archive blocks, trailing bytes."""
+        while self.raw.readable():
+            data = self.raw.read(chunk)
+            if not data:
+                return
+            self.sha256.update(data)
+            self.bytes += len(data)
+
+
+def stream_shard(reader: _HashingReader) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) per sample, reading the tar once front to back (one sample in memory)."""
+    with tarfile.open(fileobj=reader, mode="r|") as archive:
+        key, members = None, {}
+        for info in archive:
+            if not info.isfile():
+                continue
+            name_key, _, ext = info.name.partition(".")
+            if name_key != key:
+                if key is not None:
+                    yield key, members
+                key, members = name_key, {}
+            members[ext] = archive.extractfile(info).read()
+        if key is not None:
+            yield key, members
+
+
 def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set[str], violations: _Violations,
-                 checked: dict[str, int], verify_images: bool) -> Counter:
+                 checked: dict[str, int], verify_images: bool, subsets: Iterable[str] = SUBSETS) -> Counter:
     """Every listed shard intact, every member readable, every kept uid in exactly one shard.
 
     Returns shard samples per source.
@@ -182,10 +246,10 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
     shard_uids: Counter = Counter()
     per_source: Counter = Counter()
     listed: set[Path] = set()
-    for subset in SUBSETS:
+    for subset in subsets:
         manifest_path = shards_dir / f"{subset}.manifest.json"
         if not manifest_path.exists():
-            violations.add("manifest", f"{manifest_path.relative_to(run)} missing")
+            violations.add("manifest", f"{_relative(manifest_path, run)} missing")
             continue
         manifest = Manifest.read(manifest_path)
         names = MEMBER_NAMES[manifest.member_names]
@@ -196,21 +260,23 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
             if not path.exists():
                 violations.add("shard_missing", shard.path)
                 continue
-            data = path.read_bytes()
-            if len(data) != shard.bytes or hashlib.sha256(data).hexdigest() != shard.sha256:
-                violations.add("shard_checksum", f"{shard.path}: size or sha256 differs from the manifest")
             samples = 0
-            try:
-                for key, members in iter_shard_samples(path):
-                    samples += 1
-                    source = _check_sample(shard.path, shard.split, manifest.val_fraction, names, key, members,
-                                           violations, verify_images)
-                    shard_uids[key] += 1
-                    if source:
-                        per_source[source] += 1
-                        manifest_counts[(source, shard.split)] += 1
-            except Exception as error:  # a truncated or corrupt tar: name it, keep auditing
-                violations.add("shard_unreadable", f"{shard.path}: {error}")
+            with open(path, "rb", buffering=0) as raw:
+                reader = _HashingReader(raw)
+                try:
+                    for key, members in stream_shard(reader):
+                        samples += 1
+                        source = _check_sample(shard.path, shard.split, manifest.val_fraction, names, key,
+                                               members, violations, verify_images)
+                        shard_uids[key] += 1
+                        if source:
+                            per_source[source] += 1
+                            manifest_counts[(source, shard.split)] += 1
+                except Exception as error:  # a truncated or corrupt tar: name it, keep auditing
+                    violations.add("shard_unreadable", f"{shard.path}: {error}")
+                reader.drain()
+            if reader.bytes != shard.bytes or reader.sha256.hexdigest() != shard.sha256:
+                violations.add("shard_checksum", f"{shard.path}: size or sha256 differs from the manifest")
             if samples != shard.samples:
                 violations.add("shard_count", f"{shard.path}: manifest says {shard.samples}, holds {samples}")
             checked["shards"] = checked.get("shards", 0) + 1
@@ -280,17 +346,34 @@ def _funnel_remain(path: Path) -> dict[str, int]:
     return out
 
 
+def present_subsets(run: Path, absent: dict[str, str] | None = None) -> list[str]:
+    """The subsets to check: those not declared absent; without a declaration, those with a final table."""
+    if absent is not None:
+        return [s for s in SUBSETS if s not in absent]
+    return [s for s in SUBSETS if (run / f"results/{s}/final.parquet").exists()]
+
+
 def audit(run_dir: str | Path = ".", shards_dir: str | Path | None = None, stage_order: Iterable[str] | None = None,
-          verify_images: bool = True) -> AuditResult:
-    """Check the run's invariant; the result lists every violation found (empty when it holds)."""
+          verify_images: bool = True, ledger: Iterable[str | Path] | None = None,
+          absent: dict[str, str] | None = None) -> AuditResult:
+    """Check the run's invariant; the result lists every violation found (empty when it holds).
+
+    `ledger`: the ledger files to read (stats JSON and drop records); None finds them under
+    `results/`. `absent`: {subset: why} for a subset the run does not build; None means every subset
+    whose final table exists is checked and the others are reported absent.
+    """
     run = Path(run_dir)
     shards = Path(shards_dir) if shards_dir else run / "results/shards"
     violations, checked = _Violations(), {}
-    kept, final_counts = _final_counts(run)
+    subsets = present_subsets(run, absent)
+    if absent is None:
+        absent = {s: "no final table in this run folder" for s in SUBSETS if s not in subsets}
+    ledger_paths = None if ledger is None else [run / p for p in map(Path, ledger)]
+    kept, final_counts = _final_counts(run, subsets)
     checked["kept"] = len(kept)
     last_kept, dropped = check_ledger(run, final_counts, violations, list(stage_order) if stage_order else None,
-                                      checked)
-    shard_counts = check_shards(run, shards, kept, dropped, violations, checked, verify_images)
+                                      checked, ledger_paths)
+    shard_counts = check_shards(run, shards, kept, dropped, violations, checked, verify_images, subsets)
     for source in sorted(set(last_kept) | set(shard_counts)):
         if source in last_kept and last_kept[source] != shard_counts.get(source, 0):
             violations.add("funnel_vs_shards", f"{source}: funnel remain {last_kept[source]}, shards hold "
@@ -301,13 +384,14 @@ def audit(run_dir: str | Path = ".", shards_dir: str | Path | None = None, stage
             if remain != shard_counts.get(source, 0):
                 violations.add("funnel_vs_shards", f"funnel.json {source}: remain {remain}, shards hold "
                                f"{shard_counts.get(source, 0)}")
-    return AuditResult(violations.finish(), checked)
+    return AuditResult(violations.finish(), checked, dict(sorted(absent.items())))
 
 
 def write_audit(run_dir: str | Path, report: str | Path, stage_order: list[str] | None = None,
-                verify_images: bool = True) -> AuditResult:
+                verify_images: bool = True, ledger: Iterable[str | Path] | None = None,
+                absent: dict[str, str] | None = None) -> AuditResult:
     """The rule's entry: write the JSON report, then fail if the invariant does not hold."""
-    result = audit(run_dir, stage_order=stage_order, verify_images=verify_images)
+    result = audit(run_dir, stage_order=stage_order, verify_images=verify_images, ledger=ledger, absent=absent)
     Path(report).parent.mkdir(parents=True, exist_ok=True)
     Path(report).write_text(result.to_json())
     if not result.ok:
@@ -334,6 +418,8 @@ def run_audit_command(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(result.to_json())
     summary = ", ".join(f"{k}={v}" for k, v in sorted(result.checked.items()))
+    for subset, why in result.absent.items():
+        print(f"audit: subset {subset} absent: {why}")
     if result.ok:
         print(f"audit passed: {summary}")
         return 0

@@ -113,7 +113,18 @@ def _counts_table(manifests: list[Manifest]) -> list[str]:
     return lines
 
 
-def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dict[str, str]) -> str:
+def absent_lines(absent: dict[str, str] | None) -> list[str]:
+    """The card's note on a subset this build does not hold (a PUB11-only or RS3-only build)."""
+    if not absent:
+        return []
+    lines = ["## Absent subsets", ""]
+    for subset, why in sorted(absent.items()):
+        lines.append(f"- **{subset}** is not in this build: {why}.")
+    return lines + [""]
+
+
+def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dict[str, str],
+                absent: dict[str, str] | None = None) -> str:
     member_names = manifests[0].member_names if manifests else "rs5m"
     names = MEMBER_NAMES[member_names]
     members = (", ".join(f"`<key>.{names[k]}`" for k in ("img_name", "image", "caption", "json"))
@@ -132,6 +143,7 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
         "from eleven public datasets, filtered to remote-sensing content) and RS3 (images of three labelled "
         f"remote-sensing datasets, captioned with BLIP-2 and meta-captions). This build holds {total:,} pairs.",
         "",
+        *absent_lines(absent),
         "## Files",
         "",
         f"WebDataset tars `{{train,val}}/{{pub11,rs3}}-{{split}}-NNNN.tar`; each sample has the members {members}. "
@@ -248,8 +260,11 @@ def write_card(
     config: dict[str, Any],
     card: dict[str, Any],
     validate: bool = True,
+    absent: dict[str, str] | None = None,
 ) -> None:
     """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
+
+    `absent`: {subset: why} for a subset this build does not hold; the card says so.
 
     Validation needs the `mlcroissant` package; without it the check is skipped with a warning.
     """
@@ -257,8 +272,10 @@ def write_card(
     loaded = [Manifest.read(path) for path in manifests]
     loaded.sort(key=lambda m: SUBSETS.index(m.subset))
     shards_dir = Path(croissant_path).parent
-    Path(readme).write_text(readme_text(loaded, config, software_versions()), encoding="utf-8")
-    document = croissant(loaded, shards_dir, Path(metafiles_dir), card["name"], card["description"],
+    Path(readme).write_text(readme_text(loaded, config, software_versions(), absent), encoding="utf-8")
+    description = card["description"] + "".join(
+        f" The {subset} subset is absent from this build: {why}." for subset, why in sorted((absent or {}).items()))
+    document = croissant(loaded, shards_dir, Path(metafiles_dir), card["name"], description,
                          card["license"], card["url"], card["version"])
     Path(croissant_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if validate:

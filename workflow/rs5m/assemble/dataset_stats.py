@@ -196,13 +196,16 @@ def utm_zones(rs3: list[dict], out: Path) -> None:
     _save(fig, out / "utm_zones.png")
 
 
-def write_report(pub11_final: str | Path, rs3_final: str | Path, out_dir: str | Path, val_fraction: float,
-                 base_dir: str | Path = ".") -> list[Path]:
-    """Write every statistics file; returns their paths (OUTPUTS under `out_dir`)."""
+def write_report(pub11_final: str | Path | None, rs3_final: str | Path | None, out_dir: str | Path,
+                 val_fraction: float, base_dir: str | Path = ".") -> list[Path]:
+    """Write every statistics file; returns their paths (OUTPUTS under `out_dir`).
+
+    A subset this build does not hold (None) counts as empty: its tables have headers and no rows.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pub11 = pq.read_table(pub11_final).to_pylist()
-    rs3 = pq.read_table(rs3_final).to_pylist()
+    pub11 = pq.read_table(pub11_final).to_pylist() if pub11_final is not None else []
+    rs3 = pq.read_table(rs3_final).to_pylist() if rs3_final is not None else []
     rs3_counts(rs3, val_fraction, out)
     keyword_frequency(pub11, out)
     image_sizes(pub11, rs3, Path(base_dir), out)

@@ -105,23 +105,28 @@ def ner_rows(places: str | Path, pub11_final: str | Path) -> tuple[list[str], li
 
 
 def write_metafiles(
-    pub11_final: str | Path,
-    rs3_final: str | Path,
-    places: str | Path,
+    pub11_final: str | Path | None,
+    rs3_final: str | Path | None,
+    places: str | Path | None,
     out_dir: str | Path,
     val_fraction: float,
     pub11_meta: str | Path | None = None,
     pub11_caption: str = "keep",
 ) -> dict[str, int]:
-    """Write the four CSVs; returns {file name: rows}."""
+    """Write the four CSVs, or those of the subsets given (None: a subset this build does not hold);
+    returns {file name: rows}."""
     out_dir = Path(out_dir)
-    columns, pub11 = pub11_rows(pub11_final, val_fraction, pub11_meta, pub11_caption)
-    counts = {
-        "pub11_train_metadata.csv": write_csv(out_dir / "pub11_train_metadata.csv", columns, pub11[TRAIN]),
-        "pub11_validation_metadata.csv": write_csv(out_dir / "pub11_validation_metadata.csv", columns, pub11[VAL]),
-    }
-    columns, rows = rs3_rows(rs3_final, val_fraction)
-    counts["rs3_train_val_metadata.csv"] = write_csv(out_dir / "rs3_train_val_metadata.csv", columns, rows)
-    columns, rows = ner_rows(places, pub11_final)
-    counts["pub11_NER_geolocation_info.csv"] = write_csv(out_dir / "pub11_NER_geolocation_info.csv", columns, rows)
+    counts = {}
+    if pub11_final is not None:
+        columns, pub11 = pub11_rows(pub11_final, val_fraction, pub11_meta, pub11_caption)
+        counts["pub11_train_metadata.csv"] = write_csv(out_dir / "pub11_train_metadata.csv", columns, pub11[TRAIN])
+        counts["pub11_validation_metadata.csv"] = write_csv(out_dir / "pub11_validation_metadata.csv", columns,
+                                                            pub11[VAL])
+    if rs3_final is not None:
+        columns, rows = rs3_rows(rs3_final, val_fraction)
+        counts["rs3_train_val_metadata.csv"] = write_csv(out_dir / "rs3_train_val_metadata.csv", columns, rows)
+    if pub11_final is not None:
+        columns, rows = ner_rows(places, pub11_final)
+        counts["pub11_NER_geolocation_info.csv"] = write_csv(out_dir / "pub11_NER_geolocation_info.csv", columns,
+                                                             rows)
     return counts

@@ -15,11 +15,17 @@ from rs5m.browse.web import LOOPBACK_HOSTS, BrowseApp
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+# Seconds a connection may take to send its request (a slow or silent client holds one thread).
+REQUEST_TIMEOUT = 30
+# Connections the kernel queues while every thread is busy (socketserver's default is 5).
+LISTEN_BACKLOG = 128
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     # A page loads a grid of images at once; one thread each keeps it from queueing behind one.
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
 
 class ThreadingWSGIServer6(ThreadingWSGIServer):
@@ -27,6 +33,8 @@ class ThreadingWSGIServer6(ThreadingWSGIServer):
 
 
 class QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT
+
     def log_message(self, format, *args):  # noqa: A002 - the base class names it so
         if self.server.verbose:
             super().log_message(format, *args)
@@ -47,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (0: any free port; default {DEFAULT_PORT})")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="address to bind (default 127.0.0.1); anything but loopback exposes the ratings to the network")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a further Host name the app answers to (repeatable); the bound address, "
+                             "localhost and this machine's hostname are always allowed")
     parser.add_argument("--reindex", action="store_true", help="rebuild the shard index from scratch")
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
@@ -67,14 +78,31 @@ def make_browse_server(args: argparse.Namespace, log=sys.stderr):
     if not loopback:
         print(f"rs5m browse: warning: binding {args.host} makes the app reachable from other machines", file=log)
     try:
-        app = BrowseApp(args.run_dir, allowed_hosts=LOOPBACK_HOSTS | {args.host} if loopback else None,
+        app = BrowseApp(args.run_dir, allowed_hosts=allowed_hosts(args.host, getattr(args, "allowed_host", None)),
                         reindex=args.reindex, log=log)
     except FileNotFoundError as error:
         raise SystemExit(f"rs5m browse: {error}") from None
+    for rel, error in app.refresh.failed:
+        print(f"rs5m browse: warning: {rel} could not be read and is left out ({error})", file=log)
     server_class = ThreadingWSGIServer6 if ":" in args.host else ThreadingWSGIServer
     server = make_server(args.host, args.port, app, server_class=server_class, handler_class=QuietHandler)
     server.verbose = args.verbose
+    app.port = server.server_address[1]
     return app, server
+
+
+def allowed_hosts(host: str, extra: list[str] | None = None) -> frozenset[str]:
+    """The Host names the app answers to: loopback names, the bound address (unless a wildcard),
+    this machine's hostname, and any given with --allowed-host. Never None: the Host and Origin
+    checks stay on whatever address is bound."""
+    names = set(LOOPBACK_HOSTS)
+    if host.strip("[]").lower() not in WILDCARD_HOSTS:
+        names.add(host.strip("[]").lower())
+    if not is_loopback(host):
+        hostname = socket.gethostname().lower()  # no DNS: the name this machine gives itself
+        names |= {hostname, hostname.split(".")[0]}
+    names |= {name.strip().strip("[]").lower() for name in extra or [] if name.strip()}
+    return frozenset(names)
 
 
 def main_browse(args: argparse.Namespace) -> int:

@@ -6,11 +6,12 @@ once; writes `results/browse/index.sqlite` (member offsets, captions, provenance
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import tarfile
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -65,6 +66,12 @@ class RefreshReport:
     indexed: list[str]
     removed: list[str]
     unchanged: int
+    # (file, error) of each file that could not be read (a corrupt tar): left out, retried next start.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class StaleFileError(OSError):
+    """A tar changed (size or mtime) since it was indexed: its offsets no longer hold."""
 
 
 def split_member(name: str) -> tuple[str, str]:
@@ -206,7 +213,7 @@ def refresh_index(run_dir: str | Path, db_path: str | Path | None = None, rebuil
             conn.commit()
         known = {row["path"]: row for row in conn.execute("SELECT * FROM files")}
         present = _tracked_files(run_dir)
-        indexed, removed, unchanged = [], [], 0
+        indexed, removed, unchanged, failed = [], [], 0, []
         for rel in sorted(set(known) - set(present)):
             with conn:
                 _forget(conn, rel, known[rel]["kind"])
@@ -217,16 +224,23 @@ def refresh_index(run_dir: str | Path, db_path: str | Path | None = None, rebuil
             if old is not None and old["size"] == stat.st_size and old["mtime_ns"] == stat.st_mtime_ns:
                 unchanged += 1
                 continue
-            with conn:
-                if old is not None:
-                    _forget(conn, rel, old["kind"])
-                entries = _index_file(conn, run_dir, rel, kind)
-                conn.execute(
-                    "INSERT OR REPLACE INTO files (path, kind, size, mtime_ns, entries) VALUES (?, ?, ?, ?, ?)",
-                    (rel, kind, stat.st_size, stat.st_mtime_ns, entries),
-                )
+            try:
+                with conn:
+                    if old is not None:
+                        _forget(conn, rel, old["kind"])
+                    entries = _index_file(conn, run_dir, rel, kind)
+                    conn.execute(
+                        "INSERT OR REPLACE INTO files (path, kind, size, mtime_ns, entries) VALUES (?, ?, ?, ?, ?)",
+                        (rel, kind, stat.st_size, stat.st_mtime_ns, entries),
+                    )
+            except (tarfile.TarError, EOFError, OSError, ValueError, KeyError) as error:
+                # The transaction rolled back: the file is not in the index (nor its old entries).
+                with conn:
+                    _forget(conn, rel, kind)
+                failed.append((rel, f"{type(error).__name__}: {error}"))
+                continue
             indexed.append(rel)
-    return RefreshReport(indexed, removed, unchanged)
+    return RefreshReport(indexed, removed, unchanged, failed)
 
 
 def _forget(conn: sqlite3.Connection, rel: str, kind: str) -> None:
@@ -271,10 +285,17 @@ class RunIndex:
         return connect(self.db_path, readonly=True)
 
     def image_bytes(self, ref: ImageRef) -> bytes:
+        """The image's bytes, read from its tar only if the tar is still the one indexed (size and
+        mtime); else StaleFileError (FileNotFoundError when it is gone)."""
         path = (self.run_dir / ref.tar).resolve()
         if not path.is_relative_to(self.run_dir):
             raise PermissionError(ref.tar)
+        with closing(self.connect()) as conn:
+            row = conn.execute("SELECT size, mtime_ns FROM files WHERE path = ?", (ref.tar,)).fetchone()
         with open(path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if row is None or (row["size"], row["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
+                raise StaleFileError(f"{ref.tar} changed since it was indexed")
             handle.seek(ref.offset)
             return handle.read(ref.size)
 

@@ -5,9 +5,7 @@ form of the authors' `record/ratings_*.csv`.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import secrets
 import sqlite3
 from contextlib import closing
@@ -47,6 +45,28 @@ CREATE TABLE IF NOT EXISTS ratings (
     fluency INTEGER NOT NULL CHECK (fluency BETWEEN 1 AND 5),
     rated_at TEXT NOT NULL, PRIMARY KEY (session_id, uid));
 """
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell that no spreadsheet runs as a formula: `'` before a leading = + - @ tab or CR."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_line(cells) -> str:
+    """One LF-terminated CSV line as the csv module writes it (minimal quoting), except that a cell
+    holding a CR is quoted too, so that readers do not take it for a line end."""
+    out = []
+    for cell in cells:
+        text = "" if cell is None else str(cell)
+        if any(c in text for c in ',"\n\r'):
+            text = '"' + text.replace('"', '""') + '"'
+        out.append(text)
+    return ",".join(out) + "\n"
 
 
 class RatingError(ValueError):
@@ -183,8 +203,12 @@ class RatingStore:
             params.append(rater)
         return " AND ".join(clauses), params
 
-    def export_csv(self, session_id: int | None = None, rater: str | None = None) -> str:
-        """The ratings as `image_path,description,relevance_detail,hallucination,fluency`, LF lines."""
+    def export_csv(self, session_id: int | None = None, rater: str | None = None, exact: bool = False) -> str:
+        """The ratings as `image_path,description,relevance_detail,hallucination,fluency`, LF lines.
+
+        A web caption that a spreadsheet would run as a formula (a cell starting with = + - @, tab
+        or CR) gets a leading `'`; `exact` writes the text as rated, the authors' exact format.
+        """
         where, params = self._ratings_where(session_id, rater)
         with closing(self.connect()) as conn:
             rows = conn.execute(
@@ -193,12 +217,11 @@ class RatingStore:
                 "ORDER BY r.session_id, i.pos",
                 params,
             ).fetchall()
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(EXPORT_COLUMNS)
+        lines = [csv_line(EXPORT_COLUMNS)]
         for img_name, caption, *scores in rows:
-            writer.writerow([EXPORT_IMAGE_PREFIX + img_name, caption, *scores])
-        return buffer.getvalue()
+            cells = [EXPORT_IMAGE_PREFIX + img_name, caption]
+            lines.append(csv_line([*(cells if exact else map(spreadsheet_safe, cells)), *scores]))
+        return "".join(lines)
 
     def summary(self, session_id: int | None = None, rater: str | None = None) -> dict[str, list[dict]]:
         """Mean scores and counts per subset, per source, per rater and over all ratings."""

@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 from rs5m.browse import pages
-from rs5m.browse.index import INDEX_PATH, SCORE_FIELDS, UID_PATTERN, RunIndex, SampleFilter, refresh_index, sniff_image_type
+from rs5m.browse.index import (INDEX_PATH, SCORE_FIELDS, UID_PATTERN, RunIndex, SampleFilter, StaleFileError,
+                               refresh_index, sniff_image_type)
 from rs5m.browse.ratings import RATINGS_PATH, SCORE_NAMES, RatingError, RatingStore, parse_score
 from rs5m.ledger import read_stats
 
@@ -30,8 +31,12 @@ MAX_BODY = 64 * 1024
 PAGE_SIZE = 24
 MAX_PAGE_SIZE = 200
 ASSETS = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
-# Files the /files route may serve: the run's own outputs under results/, nothing else.
+# Files the /files route may serve: the run's own outputs under results/, nothing else; and of
+# those neither the app's own state (the index under results/browse/, the ratings database with
+# rater names and the CSRF secret) nor its SQLite side files.
 FILES_ROOT = "results"
+FILES_HIDDEN_DIRS = ("results/browse",)
+SQLITE_SIDE_SUFFIXES = ("", "-journal", "-wal", "-shm")
 
 SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
@@ -143,7 +148,13 @@ class BrowseApp:
         index_db = Path(index_db) if index_db else self.run_dir / INDEX_PATH
         self.refresh = refresh_index(self.run_dir, index_db, rebuild=reindex)
         self.index = RunIndex(self.run_dir, index_db)
-        self.ratings = RatingStore(Path(ratings_db) if ratings_db else self.run_dir / RATINGS_PATH)
+        ratings_path = Path(ratings_db) if ratings_db else self.run_dir / RATINGS_PATH
+        self.ratings = RatingStore(ratings_path)
+        self.hidden_files = {Path(f"{p.resolve()}{suffix}") for p in (ratings_path, Path(index_db))
+                             for suffix in SQLITE_SIDE_SUFFIXES}
+        self.hidden_dirs = [(self.run_dir / d).resolve() for d in FILES_HIDDEN_DIRS]
+        # The Origin a form post may carry: http://<allowed host>:<port> (set by the server once bound).
+        self.port: int | None = None
         self.secret = self.ratings.secret()
         self.allowed_hosts = allowed_hosts
         self.ledger, self.ledger_errors = self._read_ledger()
@@ -218,11 +229,24 @@ class BrowseApp:
     def check_csrf(self, request: Request) -> None:
         origin = request.environ.get("HTTP_ORIGIN")
         if origin and origin != "null" and self.allowed_hosts is not None:
-            if _host_name(origin.split("://", 1)[-1]) not in self.allowed_hosts:
+            if not self.origin_allowed(origin, request):
                 raise HTTPError(403, "cross-origin form post refused")
         sent = request.form().get("csrf_token", "")
         if request.new_csrf_cookie or not hmac.compare_digest(sent, self.csrf_token(request)):
             raise HTTPError(403, "missing or wrong CSRF token: reload the page and try again")
+
+    def origin_allowed(self, origin: str, request: Request) -> bool:
+        """The whole scheme://host:port of the Origin: http, an allowed host, and this server's port
+        (the one bound; without a server, the port of the request's own Host header)."""
+        match = re.fullmatch(r"http://(\[[0-9a-fA-F:.]+\]|[^/:\[\]]+)(?::(\d{1,5}))?", origin.strip())
+        if not match or _host_name(match.group(1)) not in self.allowed_hosts:
+            return False
+        port = int(match.group(2)) if match.group(2) else 80
+        if self.port is not None:
+            return port == self.port
+        raw = (request.environ.get("HTTP_HOST") or "").strip()
+        own = re.search(r":(\d{1,5})$", raw) if not raw.endswith("]") else None
+        return port == (int(own.group(1)) if own else 80)
 
     def html(self, request: Request, title: str, body: str, status: int = 200) -> Response:
         return Response(pages.layout(title, body, self.run_dir), status)
@@ -273,7 +297,10 @@ class BrowseApp:
     def _image_response(self, ref) -> Response:
         if ref is None:
             raise HTTPError(404, "no image for this uid")
-        data = self.index.image_bytes(ref)
+        try:
+            data = self.index.image_bytes(ref)
+        except (StaleFileError, FileNotFoundError):
+            raise HTTPError(410, "the shard changed or was removed since it was indexed; restart `rs5m browse`") from None
         if len(data) != ref.size:
             raise HTTPError(410, "the shard changed since it was indexed; restart `rs5m browse`")
         return Response(data, 200, sniff_image_type(data), [("Cache-Control", "private, max-age=3600")])
@@ -302,14 +329,19 @@ class BrowseApp:
         if rel.startswith(("/", "\\")) or "\\" in rel or any(part in ("..", "") for part in rel.split("/")):
             raise HTTPError(404, "no such file")
         # Resolving follows symlinks, so a link inside results/ that points elsewhere is refused too.
-        path = (self.run_dir / rel).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise HTTPError(404, "no such file")
+        try:
+            path = (self.run_dir / rel).resolve()
+            if (not path.is_relative_to(root) or path in self.hidden_files
+                    or any(path.is_relative_to(d) for d in self.hidden_dirs) or not path.is_file()):
+                raise HTTPError(404, "no such file")
+            data = path.read_bytes()
+        except OSError:  # a name too long for the file system, a file deleted meanwhile: not there
+            raise HTTPError(404, "no such file") from None
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or path.suffix in (".md", ".csv", ".json", ".tsv", ".log"):
             # Shown as text, never rendered as a page of this origin.
             content_type = "text/plain; charset=utf-8"
-        return Response(path.read_bytes(), 200, content_type)
+        return Response(data, 200, content_type)
 
     def asset(self, request: Request, name: str) -> Response:
         if name not in ASSETS:
@@ -383,7 +415,8 @@ class BrowseApp:
         session_id, rater = self._rating_scope(request)
         name = "ratings" + (f"_session{session_id}" if session_id else "") + (f"_{rater}" if rater else "")
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-        return Response(self.ratings.export_csv(session_id, rater), 200, "text/csv; charset=utf-8",
+        exact = request.query.get("format", "") == "exact"  # the authors' format, captions unguarded
+        return Response(self.ratings.export_csv(session_id, rater, exact), 200, "text/csv; charset=utf-8",
                         [("Content-Disposition", f'attachment; filename="{name}.csv"')])
 
     def summary(self, request: Request) -> Response:

@@ -244,6 +244,8 @@ def run_inline(processes_count, downloader, reader, _, max_shard_retry):
     retrier(run, run(reader), max_shard_retry)
 
 if __name__ == "__main__":
+    from rs5m.pub11 import bit_depth
+    bit_depth.install()  # 16-bit images contrast-normalised, not clipped to white (rs5m.pub11.bit_depth)
     arguments = json.loads(sys.argv[1])
     # every worker fetches through the crawl guard (rs5m.pub11.crawl_guard)
     img2dataset_main.Downloader = functools.partial(GuardedDownloader, crawl_settings=sys.argv[2])

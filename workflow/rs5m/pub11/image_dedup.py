@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from rs5m import columns as col
+from rs5m import duck
 from rs5m.ledger import StageStats, write_drops, write_stats
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import priority_ranks
@@ -93,10 +93,7 @@ def near_duplicate_pairs(
         band_tables.append(pa.table({"id": ids, "band": np.full(n, band, np.int8), "value": values}))
         masks = np.array(_masks(width, per_band), np.uint64).view(np.int64)
         mask_tables.append(pa.table({"band": np.full(len(masks), band, np.int8), "mask": masks}))
-    con = duckdb.connect()
-    con.execute(f"SET threads = {max(1, int(threads))}")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+    con = duck.connect(threads, memory_limit)
     con.register("band_values", pa.concat_tables(band_tables))
     con.register("band_masks", pa.concat_tables(mask_tables))
     con.register("hashes", pa.table({"id": ids, "h": hashes}))
@@ -203,8 +200,7 @@ def dedup_images(
         ),
     )
 
-    con = duckdb.connect()
-    con.execute(f"SET threads = {max(1, int(threads))}")
+    con = duck.connect(threads, memory_limit)
     if n:
         con.register("images", table.filter(pa.array(is_kept)))
     else:

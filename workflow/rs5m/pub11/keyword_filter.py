@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as C
+from rs5m import duck
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
 from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
@@ -293,12 +294,15 @@ def filter_chunk(
     max_caption_bytes: int = 65536,
     on_bad_file: str = "skip",
     threads: int = 1,
+    memory_limit: str | None = None,
 ) -> StageStats:
-    """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts."""
+    """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts.
+
+    DuckDB runs on `threads` within `memory_limit` (rs5m.duck).
+    """
     fmt = FORMATS[format or source]
     patterns = load_patterns(keywords)
-    con = duckdb.connect()
-    con.execute(f"SET threads = {max(1, int(threads))}")
+    con = duck.connect(threads, memory_limit)
     stats = StageStats(STAGE, source)
     tables: list[pa.Table] = []
     drops: list[dict] = []

@@ -9,10 +9,9 @@ import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from rs5m import geo
+from rs5m import duck, geo
 from rs5m.columns import UID
 from rs5m.metacaption import CLAUSES, date_fields, geo_json, meta_caption, parse_float, place_name
 from rs5m.pub11.sources import sql_string
@@ -154,7 +153,8 @@ def pub11_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "h
 
 def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: str | Path,
                        stats_path: str | Path | None = None, seed: int | str = 0,
-                       season_rule: str = "hemisphere", cc3m_labels: str | Path | None = None) -> dict:
+                       season_rule: str = "hemisphere", cc3m_labels: str | Path | None = None,
+                       threads: int = 1, memory_limit: str | None = None) -> dict:
     """Meta-captions of the kept PUB11 samples whose sources carry metadata (SPEC 4).
 
     The kept uids come from `final`; their native fields from the URL-dedup parts (`native`
@@ -166,7 +166,7 @@ def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: s
     parts = "[" + ", ".join(sql_string(p) for p in urldedup_parts) + "]"
     sources = ", ".join(sql_string(s) for s in PUB11_META_SOURCES)
     natives = ", ".join(f"{sql} AS {name}" for name, sql in PUB11_NATIVE_SQL.items())
-    con = duckdb.connect()
+    con = duck.connect(threads, memory_limit)
     rows = con.sql(
         f"SELECT f.uid, f.source, f.url, {natives} "
         f"FROM read_parquet({sql_string(final)}) f "

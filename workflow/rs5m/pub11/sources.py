@@ -82,8 +82,21 @@ def _headered_tsv(path: str) -> str:
     )
 
 
+def json_object_limit(path: str) -> int:
+    """read_json's `maximum_object_size` for a file: DuckDB allocates a buffer of twice it within
+    the connection's memory limit (rs5m.duck), so it follows the file's size (a whole file may be
+    one object; a compressed one may expand 16-fold), up to MAX_JSON_OBJECT_BYTES."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return MAX_JSON_OBJECT_BYTES
+    if path.endswith((".gz", ".zst")):
+        size *= 16
+    return int(min(MAX_JSON_OBJECT_BYTES, size + (1 << 20)))
+
+
 def _json(path: str) -> str:
-    return f"read_json({sql_string(path)}, maximum_object_size={MAX_JSON_OBJECT_BYTES})"
+    return f"read_json({sql_string(path)}, maximum_object_size={json_object_limit(path)})"
 
 
 def _redcaps(path: str) -> str:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rs5m import columns as col
+from rs5m import duck
 from rs5m.ledger import StageStats, write_drops, write_stats
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.crawl_pacing import host_part
@@ -99,10 +100,7 @@ def filter_and_dedup_urls(
     parts_per_host)]`. `allowed` (CIDR), `blocked_suffixes`, `max_length`: `urls.allowed_networks`,
     `urls.blocked_suffixes`, `urls.max_length`.
     """
-    con = duckdb.connect()
-    con.execute(f"SET threads = {max(1, int(threads))}")
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+    con = duck.connect(threads, memory_limit)
     files = [str(p) for p in metadata if pq.read_metadata(p).num_rows > 0]
     if files:
         union = " UNION ALL ".join(_select_for(con, group) for group in _schema_groups(files))

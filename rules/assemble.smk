@@ -192,8 +192,8 @@ rule audit:
         ),
         funnel="results/stats/funnel.json",
         # Only these ledger files are read (not whatever an older run left under results/).
-        ledger=LEDGER_FILES,
-        drops=[p.replace(".stats.json", ".drops.parquet") for p in LEDGER_FILES],
+        ledger=ledger_files(),
+        drops=[p.replace(".stats.json", ".drops.parquet") for p in ledger_files()],
     output:
         report(
             "results/stats/audit.json",

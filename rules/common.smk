@@ -93,8 +93,21 @@ def demo_metadata_files():
     return sorted(os.path.join(DEMO_METADATA, rel) for rel in relative)
 
 
-# Ledger files of every stage, gathered by rules/stats.smk; each stage's .smk extends it.
-LEDGER_FILES = []
+def ledger_files():
+    """The ledger (`.stats.json`) of every job of every stage, in DAG order: the funnel and the
+    audit read exactly these (the `.drops.parquet` files lie beside them)."""
+    files = keyword_outputs("stats.json")
+    if SOURCES:
+        files += [
+            "results/pub11/urldedup.stats.json",
+            *expand("results/pub11/download/{part}.stats.json", part=PARTS),
+            *expand("results/pub11/images/{part}.stats.json", part=PARTS),
+            "results/pub11/dedup/kept.stats.json",
+            "results/pub11/final.stats.json",
+        ]
+    if RS3_DATASETS:
+        files += rs3_read_outputs("stats.json") + rs3_caption_outputs("stats.json")
+    return files
 
 
 # Outlier stage (rules/pub11_outliers.smk).

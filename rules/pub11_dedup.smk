@@ -53,8 +53,3 @@ rule image_dedup:
         memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
     script:
         "../workflow/scripts/image_dedup.py"
-
-
-if SOURCES:
-    LEDGER_FILES.extend(expand("results/pub11/images/{part}.stats.json", part=PARTS))
-    LEDGER_FILES.append("results/pub11/dedup/kept.stats.json")

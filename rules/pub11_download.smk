@@ -90,8 +90,3 @@ rule download_retry:
 rule retry_failed_downloads:
     input:
         expand("results/pub11/download/{part}.retry.json", part=PARTS),
-
-
-if SOURCES:
-    LEDGER_FILES.append("results/pub11/urldedup.stats.json")
-    LEDGER_FILES.extend(expand("results/pub11/download/{part}.stats.json", part=PARTS))

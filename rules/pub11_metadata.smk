@@ -27,6 +27,3 @@ rule keyword_filter:
         memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
     script:
         "../workflow/scripts/keyword_filter.py"
-
-
-LEDGER_FILES.extend(keyword_outputs("stats.json"))

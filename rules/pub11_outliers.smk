@@ -117,7 +117,3 @@ rule outlier_qa:
         },
     script:
         "../workflow/scripts/outlier_qa.py"
-
-
-if SOURCES:
-    LEDGER_FILES.append("results/pub11/final.stats.json")

@@ -168,9 +168,3 @@ rule rs3_final:
         "../envs/rs3.yaml"
     script:
         "../workflow/scripts/rs3_final.py"
-
-
-if RS3_DATASETS:
-    LEDGER_FILES.extend(
-        rs3_read_outputs("stats.json") + rs3_caption_outputs("stats.json")
-    )

@@ -3,7 +3,7 @@
 
 rule funnel:
     input:
-        stats=LEDGER_FILES,
+        stats=ledger_files(),
         files=keyword_outputs("files.json"),
     output:
         csv="results/stats/funnel.csv",

@@ -70,8 +70,8 @@ def main() -> None:
         "BLIP-2 224 (captioning, side 448)": (lambda d, side: blip(open_rgb(d, side), return_tensors="pt"), 448),
     }
     for name, (function, side) in cases.items():
-        full = rate(lambda d: function(d, None), data)
-        reduced = rate(lambda d: function(d, side), data)
+        full = rate(lambda d, function=function: function(d, None), data)
+        reduced = rate(lambda d, function=function, side=side: function(d, side), data)
         print(f"{name:36s} full decode {full:7.1f} images/s per core, reduced-scale decode {reduced:7.1f} "
               f"images/s per core ({reduced / full:.2f}x)")
 

@@ -86,7 +86,7 @@ def main() -> None:
     total = time.perf_counter() - started
     loop = float(table.schema.metadata[b"scoring_seconds"])
 
-    print(f"images: {images} JPEGs 256 px in {len(set(l.tar for l in locations))} shards; torch threads {torch.get_num_threads()}")
+    print(f"images: {images} JPEGs 256 px in {len({location.tar for location in locations})} shards; torch threads {torch.get_num_threads()}")
     print(f"decode + CLIP and detector ({args.detector_imgsz} px) preprocessing, 1 process: {decode_rate:8.1f} images/s")
     print(f"decode + CLIP preprocessing only, 1 process:                {decode_clip_rate:8.1f} images/s")
     print(f"tiny CLIP image tower alone (batch {args.batch_size}):                   {clip_rate:8.1f} images/s")

@@ -163,7 +163,8 @@ def main() -> None:
     by_processes = {}
     for processes in (1, 2):
         by_processes[processes] = rate(
-            lambda _: list(inspect_images(items, MAX_PIXELS, MIN_SIDE, processes)), images, 2, time.perf_counter
+            lambda _, processes=processes: list(inspect_images(items, MAX_PIXELS, MIN_SIDE, processes)), images, 2,
+            time.perf_counter
         )
         print(f"inspect_images, {processes} process(es):    {by_processes[processes]:8.0f} images/s")
     print(f"scaling 1 -> 2 processes (wall time): {by_processes[2] / by_processes[1]:.2f}x "

@@ -65,7 +65,7 @@ def measure(urls: list[str], draft: bool, batch: int, shuffle: int) -> tuple[flo
     from rs5m.loader import make_loader
 
     cpu, wall, images = time.process_time(), time.perf_counter(), 0
-    for tensors, captions in make_loader(urls, batch_size=batch, shuffle=shuffle, draft=draft):
+    for tensors, _captions in make_loader(urls, batch_size=batch, shuffle=shuffle, draft=draft):
         images += tensors.shape[0]
     return images / (time.process_time() - cpu), images / (time.perf_counter() - wall)
 

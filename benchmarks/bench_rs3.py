@@ -142,7 +142,7 @@ def main() -> None:
 
     for batch in (1, 8):
         _, figures[f"caption_b{batch}"] = _timed(f"caption_images, batch {batch} (20 cand., 12 rot.)", len(images),
-                                                 lambda: run_batches(batch))
+                                                 lambda batch=batch: run_batches(batch))
     _, figures["generate"] = _timed(
         "BLIP-2 generate only, batch 8", len(images) * 20,
         lambda: [caption.generate_candidates(processor, blip2, images[s : s + 8], max_length=30, seed=0)

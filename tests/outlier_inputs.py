@@ -100,7 +100,7 @@ def trained_detector() -> tuple[Path, Path, dict]:
 
     work = Path(tempfile.mkdtemp(prefix="rs5m-detector-"))
     positives = write_folder(work / "pos", rs_like, 10, seed=1)
-    negatives = write_folder(work / "neg" / "nested", non_rs_like, 14, seed=2)
+    write_folder(work / "neg" / "nested", non_rs_like, 14, seed=2)
     metrics = train_rs_detector(
         [positives], [work / "neg"], work / "out/weights.pt", work / "out/metrics.json", work / "train",
         model="yolo11n-cls.yaml", epochs=2, imgsz=32, batch=8, workers=0, seed=0, device="cpu",

@@ -216,4 +216,5 @@ def test_each_shard_is_streamed_once(good_run, monkeypatch):
     assert tars and sorted(reads) == sorted(map(str, tars))
     for tar in tars:
         assert sum(reads[str(tar)]) == tar.stat().st_size  # once, to the end
-        assert max(reads[str(tar)]) < tar.stat().st_size  # in pieces, not whole
+        if tar.stat().st_size > 1 << 16:  # a tar of one record is read in one piece
+            assert max(reads[str(tar)]) < tar.stat().st_size  # in pieces, not whole

@@ -22,7 +22,8 @@ from rs5m.demo.web import DemoWebServer
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.images_part import inspect_part
 
-OPTIONS = dict(thread_count=4, timeout=5, retries=0, max_pixels=50_000_000)
+OPTIONS = dict(thread_count=4, timeout=5, retries=0, max_pixels=50_000_000, allowed_networks=["127.0.0.1/32"],
+               per_host_rate=1000, per_host_burst=100)
 
 
 def png16(pixels: np.ndarray) -> bytes:

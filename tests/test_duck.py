@@ -41,8 +41,8 @@ def test_no_module_connects_to_duckdb_but_duck():
 
 
 @pytest.mark.parametrize("module, call", [
-    ("metadata", "filter_chunk"), ("dedup", "dedup_images"), ("urldedup", "filter_and_dedup_urls"),
-    ("metacaption", "pub11_metacaptions"),
+    ("pub11.keyword_filter", "filter_chunk"), ("pub11.image_dedup", "dedup_images"),
+    ("pub11.url_filter", "filter_and_dedup_urls"), ("pub11.pub11_metacaption", "pub11_metacaptions"),
 ])
 def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
     """The stage functions hand the rule's limit and threads to the one helper."""
@@ -74,7 +74,7 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
         try:
             function([str(src)], [str(tmp_path / "p0.parquet")], stats=tmp_path / "u.stats.json",
                      drops=tmp_path / "u.drops.parquet", threads=2, memory_limit="700MB")
-        except Exception:  # a table of too few columns may fail after connecting; the connection is what counts
+        except Exception:  # noqa: BLE001 - a table of too few columns may fail after connecting; the connection is what counts
             pass
     else:
         final = tmp_path / "final.parquet"

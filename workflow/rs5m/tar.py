@@ -193,7 +193,7 @@ class HashingFileWriter:
             if not self._errors:
                 try:
                     work(batch)
-                except BaseException as error:  # reported by close(), in the caller's thread
+                except BaseException as error:  # noqa: BLE001 - reported by close(), in the caller's thread
                     self._errors.append(error)
 
     def _put(self, batch: list) -> None:

@@ -5,6 +5,9 @@ Reads the ledger files it is given (the rule's declared `ledger` input: `*.stats
 manifests and every shard member, each shard streamed once (hashed while its samples are read);
 writes a JSON report and lists each violation by name. A subset the run did not build (no PUB11
 source, or no RS3 dataset) is named in the report's `absent` with the reason, and not checked.
+
+Size: one check per invariant (ledger arithmetic, drop records, shard membership and readability,
+funnel), all over the same loaded run, written into one report.
 """
 from __future__ import annotations
 
@@ -122,7 +125,7 @@ def check_ledger(run: Path, final_counts: Counter, violations: _Violations, stag
             violations.add("ledger_arithmetic", f"{_relative(path, run)}: {error}")
     checked["stats_files"] = len(stats_files)
     per_source: dict[str, list[StageStats]] = defaultdict(list)
-    for (stage, source), entry in merge_stats(entries).items():
+    for (_stage, source), entry in merge_stats(entries).items():
         per_source[source].append(entry)
     last_kept: dict[str, int] = {}
     for source, chain in sorted(per_source.items()):
@@ -272,7 +275,7 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
                         if source:
                             per_source[source] += 1
                             manifest_counts[(source, shard.split)] += 1
-                except Exception as error:  # a truncated or corrupt tar: name it, keep auditing
+                except Exception as error:  # noqa: BLE001 - a truncated or corrupt tar: name it, keep auditing
                     violations.add("shard_unreadable", f"{shard.path}: {error}")
                 reader.drain()
             if reader.bytes != shard.bytes or reader.sha256.hexdigest() != shard.sha256:
@@ -326,7 +329,7 @@ def _check_sample(shard: str, split: str, val_fraction: float, names: dict, key:
             try:
                 with Image.open(io.BytesIO(members.get(image_key, b""))) as image:
                     image.verify()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - any decoder failure is this member's violation
                 violations.add("member_unreadable", f"{where}.{image_key}: {error}")
     if meta.get("uid") != key:
         violations.add("member_unreadable", f"{where}: json uid {meta.get('uid')!r}")

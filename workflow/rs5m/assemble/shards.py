@@ -26,6 +26,9 @@ shards both ways (10,000 images of 100 KiB, 2 shared cores): USTAR headers built
 download tars scanned here take 1.7-2.3x less wall time and 1.8-2.1x less CPU than `tarfile`
 writing and reading (webdataset's TarWriter, built on tarfile, is no faster). Tests check the
 shards equal tarfile's output byte for byte.
+
+Size: planning (roll-over, a fixed count, parallel groups), the samples of both subsets and the
+manifest are one format contract; the tar mechanics themselves live in rs5m.tar.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Reads `results/shards/**/*.tar`, `results/pub11/download/*/*.tar` and `results/**/*.drops.parquet`
 once; writes `results/browse/index.sqlite` (member offsets, captions, provenance, drop records).
+
+Size: building the index and querying it share one SQLite schema, stated once here.
 """
 from __future__ import annotations
 

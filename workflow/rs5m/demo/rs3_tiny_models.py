@@ -10,9 +10,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-log = logging.getLogger(__name__)
-
 from rs5m.models import RANDOM_WEIGHTS_MARKER, clip_config_path
+
+log = logging.getLogger(__name__)
 
 # The demo's CLIP: a tiny ViT built offline with random weights.
 TINY_CLIP_NAME = "rs5m-tiny-clip"

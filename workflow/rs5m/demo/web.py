@@ -36,6 +36,9 @@ Paths (n, k: non-negative integers; every answer is deterministic, the same byte
   - `drop`           closes the connection without any response
   - `redirect-loop`  302 to itself, forever
 Anything else: 404.
+
+Size: the server, its image renderers and the bad cases it answers are one test fixture, and the
+path table above is the contract the demo metadata and the tests rely on.
 """
 from __future__ import annotations
 

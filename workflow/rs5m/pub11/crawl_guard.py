@@ -27,6 +27,9 @@ then only the URL rules are checked here, and address rules are the proxy's (and
 
 Failures are returned as img2dataset error messages `"<reason>: <detail>"`; `rs5m.pub11.download_part` turns them
 into ledger reasons (`reason_of`).
+
+Size: the fetch of one image with every check (addresses, redirects, bounds, robots.txt,
+Retry-After) is one path through urllib; the pacing lives in rs5m.pub11.crawl_pacing.
 """
 from __future__ import annotations
 

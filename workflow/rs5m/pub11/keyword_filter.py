@@ -290,7 +290,7 @@ def filter_chunk(
     files: list[str],
     output: str,
     keywords: str,
-    format: str | None = None,
+    format: str | None = None,  # noqa: A002 - the config key's name (sources.<name>.format)
     max_caption_bytes: int = 65536,
     on_bad_file: str = "skip",
     threads: int = 1,

@@ -30,11 +30,11 @@ PUB11_NATIVE_SQL = {
 def cc3m_select_labels(labels: list[str], scores: list[float], threshold: float = 0.9, top: int = 3) -> list[str]:
     """SPEC 4 rule: >= `top` tags with prob >= threshold -> the first `top`; else all of them;
     else the single most probable tag."""
-    pairs = [(str(l).strip(), parse_float(s)) for l, s in zip(labels, scores)]
-    pairs = [(l, s) for l, s in pairs if l and s is not None]
+    pairs = [(str(label).strip(), parse_float(score)) for label, score in zip(labels, scores)]
+    pairs = [(label, score) for label, score in pairs if label and score is not None]
     if not pairs:
         return []
-    confident = [l for l, s in pairs if s >= threshold]
+    confident = [label for label, score in pairs if score >= threshold]
     if len(confident) >= top:
         return confident[:top]
     if confident:

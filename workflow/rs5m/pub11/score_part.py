@@ -96,7 +96,7 @@ class ShardImages:
         ok = True
         try:
             rgb = open_rgb(self.reader.read(self.locations[i]), self.side)
-        except Exception:  # a broken image is recorded with its uid, not fatal for the part
+        except Exception:  # noqa: BLE001 - a broken image is recorded with its uid, not fatal for the part
             ok = False
             rgb = Image.new("RGB", (8, 8))
         return tuple(t(rgb) for t in self.transforms) + (ok,)

@@ -112,7 +112,8 @@ def _counts_table(manifests: list[Manifest]) -> list[str]:
     return lines
 
 
-def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dict[str, str]) -> str:
+def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dict[str, str],
+                decontamination: list[str] | None = None) -> str:
     member_names = manifests[0].member_names if manifests else "rs5m"
     names = MEMBER_NAMES[member_names]
     members = (", ".join(f"`<key>.{names[k]}`" for k in ("img_name", "image", "caption", "json"))
@@ -154,6 +155,7 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
         f"{manifests[0].val_fraction if manifests else 0:.0%} per source, decided by a hash of the uid. "
         "Image bytes are copied from the downloads unchanged. Tars are byte-identical across reruns.",
         "",
+        *(decontamination or []),
         "## Licences of the sources",
         "",
         "| source | licence |",
@@ -244,8 +246,10 @@ def write_card(
     config: dict[str, Any],
     card: dict[str, Any],
     validate: bool = True,
+    decontamination_csv: str | Path | None = None,
 ) -> None:
     """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
+    `decontamination_csv` (results/stats/decontamination.csv) adds the eval sets checked to the card.
 
     Validation needs the `mlcroissant` package; without it the check is skipped with a warning.
     """
@@ -253,7 +257,10 @@ def write_card(
     loaded = [Manifest.read(path) for path in manifests]
     loaded.sort(key=lambda m: SUBSETS.index(m.subset))
     shards_dir = Path(croissant_path).parent
-    Path(readme).write_text(readme_text(loaded, config, software_versions()), encoding="utf-8")
+    from rs5m.decontamination import card_lines
+
+    section = card_lines(decontamination_csv, config.get("decontamination"))
+    Path(readme).write_text(readme_text(loaded, config, software_versions(), section), encoding="utf-8")
     document = croissant(loaded, shards_dir, Path(metafiles_dir), card["name"], card["description"],
                          card["license"], card["url"], card["version"])
     Path(croissant_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

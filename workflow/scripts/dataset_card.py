@@ -11,4 +11,5 @@ run(
     config=snakemake.config,
     card=snakemake.params.card,
     validate=snakemake.params.validate,
+    decontamination_csv=snakemake.input.decontamination,
 )

@@ -39,7 +39,9 @@ def eval_set_inputs(wildcards):
     paths = EVAL_SETS[wildcards.eval_set]["paths"]
     if any(_under_demo_eval(p) for p in paths):
         return [DEMO_EVAL_ROOT]
-    return []  # real eval sets are read where they are; the job reports what it cannot find
+    return (
+        []
+    )  # real eval sets are read where they are; the job reports what it cannot find
 
 
 def eval_tables():

@@ -135,11 +135,26 @@ def hash_search(index_hashes: np.ndarray, queries: np.ndarray, radius: int, batc
 
 
 # -------------------------------------------------------------------------------------- embeddings
+FLAT_LIMIT = 16384  # eval vectors up to which the search is exact (IndexFlatIP)
+
+
 def embedding_index(vectors: np.ndarray):
+    """Inner-product index over the unit eval vectors: exact (flat) for small sets; above FLAT_LIMIT
+    an inverted file (IndexIVFFlat, 4 sqrt(n) lists, 1/16 of them probed) so the search cost grows
+    with the dataset, not with dataset x eval set. Near-duplicates (cosine >= 0.9) fall in the
+    probed lists of their own eval vector, so the approximation costs them little recall."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    dim = vectors.shape[1]
+    if len(vectors) <= FLAT_LIMIT:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        lists = int(4 * math.sqrt(len(vectors)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 0
+        index.train(vectors)
+        index.nprobe = max(8, lists // 16)
     index.add(vectors)
     return index
 

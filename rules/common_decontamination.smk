@@ -1,5 +1,7 @@
 # Decontamination configuration and helper functions (rules/decontamination.smk uses them). No rules here.
 
+import re
+
 from rs5m.eval_sets import available as eval_set_available
 
 DECONTAMINATION = config["decontamination"]
@@ -31,7 +33,7 @@ EVAL_SETS = _plan_eval_sets()
 
 
 wildcard_constraints:
-    eval_set="|".join(EVAL_SETS) if EVAL_SETS else "[^/]+",
+    eval_set="|".join(map(re.escape, EVAL_SETS)) if EVAL_SETS else "[^/]+",
 
 
 def eval_set_inputs(wildcards):

@@ -189,3 +189,42 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     assert "| bench | folder | 4 |" in (tmp_path / "d.md").read_text()
     with Image.open(tmp_path / "d.png") as png:
         assert png.size[0] > 200
+
+
+@pytest.mark.workflow
+def test_demo_drops_planted_copies_keeps_distinct_images_and_the_books_balance(demo_run):
+    check_demo_decontamination(demo_run)
+
+
+def check_demo_decontamination(run: Path) -> None:
+    planted = json.loads((run / "resources/demo/eval/planted.json").read_text())
+    pub11_planted = set(planted) & set(pq.read_table(run / "results/pub11/outliers.parquet").column("uid").to_pylist())
+    rs3_planted = set(planted) - pub11_planted
+    assert len(pub11_planted) >= 3 and rs3_planted
+    matches = pq.read_table(run / "results/decontamination/pub11.matches.parquet").to_pylist()
+    phash_hits = {(m["uid"], m["image_id"]) for m in matches if m["method"] == "phash"}
+    found = sum((uid, image_id) in phash_hits for uid in pub11_planted for image_id in planted[uid])
+    assert found == sum(len(planted[uid]) for uid in pub11_planted)  # every planted copy is found
+    assert not [m for m in matches if "distinct" in m["image_id"] and m["method"] == "phash"]
+    # PUB11 `drop`: planted uids leave final.parquet with one eval_overlap drop each.
+    final = set(pq.read_table(run / "results/pub11/final.parquet").column("uid").to_pylist())
+    drops = pq.read_table(run / "results/pub11/final.drops.parquet").to_pylist()
+    assert pub11_planted.isdisjoint(final) and pub11_planted <= {d["uid"] for d in drops}
+    assert all(d["reason"] == REASON and d["detail"].split(":", 1)[0].startswith("demo_") for d in drops)
+    outliers_kept = pq.read_metadata(run / "results/pub11/outliers.parquet").num_rows
+    assert len(final) + len(drops) == outliers_kept
+    # RS3 `report`: matched, reported, kept.
+    rs3_matches = {m["uid"] for m in pq.read_table(run / "results/decontamination/rs3.matches.parquet").to_pylist()}
+    assert rs3_planted <= rs3_matches
+    assert rs3_planted <= set(pq.read_table(run / "results/rs3/final.parquet").column("uid").to_pylist())
+    # Report, funnel column, card, audit.
+    report = {r["eval_set"]: r for r in __import__("csv").DictReader(open(run / "results/stats/decontamination.csv"))}
+    assert set(report) == {"demo_scenes", "demo_captions", "demo_list", "total"}
+    assert int(report["total"]["pub11_dropped"]) == len(drops) and int(report["total"]["rs3_dropped"]) == 0
+    assert int(report["demo_scenes"]["images_read"]) >= 12
+    funnel = json.loads((run / "results/stats/funnel.json").read_text())
+    assert funnel["consistent"] and next(r for r in funnel["rows"] if r["source"] == "total")["eval_overlap"] == len(drops)
+    assert "## Eval-set decontamination" in (run / "results/shards/README.md").read_text()
+    assert json.loads((run / "results/stats/audit.json").read_text())["ok"] is True
+    with Image.open(run / "results/stats/decontamination_pairs.png") as png:
+        assert png.size[0] > 400

@@ -25,9 +25,9 @@ import io
 import json
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -515,7 +515,7 @@ def pairs_figure(matches: Sequence[str | Path], out_png: str | Path, max_pairs: 
         r, c = divmod(k, 2)
         score = f"{int(m['score'])} bits" if m["method"] == "phash" else f"cos {m['score']:.3f}"
         axes[r][2 * c].imshow(_load_thumb(m["eval_path"]))
-        axes[r][2 * c].set_title(f"{m['eval_set']}:{m['image_id']}"[-28:], fontsize=6)
+        axes[r][2 * c].set_title(f"{m['eval_set'][:28]}\n{m['image_id'][-28:]}", fontsize=6)
         axes[r][2 * c + 1].imshow(_load_thumb(m["location"]))
         axes[r][2 * c + 1].set_title(f"{m['subset']} {m['method']} {score} ({m['variant']})", fontsize=6)
     if not shown:

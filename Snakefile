@@ -11,12 +11,14 @@ if not workflow.overwrite_configfiles:
 
 include: "rules/common.smk"
 include: "rules/common_rs3.smk"
+include: "rules/common_decontamination.smk"
 include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
 include: "rules/pub11_download.smk"
 include: "rules/pub11_dedup.smk"
 include: "rules/pub11_outliers.smk"
 include: "rules/rs3.smk"
+include: "rules/decontamination.smk"
 include: "rules/pub11_places.smk"
 include: "rules/pub11_metacaption.smk"
 include: "rules/stats.smk"
@@ -30,6 +32,7 @@ rule all:
         outlier_outputs(),
         rs3_targets(),
         assembly_targets(),
+        decontamination_targets(),
 
 
 localrules:

@@ -165,6 +165,7 @@ rule dataset_card:
             "results/shards/{subset}.manifest.json", subset=ASSEMBLY_SUBSETS
         ),
         metafiles=METAFILES,
+        decontamination="results/stats/decontamination.csv",
     output:
         readme=report(
             "results/shards/README.md",

@@ -103,10 +103,15 @@ def ledger_files():
             *expand("results/pub11/download/{part}.stats.json", part=PARTS),
             *expand("results/pub11/images/{part}.stats.json", part=PARTS),
             "results/pub11/dedup/kept.stats.json",
-            "results/pub11/final.stats.json",
+            "results/pub11/outliers.stats.json",
         ]
     if RS3_DATASETS:
         files += rs3_read_outputs("stats.json") + rs3_caption_outputs("stats.json")
+    # The decontamination stage (rules/decontamination.smk) writes each subset's final table.
+    if SOURCES:
+        files.append("results/pub11/final.stats.json")
+    if RS3_DATASETS:
+        files.append("results/rs3/final.stats.json")
     return files
 
 

@@ -47,7 +47,8 @@ rule score_part:
         detector=detector_weights,
         clip=outlier_clip_checkpoint(),
     output:
-        "results/pub11/scores/{part}.parquet",
+        scores="results/pub11/scores/{part}.parquet",
+        embeddings="results/pub11/embeddings/{part}.npy",
     log:
         "logs/score_part/{part}.log",
     benchmark:
@@ -77,10 +78,10 @@ rule outlier_threshold:
         kept="results/pub11/dedup/kept.parquet",
         scores=expand("results/pub11/scores/{part}.parquet", part=PARTS),
     output:
-        final="results/pub11/final.parquet",
-        stats="results/pub11/final.stats.json",
-        drops="results/pub11/final.drops.parquet",
-        thresholds="results/pub11/final.thresholds.json",
+        final="results/pub11/outliers.parquet",
+        stats="results/pub11/outliers.stats.json",
+        drops="results/pub11/outliers.drops.parquet",
+        thresholds="results/pub11/outliers.thresholds.json",
     log:
         "logs/outlier_threshold.log",
     conda:

@@ -1,5 +1,6 @@
 # RS3 (SPEC 3): read fMoW, BigEarthNet and MillionAID, meta-caption them, caption with BLIP-2 and
-# rank with two CLIPs, one GPU job per part; gather results/rs3/final.parquet.
+# rank with two CLIPs, one GPU job per part; gather results/rs3/captioned.parquet (decontamination
+# then writes results/rs3/final.parquet).
 
 
 rule rs3_demo_inputs:
@@ -161,7 +162,7 @@ rule rs3_final:
     input:
         parts=rs3_caption_outputs(),
     output:
-        "results/rs3/final.parquet",
+        "results/rs3/captioned.parquet",
     log:
         "logs/rs3_final.log",
     conda:

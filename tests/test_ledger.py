@@ -27,29 +27,32 @@ def test_merge_sums_per_stage_and_source():
     assert merged[("download", "sbu")].kept == 2
 
 
-def chain(source, n_in, kw, urldup, blocked, failed, invalid, dups, outliers):
+def chain(source, n_in, kw, urldup, blocked, failed, invalid, dups, outliers, overlap=0):
     after_url = kw - urldup - blocked
     downloaded = after_url - failed
+    remain = downloaded - invalid - dups - outliers
     return [
         StageStats("keyword_filter", source, n_in, kw, {"no_keyword_match": n_in - kw}),
         StageStats("url_filter", source, kw, after_url, {"duplicate_url": urldup, "blocked_url": blocked}),
         StageStats("download", source, after_url, downloaded, {"download_failed": failed}),
         StageStats("invalid", source, downloaded, downloaded - invalid, {"invalid_decode": invalid}),
         StageStats("image_dedup", source, downloaded - invalid, downloaded - invalid - dups, {"duplicate_image": dups}),
-        StageStats("outliers", source, downloaded - invalid - dups, downloaded - invalid - dups - outliers, {"low_clip_score": outliers}),
+        StageStats("outliers", source, downloaded - invalid - dups, remain, {"low_clip_score": outliers}),
+        StageStats("decontamination", source, remain, remain - overlap, {"eval_overlap": overlap}),
     ]
 
 
 def test_funnel_columns_and_arithmetic(tmp_path):
-    stats = chain("laion2b", 1000, 100, 10, 2, 8, 1, 5, 9) + chain("vg", 50, 6, 0, 0, 0, 0, 0, 4)
+    stats = chain("laion2b", 1000, 100, 10, 2, 8, 1, 5, 9, 3) + chain("vg", 50, 6, 0, 0, 0, 0, 0, 4)
     funnel = build_funnel(stats)
     assert funnel.consistent
     laion, vg, total = funnel.rows
-    assert (laion["after_keyword_filter"], laion["downloaded"], laion["invalid"], laion["duplicates"], laion["outliers"], laion["remain"]) == (100, 80, 1, 5, 9, 65)
+    assert (laion["after_keyword_filter"], laion["downloaded"], laion["invalid"], laion["duplicates"], laion["outliers"], laion["eval_overlap"], laion["remain"]) == (100, 80, 1, 5, 9, 3, 62)
     assert (laion["url_duplicates"], laion["blocked_urls"], laion["download_failed"]) == (10, 2, 8)
-    assert vg["remain"] == 2 and total["remain"] == 67 and total["downloaded"] == 86
+    assert vg["remain"] == 2 and total["remain"] == 64 and total["downloaded"] == 86 and total["eval_overlap"] == 3
     for row in funnel.rows:
-        assert row["downloaded"] - row["invalid"] - row["duplicates"] - row["outliers"] == row["remain"]
+        lost = row["invalid"] + row["duplicates"] + row["outliers"] + row["eval_overlap"]
+        assert row["downloaded"] - lost == row["remain"]
     for path in ("f.csv", "f.md", "f.json"):
         (tmp_path / path).unlink(missing_ok=True)
     files = []
@@ -57,7 +60,7 @@ def test_funnel_columns_and_arithmetic(tmp_path):
         write_stats(tmp_path / f"{i}.stats.json", [s])
         files.append(tmp_path / f"{i}.stats.json")
     write_funnel(files, tmp_path / "f.csv", tmp_path / "f.md", tmp_path / "f.json")
-    assert "| laion2b | 1,000 | 100 | 10 | 2 | 8 | 80 | 1 | 5 | 9 | 65 |" in (tmp_path / "f.md").read_text()
+    assert "| laion2b | 1,000 | 100 | 10 | 2 | 8 | 80 | 1 | 5 | 9 | 3 | 62 |" in (tmp_path / "f.md").read_text()
     assert json.loads((tmp_path / "f.json").read_text())["consistent"] is True
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -54,7 +55,7 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(rules=REPO / "rules/pub11_outliers.smk"))
 
-    targets = ["results/pub11/final.parquet", "results/stats/fig13_grid.md", "results/stats/outlier_score_histograms.png"]
+    targets = ["results/pub11/outliers.parquet", "results/stats/fig13_grid.md", "results/stats/outlier_score_histograms.png"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path), "-s",
@@ -64,10 +65,12 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     assert result.returncode == 0, result.stderr[-4000:]
     for rule in ("train_rs_detector", "score_part", "outlier_threshold", "outlier_qa"):
         assert f"rule {rule}:" in result.stderr
-    all_stats = read_stats([tmp_path / "results/pub11/final.stats.json"])
+    all_stats = read_stats([tmp_path / "results/pub11/outliers.stats.json"])
     assert sum(s.rows_in for s in all_stats) == 12
     assert sum(s.dropped.get("undecodable_image", 0) for s in all_stats) == 1
-    final = pq.read_table(tmp_path / "results/pub11/final.parquet")
+    final = pq.read_table(tmp_path / "results/pub11/outliers.parquet")
+    embeddings = np.load(tmp_path / "results/pub11/embeddings/0000.npy")  # stored for decontamination
+    assert embeddings.shape[0] == pq.read_metadata(tmp_path / "results/pub11/scores/0000.parquet").num_rows
     # 11 scored pairs: clip top 90 % -> k = 10, rs top 80 % -> k = 9: at most 9 kept, at least 11 - 1 - 2
     assert 8 <= final.num_rows <= 9 + 2  # ties at the rs threshold may keep more (random tiny detector)
     assert final.num_rows == sum(s.kept for s in all_stats)

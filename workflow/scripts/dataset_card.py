@@ -12,4 +12,5 @@ run(
     card=snakemake.params.card,
     validate=snakemake.params.validate,
     absent=snakemake.params.absent,
+    decontamination_csv=snakemake.input.decontamination,
 )

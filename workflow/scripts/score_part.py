@@ -7,7 +7,8 @@ run(
     kept=snakemake.input.kept,
     part=snakemake.wildcards.part,
     detector_weights=snakemake.input.detector,
-    out=snakemake.output[0],
+    out=snakemake.output.scores,
+    embeddings_out=snakemake.output.embeddings,
     workers=snakemake.threads,
     **snakemake.params.options,
 )

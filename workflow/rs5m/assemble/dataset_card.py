@@ -124,7 +124,7 @@ def absent_lines(absent: dict[str, str] | None) -> list[str]:
 
 
 def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dict[str, str],
-                absent: dict[str, str] | None = None) -> str:
+                absent: dict[str, str] | None = None, decontamination: list[str] | None = None) -> str:
     member_names = manifests[0].member_names if manifests else "rs5m"
     names = MEMBER_NAMES[member_names]
     members = (", ".join(f"`<key>.{names[k]}`" for k in ("img_name", "image", "caption", "json"))
@@ -170,6 +170,7 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
         f"{manifests[0].val_fraction if manifests else 0:.0%} per source, decided by a hash of the uid. "
         "Image bytes are copied from the downloads unchanged. Tars are byte-identical across reruns.",
         "",
+        *(decontamination or []),
         "## Licences of the sources",
         "",
         "| source | licence |",
@@ -261,8 +262,10 @@ def write_card(
     card: dict[str, Any],
     validate: bool = True,
     absent: dict[str, str] | None = None,
+    decontamination_csv: str | Path | None = None,
 ) -> None:
     """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
+    `decontamination_csv` (results/stats/decontamination.csv) adds the eval sets checked to the card.
 
     `absent`: {subset: why} for a subset this build does not hold; the card says so.
 
@@ -272,7 +275,10 @@ def write_card(
     loaded = [Manifest.read(path) for path in manifests]
     loaded.sort(key=lambda m: SUBSETS.index(m.subset))
     shards_dir = Path(croissant_path).parent
-    Path(readme).write_text(readme_text(loaded, config, software_versions(), absent), encoding="utf-8")
+    from rs5m.decontamination.decontamination_report import card_lines
+
+    section = card_lines(decontamination_csv, config.get("decontamination"))
+    Path(readme).write_text(readme_text(loaded, config, software_versions(), absent, section), encoding="utf-8")
     description = card["description"] + "".join(
         f" The {subset} subset is absent from this build: {why}." for subset, why in sorted((absent or {}).items()))
     document = croissant(loaded, shards_dir, Path(metafiles_dir), card["name"], description,

@@ -15,7 +15,7 @@ from rs5m.columns import PUB11_SOURCES
 from rs5m.ledger import StageStats, merge_stats, read_stats
 
 # PUB11 stages in DAG order; each one's rows_in must equal the previous one's kept.
-PUB11_STAGES = ("keyword_filter", "url_filter", "download", "invalid", "image_dedup", "outliers")
+PUB11_STAGES = ("keyword_filter", "url_filter", "download", "invalid", "image_dedup", "outliers", "decontamination")
 
 FUNNEL_COLUMNS = (
     "source",
@@ -28,6 +28,7 @@ FUNNEL_COLUMNS = (
     "invalid",
     "duplicates",
     "outliers",
+    "eval_overlap",
     "remain",
 )
 
@@ -63,6 +64,7 @@ def _row(source: str, by_stage: dict[str, StageStats]) -> dict:
         "invalid": dropped("invalid"),
         "duplicates": dropped("image_dedup"),
         "outliers": dropped("outliers"),
+        "eval_overlap": dropped("decontamination"),
         "remain": kept(last) if last else None,
     }
 
@@ -90,9 +92,9 @@ def build_funnel(stats: Iterable[StageStats], sources: Iterable[str] = PUB11_SOU
     rows.append(total)
     for row in rows:
         if row["downloaded"] is not None and row["remain"] is not None:
-            lost = sum(row[c] or 0 for c in ("invalid", "duplicates", "outliers"))
+            lost = sum(row[c] or 0 for c in ("invalid", "duplicates", "outliers", "eval_overlap"))
             if row["downloaded"] - lost != row["remain"]:
-                problems.append(f"{row['source']}: downloaded - invalid - duplicates - outliers != remain")
+                problems.append(f"{row['source']}: downloaded - invalid - duplicates - outliers - eval_overlap != remain")
     return Funnel(rows, problems)
 
 
@@ -106,7 +108,8 @@ def funnel_markdown(funnel: Funnel) -> str:
     body = ["| " + " | ".join(_cell(row[c]) for c in FUNNEL_COLUMNS) + " |" for row in funnel.rows]
     note = (
         "\nEvery row: after_keyword_filter - url_duplicates - blocked_urls - download_failed = downloaded, "
-        "and downloaded - invalid - duplicates - outliers = remain. Empty cells: stage not run.\n"
+        "and downloaded - invalid - duplicates - outliers - eval_overlap = remain (eval_overlap: samples "
+        "dropped by the eval-set decontamination, results/stats/decontamination.md). Empty cells: stage not run.\n"
     )
     problems = "".join(f"\n**Inconsistent:** {p}\n" for p in funnel.problems)
     return "\n".join([header, rule, *body]) + "\n" + note + problems

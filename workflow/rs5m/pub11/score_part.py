@@ -126,11 +126,14 @@ def score_part(
     precision: str = "auto",
     root: str | Path = ".",
     reduced_decode: bool = False,
+    embeddings_out: str | Path | None = None,
 ) -> pa.Table:
     """clip_score and rs_score for the kept uids of one download part, in kept.parquet's order.
 
     Images are decoded once in DataLoader workers straight from the shards and feed both models;
     with `reduced_decode` a large JPEG is decoded at the DCT scale the larger model input needs.
+    With `embeddings_out`, the L2-normalised CLIP image embeddings are also saved there (float16
+    `.npy`, row-aligned with the scores; NaN rows for undecodable images) for the decontamination stage.
     """
     import torch
     import torch.nn.functional as F
@@ -164,6 +167,7 @@ def score_part(
     )
     clip_scores = np.empty(len(uids), dtype=np.float32)
     rs_scores = np.empty(len(uids), dtype=np.float32)
+    embeddings = []
     started, done = time.perf_counter(), 0
     with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
         for clip_batch, detector_batch, ok in loader:
@@ -173,6 +177,10 @@ def score_part(
             c = rs_probability(detector, detector_batch.to(device, non_blocking=True), rs_index).cpu().numpy()
             bad = ~ok.numpy()
             s[bad], c[bad] = np.nan, np.nan
+            if embeddings_out is not None:
+                vectors = image.cpu().numpy().astype(np.float16)
+                vectors[bad] = np.nan
+                embeddings.append(vectors)
             clip_scores[done : done + n], rs_scores[done : done + n] = s, c
             done += n
     dataset.reader.close()
@@ -190,6 +198,9 @@ def score_part(
     })
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
+    if embeddings_out is not None:
+        dim = int(getattr(clip.visual, "output_dim", 0) or text.shape[-1])
+        np.save(embeddings_out, np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float16))
     return table
 
 

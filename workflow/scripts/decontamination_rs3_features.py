@@ -1,0 +1,12 @@
+from rs5m.adapter import run
+from rs5m.decontamination.decontamination_rs3_features import rs3_features
+
+run(
+    snakemake,
+    rs3_features,
+    part=snakemake.input.part,
+    out=snakemake.output.table,
+    embeddings_out=snakemake.output.embeddings,
+    workers=snakemake.threads,
+    **snakemake.params.options,
+)

@@ -6,14 +6,14 @@
 
 if DEMO["enabled"] and DECONTAMINATION["demo_eval_sets"]:
 
-    rule demo_eval_sets:
+    rule decontamination_demo_eval:
         input:
             pub11="results/pub11/outliers.parquet",
             rs3="results/rs3/captioned.parquet",
         output:
             directory(DEMO_EVAL_ROOT),
         log:
-            "logs/demo_eval_sets.log",
+            "logs/decontamination_demo_eval.log",
         conda:
             "../envs/pub11.yaml"
         params:

@@ -1,7 +1,7 @@
 # RS3 configuration and helper functions (rules/rs3.smk uses them). No rules here.
 
-RS3 = config.get("rs3", {})
-CAPTION = config.get("caption", {})
+RS3 = config["rs3"]
+CAPTION = config["caption"]
 RS3_DEMO_ROOT = os.path.join(DEMO["root"], "rs3")
 
 
@@ -27,7 +27,7 @@ def _rs3_available(dataset):
     return False
 
 
-RS3_DATASETS = [d for d in RS3.get("datasets", []) if _rs3_available(d)]
+RS3_DATASETS = [d for d in RS3["datasets"] if _rs3_available(d)]
 
 
 def rs3_input(path):
@@ -57,7 +57,7 @@ def rs3_caption_outputs(kind="parquet"):
 
 def rs3_model_files():
     """The tiny models' paths when the workflow builds them (demo), else nothing to wait for."""
-    if not CAPTION.get("tiny_models"):
+    if not CAPTION["tiny_models"]:
         return []
     return [
         CAPTION["blip2"]["model"],

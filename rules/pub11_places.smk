@@ -13,7 +13,7 @@ rule pub11_places:
     conda:
         "../envs/rs3.yaml"
     params:
-        spacy_model=config.get("places", {}).get("spacy_model"),
-        min_population=config.get("places", {}).get("min_population", 100000),
+        spacy_model=config["places"]["spacy_model"],
+        min_population=config["places"]["min_population"],
     script:
         "../workflow/scripts/pub11_places.py"

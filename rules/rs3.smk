@@ -16,7 +16,7 @@ rule rs3_demo_inputs:
         "../workflow/scripts/rs3_demo_inputs.py"
 
 
-if CAPTION.get("tiny_models"):
+if CAPTION["tiny_models"]:
 
     rule rs3_tiny_models:
         output:
@@ -37,7 +37,7 @@ if CAPTION.get("tiny_models"):
 
 rule rs3_read_fmow:
     input:
-        root=rs3_input(RS3.get("fmow", {}).get("root", "data/fmow-rgb")),
+        root=rs3_input(RS3["fmow"]["root"]),
     output:
         table="results/rs3/read/fmow.parquet",
         stats="results/rs3/read/fmow.stats.json",
@@ -48,18 +48,18 @@ rule rs3_read_fmow:
         "results/benchmarks/rs3_read_fmow.tsv"
     conda:
         "../envs/rs3.yaml"
-    threads: RS3.get("threads", 4)  # image-header reader threads; an upper bound, clamped by --cores
+    threads: RS3["threads"]  # image-header reader threads; an upper bound, clamped by --cores
     params:
         subpath=rs3_root_subpath("fmow", "data/fmow-rgb"),
-        split=RS3.get("fmow", {}).get("split", "train"),
-        variants=RS3.get("fmow", {}).get("variants", ["rgb", "msrgb"]),
+        split=RS3["fmow"]["split"],
+        variants=RS3["fmow"]["variants"],
     script:
         "../workflow/scripts/rs3_read_fmow.py"
 
 
 rule rs3_read_bigearthnet:
     input:
-        roots=[rs3_input(root) for root in RS3.get("bigearthnet", {}).get("roots", [])],
+        roots=[rs3_input(root) for root in RS3["bigearthnet"]["roots"]],
     output:
         table="results/rs3/read/bigearthnet.parquet",
         stats="results/rs3/read/bigearthnet.stats.json",
@@ -72,20 +72,20 @@ rule rs3_read_bigearthnet:
         "results/benchmarks/rs3_read_bigearthnet.tsv"
     conda:
         "../envs/rs3.yaml"
-    threads: RS3.get("threads", 4)  # GeoTIFF reader threads; an upper bound, clamped by --cores
+    threads: RS3["threads"]  # GeoTIFF reader threads; an upper bound, clamped by --cores
     params:
-        roots=RS3.get("bigearthnet", {}).get("roots", []),
-        split=RS3.get("bigearthnet", {}).get("split", "train"),
-        version=RS3.get("bigearthnet", {}).get("version", "auto"),
-        clip=RS3.get("bigearthnet", {}).get("reflectance_clip", [0, 2000]),
-        jpeg_quality=RS3.get("bigearthnet", {}).get("jpeg_quality", 95),
+        roots=RS3["bigearthnet"]["roots"],
+        split=RS3["bigearthnet"]["split"],
+        version=RS3["bigearthnet"]["version"],
+        clip=RS3["bigearthnet"]["reflectance_clip"],
+        jpeg_quality=RS3["bigearthnet"]["jpeg_quality"],
     script:
         "../workflow/scripts/rs3_read_bigearthnet.py"
 
 
 rule rs3_read_millionaid:
     input:
-        root=rs3_input(RS3.get("millionaid", {}).get("root", "data/millionaid")),
+        root=rs3_input(RS3["millionaid"]["root"]),
     output:
         table="results/rs3/read/millionaid.parquet",
         stats="results/rs3/read/millionaid.stats.json",
@@ -96,10 +96,10 @@ rule rs3_read_millionaid:
         "results/benchmarks/rs3_read_millionaid.tsv"
     conda:
         "../envs/rs3.yaml"
-    threads: RS3.get("threads", 4)  # image-header reader threads; an upper bound, clamped by --cores
+    threads: RS3["threads"]  # image-header reader threads; an upper bound, clamped by --cores
     params:
         subpath=rs3_root_subpath("millionaid", "data/millionaid"),
-        split=RS3.get("millionaid", {}).get("split", "test"),
+        split=RS3["millionaid"]["split"],
     script:
         "../workflow/scripts/rs3_read_millionaid.py"
 
@@ -142,17 +142,17 @@ rule rs3_caption:
         gpu=1,
         mem_mb=32000,
     params:
-        blip2=CAPTION.get("blip2", {}),
-        clip_a=CAPTION.get("clip_a", {}),
-        clip_b=CAPTION.get("clip_b", {}),
-        num_candidates=CAPTION.get("num_candidates", 20),
-        top_k=CAPTION.get("top_k", 50),
-        top_p=CAPTION.get("top_p", 0.95),
-        max_length=CAPTION.get("max_length", 50),
-        rotations=CAPTION.get("rotations", {}),
-        batch_size=CAPTION.get("batch_size", 8),
-        seed=CAPTION.get("seed", 0),
-        device=CAPTION.get("device", "auto"),
+        blip2=CAPTION["blip2"],
+        clip_a=CAPTION["clip_a"],
+        clip_b=CAPTION["clip_b"],
+        num_candidates=CAPTION["num_candidates"],
+        top_k=CAPTION["top_k"],
+        top_p=CAPTION["top_p"],
+        max_length=CAPTION["max_length"],
+        rotations=CAPTION["rotations"],
+        batch_size=CAPTION["batch_size"],
+        seed=CAPTION["seed"],
+        device=CAPTION["device"],
         reduced_decode=CAPTION["reduced_decode"],
     script:
         "../workflow/scripts/rs3_caption.py"

@@ -15,7 +15,7 @@ import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 
 
@@ -288,9 +288,11 @@ def read_tar_members(tar_path: Path, wanted: set[str]) -> dict[str, bytes | memo
     return found
 
 
-def iter_shard_samples(tar_path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) for each sample of a shard, in file order."""
-    with tarfile.open(tar_path, mode="r:") as archive:
+def iter_shard_samples(source: str | Path | BinaryIO) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) for each sample of a shard, in file order, reading it once from
+    front to back with one sample in memory; `source` is a path or a readable file object."""
+    opened = tarfile.open(fileobj=source, mode="r|") if hasattr(source, "read") else tarfile.open(source, mode="r|")
+    with opened as archive:
         key, members = None, {}
         for info in archive:
             if not info.isfile():
@@ -303,3 +305,13 @@ def iter_shard_samples(tar_path: str | Path) -> Iterator[tuple[str, dict[str, by
             members[ext] = archive.extractfile(info).read()
         if key is not None:
             yield key, members
+
+
+def iter_members(source: str | Path | BinaryIO) -> Iterator[tuple[str, int, int, Callable[[], bytes]]]:
+    """(name, data offset, size, read) of every regular file member, in file order, streaming the tar
+    once; `read()` returns the member's bytes and is only valid until the next member."""
+    opened = tarfile.open(fileobj=source, mode="r|") if hasattr(source, "read") else tarfile.open(source, mode="r|")
+    with opened as archive:
+        for info in archive:
+            if info.isfile():
+                yield info.name, info.offset_data, info.size, lambda info=info: archive.extractfile(info).read()

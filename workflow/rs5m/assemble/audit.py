@@ -16,11 +16,10 @@ import hashlib
 import io
 import json
 import sys
-import tarfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import pyarrow.parquet as pq
 from PIL import Image
@@ -30,6 +29,7 @@ from rs5m.pub11.download_part import REASONS as DOWNLOAD_REASONS
 from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
 from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
+from rs5m.tar import iter_shard_samples
 from rs5m.assemble.split import split_of
 from rs5m.assemble.funnel import PUB11_STAGES
 
@@ -223,23 +223,6 @@ class _HashingReader(io.RawIOBase):
             self.bytes += len(data)
 
 
-def stream_shard(reader: _HashingReader) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per sample, reading the tar once front to back (one sample in memory)."""
-    with tarfile.open(fileobj=reader, mode="r|") as archive:
-        key, members = None, {}
-        for info in archive:
-            if not info.isfile():
-                continue
-            name_key, _, ext = info.name.partition(".")
-            if name_key != key:
-                if key is not None:
-                    yield key, members
-                key, members = name_key, {}
-            members[ext] = archive.extractfile(info).read()
-        if key is not None:
-            yield key, members
-
-
 def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set[str], violations: _Violations,
                  checked: dict[str, int], verify_images: bool, subsets: Iterable[str] = SUBSETS) -> Counter:
     """Every listed shard intact, every member readable, every kept uid in exactly one shard.
@@ -267,7 +250,7 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
             with open(path, "rb", buffering=0) as raw:
                 reader = _HashingReader(raw)
                 try:
-                    for key, members in stream_shard(reader):
+                    for key, members in iter_shard_samples(reader):
                         samples += 1
                         source = _check_sample(shard.path, shard.split, manifest.val_fraction, names, key,
                                                members, violations, verify_images)

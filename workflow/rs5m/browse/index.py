@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from rs5m.columns import make_uid
+from rs5m.tar import iter_members
 
 # Bump when the tables below change: an index of another version is rebuilt from scratch.
 INDEX_VERSION = 2
@@ -92,17 +93,13 @@ def _decode(data: bytes) -> str:
 def _read_tar_groups(path: Path, small_suffixes: set[str]) -> dict[str, dict]:
     """Per key: the small members' bytes and the image member's offset and size (never its bytes)."""
     groups: dict[str, dict] = {}
-    with tarfile.open(path, mode="r:") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, suffix = split_member(member.name)
-            group = groups.setdefault(key, {})
-            if suffix in IMAGE_SUFFIXES and "image" not in group:
-                group["image"] = (member.offset_data, member.size, member.name)
-            elif suffix in small_suffixes:
-                handle = tar.extractfile(member)
-                group[suffix] = handle.read() if handle else b""
+    for name, offset, size, read in iter_members(path):
+        key, suffix = split_member(name)
+        group = groups.setdefault(key, {})
+        if suffix in IMAGE_SUFFIXES and "image" not in group:
+            group["image"] = (offset, size, name)
+        elif suffix in small_suffixes:
+            group[suffix] = read()
     return groups
 
 

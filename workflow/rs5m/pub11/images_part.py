@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import tarfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -39,6 +38,7 @@ from PIL import Image, ImageOps
 from rs5m import columns as col
 from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
 from rs5m.ledger import Ledger, StageStats
+from rs5m.tar import iter_members
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +148,11 @@ def classify_resize_failure(message: str | None) -> str:
 
 def _iter_images(tar_path: str, wanted: dict[str, str]) -> Iterator[tuple[str, str, bytes]]:
     """(uid, member, bytes) of the image members of one shard whose key is wanted (key -> uid)."""
-    with tarfile.open(tar_path, "r|") as tar:
-        for member in tar:
-            key, _, extension = member.name.rpartition(".")
-            if extension == "json" or extension == "txt" or key not in wanted:
-                continue
-            handle = tar.extractfile(member)
-            yield wanted[key], member.name, handle.read() if handle else b""
+    for name, _, _, read in iter_members(tar_path):
+        key, _, extension = name.rpartition(".")
+        if extension == "json" or extension == "txt" or key not in wanted:
+            continue
+        yield wanted[key], name, read()
 
 
 def _inspect_batch(batch: list[tuple[str, str, bytes]], max_pixels: int, min_side: int, phash_exact: bool = True) -> list[tuple]:

@@ -3,6 +3,7 @@ against the naive alternative (scan the tar for the member on every request).
 
     PYTHONPATH=workflow python benchmarks/bench_browse.py [--small]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,15 @@ def write_shards(root: Path, shards: int, per_shard: int, image_size: int) -> li
                     "img_name": f"laion2b_{uid}.jpg".encode(),
                     "img_content": b"\xff\xd8\xff" + rng.randbytes(image_size),
                     "caption": f"an aerial view number {n}".encode(),
-                    "json": json.dumps({"uid": uid, "source": "laion2b", "clip_score": 0.3, "rs_score": 0.6,
-                                        "matched_keywords": ["aerial"]}).encode(),
+                    "json": json.dumps(
+                        {
+                            "uid": uid,
+                            "source": "laion2b",
+                            "clip_score": 0.3,
+                            "rs_score": 0.6,
+                            "matched_keywords": ["aerial"],
+                        }
+                    ).encode(),
                 }
                 for suffix, data in members.items():
                     info = tarfile.TarInfo(f"{key}.{suffix}")
@@ -82,6 +90,7 @@ def main() -> int:
         scanned = (time.perf_counter() - start) / 20
         app = BrowseApp(root)
         from wsgiref.util import setup_testing_defaults
+
         start = time.perf_counter()
         for uid, _, _ in picks:
             environ = {"PATH_INFO": f"/image/{uid}"}

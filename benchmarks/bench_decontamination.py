@@ -11,6 +11,7 @@
 Synthetic vectors: planted copies (a few percent) next to random ones, so matches exist.
 Prints images/s and the time ratio between the largest and the smallest dataset size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rs5m.decontamination.matching import N_VARIANTS, embedding_index, embedding_search, hash_index, hash_search, image_features
+from rs5m.decontamination.matching import (
+    N_VARIANTS,
+    embedding_index,
+    embedding_search,
+    hash_index,
+    hash_search,
+    image_features,
+)
 
 
 def bench_embedding(count: int, model: str, pretrained: str | None, device: str) -> float:
-    from rs5m.demo.web import render_aerial
     from rs5m.demo.rs3_tiny_models import build_tiny_clip
+    from rs5m.demo.web import render_aerial
 
     with tempfile.TemporaryDirectory() as tmp:
         if pretrained is None and model == "rs5m-tiny-clip":
@@ -38,8 +46,10 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
         started = time.perf_counter()
         ok, _, vectors = image_features(paths, model, pretrained, True, batch_size=64, workers=2, device=device)
         seconds = time.perf_counter() - started
-    print(f"embedding: {count} eval images x {N_VARIANTS} variants ({model}, {device}) in {seconds:.1f} s: "
-          f"{count / seconds:.1f} images/s ({count * N_VARIANTS / seconds:.1f} variant embeddings/s), dim {vectors.shape[-1]}")
+    print(
+        f"embedding: {count} eval images x {N_VARIANTS} variants ({model}, {device}) in {seconds:.1f} s: "
+        f"{count / seconds:.1f} images/s ({count * N_VARIANTS / seconds:.1f} variant embeddings/s), dim {vectors.shape[-1]}"
+    )
     return count / seconds
 
 
@@ -51,8 +61,10 @@ def bench_search(eval_images: int, sizes: list[int], dim: int, radius: int, thre
     started = time.perf_counter()
     h_index = hash_index(eval_hashes, radius)
     e_index = embedding_index(eval_vectors)
-    print(f"index build: {eval_images} eval images x {N_VARIANTS} variants, dim {dim}: {time.perf_counter() - started:.1f} s "
-          f"({type(e_index).__name__})")
+    print(
+        f"index build: {eval_images} eval images x {N_VARIANTS} variants, dim {dim}: {time.perf_counter() - started:.1f} s "
+        f"({type(e_index).__name__})"
+    )
     times = {}
     for size in sizes:
         hashes = rng.integers(-(2**63), 2**63 - 1, size, dtype=np.int64)
@@ -72,13 +84,17 @@ def bench_search(eval_images: int, sizes: list[int], dim: int, radius: int, thre
         eq, _, _ = embedding_search(e_index, vectors, threshold)
         embed_seconds = time.perf_counter() - started
         times[size] = (hash_seconds, embed_seconds)
-        print(f"dataset {size:>9,}: pHash search {hash_seconds:7.1f} s ({size / hash_seconds:,.0f} images/s, "
-              f"{len(set(q.tolist()))}/{len(planted)} planted found); embedding search {embed_seconds:7.1f} s "
-              f"({size / embed_seconds:,.0f} images/s, {len(set(eq.tolist()))}/{len(planted)} planted found)")
+        print(
+            f"dataset {size:>9,}: pHash search {hash_seconds:7.1f} s ({size / hash_seconds:,.0f} images/s, "
+            f"{len(set(q.tolist()))}/{len(planted)} planted found); embedding search {embed_seconds:7.1f} s "
+            f"({size / embed_seconds:,.0f} images/s, {len(set(eq.tolist()))}/{len(planted)} planted found)"
+        )
     small, large = min(times), max(times)
     if small != large:
-        print(f"growth {small:,} -> {large:,} ({large / small:.0f}x data): pHash {times[large][0] / times[small][0]:.1f}x, "
-              f"embedding {times[large][1] / times[small][1]:.1f}x")
+        print(
+            f"growth {small:,} -> {large:,} ({large / small:.0f}x data): pHash {times[large][0] / times[small][0]:.1f}x, "
+            f"embedding {times[large][1] / times[small][1]:.1f}x"
+        )
 
 
 def main() -> None:

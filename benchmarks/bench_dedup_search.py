@@ -5,6 +5,7 @@ brute-force all-pairs union-find on a 20 k subsample.
 
     PYTHONPATH=workflow python benchmarks/bench_dedup_search.py [--small] [--radius 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,10 @@ def run(n: int, radius: int, threads: int) -> float:
     elapsed = time.perf_counter() - started
     recall = float(np.mean(labels[pairs[:, 0]] == labels[pairs[:, 1]]))
     groups = len(np.unique(labels))
-    print(f"{n:>9,} hashes, radius {radius}, bands {choose_bands(n, radius)}: {elapsed:7.2f} s "
-          f"({n / elapsed:,.0f} hashes/s), planted pairs {len(pairs):,}, recall {recall:.2%}, {groups:,} groups")
+    print(
+        f"{n:>9,} hashes, radius {radius}, bands {choose_bands(n, radius)}: {elapsed:7.2f} s "
+        f"({n / elapsed:,.0f} hashes/s), planted pairs {len(pairs):,}, recall {recall:.2%}, {groups:,} groups"
+    )
     assert recall == 1.0
     return elapsed
 
@@ -83,8 +86,10 @@ def main() -> None:
     labels = near_duplicate_groups(hashes, args.radius, threads=args.threads)
     search = time.perf_counter() - started
     agree = same_partition(labels, reference)
-    print(f"20,000-hash subsample: groups agree with brute force: {agree} "
-          f"(brute force {brute:.1f} s, search {search:.2f} s)")
+    print(
+        f"20,000-hash subsample: groups agree with brute force: {agree} "
+        f"(brute force {brute:.1f} s, search {search:.2f} s)"
+    )
     assert agree
 
 

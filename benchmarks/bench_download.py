@@ -12,33 +12,42 @@ to guard the crawl, rejected by this measurement).
 
     PYTHONPATH=workflow python benchmarks/bench_download.py [--small] [--proxy]
 """
+
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rs5m.columns import make_uid
-import http.client
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
-
 from rs5m.demo.web import DemoWebServer, render_image
 from rs5m.pub11.download_part import download_part
 
 DISTINCT_IMAGES = 100  # rendered once; URLs differ by a query the server ignores
-SETTINGS = dict(thread_count=16, image_size=4096, resize_mode="keep_ratio_largest", resize_only_if_bigger=True,
-                encode_quality=95, skip_reencode=True, timeout=10, retries=0, number_sample_per_shard=10000)
+SETTINGS = dict(
+    thread_count=16,
+    image_size=4096,
+    resize_mode="keep_ratio_largest",
+    resize_only_if_bigger=True,
+    encode_quality=95,
+    skip_reencode=True,
+    timeout=10,
+    retries=0,
+    number_sample_per_shard=10000,
+)
 
 
 GUARD = dict(allowed_networks=["127.0.0.1/32"], per_host_rate=1e6, per_host_burst=1e6)
@@ -55,8 +64,11 @@ class _Forward(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         target = urlsplit(self.path)
         upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
-        upstream.request("GET", target.path + ("?" + target.query if target.query else ""),
-                         headers={"User-Agent": self.headers.get("User-Agent", "")})
+        upstream.request(
+            "GET",
+            target.path + ("?" + target.query if target.query else ""),
+            headers={"User-Agent": self.headers.get("User-Agent", "")},
+        )
         answer = upstream.getresponse()
         body = answer.read()
         self.send_response(answer.status)
@@ -70,15 +82,29 @@ class _Forward(BaseHTTPRequestHandler):
 
 
 def direct(url_list: Path, out_dir: Path, processes: int, proxy: str | None = None) -> None:
-    arguments = dict(url_list=str(url_list), input_format="parquet", url_col="url", output_format="webdataset",
-                     output_folder=str(out_dir), processes_count=processes, save_additional_columns=["uid", "source"],
-                     extract_exif=False, enable_wandb=False, **SETTINGS)
+    arguments = dict(
+        url_list=str(url_list),
+        input_format="parquet",
+        url_col="url",
+        output_format="webdataset",
+        output_folder=str(out_dir),
+        processes_count=processes,
+        save_additional_columns=["uid", "source"],
+        extract_exif=False,
+        enable_wandb=False,
+        **SETTINGS,
+    )
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
     if proxy:
         env.update(http_proxy=proxy, HTTP_PROXY=proxy)
     code = "import json, sys\nfrom img2dataset import download\nif __name__ == '__main__':\n    download(**json.loads(sys.argv[1]))"
-    subprocess.run([sys.executable, "-c", code, json.dumps(arguments)], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code, json.dumps(arguments)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def main() -> None:
@@ -114,24 +140,42 @@ def main() -> None:
                 if name == "direct":
                     direct(root / "urls.parquet", out_dir, processes=2)
                 elif name == "proxy":
-                    direct(root / "urls.parquet", out_dir, processes=2, proxy=f"http://127.0.0.1:{forward.server_address[1]}")
+                    direct(
+                        root / "urls.parquet",
+                        out_dir,
+                        processes=2,
+                        proxy=f"http://127.0.0.1:{forward.server_address[1]}",
+                    )
                 else:
-                    download_part(str(root / "urls.parquet"), str(out_dir), str(root / "stage.stats.json"),
-                                  str(root / "stage.drops.parquet"), threads=2, **SETTINGS, **GUARD)
+                    download_part(
+                        str(root / "urls.parquet"),
+                        str(out_dir),
+                        str(root / "stage.stats.json"),
+                        str(root / "stage.drops.parquet"),
+                        threads=2,
+                        **SETTINGS,
+                        **GUARD,
+                    )
                 elapsed = time.perf_counter() - started
                 best[name] = min(best[name], elapsed)
                 timed[name] = elapsed
-                print(f"round {round_index + 1} {name:6s}: {elapsed:6.1f} s ({count / elapsed:5.0f} images/s)", flush=True)
+                print(
+                    f"round {round_index + 1} {name:6s}: {elapsed:6.1f} s ({count / elapsed:5.0f} images/s)", flush=True
+                )
             ratios.append(timed["stage"] / timed["direct"])
         forward.shutdown()
     (stats,) = json.loads((root / "stage.stats.json").read_text())
     print(f"stage ledger: {stats['kept']} of {stats['rows_in']} fetched, dropped {stats['dropped']}")
-    print(f"best: stage {best['stage']:.1f} s, direct img2dataset {best['direct']:.1f} s, "
-          f"overhead ratio {best['stage'] / best['direct']:.2f} (target <= 1.10); per round "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}, median {sorted(ratios)[len(ratios) // 2]:.2f}")
+    print(
+        f"best: stage {best['stage']:.1f} s, direct img2dataset {best['direct']:.1f} s, "
+        f"overhead ratio {best['stage'] / best['direct']:.2f} (target <= 1.10); per round "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}, median {sorted(ratios)[len(ratios) // 2]:.2f}"
+    )
     if args.proxy:
-        print(f"direct img2dataset through a forward proxy {best['proxy']:.1f} s, "
-              f"ratio {best['proxy'] / best['direct']:.2f}")
+        print(
+            f"direct img2dataset through a forward proxy {best['proxy']:.1f} s, "
+            f"ratio {best['proxy'] / best['direct']:.2f}"
+        )
 
     shutil.rmtree(root)
 

@@ -8,6 +8,7 @@ Writes a LAION-like parquet (URL, TEXT, WIDTH, HEIGHT, similarity; alt-text-like
   naive        pandas str.lower + str.contains per pattern, OR-ed (on a 1 M-row slice; rows/s)
 and projects the filter's wall time for LAION-2B-en (2.3 B rows) on one 16-core node.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,8 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rs5m.pub11.keywords import load_patterns
 from rs5m.pub11.keyword_filter import filter_chunk
+from rs5m.pub11.keywords import load_patterns
 
 REPO = Path(__file__).resolve().parents[1]
 KEYWORDS = REPO / "config" / "keywords.txt"
@@ -91,7 +92,10 @@ def main() -> None:
     scan_s, _ = timed(lambda: con.sql(f"SELECT sum(strlen(TEXT)) FROM read_parquet('{data}')").fetchall(), "scan")
 
     with tempfile.TemporaryDirectory() as tmp:
-        filter_s, stats = timed(lambda: filter_chunk("laion2b", [str(data)], f"{tmp}/kept.parquet", str(KEYWORDS), threads=args.threads), "filter")
+        filter_s, stats = timed(
+            lambda: filter_chunk("laion2b", [str(data)], f"{tmp}/kept.parquet", str(KEYWORDS), threads=args.threads),
+            "filter",
+        )
 
     naive_rows = min(rows, 1_000_000)
     frame = pq.read_table(data, columns=["TEXT"]).slice(0, naive_rows).to_pandas()
@@ -110,14 +114,20 @@ def main() -> None:
     print(f"rows: {rows:,}  kept by filter: {stats.kept:,} ({stats.kept / rows:.3%})  threads: {args.threads}")
     print(f"bare DuckDB scan of TEXT : {scan_s:7.2f} s  {scan_rate / 1e6:6.2f} M rows/s")
     print(f"keyword filter (stage)   : {filter_s:7.2f} s  {filter_rate / 1e6:6.2f} M rows/s")
-    print(f"naive pandas loop        : {naive_s:7.2f} s  {naive_rate / 1e6:6.2f} M rows/s  (on {naive_rows:,} rows; kept {naive_kept:,})")
+    print(
+        f"naive pandas loop        : {naive_s:7.2f} s  {naive_rate / 1e6:6.2f} M rows/s  (on {naive_rows:,} rows; kept {naive_kept:,})"
+    )
     print(f"filter / bare scan time  : {filter_s / scan_s:5.2f}x   (target <= 2x)")
-    print(f"filter / bare scan CPU   : {CPU_SECONDS['filter'] / CPU_SECONDS['scan']:5.2f}x   "
-          f"({CPU_SECONDS['filter']:.2f} vs {CPU_SECONDS['scan']:.2f} CPU s, all threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(
+        f"filter / bare scan CPU   : {CPU_SECONDS['filter'] / CPU_SECONDS['scan']:5.2f}x   "
+        f"({CPU_SECONDS['filter']:.2f} vs {CPU_SECONDS['scan']:.2f} CPU s, all threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     print(f"filter speed-up vs naive : {filter_rate / naive_rate:5.1f}x   (target >= 20x)")
     hours = LAION2B_ROWS / (per_core * 16) / 3600
-    print(f"projected LAION-2B-en ({LAION2B_ROWS / 1e9:.2f} B rows) on one 16-core node: {hours:.2f} h "
-          f"({per_core / 1e6:.2f} M rows/s per core x 16, linear scaling assumed)")
+    print(
+        f"projected LAION-2B-en ({LAION2B_ROWS / 1e9:.2f} B rows) on one 16-core node: {hours:.2f} h "
+        f"({per_core / 1e6:.2f} M rows/s per core x 16, linear scaling assumed)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Images: JPEGs of the sizes a web crawl serves (the two photos shipped in the ult
 Compare with the GPU figures benchmarks/gpu_outliers.py and gpu_rs3.py print (images/s per GPU):
 the number of CPU cores one GPU needs is GPU rate / the per-core rate here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,10 @@ def main() -> None:
     torch.set_num_threads(1)  # per-core figures: one process, one thread
     data = images(40 if args.small else 200)
     sizes = sorted({Image.open(io.BytesIO(d)).size for d in data})
-    print(f"{len(data)} JPEGs, sizes {sizes}, mean {sum(map(len, data)) / len(data) / 1024:.0f} KiB; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"{len(data)} JPEGs, sizes {sizes}, mean {sum(map(len, data)) / len(data) / 1024:.0f} KiB; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     clip = open_clip.image_transform(224, is_train=False)
     blip = BlipImageProcessor(size={"height": 224, "width": 224})
     cases = {
@@ -72,8 +75,10 @@ def main() -> None:
     for name, (function, side) in cases.items():
         full = rate(lambda d, function=function: function(d, None), data)
         reduced = rate(lambda d, function=function, side=side: function(d, side), data)
-        print(f"{name:36s} full decode {full:7.1f} images/s per core, reduced-scale decode {reduced:7.1f} "
-              f"images/s per core ({reduced / full:.2f}x)")
+        print(
+            f"{name:36s} full decode {full:7.1f} images/s per core, reduced-scale decode {reduced:7.1f} "
+            f"images/s per core ({reduced / full:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

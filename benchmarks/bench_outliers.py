@@ -4,6 +4,7 @@ Usage: PYTHONPATH=workflow python benchmarks/bench_outliers.py [--small]
 Prints images/s for: decode + both preprocessings in one process (what a DataLoader worker does),
 the two models alone on ready tensors, and the whole score_part stage (workers = --workers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,21 +81,38 @@ def main() -> None:
     model_rate = 1 / (1 / clip_rate + 1 / detector_rate)
 
     started = time.perf_counter()
-    table = score_part(kept, "0000", weights, root / "scores.parquet", clip_model=TINY_CLIP_NAME,
-                       clip_pretrained=None, batch_size=args.batch_size, workers=args.workers,
-                       device="cpu", root=root)
+    table = score_part(
+        kept,
+        "0000",
+        weights,
+        root / "scores.parquet",
+        clip_model=TINY_CLIP_NAME,
+        clip_pretrained=None,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device="cpu",
+        root=root,
+    )
     total = time.perf_counter() - started
     loop = float(table.schema.metadata[b"scoring_seconds"])
 
-    print(f"images: {images} JPEGs 256 px in {len({location.tar for location in locations})} shards; torch threads {torch.get_num_threads()}")
-    print(f"decode + CLIP and detector ({args.detector_imgsz} px) preprocessing, 1 process: {decode_rate:8.1f} images/s")
+    print(
+        f"images: {images} JPEGs 256 px in {len({location.tar for location in locations})} shards; torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"decode + CLIP and detector ({args.detector_imgsz} px) preprocessing, 1 process: {decode_rate:8.1f} images/s"
+    )
     print(f"decode + CLIP preprocessing only, 1 process:                {decode_clip_rate:8.1f} images/s")
     print(f"tiny CLIP image tower alone (batch {args.batch_size}):                   {clip_rate:8.1f} images/s")
-    print(f"YOLO11n-cls at {args.detector_imgsz} px alone (batch {args.batch_size}):               {detector_rate:8.1f} images/s")
+    print(
+        f"YOLO11n-cls at {args.detector_imgsz} px alone (batch {args.batch_size}):               {detector_rate:8.1f} images/s"
+    )
     print(f"both models alone (serial):                                {model_rate:8.1f} images/s")
     print(f"score_part stage, {args.workers} DataLoader worker(s), scoring loop:     {images / loop:8.1f} images/s")
     print(f"score_part stage incl. model loading and tar indexing:     {images / total:8.1f} images/s ({total:.1f} s)")
-    print(f"ratio stage loop / decode-only: {images / loop / decode_rate:.2f}; stage loop / models-only: {images / loop / model_rate:.2f}")
+    print(
+        f"ratio stage loop / decode-only: {images / loop / decode_rate:.2f}; stage loop / models-only: {images / loop / model_rate:.2f}"
+    )
 
 
 if __name__ == "__main__":

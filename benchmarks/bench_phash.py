@@ -15,14 +15,14 @@ distinct pairs within that radius, and whether truncated JPEGs are still refused
 
     PYTHONPATH=workflow python benchmarks/bench_phash.py [--small]
 """
+
 from __future__ import annotations
 
 import argparse
 import io
 import os
-import time
-
 import random
+import time
 from pathlib import Path
 
 import imagehash
@@ -88,7 +88,9 @@ def real_like(count: int, seed: int = 3) -> list[Image.Image]:
         x, y = rng.randint(0, photo.width - side), rng.randint(0, photo.height - side)
         crop = photo.crop((x, y, x + side, y + rng.randint(side * 2 // 3, side)))
         scale = rng.uniform(0.5, 1.0)
-        images.append(crop.resize((max(64, round(crop.width * scale)), max(64, round(crop.height * scale))), Image.LANCZOS))
+        images.append(
+            crop.resize((max(64, round(crop.width * scale)), max(64, round(crop.height * scale))), Image.LANCZOS)
+        )
     return images
 
 
@@ -114,8 +116,10 @@ def exactness_report(count: int) -> None:
         assert all(distance(a, b) == 0 for a, b in zip(reference, exact)), "phash_exact=true differs from imagehash"
         gaps = np.array([distance(a, b) for a, b in zip(exact, fast)])
         histogram = ", ".join(f"{d}: {int((gaps == d).sum())}" for d in range(6)) + f", >5: {int((gaps > 5).sum())}"
-        print(f"{name} ({count}): Hamming(exact, fast) mean {gaps.mean():.2f}, median {np.median(gaps):.0f}, "
-              f"max {gaps.max()}; counts {histogram}")
+        print(
+            f"{name} ({count}): Hamming(exact, fast) mean {gaps.mean():.2f}, median {np.median(gaps):.0f}, "
+            f"max {gaps.max()}; counts {histogram}"
+        )
         for exact_mode in (True, False):
             label = "exact" if exact_mode else "fast "
             hashes = exact if exact_mode else fast
@@ -126,10 +130,15 @@ def exactness_report(count: int) -> None:
                     found += distance(hashes[index], hash_of(near_duplicate(picture, copy), exact_mode)) <= RADIUS
             pairs = [(i, j) for i in range(len(hashes)) for j in range(i + 1, len(hashes))]
             close = sum(distance(hashes[i], hashes[j]) <= RADIUS for i, j in pairs)
-            print(f"  {label}: near-duplicate recall at radius {RADIUS}: {found}/{total} = {found / total:.1%}; "
-                  f"distinct pairs within radius: {close}/{len(pairs)}")
+            print(
+                f"  {label}: near-duplicate recall at radius {RADIUS}: {found}/{total} = {found / total:.1%}; "
+                f"distinct pairs within radius: {close}/{len(pairs)}"
+            )
         cuts = [(d, cut) for d in originals[:100] for cut in (len(d) // 2, len(d) * 9 // 10, len(d) - 2)]
-        refused = {e: sum(inspect_image(d[:cut], MAX_PIXELS, MIN_SIDE, e)[0] == INVALID_DECODE for d, cut in cuts) for e in (True, False)}
+        refused = {
+            e: sum(inspect_image(d[:cut], MAX_PIXELS, MIN_SIDE, e)[0] == INVALID_DECODE for d, cut in cuts)
+            for e in (True, False)
+        }
         print(f"  truncated JPEGs refused: exact {refused[True]}/{len(cuts)}, fast {refused[False]}/{len(cuts)}")
 
 
@@ -153,22 +162,30 @@ def main() -> None:
     reference = rate(imagehash_all, images)
     print(f"decode only (1 core):               {decode:8.0f} images/s")
     print(f"decode + L + LANCZOS 32x32:         {resample:8.0f} images/s  = {resample / decode:.2f} x decode")
-    print(f"inspect + pHash (1 core):           {inspect:8.0f} images/s  = {inspect / decode:.2f} x decode "
-          f"(target >= 0.8), {inspect / resample:.2f} x decode + resample   [phash_exact: true]")
-    print(f"inspect + pHash, reduced-scale JPEG: {fast:7.0f} images/s  = {fast / decode:.2f} x decode "
-          f"(target >= 0.8)   [phash_exact: false]")
+    print(
+        f"inspect + pHash (1 core):           {inspect:8.0f} images/s  = {inspect / decode:.2f} x decode "
+        f"(target >= 0.8), {inspect / resample:.2f} x decode + resample   [phash_exact: true]"
+    )
+    print(
+        f"inspect + pHash, reduced-scale JPEG: {fast:7.0f} images/s  = {fast / decode:.2f} x decode "
+        f"(target >= 0.8)   [phash_exact: false]"
+    )
     print(f"imagehash.phash + decode (1 core):  {reference:8.0f} images/s  = {reference / decode:.2f} x decode")
 
     items = [(f"{n:016x}", f"{n}.jpg", data) for n, data in enumerate(images)]
     by_processes = {}
     for processes in (1, 2):
         by_processes[processes] = rate(
-            lambda _, processes=processes: list(inspect_images(items, MAX_PIXELS, MIN_SIDE, processes)), images, 2,
-            time.perf_counter
+            lambda _, processes=processes: list(inspect_images(items, MAX_PIXELS, MIN_SIDE, processes)),
+            images,
+            2,
+            time.perf_counter,
         )
         print(f"inspect_images, {processes} process(es):    {by_processes[processes]:8.0f} images/s")
-    print(f"scaling 1 -> 2 processes (wall time): {by_processes[2] / by_processes[1]:.2f}x "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(
+        f"scaling 1 -> 2 processes (wall time): {by_processes[2] / by_processes[1]:.2f}x "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     exactness_report(60 if args.small else 300)
 
 

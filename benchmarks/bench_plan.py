@@ -22,6 +22,7 @@ source sets `files_per_job`):
                   2008-2020 (estimate: about 1,000)
   yfcc15m, cc12m, cc3m, sbu, vg: one file each
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,8 +111,18 @@ def child_cpu_seconds() -> float:
 def plan(root: Path, configfile: Path, snakefile: Path = REPO / "Snakefile") -> tuple[float, float, dict[str, int]]:
     """Wall and CPU seconds of `snakemake -n` through the SLURM profile, and its job counts."""
     command = [
-        sys.executable, "-m", "snakemake", "-n", "--profile", str(PROFILE), "-s", str(snakefile),
-        "--directory", str(root), "--configfile", str(configfile),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--profile",
+        str(PROFILE),
+        "-s",
+        str(snakefile),
+        "--directory",
+        str(root),
+        "--configfile",
+        str(configfile),
     ]
     start, cpu = time.perf_counter(), child_cpu_seconds()
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
@@ -132,7 +143,9 @@ def verdict(wall: float, cpu: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", type=int, nargs="+", help="download parts to plan (default: config/rs5m.yaml's, and 4096)")
+    parser.add_argument(
+        "--parts", type=int, nargs="+", help="download parts to plan (default: config/rs5m.yaml's, and 4096)"
+    )
     parser.add_argument("--small", action="store_true", help="a tenth of the file counts, parts 128")
     args = parser.parse_args()
 
@@ -144,26 +157,35 @@ def main() -> None:
         root = Path(tmp)
         start = time.perf_counter()
         written = build_tree(root, base, scale)
-        print(f"input tree: {sum(written.values())} files in {time.perf_counter() - start:.1f} s  "
-              + ", ".join(f"{s} {n}" for s, n in written.items()))
+        print(
+            f"input tree: {sum(written.values())} files in {time.perf_counter() - start:.1f} s  "
+            + ", ".join(f"{s} {n}" for s, n in written.items())
+        )
         for parts in parts_values:
             config = dict(base, parts=parts)
             configfile = root / f"rs5m-{parts}.yaml"
             configfile.write_text(yaml.safe_dump(config, sort_keys=False))
             seconds, cpu, counts = plan(root, configfile)
             total = sum(counts.values())
-            print(f"\nparts={parts}: plan {seconds:.1f} s wall, {cpu:.1f} s CPU ({verdict(seconds, cpu)}), "
-                  f"{total} jobs, {1000 * cpu / max(total, 1):.1f} ms CPU a job")
+            print(
+                f"\nparts={parts}: plan {seconds:.1f} s wall, {cpu:.1f} s CPU ({verdict(seconds, cpu)}), "
+                f"{total} jobs, {1000 * cpu / max(total, 1):.1f} ms CPU a job"
+            )
             for rule, count in sorted(counts.items(), key=lambda item: -item[1]):
                 note = ""
                 if count > MANY_JOBS:
-                    note = "  <- many jobs: group them (Snakemake `group:` + --group-components) or raise the work per job"
+                    note = (
+                        "  <- many jobs: group them (Snakemake `group:` + --group-components) or raise the work per job"
+                    )
                 print(f"  {rule:24s} {count:7d}{note}")
             keyword = counts.get("keyword_filter", 0)
             if keyword:
                 files = sum(written.values())
-                print(f"  keyword_filter reads {files / keyword:.1f} files a job on average "
-                      f"(sources: files_per_job groups small files)")
+                print(
+                    f"  keyword_filter reads {files / keyword:.1f} files a job on average "
+                    f"(sources: files_per_job groups small files)"
+                )
+
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ process with one torch thread (one core), once with a full JPEG decode and once 
 
     PYTHONPATH=workflow python benchmarks/bench_reader.py [--small] [--side 768]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,8 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from rs5m.columns import make_uid
     from rs5m.assemble.shards import RS3, write_subset_shards
+    from rs5m.columns import make_uid
 
     rng = np.random.default_rng(0)
     distinct = [photo_like_jpeg(side, rng) for _ in range(min(count, 64))]
@@ -47,12 +48,22 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
         path = folder / "img" / f"{n}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(distinct[n % len(distinct)])
-        rows.append({"uid": make_uid("bench", str(n)), "dataset": "bench", "img_name": f"bench_{n}.jpg",
-                     "image_path": str(path), "caption": f"an aerial view number {n}", "top_cap": None,
-                     "ssl_cap": None, "meta_caption": None, "labels": [], "geo": None})
+        rows.append(
+            {
+                "uid": make_uid("bench", str(n)),
+                "dataset": "bench",
+                "img_name": f"bench_{n}.jpg",
+                "image_path": str(path),
+                "caption": f"an aerial view number {n}",
+                "top_cap": None,
+                "ssl_cap": None,
+                "meta_caption": None,
+                "labels": [],
+                "geo": None,
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), folder / "final.parquet")
-    manifest = write_subset_shards(RS3, folder / "final.parquet", folder / "shards", folder / "m.json",
-                                   0.0, 256 << 20)
+    manifest = write_subset_shards(RS3, folder / "final.parquet", folder / "shards", folder / "m.json", 0.0, 256 << 20)
     return [str(folder / "shards" / shard.path) for shard in manifest.shards]
 
 
@@ -81,14 +92,20 @@ def main() -> None:
     count = 1200 if args.small else 6000
     with tempfile.TemporaryDirectory() as tmp:
         urls = make_shards(Path(tmp), count, args.side)
-        print(f"{count} images of {args.side}x{int(args.side * .75)} px, shuffle 10,000, batches of 400, "
-              f"1 process, 1 torch thread")
+        print(
+            f"{count} images of {args.side}x{int(args.side * 0.75)} px, shuffle 10,000, batches of 400, "
+            f"1 process, 1 torch thread"
+        )
         full, full_wall = measure(urls, draft=False, batch=400, shuffle=10_000)
         fast, fast_wall = measure(urls, draft=True, batch=400, shuffle=10_000)
-    print(f"full decode + torchvision preprocess: {full:7.1f} images per CPU-second ({full_wall:.1f}/s wall), "
-          f"{full / AUTHORS_PER_CORE:.2f}x the authors' {AUTHORS_PER_CORE:.0f}/core")
-    print(f"draft decode + rs5m.loader preprocess: {fast:7.1f} images per CPU-second ({fast_wall:.1f}/s wall), "
-          f"{fast / AUTHORS_PER_CORE:.2f}x the authors'; {fast / full:.2f}x full decode")
+    print(
+        f"full decode + torchvision preprocess: {full:7.1f} images per CPU-second ({full_wall:.1f}/s wall), "
+        f"{full / AUTHORS_PER_CORE:.2f}x the authors' {AUTHORS_PER_CORE:.0f}/core"
+    )
+    print(
+        f"draft decode + rs5m.loader preprocess: {fast:7.1f} images per CPU-second ({fast_wall:.1f}/s wall), "
+        f"{fast / AUTHORS_PER_CORE:.2f}x the authors'; {fast / full:.2f}x full decode"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Both library contenders use rs5m's write and hash threads as their file, so only
 
     PYTHONPATH=workflow python benchmarks/bench_shards.py [--small]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 import webdataset as wds
 
-from rs5m.columns import make_uid
-from rs5m.tar import BLOCK, FIXED_MODE, FIXED_MTIME, read_tar_members
 from rs5m.assemble.shards import PUB11, Sample, _pub11_provenance, pub11_img_name, sample_members, write_subset_shards
-from rs5m.tar import HashingFileWriter
 from rs5m.assemble.split import SPLITS, split_of
+from rs5m.columns import make_uid
+from rs5m.tar import BLOCK, FIXED_MODE, FIXED_MTIME, HashingFileWriter, read_tar_members
 
 TARGET_BYTES = 64 << 20
 
@@ -60,10 +59,22 @@ def make_downloads(run: Path, images: int, image_bytes: int, per_tar: int) -> in
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
                 url = f"http://example.invalid/{n}.jpg"
-                rows.append({"uid": make_uid("laion2b", url), "source": "laion2b", "url": url,
-                             "caption": f"satellite image number {n}", "matched_keywords": ["satellite"],
-                             "part": f"{start // per_tar:04d}", "tar": tar_rel, "member": info.name,
-                             "width": 256, "height": 256, "clip_score": 0.3, "rs_score": 0.9})
+                rows.append(
+                    {
+                        "uid": make_uid("laion2b", url),
+                        "source": "laion2b",
+                        "url": url,
+                        "caption": f"satellite image number {n}",
+                        "matched_keywords": ["satellite"],
+                        "part": f"{start // per_tar:04d}",
+                        "tar": tar_rel,
+                        "member": info.name,
+                        "width": 256,
+                        "height": 256,
+                        "clip_score": 0.3,
+                        "rs_score": 0.9,
+                    }
+                )
         total += (run / tar_rel).stat().st_size
     pq.write_table(pa.Table.from_pylist(rows), run / "results/pub11/final.parquet")
     return total
@@ -103,8 +114,9 @@ def _fsync_shards(shards: Path) -> None:
 def shard_write(run: Path, shards: Path) -> tuple[float, float, dict[str, str]]:
     drop_cache_hint(sorted((run / "results/pub11/download").glob("*/*.tar")))
     started, cpu = time.perf_counter(), time.process_time()
-    manifest = write_subset_shards(PUB11, run / "results/pub11/final.parquet", shards, shards / "m.json",
-                                   0.05, TARGET_BYTES, base_dir=run)
+    manifest = write_subset_shards(
+        PUB11, run / "results/pub11/final.parquet", shards, shards / "m.json", 0.05, TARGET_BYTES, base_dir=run
+    )
     _fsync_shards(shards)
     return time.perf_counter() - started, time.process_time() - cpu, {s.path: s.sha256 for s in manifest.shards}
 
@@ -141,8 +153,16 @@ def _library_samples(run: Path):
         for row in group:
             split = split_of(row["uid"], 0.05)
             img_name = pub11_img_name(row)
-            yield split, Sample(row["uid"], img_name, images[row["member"]], row["caption"] or "",
-                                _pub11_provenance(row, split, img_name))
+            yield (
+                split,
+                Sample(
+                    row["uid"],
+                    img_name,
+                    images[row["member"]],
+                    row["caption"] or "",
+                    _pub11_provenance(row, split, img_name),
+                ),
+            )
 
 
 def library_shard_write(run: Path, shards: Path, tar_writer: str) -> tuple[float, float, dict[str, str]]:
@@ -249,16 +269,20 @@ def main() -> None:
     if len(digests["webdataset TarWriter"]) != len(digests["rs5m.assemble.shards"]):
         raise SystemExit("webdataset wrote a different number of shards")
     copy_wall, copy_cpu = best["plain sequential copy"]
-    print(f"{images} images of {args.image_kb} KiB in {mb:.0f} MB of download tars; MB/s of input bytes, "
-          f"best of {args.repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"{images} images of {args.image_kb} KiB in {mb:.0f} MB of download tars; MB/s of input bytes, "
+        f"best of {args.repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     print(f"{'':24s} {'MB/s wall':>10s} {'MB/CPU-s':>10s} {'/copy wall':>11s} {'/copy CPU':>10s}")
     for label, (wall, cpu) in best.items():
         print(f"{label:24s} {mb / wall:10.1f} {mb / cpu:10.1f} {copy_wall / wall:11.2f} {copy_cpu / cpu:10.2f}")
     rs5m_wall, rs5m_cpu = best["rs5m.assemble.shards"]
     lib_wall, lib_cpu = best["tarfile write + read"]
     hashed_wall = best["copy + sha256"][0]
-    print(f"rs5m.assemble.shards vs tarfile (byte-identical shards): {lib_wall / rs5m_wall:.2f}x wall, "
-          f"{lib_cpu / rs5m_cpu:.2f}x CPU")
+    print(
+        f"rs5m.assemble.shards vs tarfile (byte-identical shards): {lib_wall / rs5m_wall:.2f}x wall, "
+        f"{lib_cpu / rs5m_cpu:.2f}x CPU"
+    )
     print(f"rs5m.assemble.shards / (copy + sha256), wall: {hashed_wall / rs5m_wall:.2f} (target >= 1.0)")
 
 

@@ -8,6 +8,7 @@ shards, against the pure-model rate (target: the stage within 1.5x of it). Exits
 when there is no GPU. --smoke runs the same code on CPU with tiny models and sizes (a script check).
 Sized to finish in about 6 minutes on one H100.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,23 +127,45 @@ def main() -> int:
     started = time.perf_counter()
     kept = write_run(work, images)
     print(f"wrote {images} JPEGs in {time.perf_counter() - started:.1f} s", flush=True)
-    table = score_part(kept, "0000", detector_weights, work / "scores.parquet", clip_model=stage_model,
-                       clip_pretrained=None, batch_size=batch_size, workers=args.workers, device=device,
-                       precision="bf16" if device == "cuda" else "fp32", root=work)
+    table = score_part(
+        kept,
+        "0000",
+        detector_weights,
+        work / "scores.parquet",
+        clip_model=stage_model,
+        clip_pretrained=None,
+        batch_size=batch_size,
+        workers=args.workers,
+        device=device,
+        precision="bf16" if device == "cuda" else "fp32",
+        root=work,
+    )
     stage_rate = images / float(table.schema.metadata[b"scoring_seconds"])
 
     def model_rate(name):
-        match = [r for r in results if r["model"] == name and r["precision"] == ("bf16" if device == "cuda" else "fp32")]
+        match = [
+            r for r in results if r["model"] == name and r["precision"] == ("bf16" if device == "cuda" else "fp32")
+        ]
         best = min(match, key=lambda r: abs(r["batch"] - batch_size)) if match else None
         return best["images_per_s"] if best else float("nan")
 
     pure = 1 / (1 / model_rate(stage_model) + 1 / model_rate(f"{args.yolo}@224"))
-    report["stage"] = {"clip": stage_model, "detector": args.yolo, "images": images, "batch_size": batch_size,
-                       "workers": args.workers, "images_per_s": round(stage_rate, 1),
-                       "models_only_images_per_s": round(pure, 1), "models_over_stage": round(pure / stage_rate, 2)}
-    print(f"score_part end to end ({stage_model} + {args.yolo}, batch {batch_size}, {args.workers} workers): "
-          f"{stage_rate:.1f} images/s; both models alone: {pure:.1f} images/s; ratio {pure / stage_rate:.2f} "
-          f"(target <= 1.5)", flush=True)
+    report["stage"] = {
+        "clip": stage_model,
+        "detector": args.yolo,
+        "images": images,
+        "batch_size": batch_size,
+        "workers": args.workers,
+        "images_per_s": round(stage_rate, 1),
+        "models_only_images_per_s": round(pure, 1),
+        "models_over_stage": round(pure / stage_rate, 2),
+    }
+    print(
+        f"score_part end to end ({stage_model} + {args.yolo}, batch {batch_size}, {args.workers} workers): "
+        f"{stage_rate:.1f} images/s; both models alone: {pure:.1f} images/s; ratio {pure / stage_rate:.2f} "
+        f"(target <= 1.5)",
+        flush=True,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0

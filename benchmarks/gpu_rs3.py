@@ -8,6 +8,7 @@ Random weights never stop early, so every candidate runs the full `--new-tokens`
 bound on the work per image. Exits with a message (status 0) when no GPU is present;
 `--cpu-smoke` runs the same code with tiny configs on the CPU to check the script.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,22 +22,63 @@ def blip2_opt_6_7b_config(tiny: bool = False):
     from transformers import Blip2Config, OPTConfig
 
     if tiny:
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                      image_size=224, patch_size=14)
-        qformer = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       encoder_hidden_size=32)
-        text = OPTConfig(vocab_size=50304, hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
-                         word_embed_proj_dim=32, max_position_embeddings=2048)
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=14,
+        )
+        qformer = dict(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, encoder_hidden_size=32
+        )
+        text = OPTConfig(
+            vocab_size=50304,
+            hidden_size=32,
+            num_hidden_layers=1,
+            ffn_dim=64,
+            num_attention_heads=2,
+            word_embed_proj_dim=32,
+            max_position_embeddings=2048,
+        )
     else:
-        vision = dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
-                      image_size=224, patch_size=14, qkv_bias=True)
-        qformer = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                       encoder_hidden_size=1408, cross_attention_frequency=2)
-        text = OPTConfig(vocab_size=50304, hidden_size=4096, num_hidden_layers=32, ffn_dim=16384,
-                         num_attention_heads=32, word_embed_proj_dim=4096, max_position_embeddings=2048,
-                         bos_token_id=2, eos_token_id=2, pad_token_id=1)
-    return Blip2Config(vision_config=vision, qformer_config=qformer, text_config=text.to_dict(),
-                       num_query_tokens=32, image_token_index=50265)
+        vision = dict(
+            hidden_size=1408,
+            intermediate_size=6144,
+            num_hidden_layers=39,
+            num_attention_heads=16,
+            image_size=224,
+            patch_size=14,
+            qkv_bias=True,
+        )
+        qformer = dict(
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            encoder_hidden_size=1408,
+            cross_attention_frequency=2,
+        )
+        text = OPTConfig(
+            vocab_size=50304,
+            hidden_size=4096,
+            num_hidden_layers=32,
+            ffn_dim=16384,
+            num_attention_heads=32,
+            word_embed_proj_dim=4096,
+            max_position_embeddings=2048,
+            bos_token_id=2,
+            eos_token_id=2,
+            pad_token_id=1,
+        )
+    return Blip2Config(
+        vision_config=vision,
+        qformer_config=qformer,
+        text_config=text.to_dict(),
+        num_query_tokens=32,
+        image_token_index=50265,
+    )
 
 
 def _sync(torch, device):
@@ -58,12 +100,21 @@ def bench_blip2(torch, device, dtype, batches, new_tokens, candidates, tiny):
             torch.set_default_dtype(previous)
     _sync(torch, device)
     params = sum(p.numel() for p in model.parameters())
-    print(f"BLIP-2 OPT-6.7B architecture{' (tiny)' if tiny else ''}: {params / 1e9:.2f} B parameters, "
-          f"{dtype}, built in {time.perf_counter() - started:.1f} s")
+    print(
+        f"BLIP-2 OPT-6.7B architecture{' (tiny)' if tiny else ''}: {params / 1e9:.2f} B parameters, "
+        f"{dtype}, built in {time.perf_counter() - started:.1f} s"
+    )
     for batch in batches:
         pixels = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype)
-        kwargs = dict(pixel_values=pixels, do_sample=True, top_k=50, top_p=0.95, num_return_sequences=candidates,
-                      max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        kwargs = dict(
+            pixel_values=pixels,
+            do_sample=True,
+            top_k=50,
+            top_p=0.95,
+            num_return_sequences=candidates,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+        )
         try:
             with torch.inference_mode():
                 model.generate(**{**kwargs, "pixel_values": pixels[:1], "max_new_tokens": 2, "min_new_tokens": 2})
@@ -77,9 +128,11 @@ def bench_blip2(torch, device, dtype, batches, new_tokens, candidates, tiny):
             break
         seconds = time.perf_counter() - started
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
-        print(f"  batch {batch:>3} x {candidates} candidates x {new_tokens} tokens: {seconds:7.2f} s = "
-              f"{batch * candidates / seconds:8.1f} candidates/s = {batch / seconds:7.2f} images/s "
-              f"(peak {peak:.1f} GiB)")
+        print(
+            f"  batch {batch:>3} x {candidates} candidates x {new_tokens} tokens: {seconds:7.2f} s = "
+            f"{batch * candidates / seconds:8.1f} candidates/s = {batch / seconds:7.2f} images/s "
+            f"(peak {peak:.1f} GiB)"
+        )
     del model
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -93,8 +146,9 @@ def bench_clip(torch, device, name, images, texts_per_image, rotations, tiny, ba
     if tiny:
         name = register_tiny_clip("rs5m-tiny-clip" if "ViT" in name else "rs5m-tiny-clip-rn")
     started = time.perf_counter()
-    model = open_clip.create_model(name, pretrained=None, device=device,
-                                   precision="fp16" if device.startswith("cuda") else "fp32").eval()
+    model = open_clip.create_model(
+        name, pretrained=None, device=device, precision="fp16" if device.startswith("cuda") else "fp32"
+    ).eval()
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     dtype = next(model.parameters()).dtype
@@ -146,8 +200,10 @@ def main() -> int:
     if args.cpu_smoke:
         device, dtype, tiny = "cpu", torch.float32, True
     elif not torch.cuda.is_available():
-        print("gpu_rs3: no CUDA GPU on this machine; nothing measured (run it where a GPU is lent, "
-              "or use --cpu-smoke to check the script)")
+        print(
+            "gpu_rs3: no CUDA GPU on this machine; nothing measured (run it where a GPU is lent, "
+            "or use --cpu-smoke to check the script)"
+        )
         return 0
     else:
         device, dtype, tiny = "cuda", torch.float16, False

@@ -1,4 +1,5 @@
 """Inputs shared by the outlier benchmarks: JPEG shards like img2dataset's and an untrained detector file."""
+
 from __future__ import annotations
 
 import io
@@ -28,8 +29,11 @@ def write_run(root: Path, images: int, per_shard: int = 1000, size: int = 256, s
                 buffer = io.BytesIO()
                 Image.fromarray(noisy).save(buffer, format="JPEG", quality=95)
                 key, uid = f"{i:09d}", f"{i:016x}"
-                for name, payload in ((f"{key}.jpg", buffer.getvalue()), (f"{key}.json", json.dumps({"uid": uid}).encode()),
-                                      (f"{key}.txt", b"an aerial image")):
+                for name, payload in (
+                    (f"{key}.jpg", buffer.getvalue()),
+                    (f"{key}.json", json.dumps({"uid": uid}).encode()),
+                    (f"{key}.txt", b"an aerial image"),
+                ):
                     info = tarfile.TarInfo(name)
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))

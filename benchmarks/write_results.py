@@ -8,6 +8,7 @@ the date, the machine (CPU model, cores, memory), the load average before and af
 status and the exact command. Sections of benchmarks not run this time are kept as they were.
 The GPU scripts (gpu_*.py) are not run here: they need a CUDA GPU (see the note in RESULTS.md).
 """
+
 from __future__ import annotations
 
 import argparse

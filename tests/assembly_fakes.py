@@ -4,6 +4,7 @@ PUB11: img2dataset-style download tars in two parts, `final.parquet`, the URL-de
 native fields (YFCC geotags and dates), a CC3M labels file, a ledger chain per source
 (keyword -> download -> dedup -> outliers) with drop records. RS3: JPEG files, `final.parquet`.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,12 @@ def native_fields(source: str, url: str, n: int) -> dict:
     """The native columns the URL-dedup stage keeps for a row (as its `native` JSON)."""
     if source == "yfcc15m":
         lat, lon = YFCC_PLACES[n % len(YFCC_PLACES)]
-        return {"latitude": lat, "longitude": lon, "date_taken": f"2012-0{1 + n % 9}-15 10:20:00.0",
-                "download_url": url}
+        return {
+            "latitude": lat,
+            "longitude": lon,
+            "date_taken": f"2012-0{1 + n % 9}-15 10:20:00.0",
+            "download_url": url,
+        }
     if source == "redcaps":
         return {"created_utc": 1593820800.0 + 86400 * n, "url": url}
     return {"url": url}
@@ -65,7 +70,9 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
     final_rows = []
     for source, downloaded in per_source.items():
         rows_in = downloaded * 3 + 2  # keyword stage input; 2 failed downloads per source
-        keyword = StageStats("keyword_filter", source, rows_in, downloaded + 2, {"no_keyword_match": rows_in - downloaded - 2})
+        keyword = StageStats(
+            "keyword_filter", source, rows_in, downloaded + 2, {"no_keyword_match": rows_in - downloaded - 2}
+        )
         download = StageStats("download", source, downloaded + 2, downloaded)
         dedup = StageStats("image_dedup", source, downloaded)
         outliers = StageStats("outliers", source)
@@ -77,10 +84,16 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
             url = f"http://example.invalid/{source}/{n}.jpg"
             uid = make_uid(source, url)
             width, height = rng.choice([(64, 48), (96, 64), (128, 128)])
-            row = {"uid": uid, "source": source, "url": url,
-                   "caption": f"{KEYWORDS[n % 3]} of {source} field number {n} ünïcode",
-                   "matched_keywords": [KEYWORDS[n % 3]], "width": width, "height": height,
-                   "image": jpeg_bytes(width, height, seed * 100000 + int(uid[:5], 16))}
+            row = {
+                "uid": uid,
+                "source": source,
+                "url": url,
+                "caption": f"{KEYWORDS[n % 3]} of {source} field number {n} ünïcode",
+                "matched_keywords": [KEYWORDS[n % 3]],
+                "width": width,
+                "height": height,
+                "image": jpeg_bytes(width, height, seed * 100000 + int(uid[:5], 16)),
+            }
             row["native"] = json.dumps(native_fields(source, url, n))
             by_part.setdefault(uid_bucket(uid, parts), []).append(row)
             if n % 4 == 3:
@@ -100,10 +113,14 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
     urldedup.mkdir(parents=True, exist_ok=True)
     for part in range(parts):
         rows = by_part.get(part, [])
-        pq.write_table(pa.Table.from_pylist([{c: r[c] for c in ("uid", "source", "url", "caption", "native")}
-                                             for r in rows]), urldedup / f"{part:04d}.parquet")
-    labels = [f"cap\t{r['url']}\taerial photography,field,sky\t/m/1,/m/2,/m/3\t0.95,{0.5 + n % 2 * 0.45},0.2"
-              for n, r in enumerate(r for r in final_rows if r["source"] == "cc3m")]
+        pq.write_table(
+            pa.Table.from_pylist([{c: r[c] for c in ("uid", "source", "url", "caption", "native")} for r in rows]),
+            urldedup / f"{part:04d}.parquet",
+        )
+    labels = [
+        f"cap\t{r['url']}\taerial photography,field,sky\t/m/1,/m/2,/m/3\t0.95,{0.5 + n % 2 * 0.45},0.2"
+        for n, r in enumerate(r for r in final_rows if r["source"] == "cc3m")
+    ]
     (run / CC3M_LABELS).parent.mkdir(parents=True, exist_ok=True)
     (run / CC3M_LABELS).write_text("\n".join(labels) + "\n", encoding="utf-8")
     for part, rows in by_part.items():
@@ -120,15 +137,26 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
     for row in final_rows:
         row["clip_score"] = round(rng.uniform(0.2, 0.4), 4)
         row["rs_score"] = round(rng.uniform(0.5, 1.0), 4)
-    columns = ["uid", "source", "url", "caption", "matched_keywords", "part", "tar", "member", "width",
-               "height", "clip_score", "rs_score"]
+    columns = [
+        "uid",
+        "source",
+        "url",
+        "caption",
+        "matched_keywords",
+        "part",
+        "tar",
+        "member",
+        "width",
+        "height",
+        "clip_score",
+        "rs_score",
+    ]
     table = pa.Table.from_pylist([{c: row[c] for c in columns} for row in final_rows])
     (run / "results/pub11").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, run / "results/pub11/final.parquet")
     write_stats(run / "results/pub11/ledger/all.stats.json", stats)
     write_drops(run / "results/pub11/ledger/all.drops.parquet", drops_table(drops))
-    places = [{"uid": r["uid"], "img_name": "", "text": r["caption"], "entity": "Paris"}
-              for r in final_rows[:3]]
+    places = [{"uid": r["uid"], "img_name": "", "text": r["caption"], "entity": "Paris"} for r in final_rows[:3]]
     pq.write_table(pa.Table.from_pylist(places), run / "results/pub11/places.parquet")
     return table
 
@@ -147,22 +175,44 @@ def make_rs3(run: Path, per_dataset: dict[str, int] | None = None, seed: int = 1
             (run / rel).write_bytes(jpeg_bytes(size, size, seed * 1000 + n + len(dataset) * 7919))
             geo = None
             if dataset == "fmow":
-                geo = json.dumps({"lat": rng.uniform(-60, 60), "lon": rng.uniform(-180, 180),
-                                  "utm": f"{rng.randint(1, 60)}N", "country": "France"})
+                geo = json.dumps(
+                    {
+                        "lat": rng.uniform(-60, 60),
+                        "lon": rng.uniform(-180, 180),
+                        "utm": f"{rng.randint(1, 60)}N",
+                        "country": "France",
+                    }
+                )
             elif dataset == "ben":
                 geo = json.dumps({"utm": f"{rng.randint(29, 35)}N", "season": "Summer"})
-            rows.append({
-                "uid": make_uid(dataset, f"{dataset}/img_{n}.jpg"), "dataset": dataset,
-                "img_name": f"{dataset}_img_{n}.jpg", "image_path": rel,
-                "caption": f"meta {n}. an aerial view of a {dataset} scene",
-                "top_cap": f"an aerial view of a {dataset} scene", "ssl_cap": "a satellite image",
-                "meta_caption": None if dataset == "millionaid" else f"meta {n}.",
-                "labels": ["forest", "water"] if dataset == "ben" else [], "geo": geo,
-            })
-    schema = pa.schema([("uid", pa.string()), ("dataset", pa.string()), ("img_name", pa.string()),
-                        ("image_path", pa.string()), ("caption", pa.string()), ("top_cap", pa.string()),
-                        ("ssl_cap", pa.string()), ("meta_caption", pa.string()),
-                        ("labels", pa.list_(pa.string())), ("geo", pa.string())])
+            rows.append(
+                {
+                    "uid": make_uid(dataset, f"{dataset}/img_{n}.jpg"),
+                    "dataset": dataset,
+                    "img_name": f"{dataset}_img_{n}.jpg",
+                    "image_path": rel,
+                    "caption": f"meta {n}. an aerial view of a {dataset} scene",
+                    "top_cap": f"an aerial view of a {dataset} scene",
+                    "ssl_cap": "a satellite image",
+                    "meta_caption": None if dataset == "millionaid" else f"meta {n}.",
+                    "labels": ["forest", "water"] if dataset == "ben" else [],
+                    "geo": geo,
+                }
+            )
+    schema = pa.schema(
+        [
+            ("uid", pa.string()),
+            ("dataset", pa.string()),
+            ("img_name", pa.string()),
+            ("image_path", pa.string()),
+            ("caption", pa.string()),
+            ("top_cap", pa.string()),
+            ("ssl_cap", pa.string()),
+            ("meta_caption", pa.string()),
+            ("labels", pa.list_(pa.string())),
+            ("geo", pa.string()),
+        ]
+    )
     table = pa.Table.from_pylist(rows, schema=schema)
     (run / "results/rs3").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, run / "results/rs3/final.parquet")

@@ -1,4 +1,5 @@
 """Headless Chromium for the browse tests: the Debian build driven by Playwright, never a download."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def chromium_path() -> str | None:
@@ -44,8 +52,9 @@ def serving(run_dir: Path):
     """`rs5m browse` on a free loopback port, in a thread of this process."""
     from rs5m.browse.cli import make_browse_server
 
-    app, server = make_browse_server(Namespace(run_dir=str(run_dir), host="127.0.0.1", port=0, reindex=False,
-                                               verbose=False))
+    app, server = make_browse_server(
+        Namespace(run_dir=str(run_dir), host="127.0.0.1", port=0, reindex=False, verbose=False)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,4 +1,5 @@
 """Shared test helpers: the repository, the optional shared fixtures, and Snakemake runs."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ Starts loopback servers, runs the real download stage (rs5m.pub11.download_part.
 with spawned workers) and writes WORKDIR/result.json: the stage's drops and stats, the bytes kept
 per URL (sha256) and what each server saw.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,14 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         target = urlsplit(self.path)
         with server.lock:
-            server.log.append({"time": time.time(), "host": self.headers.get("Host"), "path": self.path,
-                               "user_agent": self.headers.get("User-Agent")})
+            server.log.append(
+                {
+                    "time": time.time(),
+                    "host": self.headers.get("Host"),
+                    "path": self.path,
+                    "user_agent": self.headers.get("User-Agent"),
+                }
+            )
             server.seen[target.path] = server.seen.get(target.path, 0) + 1
             seen = server.seen[target.path]
         path = target.path
@@ -122,12 +129,19 @@ def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
     uids = [make_uid("laion2b", url) for url in urls]
     pq.write_table(pa.table({"uid": uids, "source": ["laion2b"] * len(urls), "url": urls}), workdir / "urls.parquet")
     started = time.time()
-    download_part(str(workdir / "urls.parquet"), str(workdir / "0000"), str(workdir / "0000.stats.json"),
-                  str(workdir / "0000.drops.parquet"), **options)
+    download_part(
+        str(workdir / "urls.parquet"),
+        str(workdir / "0000"),
+        str(workdir / "0000.stats.json"),
+        str(workdir / "0000.drops.parquet"),
+        **options,
+    )
     finished = time.time()
     url_of = dict(zip(uids, urls))
-    drops = {url_of[r["uid"]]: {"reason": r["reason"], "detail": r["detail"]}
-             for r in pq.read_table(workdir / "0000.drops.parquet").to_pylist()}
+    drops = {
+        url_of[r["uid"]]: {"reason": r["reason"], "detail": r["detail"]}
+        for r in pq.read_table(workdir / "0000.drops.parquet").to_pylist()
+    }
     kept = {}
     status = {r["uid"]: r for r in read_status(workdir / "0000").to_pylist()}
     import tarfile
@@ -139,8 +153,12 @@ def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
                     key = member.name[: -len(".jpg")]
                     uid = next(u for u, r in status.items() if r["key"] == key)
                     kept[url_of[uid]] = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
-    return {"drops": drops, "kept": kept, "stats": json.loads((workdir / "0000.stats.json").read_text()),
-            "seconds": finished - started}
+    return {
+        "drops": drops,
+        "kept": kept,
+        "stats": json.loads((workdir / "0000.stats.json").read_text()),
+        "seconds": finished - started,
+    }
 
 
 def guard(workdir: Path) -> dict:
@@ -169,12 +187,30 @@ def guard(workdir: Path) -> dict:
         "direct_ip": f"http://127.0.0.1:{web.port}/img/2.jpg",
         "redirect_same_host": redirect("/img/3.jpg"),
     }
-    result = _run_stage(workdir, list(cases.values()), threads=2, thread_count=4, timeout=5, retries=0,
-                        number_sample_per_shard=4, allowed_networks=["127.0.0.1/32"], max_bytes=MAX_BYTES,
-                        deadline=2, per_host_rate=1000, per_host_burst=10, robots_cache=str(workdir / "robots"),
-                        user_agent="rs5m-test/{version} (+{contact_url})", contact_url="https://example.org/contact")
-    result.update(cases=cases, image_sha256=hashlib.sha256(IMAGE).hexdigest(), web_log=web.log,
-                  internal_connections=internal.connections, secret=secret)
+    result = _run_stage(
+        workdir,
+        list(cases.values()),
+        threads=2,
+        thread_count=4,
+        timeout=5,
+        retries=0,
+        number_sample_per_shard=4,
+        allowed_networks=["127.0.0.1/32"],
+        max_bytes=MAX_BYTES,
+        deadline=2,
+        per_host_rate=1000,
+        per_host_burst=10,
+        robots_cache=str(workdir / "robots"),
+        user_agent="rs5m-test/{version} (+{contact_url})",
+        contact_url="https://example.org/contact",
+    )
+    result.update(
+        cases=cases,
+        image_sha256=hashlib.sha256(IMAGE).hexdigest(),
+        web_log=web.log,
+        internal_connections=internal.connections,
+        secret=secret,
+    )
     return result
 
 
@@ -183,9 +219,19 @@ def pacing(workdir: Path) -> dict:
     hosts = [f"h{i:02d}.rs5m.test" for i in range(20)]
     urls = [f"http://{host}:{web.port}/img/{n}.jpg" for host in hosts for n in range(8)]
     rate, burst = 2.0, 2.0
-    result = _run_stage(workdir, urls, threads=2, thread_count=16, timeout=5, retries=0, number_sample_per_shard=40,
-                        allowed_networks=["127.0.0.1/32"], per_host_rate=rate, per_host_burst=burst,
-                        robots_cache=str(workdir / "robots"))
+    result = _run_stage(
+        workdir,
+        urls,
+        threads=2,
+        thread_count=16,
+        timeout=5,
+        retries=0,
+        number_sample_per_shard=40,
+        allowed_networks=["127.0.0.1/32"],
+        per_host_rate=rate,
+        per_host_burst=burst,
+        robots_cache=str(workdir / "robots"),
+    )
     result.update(rate=rate, burst=burst, web_log=web.log)
     return result
 

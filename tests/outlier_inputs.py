@@ -1,4 +1,5 @@
 """Tiny inputs for the outlier-stage tests: kept.parquet rows and img2dataset-style webdataset shards."""
+
 from __future__ import annotations
 
 import functools
@@ -13,11 +14,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-KEPT_SCHEMA = pa.schema([
-    ("uid", pa.string()), ("source", pa.string()), ("url", pa.string()), ("caption", pa.string()),
-    ("matched_keywords", pa.list_(pa.string())), ("part", pa.string()), ("tar", pa.string()),
-    ("member", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
-])
+KEPT_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("url", pa.string()),
+        ("caption", pa.string()),
+        ("matched_keywords", pa.list_(pa.string())),
+        ("part", pa.string()),
+        ("tar", pa.string()),
+        ("member", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
 
 
 def rs_like(rng: np.random.Generator, size: int = 48) -> Image.Image:
@@ -45,8 +55,11 @@ def write_shard(path: Path, samples: list[tuple[str, str, bytes, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w") as tar:
         for key, uid, data, caption in samples:
-            for name, payload in ((f"{key}.jpg", data), (f"{key}.json", json.dumps({"uid": uid, "key": key}).encode()),
-                                  (f"{key}.txt", caption.encode())):
+            for name, payload in (
+                (f"{key}.jpg", data),
+                (f"{key}.json", json.dumps({"uid": uid, "key": key}).encode()),
+                (f"{key}.txt", caption.encode()),
+            ):
                 info = tarfile.TarInfo(name)
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
@@ -75,9 +88,20 @@ def make_run(root: Path, parts: dict[str, int], seed: int = 0, corrupt: set[str]
             samples.append((key, uid, data, caption))
             if i < count:
                 images[uid] = data
-                rows.append({"uid": uid, "source": "laion2b" if i % 3 else "cc3m", "url": f"http://x/{uid}.jpg",
-                             "caption": caption, "matched_keywords": ["aerial"] if rs else ["poster"], "part": part,
-                             "tar": tar, "member": f"{key}.jpg", "width": 48, "height": 48})
+                rows.append(
+                    {
+                        "uid": uid,
+                        "source": "laion2b" if i % 3 else "cc3m",
+                        "url": f"http://x/{uid}.jpg",
+                        "caption": caption,
+                        "matched_keywords": ["aerial"] if rs else ["poster"],
+                        "part": part,
+                        "tar": tar,
+                        "member": f"{key}.jpg",
+                        "width": 48,
+                        "height": 48,
+                    }
+                )
         write_shard(root / tar, samples)
     kept = root / "results/pub11/dedup/kept.parquet"
     kept.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +126,17 @@ def trained_detector() -> tuple[Path, Path, dict]:
     positives = write_folder(work / "pos", rs_like, 10, seed=1)
     write_folder(work / "neg" / "nested", non_rs_like, 14, seed=2)
     metrics = train_rs_detector(
-        [positives], [work / "neg"], work / "out/weights.pt", work / "out/metrics.json", work / "train",
-        model="yolo11n-cls.yaml", epochs=2, imgsz=32, batch=8, workers=0, seed=0, device="cpu",
+        [positives],
+        [work / "neg"],
+        work / "out/weights.pt",
+        work / "out/metrics.json",
+        work / "train",
+        model="yolo11n-cls.yaml",
+        epochs=2,
+        imgsz=32,
+        batch=8,
+        workers=0,
+        seed=0,
+        device="cpu",
     )
     return work / "out/weights.pt", work, metrics

@@ -4,6 +4,7 @@
 
 Without RUN_DIR it builds the small test run folder of tests/browse_run.py in a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse

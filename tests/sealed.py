@@ -1,6 +1,7 @@
 """Run a command inside a sealed network namespace: only a loopback interface, a private /etc/hosts
 that gives test names 127.x addresses, and a resolv.conf that points at 127.0.0.1 (where nothing
 answers), so nothing the command does can reach another machine, not even a DNS server."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ def unshare_available() -> bool:
     return subprocess.run(command, capture_output=True).returncode == 0
 
 
-def run_sealed(argv: list[str], folder: Path, hosts: dict[str, str], timeout: float = 600,
-               env: dict | None = None) -> subprocess.CompletedProcess:
+def run_sealed(
+    argv: list[str], folder: Path, hosts: dict[str, str], timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run `argv` sealed; `hosts`: name -> loopback address (anything else is refused)."""
     if not unshare_available():
         pytest.skip("unshare --net --mount is not permitted here")

@@ -1,34 +1,62 @@
 """The assembly rules on a fake finished run: shards, metafiles, stats, card, audit and the report."""
+
 import csv
 import json
 
 import pytest
 import yaml
-
 from assembly_fakes import CC3M_LABELS, make_run
 from conftest import snakemake
+
 from rs5m.assemble.funnel import write_funnel
 
 pytestmark = pytest.mark.workflow
 
-ASSEMBLY_RULES = ["pub11_metacaption", "shards_part", "shards", "metafiles", "dataset_stats", "dataset_card", "audit", "assemble"]
+ASSEMBLY_RULES = [
+    "pub11_metacaption",
+    "shards_part",
+    "shards",
+    "metafiles",
+    "dataset_stats",
+    "dataset_card",
+    "audit",
+    "assemble",
+]
 
 
 def _workdir(path, **shards):
     make_run(path)
     stats = sorted(str(p) for p in (path / "results").rglob("*.stats.json"))
-    write_funnel(stats, path / "results/stats/funnel.csv", path / "results/stats/funnel.md",
-                 path / "results/stats/funnel.json")
-    config = {"demo": {"enabled": False}, "sources": {}, "rs3": {"datasets": []}, "split": {"val_fraction": 0.2},
-              "shards": {"target_bytes": 30000, **shards}, "card": {"name": "RS5M test"}, "parts": 2,
-              "metacaption": {"cc3m_labels": CC3M_LABELS, "pub11_caption": "prepend"}}
+    write_funnel(
+        stats, path / "results/stats/funnel.csv", path / "results/stats/funnel.md", path / "results/stats/funnel.json"
+    )
+    config = {
+        "demo": {"enabled": False},
+        "sources": {},
+        "rs3": {"datasets": []},
+        "split": {"val_fraction": 0.2},
+        "shards": {"target_bytes": 30000, **shards},
+        "card": {"name": "RS5M test"},
+        "parts": 2,
+        "metacaption": {"cc3m_labels": CC3M_LABELS, "pub11_caption": "prepend"},
+    }
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     return path
 
 
 def _run(workdir, *options):
-    return snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "config.yaml"), *options,
-                     "--allowed-rules", *ASSEMBLY_RULES, "--", "assemble")
+    return snakemake(
+        workdir,
+        "--cores",
+        "2",
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *options,
+        "--allowed-rules",
+        *ASSEMBLY_RULES,
+        "--",
+        "assemble",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +96,9 @@ def test_rerun_from_scratch_is_byte_identical(assembled, tmp_path):
     for name in ("pub11.manifest.json", "rs3.manifest.json"):
         assert (other / "results/shards" / name).read_bytes() == (assembled / "results/shards" / name).read_bytes()
     for name in ("pub11_train_metadata.csv", "rs3_train_val_metadata.csv"):
-        assert (other / "results/metafiles" / name).read_bytes() == (assembled / "results/metafiles" / name).read_bytes()
+        assert (other / "results/metafiles" / name).read_bytes() == (
+            assembled / "results/metafiles" / name
+        ).read_bytes()
 
 
 def test_shard_jobs_in_parallel_write_the_same_bytes(assembled, tmp_path):

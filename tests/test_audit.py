@@ -4,17 +4,24 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from assembly_fakes import make_run
+
 from rs5m.assemble.audit import audit, main, order_chain
-from rs5m.ledger import StageStats
 from rs5m.assemble.shards import PUB11, RS3, write_subset_shards
+from rs5m.ledger import StageStats
 
 
 def _shards(run):
     for subset in (PUB11, RS3):
-        write_subset_shards(subset, run / f"results/{subset}/final.parquet", run / "results/shards",
-                            run / f"results/shards/{subset}.manifest.json", 0.2, 30_000, base_dir=run)
+        write_subset_shards(
+            subset,
+            run / f"results/{subset}/final.parquet",
+            run / "results/shards",
+            run / f"results/shards/{subset}.manifest.json",
+            0.2,
+            30_000,
+            base_dir=run,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +84,10 @@ def test_bad_arithmetic_and_missing_drop_records(run):
 def test_kept_uid_missing_from_shards_and_extra_uid(run):
     final = pq.read_table(run / "results/rs3/final.parquet").to_pylist()
     extra = dict(final[0], uid="ffffffffffffffff")
-    pq.write_table(pa.Table.from_pylist(final[1:] + [extra], schema=pq.read_schema(run / "results/rs3/final.parquet")),
-                   run / "results/rs3/final.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(final[1:] + [extra], schema=pq.read_schema(run / "results/rs3/final.parquet")),
+        run / "results/rs3/final.parquet",
+    )
     result = audit(run)
     messages = "\n".join(result.violations)
     assert f"uid {final[0]['uid']} is in a shard but in no final table" in messages
@@ -97,13 +106,19 @@ def test_corrupt_truncated_and_stale_shards(run):
     shards = sorted((run / "results/shards/train").glob("pub11-*.tar"))
     data = bytearray(shards[0].read_bytes())
     start = data.find(b"\xff\xd8\xff")  # first JPEG: break its header, keep the tar intact
-    data[start:start + 3] = b"XXX"
+    data[start : start + 3] = b"XXX"
     shards[0].write_bytes(bytes(data))
     shards[1].write_bytes(shards[1].read_bytes()[:2000])
     (run / "results/shards/val/rs3-val-0042.tar").write_bytes(b"")
     checks = _checks(audit(run))
-    assert {"shard_checksum", "member_unreadable", "shard_count", "shard_unlisted", "shard_uid",
-            "funnel_vs_shards"} <= checks
+    assert {
+        "shard_checksum",
+        "member_unreadable",
+        "shard_count",
+        "shard_unlisted",
+        "shard_uid",
+        "funnel_vs_shards",
+    } <= checks
 
 
 def test_funnel_json_compared(run):
@@ -120,13 +135,20 @@ def test_missing_manifest(run):
 
 def test_order_chain_uses_pub11_stage_order():
     # image_dedup dropped nothing: counts alone could not order it before outliers with rows_in 10
-    chain = [StageStats("outliers", "s", 10, 8, {"x": 2}), StageStats("image_dedup", "s", 10, 10),
-             StageStats("keyword_filter", "s", 30, 10, {"no_keyword_match": 20})]
+    chain = [
+        StageStats("outliers", "s", 10, 8, {"x": 2}),
+        StageStats("image_dedup", "s", 10, 10),
+        StageStats("keyword_filter", "s", 30, 10, {"no_keyword_match": 20}),
+    ]
     assert [e.stage for e in order_chain(chain, None)] == ["keyword_filter", "image_dedup", "outliers"]
 
 
 def test_order_chain_inferred_with_pass_through_stage():
-    chain = [StageStats("b", "s", 10, 10), StageStats("c", "s", 10, 7, {"x": 3}), StageStats("a", "s", 20, 10, {"y": 10})]
+    chain = [
+        StageStats("b", "s", 10, 10),
+        StageStats("c", "s", 10, 7, {"x": 3}),
+        StageStats("a", "s", 20, 10, {"y": 10}),
+    ]
     assert [e.stage for e in order_chain(chain, None)] == ["a", "b", "c"]
     assert [e.stage for e in order_chain(chain, ["c", "b", "a"])] == ["c", "b", "a"]
 
@@ -134,8 +156,11 @@ def test_order_chain_inferred_with_pass_through_stage():
 def test_unknown_download_reason_named(run):
     """The download stage's reasons are a closed set (rs5m.pub11.download_part.REASONS, the crawl guard's included)."""
     stats_path = run / "results/pub11/ledger/all.stats.json"
-    drops_path = next(p for p in run.rglob("*.drops.parquet")
-                      if "download" in pq.read_table(p, columns=["stage"]).column("stage").to_pylist())
+    drops_path = next(
+        p
+        for p in run.rglob("*.drops.parquet")
+        if "download" in pq.read_table(p, columns=["stage"]).column("stage").to_pylist()
+    )
     drops = pq.read_table(drops_path)
     stages = drops.column("stage").to_pylist()
     index = stages.index("download")
@@ -158,7 +183,8 @@ def test_unknown_download_reason_named(run):
 def test_only_the_declared_ledger_files_are_read(run):
     """A stale ledger file of an older run (changed `parts`, removed source) is not a violation."""
     declared = sorted(str(p.relative_to(run)) for p in run.glob("results/**/*.stats.json")) + sorted(
-        str(p.relative_to(run)) for p in run.glob("results/**/*.drops.parquet"))
+        str(p.relative_to(run)) for p in run.glob("results/**/*.drops.parquet")
+    )
     stale = run / "results/pub11/download/0007.stats.json"
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text(json.dumps([{"stage": "download", "source": "laion2b", "rows_in": 5, "kept": 9, "dropped": {}}]))

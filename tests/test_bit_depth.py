@@ -1,6 +1,7 @@
 """Images of more than 8 bits per sample are stored as the picture the server sent, contrast-normalised,
 not clipped to a white frame, and no longer all hash alike (issue 14, item 2). Real img2dataset
 downloads from loopback servers only (127.0.0.1)."""
+
 from __future__ import annotations
 
 import io
@@ -16,14 +17,21 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from rs5m.pub11.bit_depth import may_be_wide, to_uint8
 from rs5m.columns import make_uid
 from rs5m.demo.web import DemoWebServer
+from rs5m.pub11.bit_depth import may_be_wide, to_uint8
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.images_part import inspect_part
 
-OPTIONS = dict(thread_count=4, timeout=5, retries=0, max_pixels=50_000_000, allowed_networks=["127.0.0.1/32"],
-               per_host_rate=1000, per_host_burst=100)
+OPTIONS = dict(
+    thread_count=4,
+    timeout=5,
+    retries=0,
+    max_pixels=50_000_000,
+    allowed_networks=["127.0.0.1/32"],
+    per_host_rate=1000,
+    per_host_burst=100,
+)
 
 
 def png16(pixels: np.ndarray) -> bytes:
@@ -106,14 +114,29 @@ def downloaded(request, tmp_path_factory):
                 served[f"http://127.0.0.1:{server.server_address[1]}{path}"] = data
             urls = list(served)
             uids = [make_uid("laion2b", url) for url in urls]
-            pq.write_table(pa.table({"uid": uids, "source": ["laion2b"] * len(urls), "url": urls}), root / "urls.parquet")
-            download_part(str(root / "urls.parquet"), str(root / "0000"), str(root / "0000.stats.json"),
-                          str(root / "0000.drops.parquet"), threads=request.param, **OPTIONS)
+            pq.write_table(
+                pa.table({"uid": uids, "source": ["laion2b"] * len(urls), "url": urls}), root / "urls.parquet"
+            )
+            download_part(
+                str(root / "urls.parquet"),
+                str(root / "0000"),
+                str(root / "0000.stats.json"),
+                str(root / "0000.drops.parquet"),
+                threads=request.param,
+                **OPTIONS,
+            )
     finally:
         server.shutdown()
         server.server_close()
-    inspect_part(str(root / "0000"), str(root / "images.parquet"), str(root / "images.stats.json"),
-                 str(root / "images.drops.parquet"), max_pixels=50_000_000, min_side=32, threads=1)
+    inspect_part(
+        str(root / "0000"),
+        str(root / "images.parquet"),
+        str(root / "images.stats.json"),
+        str(root / "images.drops.parquet"),
+        max_pixels=50_000_000,
+        min_side=32,
+        threads=1,
+    )
     stored = {}
     for tar_path in sorted((root / "0000").glob("*.tar")):
         with tarfile.open(tar_path) as tar:

@@ -1,4 +1,5 @@
 """Server tests for `rs5m browse`: every route, bad input, CSRF, path traversal, ratings and export."""
+
 from __future__ import annotations
 
 import argparse
@@ -188,8 +189,18 @@ def test_samples_paging(run, client):
 
 @pytest.mark.parametrize(
     "query",
-    [{"min": "abc"}, {"max": "nan"}, {"min": "inf"}, {"score": "uid"}, {"score": "clip_score; DROP TABLE samples"},
-     {"page": "0"}, {"page": "x"}, {"per": "1000"}, {"per": "-1"}, {"source": "x" * 300}],
+    [
+        {"min": "abc"},
+        {"max": "nan"},
+        {"min": "inf"},
+        {"score": "uid"},
+        {"score": "clip_score; DROP TABLE samples"},
+        {"page": "0"},
+        {"page": "x"},
+        {"per": "1000"},
+        {"per": "-1"},
+        {"source": "x" * 300},
+    ],
 )
 def test_samples_bad_input_is_400(client, query):
     assert client.get("/samples", **query).status == 400
@@ -219,8 +230,13 @@ def test_sample_detail(run, client):
 
 
 def test_captions_are_escaped(tmp_path):
-    sample = {"uid": "00000000000000aa", "source": "laion2b", "img_name": "x.jpg",
-              "caption": "<script>alert(1)</script>", "image": b"\xff\xd8\xff\xe0fake"}
+    sample = {
+        "uid": "00000000000000aa",
+        "source": "laion2b",
+        "img_name": "x.jpg",
+        "caption": "<script>alert(1)</script>",
+        "image": b"\xff\xd8\xff\xe0fake",
+    }
     write_shard(tmp_path / "results/shards/val/pub11-val-0000.tar", [sample], "rs5m")
     client = Client(BrowseApp(tmp_path))
     for page in (client.get("/samples"), client.get("/sample/00000000000000aa")):
@@ -265,9 +281,18 @@ def test_files_route_serves_run_outputs(run, client):
 
 @pytest.mark.parametrize(
     "path",
-    ["/files/../pyproject.toml", "/files/results/../../outside.txt", "/files/results/stats/../../../outside.txt",
-     "/files//etc/passwd", "/files/results//stats/funnel.md", "/files/outside.txt", "/files/results\\..\\outside.txt",
-     "/files/results/stats", "/files/results/stats/link-out", "/files/results/stats/link-up/outside.txt"],
+    [
+        "/files/../pyproject.toml",
+        "/files/results/../../outside.txt",
+        "/files/results/stats/../../../outside.txt",
+        "/files//etc/passwd",
+        "/files/results//stats/funnel.md",
+        "/files/outside.txt",
+        "/files/results\\..\\outside.txt",
+        "/files/results/stats",
+        "/files/results/stats/link-out",
+        "/files/results/stats/link-up/outside.txt",
+    ],
 )
 def test_files_route_cannot_leave_results(run, path):
     root, _ = run
@@ -334,13 +359,24 @@ def test_rate_start_needs_a_valid_csrf_token(fresh):
     assert stranger.post("/rate", {"rater": "ana", "csrf_token": token}).status == 403
     assert app.ratings.sessions() == []
     # The Origin is this server's own scheme://host:port (the Host the browser sent).
-    ok = client.post("/rate", {"rater": "ana", "csrf_token": token},
-                     headers={"HTTP_ORIGIN": "http://127.0.0.1:8765", "HTTP_HOST": "127.0.0.1:8765"})
+    ok = client.post(
+        "/rate",
+        {"rater": "ana", "csrf_token": token},
+        headers={"HTTP_ORIGIN": "http://127.0.0.1:8765", "HTTP_HOST": "127.0.0.1:8765"},
+    )
     assert ok.status == 303 and ok.header("Location") == "/rate/1"
 
 
-@pytest.mark.parametrize("form", [{"rater": ""}, {"rater": "x" * 101}, {"rater": "ana", "size": "0"},
-                                  {"rater": "ana", "size": "abc"}, {"rater": "ana", "seed": "s" * 101}])
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"rater": ""},
+        {"rater": "x" * 101},
+        {"rater": "ana", "size": "0"},
+        {"rater": "ana", "size": "abc"},
+        {"rater": "ana", "seed": "s" * 101},
+    ],
+)
 def test_rate_start_bad_input(fresh, form):
     _, _, app, client = fresh
     response = client.post("/rate", {**form, "csrf_token": client.token()})
@@ -379,8 +415,9 @@ def test_rate_save_resume_and_export(fresh):
     for uid, (rel, hal, flu) in zip(order, scores):
         page = client.get(location)
         assert f'name="uid" value="{uid}"' in page.text
-        response = client.post(location, {"csrf_token": token, "uid": uid, "relevance_detail": rel,
-                                          "hallucination": hal, "fluency": flu})
+        response = client.post(
+            location, {"csrf_token": token, "uid": uid, "relevance_detail": rel, "hallucination": hal, "fluency": flu}
+        )
         assert response.status == 303 and response.header("Location") == location
     page = client.get(location)
     assert f'name="uid" value="{order[3]}"' in page.text and '<span id="rated-count">3</span> rated' in page.text
@@ -388,7 +425,9 @@ def test_rate_save_resume_and_export(fresh):
     assert re.search(r'name="relevance_detail" value="5" checked', first)
     assert re.search(r'name="fluency" value="3" checked', first)
     # A revision replaces the earlier answer instead of adding a row.
-    client.post(location, {"csrf_token": token, "uid": order[0], "relevance_detail": 4, "hallucination": 4, "fluency": 3})
+    client.post(
+        location, {"csrf_token": token, "uid": order[0], "relevance_detail": 4, "hallucination": 4, "fluency": 3}
+    )
     exported = client.get("/export.csv", session="1")
     assert exported.header("Content-Type") == "text/csv; charset=utf-8"
     assert 'filename="ratings_session1.csv"' in exported.header("Content-Disposition")
@@ -397,7 +436,8 @@ def test_rate_save_resume_and_export(fresh):
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     want = [(4, 4, 3), (1, 2, 5), (3, 3, 4)]
     assert [(r["image_path"], r["description"]) for r in rows] == [
-        (f"static/{by_uid[u]['img_name']}", by_uid[u]["caption"]) for u in order[:3]]
+        (f"static/{by_uid[u]['img_name']}", by_uid[u]["caption"]) for u in order[:3]
+    ]
     assert [(int(r["relevance_detail"]), int(r["hallucination"]), int(r["fluency"])) for r in rows] == want
     assert "\r" not in exported.text and exported.text.endswith("\n")
     assert (root / "results/ratings.sqlite").is_file()
@@ -409,13 +449,18 @@ def test_export_matches_the_authors_csv_form(fresh):
     rs3 = {s["uid"]: s for s in expected["rs3_val"]}
     for item in app.ratings.items(1):
         if item["uid"] in rs3:
-            client.post(location, {"csrf_token": token, "uid": item["uid"], "relevance_detail": 5,
-                                   "hallucination": 4, "fluency": 5})
+            client.post(
+                location,
+                {"csrf_token": token, "uid": item["uid"], "relevance_detail": 5, "hallucination": 4, "fluency": 5},
+            )
     text = client.get("/export.csv").text
     written = {row["image_path"]: row for row in csv.DictReader(io.StringIO(text))}
     assert set(written) == {f"static/{s['img_name']}" for s in rs3.values()}
     # A caption with a comma, quotes and a line break survives the round trip.
-    assert written["static/fmow_airport_0_0_rgb.jpg"]["description"] == 'a satellite view of an airport, with "two" runways'
+    assert (
+        written["static/fmow_airport_0_0_rgb.jpg"]["description"]
+        == 'a satellite view of an airport, with "two" runways'
+    )
     assert written["static/ben_12345.jpg"]["description"] == "broad-leaved forest beside a river\nin summer"
     assert '"a satellite view of an airport, with ""two"" runways",5,4,5\n' in text
     record = FIXTURES / "rs5m_repo" / "record" / "ratings_1_500.csv"
@@ -423,16 +468,19 @@ def test_export_matches_the_authors_csv_form(fresh):
         assert text.split("\n", 1)[0] == record.read_text().split("\n", 1)[0]
 
 
-@pytest.mark.parametrize("scores", [
-    {"relevance_detail": "0", "hallucination": "3", "fluency": "3"},
-    {"relevance_detail": "3", "hallucination": "6", "fluency": "3"},
-    {"relevance_detail": "3", "hallucination": "3", "fluency": "-1"},
-    {"relevance_detail": "3", "hallucination": "3", "fluency": "3.5"},
-    {"relevance_detail": "x", "hallucination": "3", "fluency": "3"},
-    {"relevance_detail": "", "hallucination": "3", "fluency": "3"},
-    {"hallucination": "3", "fluency": "3"},
-    {"relevance_detail": "99999999999999999999", "hallucination": "3", "fluency": "3"},
-])
+@pytest.mark.parametrize(
+    "scores",
+    [
+        {"relevance_detail": "0", "hallucination": "3", "fluency": "3"},
+        {"relevance_detail": "3", "hallucination": "6", "fluency": "3"},
+        {"relevance_detail": "3", "hallucination": "3", "fluency": "-1"},
+        {"relevance_detail": "3", "hallucination": "3", "fluency": "3.5"},
+        {"relevance_detail": "x", "hallucination": "3", "fluency": "3"},
+        {"relevance_detail": "", "hallucination": "3", "fluency": "3"},
+        {"hallucination": "3", "fluency": "3"},
+        {"relevance_detail": "99999999999999999999", "hallucination": "3", "fluency": "3"},
+    ],
+)
 def test_scores_outside_1_to_5_are_rejected(fresh, scores):
     _, _, app, client = fresh
     token, location = start(client)
@@ -486,8 +534,16 @@ def test_summary_means_per_subset_source_and_rater(fresh):
         for n, item in enumerate(app.ratings.items(int(location.rsplit("/", 1)[1]))):
             scores = (1 + (n % 5), 5 - (n % 3), 3 if rater == "ana" else 5)
             plan[(rater, item["uid"])] = scores
-            client.post(location, {"csrf_token": token, "uid": item["uid"], "relevance_detail": scores[0],
-                                   "hallucination": scores[1], "fluency": scores[2]})
+            client.post(
+                location,
+                {
+                    "csrf_token": token,
+                    "uid": item["uid"],
+                    "relevance_detail": scores[0],
+                    "hallucination": scores[1],
+                    "fluency": scores[2],
+                },
+            )
     subset_of = {s["uid"]: ("rs3" if s in expected["rs3_val"] else "pub11") for s in expected["val"]}
     source_of = {s["uid"]: s.get("dataset") or s["source"] for s in expected["val"]}
 
@@ -498,15 +554,20 @@ def test_summary_means_per_subset_source_and_rater(fresh):
     rs3 = [v for (_, uid), v in plan.items() if subset_of[uid] == "rs3"]
     got = next(r for r in summary["subset"] if r["subset"] == "rs3")
     assert got["n"] == len(rs3) == 6
-    assert got["relevance_detail"] == pytest.approx(mean(rs3, 0)) and got["hallucination"] == pytest.approx(mean(rs3, 1))
+    assert got["relevance_detail"] == pytest.approx(mean(rs3, 0)) and got["hallucination"] == pytest.approx(
+        mean(rs3, 1)
+    )
     cc3m = [v for (_, uid), v in plan.items() if source_of[uid] == "cc3m"]
     got = next(r for r in summary["source"] if r["source"] == "cc3m")
     assert got["n"] == len(cc3m) and got["relevance_detail"] == pytest.approx(mean(cc3m, 0))
     assert {r["rater"]: r["fluency"] for r in summary["rater"]} == {"ana": 3.0, "ben": 5.0}
     page = client.get("/summary")
     overall = list(plan.values())
-    assert re.search(rf'class="summary-overall">.*?<td>{len(overall)}</td><td>{mean(overall, 0):.2f}</td>'
-                     rf"<td>{mean(overall, 1):.2f}</td><td>{mean(overall, 2):.2f}</td>", page.text)
+    assert re.search(
+        rf'class="summary-overall">.*?<td>{len(overall)}</td><td>{mean(overall, 0):.2f}</td>'
+        rf"<td>{mean(overall, 1):.2f}</td><td>{mean(overall, 2):.2f}</td>",
+        page.text,
+    )
     assert f"<td>rs3</td><td>{len(rs3)}</td><td>{mean(rs3, 0):.2f}</td>" in page.text
     only_ben = client.get("/summary", rater="ben")
     assert re.search(r'class="summary-overall">.*?<td>7</td>', only_ben.text) and "<td>ana</td>" not in only_ben.text
@@ -558,8 +619,13 @@ def test_server_binds_loopback_and_refuses_traversal_over_http(run):
         port = server.server_address[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/samples?split=val", timeout=10) as response:
             assert response.status == 200 and expected["rs3_val"][0]["uid"].encode() in response.read()
-        for target in ("/files/%2e%2e/%2e%2e/outside.txt", "/files/results/%2e%2e/%2e%2e/outside.txt",
-                       "/files/..%2f..%2foutside.txt", "/files/%2fetc%2fpasswd", "/image/..%2f..%2foutside.txt"):
+        for target in (
+            "/files/%2e%2e/%2e%2e/outside.txt",
+            "/files/results/%2e%2e/%2e%2e/outside.txt",
+            "/files/..%2f..%2foutside.txt",
+            "/files/%2fetc%2fpasswd",
+            "/image/..%2f..%2foutside.txt",
+        ):
             status, body = raw_get(port, target)
             assert status == 404 and b"secret" not in body and b"root:" not in body
         status, body = raw_get(port, f"/image/{expected['train'][0]['uid']}")
@@ -572,8 +638,13 @@ def test_server_binds_loopback_and_refuses_traversal_over_http(run):
 def test_python_m_rs5m_browse_serves(run):
     root, _ = run
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    proc = subprocess.Popen([sys.executable, "-m", "rs5m.browse", str(root), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rs5m.browse", str(root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         url = None
         for line in proc.stdout:

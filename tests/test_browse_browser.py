@@ -1,5 +1,6 @@
 """Browser test for `rs5m browse`: rate three samples with the keyboard in headless Chromium, reload,
 see them saved, and export the CSV."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,11 @@ def run_dir(tmp_path):
 
 
 def checked(page, name):
-    return page.eval_on_selector(f'input[name="{name}"]:checked', "e => e.value") if page.query_selector(
-        f'input[name="{name}"]:checked') else None
+    return (
+        page.eval_on_selector(f'input[name="{name}"]:checked', "e => e.value")
+        if page.query_selector(f'input[name="{name}"]:checked')
+        else None
+    )
 
 
 def test_rate_three_with_keyboard_reload_and_export(run_dir):
@@ -78,8 +82,9 @@ def test_rate_three_with_keyboard_reload_and_export(run_dir):
 
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["image_path", "description", "relevance_detail", "hallucination", "fluency"]
-    assert rows[1:] == [[f"static/{by_uid[uid]['img_name']}", by_uid[uid]["caption"], *keys]
-                        for uid, keys in zip(order, SCORE_KEYS)]
+    assert rows[1:] == [
+        [f"static/{by_uid[uid]['img_name']}", by_uid[uid]["caption"], *keys] for uid, keys in zip(order, SCORE_KEYS)
+    ]
 
 
 def test_browse_pages_show_images(run_dir):

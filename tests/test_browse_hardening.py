@@ -1,6 +1,7 @@
 """`rs5m browse` against what an adversarial review found (issue 14, items 8-11): formula cells in
 the CSV export, Host/Origin checks on a non-loopback bind, the app's own files under /files, and
 tars that are corrupt, replaced or deleted."""
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ FORMULAS = ['=HYPERLINK("http://evil.invalid","click")', "+1+2", "-2+3", "@SUM(A
 def test_export_neutralises_formula_cells_unless_exact(fresh):
     _, _, app, client = fresh
     token, location = start(client)
-    items = app.ratings.items(1)[:len(FORMULAS)]
+    items = app.ratings.items(1)[: len(FORMULAS)]
     for item, caption in zip(items, FORMULAS):
         sample = dict(app.index.sample(item["uid"]), caption=caption)
         app.ratings.rate(1, item["uid"], sample, {"relevance_detail": 3, "hallucination": 3, "fluency": 3})
@@ -53,8 +54,9 @@ def test_export_neutralises_formula_cells_unless_exact(fresh):
 # -- item 9: Host and Origin on a non-loopback bind --------------------------------------------------
 def test_wildcard_bind_keeps_an_allow_list(tmp_path):
     make_run(tmp_path)
-    args = argparse.Namespace(run_dir=str(tmp_path), host="0.0.0.0", port=0, reindex=False, verbose=False,
-                              allowed_host=["rs5m.lab.example"])
+    args = argparse.Namespace(
+        run_dir=str(tmp_path), host="0.0.0.0", port=0, reindex=False, verbose=False, allowed_host=["rs5m.lab.example"]
+    )
     app, server = make_browse_server(args, log=io.StringIO())
     try:
         assert app.allowed_hosts is not None
@@ -67,8 +69,11 @@ def test_wildcard_bind_keeps_an_allow_list(tmp_path):
         token = client.token()
 
         def post(origin):
-            return client.post("/rate", {"rater": "ana", "size": "3", "csrf_token": token},
-                               headers={"HTTP_ORIGIN": origin, "HTTP_HOST": f"rs5m.lab.example:{port}"}).status
+            return client.post(
+                "/rate",
+                {"rater": "ana", "size": "3", "csrf_token": token},
+                headers={"HTTP_ORIGIN": origin, "HTTP_HOST": f"rs5m.lab.example:{port}"},
+            ).status
 
         # Only the whole scheme://host:port of this server passes.
         assert post(f"http://evil.example:{port}") == 403
@@ -89,11 +94,17 @@ def test_allowed_hosts_of_a_named_bind():
 def test_origin_port_is_compared_without_a_server(fresh):
     _, _, app, client = fresh
     token = client.token()
-    status = client.post("/rate", {"rater": "ana", "size": "3", "csrf_token": token},
-                         headers={"HTTP_ORIGIN": "http://127.0.0.1:9999", "HTTP_HOST": "127.0.0.1:8765"}).status
+    status = client.post(
+        "/rate",
+        {"rater": "ana", "size": "3", "csrf_token": token},
+        headers={"HTTP_ORIGIN": "http://127.0.0.1:9999", "HTTP_HOST": "127.0.0.1:8765"},
+    ).status
     assert status == 403
-    status = client.post("/rate", {"rater": "ana", "size": "3", "csrf_token": token},
-                         headers={"HTTP_ORIGIN": "http://127.0.0.1:8765", "HTTP_HOST": "127.0.0.1:8765"}).status
+    status = client.post(
+        "/rate",
+        {"rater": "ana", "size": "3", "csrf_token": token},
+        headers={"HTTP_ORIGIN": "http://127.0.0.1:8765", "HTTP_HOST": "127.0.0.1:8765"},
+    ).status
     assert status == 303
 
 
@@ -136,7 +147,7 @@ def test_replaced_shard_is_410_not_another_image(fresh):
     app, sample, tar = _first_shard(root, expected)
     data = bytearray(tar.read_bytes())
     start_at = data.find(sample["image"][:64])
-    data[start_at + 100:start_at + 110] = b"\x00" * 10  # same size, other bytes: a rewritten shard
+    data[start_at + 100 : start_at + 110] = b"\x00" * 10  # same size, other bytes: a rewritten shard
     stat = tar.stat()
     tar.write_bytes(bytes(data))
     os.utime(tar, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))

@@ -1,15 +1,16 @@
 """BLIP-2 candidates with tiny offline models, ranking and rotation selection on fixed embeddings."""
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from rs5m.demo.rs3_tiny_models import build_tiny_blip2, build_tiny_clip, register_tiny_clip
+from rs5m.ledger import drops_path, read_stats, stats_path
+from rs5m.models import is_random_weights
 from rs5m.rs3 import rs3_caption as cap
 from rs5m.rs3.rs3_final import FINAL_COLUMNS, collect_final
-from rs5m.ledger import drops_path, read_stats, stats_path
-from rs5m.demo.rs3_tiny_models import build_tiny_blip2, build_tiny_clip, register_tiny_clip
-from rs5m.models import is_random_weights
 
 
 def test_top_indices_order_and_ties():
@@ -106,15 +107,23 @@ def test_lora_adapter_is_applied(tiny, tmp_path):
     from transformers import Blip2ForConditionalGeneration
 
     base = Blip2ForConditionalGeneration.from_pretrained(tiny["blip2"])
-    config = LoraConfig(r=4, lora_alpha=4, lora_dropout=0.05, target_modules=["self_attn.qkv", "self_attn.projection"],
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=4,
+        lora_dropout=0.05,
+        target_modules=["self_attn.qkv", "self_attn.projection"],
+        init_lora_weights=False,
+    )
     torch.manual_seed(0)
     get_peft_model(base, config).save_pretrained(tmp_path / "lora")
     _, plain = cap.load_blip2(tiny["blip2"], device="cpu")
     _, adapted = cap.load_blip2(tiny["blip2"], lora=str(tmp_path / "lora"), device="cpu")
     name = "vision_model.encoder.layers.0.self_attn.qkv.weight"
-    plain_weight = dict(plain.named_parameters())[f"model.{name}"] if f"model.{name}" in dict(
-        plain.named_parameters()) else dict(plain.named_parameters())[name]
+    plain_weight = (
+        dict(plain.named_parameters())[f"model.{name}"]
+        if f"model.{name}" in dict(plain.named_parameters())
+        else dict(plain.named_parameters())[name]
+    )
     adapted_params = dict(adapted.named_parameters())
     adapted_weight = adapted_params.get(f"model.{name}", adapted_params.get(name))
     assert adapted_weight is not None and not torch.allclose(plain_weight, adapted_weight)
@@ -129,20 +138,49 @@ def test_caption_part_end_to_end(tiny, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     rows = [
-        {"uid": "a1", "dataset": "fmow", "img_name": "fmow_a.jpg", "image_path": paths[0],
-         "meta_caption": "A satellite image shows dam.", "labels": ["dam"], "geo": "{}"},
-        {"uid": "b2", "dataset": "millionaid", "img_name": "millionaid_P1.jpg", "image_path": paths[1],
-         "meta_caption": "", "labels": [], "geo": "{}"},
-        {"uid": "c3", "dataset": "millionaid", "img_name": "millionaid_P2.jpg", "image_path": str(broken),
-         "meta_caption": "", "labels": [], "geo": "{}"},
+        {
+            "uid": "a1",
+            "dataset": "fmow",
+            "img_name": "fmow_a.jpg",
+            "image_path": paths[0],
+            "meta_caption": "A satellite image shows dam.",
+            "labels": ["dam"],
+            "geo": "{}",
+        },
+        {
+            "uid": "b2",
+            "dataset": "millionaid",
+            "img_name": "millionaid_P1.jpg",
+            "image_path": paths[1],
+            "meta_caption": "",
+            "labels": [],
+            "geo": "{}",
+        },
+        {
+            "uid": "c3",
+            "dataset": "millionaid",
+            "img_name": "millionaid_P2.jpg",
+            "image_path": str(broken),
+            "meta_caption": "",
+            "labels": [],
+            "geo": "{}",
+        },
     ]
     part = tmp_path / "0000.parquet"
     pq.write_table(pa.Table.from_pylist(rows), part)
     out, candidates = tmp_path / "out" / "0000.parquet", tmp_path / "out" / "0000.candidates.parquet"
-    stats = cap.caption_part(part, out, candidates, blip2={"model": tiny["blip2"]},
-                             clip_a={"model": "rs5m-tiny-clip", "pretrained": tiny["clip_a"]},
-                             clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": tiny["clip_b"]},
-                             max_length=12, batch_size=2, device="cpu", seed=0)
+    stats = cap.caption_part(
+        part,
+        out,
+        candidates,
+        blip2={"model": tiny["blip2"]},
+        clip_a={"model": "rs5m-tiny-clip", "pretrained": tiny["clip_a"]},
+        clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": tiny["clip_b"]},
+        max_length=12,
+        batch_size=2,
+        device="cpu",
+        seed=0,
+    )
     by_source = {s.source: s for s in stats}
     assert (by_source["millionaid"].rows_in, by_source["millionaid"].kept) == (2, 1)
     assert by_source["millionaid"].dropped == {"unreadable_image": 1}

@@ -1,14 +1,19 @@
 import json
 
 import pytest
-
 from assembly_fakes import make_run
+
 from rs5m.assemble.dataset_card import validate_croissant, write_card
 from rs5m.assemble.metafiles import write_metafiles
 from rs5m.assemble.shards import write_subset_shards
 
-CARD = {"name": "RS5M", "description": "test build", "license": "https://creativecommons.org/licenses/by-nc/4.0/",
-        "url": "https://example.invalid/rs5m", "version": "0.1.0"}
+CARD = {
+    "name": "RS5M",
+    "description": "test build",
+    "license": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "url": "https://example.invalid/rs5m",
+    "version": "0.1.0",
+}
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +22,30 @@ def card(tmp_path_factory):
     manifests = []
     for subset in ("pub11", "rs3"):
         manifests.append(run / f"results/shards/{subset}.manifest.json")
-        write_subset_shards(subset, run / f"results/{subset}/final.parquet", run / "results/shards", manifests[-1],
-                            0.2, 30_000, base_dir=run)
-    write_metafiles(run / "results/pub11/final.parquet", run / "results/rs3/final.parquet",
-                    run / "results/pub11/places.parquet", run / "results/metafiles", 0.2)
-    write_card(manifests, run / "results/metafiles", run / "results/shards/README.md",
-               run / "results/shards/croissant.json", {"split": {"val_fraction": 0.2}, "shards": {"target_bytes": 30000}},
-               CARD)
+        write_subset_shards(
+            subset,
+            run / f"results/{subset}/final.parquet",
+            run / "results/shards",
+            manifests[-1],
+            0.2,
+            30_000,
+            base_dir=run,
+        )
+    write_metafiles(
+        run / "results/pub11/final.parquet",
+        run / "results/rs3/final.parquet",
+        run / "results/pub11/places.parquet",
+        run / "results/metafiles",
+        0.2,
+    )
+    write_card(
+        manifests,
+        run / "results/metafiles",
+        run / "results/shards/README.md",
+        run / "results/shards/croissant.json",
+        {"split": {"val_fraction": 0.2}, "shards": {"target_bytes": 30000}},
+        CARD,
+    )
     return run
 
 
@@ -45,7 +67,11 @@ def test_croissant_lists_every_shard_with_checksum(card):
             assert files[shard["path"]]["sha256"] == shard["sha256"]
             assert (card / "results/shards" / files[shard["path"]]["contentUrl"]).exists()
     assert {r["@id"] for r in document["recordSet"]} == {
-        "pub11_train_metadata", "pub11_validation_metadata", "rs3_train_val_metadata", "pub11_NER_geolocation_info"}
+        "pub11_train_metadata",
+        "pub11_validation_metadata",
+        "rs3_train_val_metadata",
+        "pub11_NER_geolocation_info",
+    }
 
 
 def test_mlcroissant_validates_and_reads_records(card):

@@ -6,7 +6,10 @@ from rs5m.ledger import StageStats, write_stats
 
 
 def test_funnel_command_prints_the_table_and_fails_on_inconsistency(tmp_path, capsys):
-    write_stats(tmp_path / "results/pub11/metadata/wit/00000.stats.json", [StageStats("keyword_filter", "wit", 9, 4, {"no_keyword_match": 5})])
+    write_stats(
+        tmp_path / "results/pub11/metadata/wit/00000.stats.json",
+        [StageStats("keyword_filter", "wit", 9, 4, {"no_keyword_match": 5})],
+    )
     assert main(["funnel", str(tmp_path)]) == 0
     assert "| wit | 9 | 4 |" in capsys.readouterr().out
     write_stats(tmp_path / "results/pub11/urldedup/0000.stats.json", [StageStats("url_filter", "wit", 5, 5, {})])

@@ -1,10 +1,11 @@
 """The config schema documents every key, and both shipped configs are valid instances."""
+
 import os
 
 import jsonschema
 import yaml
-
 from conftest import REPO
+
 from rs5m.demo.demo_metadata import DEMO_FILES
 
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
@@ -50,5 +51,17 @@ def test_demo_config_names_the_files_the_demo_writes():
 
 def test_full_config_lists_the_eleven_sources():
     config = yaml.safe_load((REPO / "config" / "rs5m.yaml").read_text())
-    assert list(config["sources"]) == ["laion2b", "coyo700m", "laioncoco", "laion400m", "wit", "yfcc15m", "cc12m", "redcaps", "cc3m", "sbu", "vg"]
+    assert list(config["sources"]) == [
+        "laion2b",
+        "coyo700m",
+        "laioncoco",
+        "laion400m",
+        "wit",
+        "yfcc15m",
+        "cc12m",
+        "redcaps",
+        "cc3m",
+        "sbu",
+        "vg",
+    ]
     assert config["demo"]["enabled"] is False

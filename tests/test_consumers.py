@@ -3,6 +3,7 @@ webdataset, the authors' loader), each run on the shared demo run and on rebuild
 only the shard rules: `shards.member_names: standard`, and `shards.count: 32`. The snippets run here
 are the dataset card's own (`rs5m.assemble.card_loading`). No hub access: the model is a tiny random-init one.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,11 +16,17 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import REPO, snakemake
 from PIL import Image
 
-from conftest import REPO, snakemake
-from rs5m.assemble.card_loading import (HF_SPLITS, authors_loader_snippet, hf_snippet, metafile_snippet, open_clip_arguments,
-                          webdataset_snippet)
+from rs5m.assemble.card_loading import (
+    HF_SPLITS,
+    authors_loader_snippet,
+    hf_snippet,
+    metafile_snippet,
+    open_clip_arguments,
+    webdataset_snippet,
+)
 from rs5m.assemble.shards import SUBSETS, Manifest
 from rs5m.assemble.split import SPLITS
 
@@ -32,8 +39,18 @@ def _rebuild(demo_run, target, shards: dict):
     shutil.copytree(demo_run, target, symlinks=True)
     override = target / "shards.yaml"
     override.write_text(yaml.safe_dump({"shards": shards}))
-    result = snakemake(target, "--cores", "2", "--configfile", str(REPO / "config" / "config.yaml"), str(override),
-                       "--forcerun", "shards", "--", *MANIFESTS)
+    result = snakemake(
+        target,
+        "--cores",
+        "2",
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        str(override),
+        "--forcerun",
+        "shards",
+        "--",
+        *MANIFESTS,
+    )
     assert "rule shards:" in result.stdout + result.stderr
     return target
 
@@ -68,8 +85,10 @@ def _captions(run) -> dict[str, str]:
 
 
 def _final_uids(run) -> dict[str, set[str]]:
-    return {subset: set(pq.read_table(run / f"results/{subset}/final.parquet", columns=["uid"]).column("uid").to_pylist())
-            for subset in SUBSETS}
+    return {
+        subset: set(pq.read_table(run / f"results/{subset}/final.parquet", columns=["uid"]).column("uid").to_pylist())
+        for subset in SUBSETS
+    }
 
 
 def _expected(manifest: Manifest, split: str) -> int:
@@ -132,14 +151,32 @@ def test_open_clip_trains_one_epoch_on_standard_shards(standard_run, tmp_path):
     manifests = _manifests(standard_run)
     train = sum(_expected(m, "train") for m in manifests)
     val = sum(_expected(m, "val") for m in manifests)
-    arguments = open_clip_arguments(manifests, str(standard_run / "results/shards"), model="rs5m-tiny-clip",
-                                    batch_size=train, workers=1)
-    arguments += ["--logs", str(tmp_path / "logs"), "--name", "demo", "--precision", "fp32", "--seed", "0",
-                  "--save-frequency", "0", "--log-every-n-steps", "1", "--device", "cpu"]
-    wrapper = ("import sys; from rs5m.demo.rs3_tiny_models import register_tiny_clip; register_tiny_clip(); "
-               "from open_clip_train.main import main; main(sys.argv[1:])")
-    result = subprocess.run([sys.executable, "-c", wrapper, *arguments], capture_output=True, text=True, timeout=900,
-                            cwd=tmp_path)
+    arguments = open_clip_arguments(
+        manifests, str(standard_run / "results/shards"), model="rs5m-tiny-clip", batch_size=train, workers=1
+    )
+    arguments += [
+        "--logs",
+        str(tmp_path / "logs"),
+        "--name",
+        "demo",
+        "--precision",
+        "fp32",
+        "--seed",
+        "0",
+        "--save-frequency",
+        "0",
+        "--log-every-n-steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
+    wrapper = (
+        "import sys; from rs5m.demo.rs3_tiny_models import register_tiny_clip; register_tiny_clip(); "
+        "from open_clip_train.main import main; main(sys.argv[1:])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, *arguments], capture_output=True, text=True, timeout=900, cwd=tmp_path
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     log = (tmp_path / "logs/demo/out.log").read_text()
@@ -147,7 +184,9 @@ def test_open_clip_trains_one_epoch_on_standard_shards(standard_run, tmp_path):
     assert train_lines and f"[{train}/{train} (100%)]" in train_lines[-1], log[-3000:]
     loss = float(train_lines[-1].split("Contrastive_loss: ")[1].split()[0])
     assert math.isfinite(loss) and loss > 0
-    [metrics] = [json.loads(line) for line in (tmp_path / "logs/demo/checkpoints/results.jsonl").read_text().splitlines()]
+    [metrics] = [
+        json.loads(line) for line in (tmp_path / "logs/demo/checkpoints/results.jsonl").read_text().splitlines()
+    ]
     assert metrics["num_samples"] == val and math.isfinite(metrics["clip_val_loss"])
 
 
@@ -159,8 +198,9 @@ def test_authors_loader_reads_a_count_32_build(count_run):
 
     shards = count_run / "results/shards"
     manifests = _manifests(count_run)
-    assert all(m.count == 32 and len([s for s in m.shards if s.split == split]) == 32
-               for m in manifests for split in SPLITS)
+    assert all(
+        m.count == 32 and len([s for s in m.shards if s.split == split]) == 32 for m in manifests for split in SPLITS
+    )
     finals = _final_uids(count_run)
     scope = _run_snippet(authors_loader_snippet(str(shards)))
     by_name: dict[str, str] = {}

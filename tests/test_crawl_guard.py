@@ -6,6 +6,7 @@ or 127.0.0.2, a resolv.conf pointing at 127.0.0.1): the real download stage (img
 spawned workers) against loopback servers, tests/crawl_scenarios.py. Rules about other addresses
 are tested as pure functions here and in test_urls.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,24 +18,34 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from sealed import run_sealed
 
 from rs5m.pub11.crawl_guard import PERMANENT, REASONS, reason_of, retry_after_seconds
 from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate, spread_order
 from rs5m.pub11.download_part import crawl_settings
-from sealed import run_sealed
 
 TESTS = Path(__file__).resolve().parent
-HOSTS = {"www.rs5m.test": "127.0.0.1", "secret.rs5m.test": "127.0.0.2",
-         **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)}}
+HOSTS = {
+    "www.rs5m.test": "127.0.0.1",
+    "secret.rs5m.test": "127.0.0.2",
+    **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)},
+}
 # Scheduling jitter between a request's reserved slot and the server's clock on a loaded machine.
 JITTER = 0.5
 
 
 def _scenario(name: str, folder: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS.parent / "workflow"), str(TESTS)]),
-               NO_ALBUMENTATIONS_UPDATE="1")
-    result = run_sealed([sys.executable, str(TESTS / "crawl_scenarios.py"), name, str(folder / "run")],
-                        folder / "namespace", HOSTS, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(TESTS.parent / "workflow"), str(TESTS)]),
+        NO_ALBUMENTATIONS_UPDATE="1",
+    )
+    result = run_sealed(
+        [sys.executable, str(TESTS / "crawl_scenarios.py"), name, str(folder / "run")],
+        folder / "namespace",
+        HOSTS,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return json.loads((folder / "run" / "result.json").read_text())
 
@@ -179,8 +190,9 @@ def test_retry_after_and_reason_parsing():
 
 
 def test_crawl_settings_user_agent_and_rates():
-    settings = crawl_settings(per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4,
-                              contact_url="https://example.org/crawler")
+    settings = crawl_settings(
+        per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4, contact_url="https://example.org/crawler"
+    )
     assert settings.user_agent.startswith("rs5m/") and "+https://example.org/crawler" in settings.user_agent
     assert settings.robots_token == "rs5m"
     assert (settings.rate, settings.burst) == (0.5, 1.0)

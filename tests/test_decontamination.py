@@ -1,5 +1,6 @@
 """Eval-set decontamination: readers, the pHash matcher on planted transforms, the embedding path
 with the demo's tiny CLIP, drop/report and the ledger."""
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,18 @@ import pytest
 import yaml
 from PIL import Image
 
-from rs5m.decontamination.matching import REASON, dihedral_phashes, hamming, hash_search
 from rs5m.decontamination.decontaminate import decontaminate
 from rs5m.decontamination.decontamination_eval import eval_set_features
-from rs5m.decontamination.decontamination_rs3_features import rs3_features
 from rs5m.decontamination.decontamination_report import write_report
-from rs5m.demo.decontamination_demo_eval import distinct_images, planted_copies
-from rs5m.demo.web import render_aerial
+from rs5m.decontamination.decontamination_rs3_features import rs3_features
 from rs5m.decontamination.eval_sets import read_eval_set
-from rs5m.pub11.images_part import phash_int
-from rs5m.ledger import read_stats
+from rs5m.decontamination.matching import REASON, dihedral_phashes, hamming, hash_search
+from rs5m.demo.decontamination_demo_eval import distinct_images, planted_copies
 from rs5m.demo.rs3_demo_inputs import _scene
 from rs5m.demo.rs3_tiny_models import build_tiny_clip
+from rs5m.demo.web import render_aerial
+from rs5m.ledger import read_stats
+from rs5m.pub11.images_part import phash_int
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["decontamination"]["properties"]
@@ -46,7 +47,14 @@ def test_hash_path_recall_and_false_matches_on_planted_transforms():
     dataset = np.array([phash_int(im) for im in originals], dtype=np.int64)
     copies = [(k, name, copy) for k, im in enumerate(originals) for name, copy in planted_copies(im, rng)]
     assert {name.split("+")[0].rstrip("0123456789.") for _, name, _ in copies} >= {
-        "resize", "jpeg", "rot", "flip_lr", "flip_tb", "crop", "bright"}
+        "resize",
+        "jpeg",
+        "rot",
+        "flip_lr",
+        "flip_tb",
+        "crop",
+        "bright",
+    }
     distinct = distinct_images(240)
     eval_hashes = np.concatenate([dihedral_phashes(c) for _, _, c in copies] + [dihedral_phashes(d) for d in distinct])
     query, index_row, distance = hash_search(eval_hashes, dataset, DEFAULT_RADIUS)
@@ -95,11 +103,23 @@ def test_readers_folder_karpathy_list_and_missing(tmp_path, caplog):
     assert "matches nothing" in caplog.text
 
     _write_images(tmp_path / "rsicd" / "RSICD_images", {"00001.jpg": render_aerial(3)})
-    (tmp_path / "rsicd" / "dataset_rsicd.json").write_text(json.dumps({"images": [
-        {"filename": "00001.jpg", "split": "test", "sentences": [{"raw": "many planes . "}, {"raw": "an airport"}]},
-        {"filename": "00002.jpg", "split": "test", "sentences": []}]}))
-    karpathy = read_eval_set("rsicd", [str(tmp_path / "rsicd" / "*.json"), str(tmp_path / "rsicd" / "RSICD_images")],
-                             "karpathy_json")
+    (tmp_path / "rsicd" / "dataset_rsicd.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {
+                        "filename": "00001.jpg",
+                        "split": "test",
+                        "sentences": [{"raw": "many planes . "}, {"raw": "an airport"}],
+                    },
+                    {"filename": "00002.jpg", "split": "test", "sentences": []},
+                ]
+            }
+        )
+    )
+    karpathy = read_eval_set(
+        "rsicd", [str(tmp_path / "rsicd" / "*.json"), str(tmp_path / "rsicd" / "RSICD_images")], "karpathy_json"
+    )
     assert [(i.image_id, i.captions) for i in karpathy.images] == [("00001.jpg", ("many planes .", "an airport"))]
     assert karpathy.missing == ["00002.jpg"]
 
@@ -123,39 +143,72 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     dataset = {f"img{n}.png": render_aerial(200 + n) for n in range(6)}
     _write_images(tmp_path / "ds", dataset)
     # Eval set: a rotated copy of img0 and img3 (RS3), plus two distinct images.
-    _write_images(tmp_path / "eval" / "c", {
-        "copy0.png": dataset["img0.png"].transpose(Image.Transpose.ROTATE_90),
-        "copy3.png": dataset["img3.png"].transpose(Image.Transpose.FLIP_TOP_BOTTOM),
-        "other1.png": render_aerial(900), "other2.png": render_aerial(901)})
+    _write_images(
+        tmp_path / "eval" / "c",
+        {
+            "copy0.png": dataset["img0.png"].transpose(Image.Transpose.ROTATE_90),
+            "copy3.png": dataset["img3.png"].transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+            "other1.png": render_aerial(900),
+            "other2.png": render_aerial(901),
+        },
+    )
     eval_out = tmp_path / "eval_feat" / "bench.parquet"
-    assert eval_set_features("bench", [str(tmp_path / "eval")], "folder", eval_out,
-                             tmp_path / "eval_feat" / "bench.npy", **clip) == 4
+    assert (
+        eval_set_features(
+            "bench", [str(tmp_path / "eval")], "folder", eval_out, tmp_path / "eval_feat" / "bench.npy", **clip
+        )
+        == 4
+    )
     vectors = np.load(tmp_path / "eval_feat" / "bench.npy")
-    assert vectors.shape[:2] == (4, 8) and np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=-1), 1, atol=1e-2)
+    assert vectors.shape[:2] == (4, 8) and np.allclose(
+        np.linalg.norm(vectors.astype(np.float32), axis=-1), 1, atol=1e-2
+    )
 
     # PUB11: three rows (their "stored" pHash and embeddings computed here); RS3: three image files.
-    pub = pa.table({"uid": ["p0", "p1", "p2"], "source": ["laion2b", "laion2b", "cc3m"],
-                    "tar": ["t.tar"] * 3, "member": ["0.jpg", "1.jpg", "2.jpg"],
-                    "phash": [phash_int(dataset[f"img{n}.png"]) for n in range(3)]})
+    pub = pa.table(
+        {
+            "uid": ["p0", "p1", "p2"],
+            "source": ["laion2b", "laion2b", "cc3m"],
+            "tar": ["t.tar"] * 3,
+            "member": ["0.jpg", "1.jpg", "2.jpg"],
+            "phash": [phash_int(dataset[f"img{n}.png"]) for n in range(3)],
+        }
+    )
     pq.write_table(pub, tmp_path / "pub.parquet")
-    rs3 = pa.table({"uid": ["r3", "r4", "r5"], "dataset": ["fmow", "fmow", "millionaid"],
-                    "image_path": [str(tmp_path / "ds" / f"img{n}.png") for n in (3, 4, 5)]})
+    rs3 = pa.table(
+        {
+            "uid": ["r3", "r4", "r5"],
+            "dataset": ["fmow", "fmow", "millionaid"],
+            "image_path": [str(tmp_path / "ds" / f"img{n}.png") for n in (3, 4, 5)],
+        }
+    )
     pq.write_table(rs3, tmp_path / "rs3.parquet")
     assert rs3_features(tmp_path / "rs3.parquet", tmp_path / "rs3f.parquet", tmp_path / "rs3f.npy", **clip) == 3
     pq.write_table(pub.select(["uid"]), tmp_path / "scores.parquet")
-    pq.write_table(pa.table({"uid": ["p0", "p1", "p2"], "image_path": [str(tmp_path / "ds" / f"img{n}.png") for n in range(3)]}),
-                   tmp_path / "pubpaths.parquet")
+    pq.write_table(
+        pa.table({"uid": ["p0", "p1", "p2"], "image_path": [str(tmp_path / "ds" / f"img{n}.png") for n in range(3)]}),
+        tmp_path / "pubpaths.parquet",
+    )
     rs3_features(tmp_path / "pubpaths.parquet", tmp_path / "pubf.parquet", tmp_path / "pub.npy", **clip)
 
-    summary = decontaminate("pub11", tmp_path / "pub.parquet", tmp_path / "pub_final.parquet",
-                            tmp_path / "pub_final.stats.json", tmp_path / "pub_final.drops.parquet",
-                            tmp_path / "pub.matches.parquet", [eval_out],
-                            embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
-                            action="drop", phash_radius=DEFAULT_RADIUS, embedding_threshold=0.99999)
+    summary = decontaminate(
+        "pub11",
+        tmp_path / "pub.parquet",
+        tmp_path / "pub_final.parquet",
+        tmp_path / "pub_final.stats.json",
+        tmp_path / "pub_final.drops.parquet",
+        tmp_path / "pub.matches.parquet",
+        [eval_out],
+        embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
+        action="drop",
+        phash_radius=DEFAULT_RADIUS,
+        embedding_threshold=0.99999,
+    )
     assert summary["dropped"] >= 1
     matches = pq.read_table(tmp_path / "pub.matches.parquet").to_pylist()
     assert {(m["uid"], m["method"], m["image_id"], m["variant"]) for m in matches if m["method"] == "phash"} == {
-        ("p0", "phash", "c/copy0.png", "rot270")}
+        ("p0", "phash", "c/copy0.png", "rot270")
+    }
     # The rotated copy's un-rotated variant is the dataset image itself: cosine 1 up to rounding.
     assert any(m["uid"] == "p0" and m["method"] == "embedding" and m["score"] > 0.999 for m in matches)
     drops = pq.read_table(tmp_path / "pub_final.drops.parquet").to_pylist()
@@ -165,19 +218,36 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     stats = read_stats([tmp_path / "pub_final.stats.json"])
     assert sum(s.rows_in for s in stats) == 3 and sum(s.dropped.get(REASON, 0) for s in stats) == len(drops)
 
-    decontaminate("rs3", tmp_path / "rs3.parquet", tmp_path / "rs3_final.parquet", tmp_path / "rs3_final.stats.json",
-                  tmp_path / "rs3_final.drops.parquet", tmp_path / "rs3.matches.parquet", [eval_out],
-                  embedding_parts=[(tmp_path / "rs3f.parquet", tmp_path / "rs3f.npy")],
-                  phash_parts=[tmp_path / "rs3f.parquet"], action="report", phash_radius=DEFAULT_RADIUS,
-                  embedding_threshold=0.99999)
+    decontaminate(
+        "rs3",
+        tmp_path / "rs3.parquet",
+        tmp_path / "rs3_final.parquet",
+        tmp_path / "rs3_final.stats.json",
+        tmp_path / "rs3_final.drops.parquet",
+        tmp_path / "rs3.matches.parquet",
+        [eval_out],
+        embedding_parts=[(tmp_path / "rs3f.parquet", tmp_path / "rs3f.npy")],
+        phash_parts=[tmp_path / "rs3f.parquet"],
+        action="report",
+        phash_radius=DEFAULT_RADIUS,
+        embedding_threshold=0.99999,
+    )
     assert pq.read_table(tmp_path / "rs3_final.parquet").num_rows == 3
     assert pq.read_table(tmp_path / "rs3_final.drops.parquet").num_rows == 0
     rs3_matches = pq.read_table(tmp_path / "rs3.matches.parquet").to_pylist()
     assert ("r3", "c/copy3.png") in {(m["uid"], m["image_id"]) for m in rs3_matches if m["method"] == "phash"}
 
-    rows = write_report([eval_out], [tmp_path / "pub.matches.parquet", tmp_path / "rs3.matches.parquet"],
-                        tmp_path / "d.csv", tmp_path / "d.md", tmp_path / "d.png", {"bench": "folder"},
-                        {"pub11": "drop", "rs3": "report"}, DEFAULT_RADIUS, 0.99999)
+    rows = write_report(
+        [eval_out],
+        [tmp_path / "pub.matches.parquet", tmp_path / "rs3.matches.parquet"],
+        tmp_path / "d.csv",
+        tmp_path / "d.md",
+        tmp_path / "d.png",
+        {"bench": "folder"},
+        {"pub11": "drop", "rs3": "report"},
+        DEFAULT_RADIUS,
+        0.99999,
+    )
     bench = rows[0]
     assert bench["images_read"] == 4 and bench["pub11_phash"] == 1 and bench["rs3_phash"] == 1
     assert bench["pub11_dropped"] == summary["dropped"] and bench["rs3_dropped"] == 0
@@ -218,7 +288,9 @@ def check_demo_decontamination(run: Path) -> None:
     assert int(report["total"]["pub11_dropped"]) == len(drops) and int(report["total"]["rs3_dropped"]) == 0
     assert int(report["demo_scenes"]["images_read"]) >= 12
     funnel = json.loads((run / "results/stats/funnel.json").read_text())
-    assert funnel["consistent"] and next(r for r in funnel["rows"] if r["source"] == "total")["eval_overlap"] == len(drops)
+    assert funnel["consistent"] and next(r for r in funnel["rows"] if r["source"] == "total")["eval_overlap"] == len(
+        drops
+    )
     assert "## Eval-set decontamination" in (run / "results/shards/README.md").read_text()
     assert json.loads((run / "results/stats/audit.json").read_text())["ok"] is True
     with Image.open(run / "results/stats/decontamination_pairs.png") as png:

@@ -1,4 +1,5 @@
 """pHash near-duplicate groups (chains, ties, radius 0, brute-force agreement) and the dedup stage."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from rs5m.columns import make_uid
-from rs5m.pub11.image_dedup import choose_bands, dedup_images, kept_in_groups, near_duplicate_groups, near_duplicate_pairs
+from rs5m.pub11.image_dedup import (
+    choose_bands,
+    dedup_images,
+    kept_in_groups,
+    near_duplicate_groups,
+    near_duplicate_pairs,
+)
 from rs5m.pub11.urls import pick_kept
 
 
@@ -152,8 +159,14 @@ def test_dedup_images_stage(tmp_path):
         (tmp_path / "urldedup").mkdir(exist_ok=True)
         pq.write_table(url_table, urls[-1])
     kept_path = tmp_path / "dedup/kept.parquet"
-    dedup_images(images, urls, str(kept_path), str(tmp_path / "dedup/kept.stats.json"),
-                 str(tmp_path / "dedup/kept.drops.parquet"), phash_radius=4)
+    dedup_images(
+        images,
+        urls,
+        str(kept_path),
+        str(tmp_path / "dedup/kept.stats.json"),
+        str(tmp_path / "dedup/kept.drops.parquet"),
+        phash_radius=4,
+    )
 
     kept = {row["uid"]: row for row in pq.read_table(kept_path).to_pylist()}
     winner_of_copy = pick_kept([("cc3m", uids[2]), ("wit", uids[4])])

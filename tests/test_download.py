@@ -1,5 +1,6 @@
 """Real img2dataset downloads from the loopback demo web: every bad case ends as a named reason, no row
 is lost, and a retry fetches only what failed. Loopback only (127.0.0.1), nothing else is contacted."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,15 @@ EXPECTED = {
     "drop": ("download", "download_failed"),
     "redirect-loop": ("download", "download_failed"),
 }
-OPTIONS = dict(thread_count=8, timeout=2, retries=0, max_pixels=50_000_000, allowed_networks=["127.0.0.1/32"],
-               per_host_rate=1000, per_host_burst=100)
+OPTIONS = dict(
+    thread_count=8,
+    timeout=2,
+    retries=0,
+    max_pixels=50_000_000,
+    allowed_networks=["127.0.0.1/32"],
+    per_host_rate=1000,
+    per_host_burst=100,
+)
 
 
 def _free_port() -> int:
@@ -70,10 +78,23 @@ def direct_run(tmp_path_factory):
         cases[f"http://127.0.0.1:{_free_port()}/img/rs/1.jpg"] = ("download", "download_failed")
         urls = list(cases)
         uids = _write_urls(root / "urls.parquet", urls)
-        download_part(str(root / "urls.parquet"), str(root / "0000"), str(root / "0000.stats.json"),
-                      str(root / "0000.drops.parquet"), threads=1, **OPTIONS)
-    inspect_part(str(root / "0000"), str(root / "images.parquet"), str(root / "images.stats.json"),
-                 str(root / "images.drops.parquet"), max_pixels=50_000_000, min_side=32, threads=2)
+        download_part(
+            str(root / "urls.parquet"),
+            str(root / "0000"),
+            str(root / "0000.stats.json"),
+            str(root / "0000.drops.parquet"),
+            threads=1,
+            **OPTIONS,
+        )
+    inspect_part(
+        str(root / "0000"),
+        str(root / "images.parquet"),
+        str(root / "images.stats.json"),
+        str(root / "images.drops.parquet"),
+        max_pixels=50_000_000,
+        min_side=32,
+        threads=2,
+    )
     return root, dict(zip(uids, urls)), {uid: cases[url] for uid, url in zip(uids, urls)}
 
 
@@ -93,7 +114,9 @@ def test_every_row_ends_in_its_named_state(direct_run):
 
 def test_failure_details_carry_img2dataset_messages(direct_run):
     root, url_of, _ = direct_run
-    detail = {url_of[r["uid"]].rsplit("/", 1)[-1]: r["detail"] for r in pq.read_table(root / "0000.drops.parquet").to_pylist()}
+    detail = {
+        url_of[r["uid"]].rsplit("/", 1)[-1]: r["detail"] for r in pq.read_table(root / "0000.drops.parquet").to_pylist()
+    }
     assert "404" in detail["404"] and "429" in detail["429"] and "500" in detail["500"]
     assert "timed out" in detail["stall"]
     assert "redirect" in detail["redirect-loop"]
@@ -130,8 +153,12 @@ def test_retry_fetches_only_failed_urls_through_the_proxy(tmp_path):
     urls += [f"http://demo.rs5m.test/flaky/rs/{n}.jpg" for n in range(10, 12)]
     urls += ["http://demo.rs5m.test/bad/404", "https://demo.rs5m.test/img/rs/5.jpg"]
     uids = _write_urls(tmp_path / "urls.parquet", urls, source="cc3m")
-    paths = [str(tmp_path / "urls.parquet"), str(tmp_path / "0001"), str(tmp_path / "0001.stats.json"),
-             str(tmp_path / "0001.drops.parquet")]
+    paths = [
+        str(tmp_path / "urls.parquet"),
+        str(tmp_path / "0001"),
+        str(tmp_path / "0001.stats.json"),
+        str(tmp_path / "0001.drops.parquet"),
+    ]
     with DemoWebServer() as server:
         download_part(*paths, threads=1, proxy=server.url, **OPTIONS)
         (first,) = json.loads((tmp_path / "0001.stats.json").read_text())

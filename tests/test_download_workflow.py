@@ -1,5 +1,6 @@
 """The demo through URL filter, real HTTP downloads (a loopback demo web each job starts), image checks
 and pHash dedup, with every row accounted for in the ledger; then the retry of failed downloads."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO, planned_jobs, snakemake
+from test_download import EXPECTED
+
+from rs5m.assemble.funnel import build_funnel
 from rs5m.demo.demo_metadata import BAD_PATHS, DEMO_HOST, UNSAFE_URLS
 from rs5m.ledger import read_stats
-from rs5m.assemble.funnel import build_funnel
-from test_download import EXPECTED
 
 pytestmark = pytest.mark.workflow
 
@@ -36,8 +37,12 @@ def _table(workdir, pattern) -> list[dict]:
 def _outcomes(workdir) -> dict[str, tuple[str, str] | str]:
     """uid -> (stage, reason) or "kept", over every stage from the URL filter to dedup."""
     outcome = {}
-    for pattern in ("results/pub11/urldedup.drops.parquet", "results/pub11/download/*.drops.parquet",
-                    "results/pub11/images/*.drops.parquet", "results/pub11/dedup/kept.drops.parquet"):
+    for pattern in (
+        "results/pub11/urldedup.drops.parquet",
+        "results/pub11/download/*.drops.parquet",
+        "results/pub11/images/*.drops.parquet",
+        "results/pub11/dedup/kept.drops.parquet",
+    ):
         for row in _table(workdir, pattern):
             assert row["uid"] not in outcome, row
             outcome[row["uid"]] = (row["stage"], row["reason"])
@@ -81,8 +86,11 @@ def test_bad_downloads_and_unsafe_urls_end_as_named_reasons(dedup_run):
 def test_near_duplicate_copy_is_one_group(dedup_run):
     kept = {row["uid"]: row for row in _table(dedup_run, TARGET)}
     url_of = {row["uid"]: row["url"] for row in _table(dedup_run, "results/pub11/urldedup/*.parquet")}
-    copies = [d for d in _table(dedup_run, "results/pub11/dedup/kept.drops.parquet")
-              if "?copy=" in url_of[d["uid"]] or "?copy=" in kept[d["detail"]]["url"]]
+    copies = [
+        d
+        for d in _table(dedup_run, "results/pub11/dedup/kept.drops.parquet")
+        if "?copy=" in url_of[d["uid"]] or "?copy=" in kept[d["detail"]]["url"]
+    ]
     # The demo's COYO row re-serves a LAION-2B image under `?copy=1`; both sources are preferred, so
     # the stable hash of the uid decides which copy stays. Either way: one pair, the other one kept.
     assert len(copies) == 1 and copies[0]["reason"] == "duplicate_image"
@@ -102,8 +110,10 @@ def test_ledger_chain_holds_for_every_source(dedup_run):
     assert funnel.consistent, funnel.problems
     total = funnel.rows[-1]
     kept = pq.read_table(dedup_run / TARGET).num_rows
-    assert total["after_keyword_filter"] - total["url_duplicates"] - total["blocked_urls"] - total[
-        "download_failed"] == total["downloaded"]
+    assert (
+        total["after_keyword_filter"] - total["url_duplicates"] - total["blocked_urls"] - total["download_failed"]
+        == total["downloaded"]
+    )
     assert total["downloaded"] - total["invalid"] - total["duplicates"] == kept
     assert total["invalid"] == sum(1 for e in EXPECTED.values() if e != "kept" and e[0] == "invalid")
 

@@ -1,11 +1,12 @@
 """Every DuckDB connection is bounded by its rule's memory and threads, through rs5m.duck (issue 14, item 6)."""
+
 import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, planned_jobs, snakemake
+
 from rs5m import duck
 
 MIB = 1024 * 1024
@@ -40,10 +41,15 @@ def test_no_module_connects_to_duckdb_but_duck():
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize("module, call", [
-    ("pub11.keyword_filter", "filter_chunk"), ("pub11.image_dedup", "dedup_images"),
-    ("pub11.url_filter", "filter_and_dedup_urls"), ("pub11.pub11_metacaption", "pub11_metacaptions"),
-])
+@pytest.mark.parametrize(
+    "module, call",
+    [
+        ("pub11.keyword_filter", "filter_chunk"),
+        ("pub11.image_dedup", "dedup_images"),
+        ("pub11.url_filter", "filter_and_dedup_urls"),
+        ("pub11.pub11_metacaption", "pub11_metacaptions"),
+    ],
+)
 def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
     """The stage functions hand the rule's limit and threads to the one helper."""
     import importlib
@@ -61,28 +67,67 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
     if call == "filter_chunk":
         src = tmp_path / "a.tsv"
         src.write_text("http://a.invalid/1.jpg\tsatellite image of a port\n")
-        function("cc12m", [str(src)], str(tmp_path / "out.parquet"), str(REPO / "config/keywords.txt"),
-                 threads=2, memory_limit="700MB")
+        function(
+            "cc12m",
+            [str(src)],
+            str(tmp_path / "out.parquet"),
+            str(REPO / "config/keywords.txt"),
+            threads=2,
+            memory_limit="700MB",
+        )
     elif call == "dedup_images":
         with pytest.raises(Exception, match="needs at least one file"):  # no URL parts: after connecting
-            function([], [], kept=tmp_path / "k.parquet", stats=tmp_path / "k.stats.json",
-                     drops=tmp_path / "k.drops.parquet", threads=2, memory_limit="700MB")
+            function(
+                [],
+                [],
+                kept=tmp_path / "k.parquet",
+                stats=tmp_path / "k.stats.json",
+                drops=tmp_path / "k.drops.parquet",
+                threads=2,
+                memory_limit="700MB",
+            )
     elif call == "filter_and_dedup_urls":
         src = tmp_path / "m.parquet"
-        pq.write_table(pa.table({"uid": ["a"], "source": ["cc12m"], "url": ["http://a.invalid/1.jpg"],
-                                 "caption": ["satellite image"]}), src)
+        pq.write_table(
+            pa.table(
+                {"uid": ["a"], "source": ["cc12m"], "url": ["http://a.invalid/1.jpg"], "caption": ["satellite image"]}
+            ),
+            src,
+        )
         try:
-            function([str(src)], [str(tmp_path / "p0.parquet")], stats=tmp_path / "u.stats.json",
-                     drops=tmp_path / "u.drops.parquet", threads=2, memory_limit="700MB")
+            function(
+                [str(src)],
+                [str(tmp_path / "p0.parquet")],
+                stats=tmp_path / "u.stats.json",
+                drops=tmp_path / "u.drops.parquet",
+                threads=2,
+                memory_limit="700MB",
+            )
         except Exception:  # noqa: BLE001 - a table of too few columns may fail after connecting; the connection is what counts
             pass
     else:
         final = tmp_path / "final.parquet"
-        pq.write_table(pa.table({"uid": pa.array([], pa.string()), "source": pa.array([], pa.string()),
-                                 "url": pa.array([], pa.string())}), final)
+        pq.write_table(
+            pa.table(
+                {
+                    "uid": pa.array([], pa.string()),
+                    "source": pa.array([], pa.string()),
+                    "url": pa.array([], pa.string()),
+                }
+            ),
+            final,
+        )
         part = tmp_path / "u.parquet"
-        pq.write_table(pa.table({"uid": pa.array([], pa.string()), "source": pa.array([], pa.string()),
-                                 "native": pa.array([], pa.string())}), part)
+        pq.write_table(
+            pa.table(
+                {
+                    "uid": pa.array([], pa.string()),
+                    "source": pa.array([], pa.string()),
+                    "native": pa.array([], pa.string()),
+                }
+            ),
+            part,
+        )
         function(final, [str(part)], tmp_path / "m.parquet", threads=2, memory_limit="700MB")
     assert seen and all(s == (2, "700MB") for s in seen)
 
@@ -103,10 +148,33 @@ def test_json_sources_read_within_a_small_memory_limit(tmp_path):
     from rs5m.pub11.keyword_filter import filter_chunk
 
     path = tmp_path / "earthporn_2020.json"
-    path.write_text(json.dumps({"info": {}, "annotations": [
-        {"image_id": "a", "author": "x", "url": "http://r.invalid/1.jpg", "raw_caption": "Aerial view of a bay",
-         "caption": "aerial view of a bay", "subreddit": "earthporn", "score": 1, "created_utc": 1.6e9,
-         "permalink": "/r/1", "crosspost_parents": None}]}))
-    stats = filter_chunk("redcaps", [str(path)], str(tmp_path / "out.parquet"), str(REPO / "config/keywords.txt"),
-                         threads=1, memory_limit="200MB")
+    path.write_text(
+        json.dumps(
+            {
+                "info": {},
+                "annotations": [
+                    {
+                        "image_id": "a",
+                        "author": "x",
+                        "url": "http://r.invalid/1.jpg",
+                        "raw_caption": "Aerial view of a bay",
+                        "caption": "aerial view of a bay",
+                        "subreddit": "earthporn",
+                        "score": 1,
+                        "created_utc": 1.6e9,
+                        "permalink": "/r/1",
+                        "crosspost_parents": None,
+                    }
+                ],
+            }
+        )
+    )
+    stats = filter_chunk(
+        "redcaps",
+        [str(path)],
+        str(tmp_path / "out.parquet"),
+        str(REPO / "config/keywords.txt"),
+        threads=1,
+        memory_limit="200MB",
+    )
     assert stats.kept == 1 and pq.read_table(tmp_path / "out.parquet").num_rows == 1

@@ -1,9 +1,9 @@
 """Packaging: the conda envs of the rules install their stage's extra with the pins of pyproject.toml."""
+
 import re
+
 import tomllib
-
 import yaml
-
 from conftest import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]

@@ -1,4 +1,5 @@
 """Invalid-image detection and the pHash (bit-exact with imagehash) on images made in the test."""
+
 from __future__ import annotations
 
 import io
@@ -100,8 +101,14 @@ def test_cmyk_hash_close_to_its_rgb_source():
     "message, reason",
     [
         ("Image decoding error", "invalid_decode"),
-        ("OpenCV(5.0.0) loadsave.cpp:1291: error: (-215:Assertion failed) !buf.empty() in function 'imdecode_'", "invalid_empty"),
-        ("OpenCV(5.0.0) loadsave.cpp:79: error: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS", "invalid_too_many_pixels"),
+        (
+            "OpenCV(5.0.0) loadsave.cpp:1291: error: (-215:Assertion failed) !buf.empty() in function 'imdecode_'",
+            "invalid_empty",
+        ),
+        (
+            "OpenCV(5.0.0) loadsave.cpp:79: error: (-215:Assertion failed) pixels <= CV_IO_MAX_IMAGE_PIXELS",
+            "invalid_too_many_pixels",
+        ),
         ("image area too large", "invalid_too_many_pixels"),
         ("image too small", "invalid_too_small"),
         (None, "invalid_decode"),

@@ -1,4 +1,5 @@
 """The keyword filter's multi-literal scan (rs5m.pub11.keyword_scan) against the reference RE2 query, row by row."""
+
 import random
 import string
 
@@ -8,14 +9,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO
 
 pytest.importorskip("hyperscan")  # pinned for x86_64; elsewhere the keyword filter uses RE2 alone
 from rs5m.pub11 import keyword_filter as metadata
+from rs5m.pub11.keyword_filter import _classify_sql, filter_chunk
 from rs5m.pub11.keyword_scan import FOLDS_TO_ASCII, LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns
-from rs5m.pub11.keyword_filter import _classify_sql, filter_chunk
 from rs5m.pub11.sources import FORMATS, sql_string
 
 KEYWORDS = str(REPO / "config" / "keywords.txt")
@@ -26,29 +26,65 @@ def test_re2_folds_exactly_two_non_ascii_characters_onto_ascii():
     """What RE2's (?i) (DuckDB's and pyarrow's regex engine) folds onto an ASCII letter or digit."""
     chars = pa.array([chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000])
     hits = pc.match_substring_regex(chars, "(?i)[a-z0-9]").to_numpy(zero_copy_only=False)
-    folded = {c: next(a for a in string.ascii_lowercase if pc.match_substring_regex(pa.array([c]), f"(?i){a}")[0].as_py())
-              for c in chars.filter(pa.array(hits)).to_pylist()}
+    folded = {
+        c: next(a for a in string.ascii_lowercase if pc.match_substring_regex(pa.array([c]), f"(?i){a}")[0].as_py())
+        for c in chars.filter(pa.array(hits)).to_pylist()
+    }
     assert folded == FOLDS_TO_ASCII
     # Turkish dotted capital I and dotless i are not 'i' for RE2 (unlike str.casefold for 'İ').
     assert not pc.match_substring_regex(pa.array(["İ", "ı"]), "(?i)i").to_pylist()[0]
 
 
 TRICKY = [
-    "Satellite image of a harbour", "SATELLITE IMAGERY", "sAtElLiTe PhOtO", "a cat on a sofa", "", None, "   ",
-    "\tlandsat", "ſatellite view of Berlin",  # long s folds to s
-    "Google Earth \u212aeyhole", "\u212aodak",  # Kelvin sign: candidate, decided by RE2
-    "İstanbul from space photo", "ıstanbul usgs", "aerial\nimage", "aerial  image", "aerial-image", "aerialimage",
-    "remote sens", "emote sensing", "xlandsatx", "LandSat-8", "MODIS/Terra", "sentinel-2A", "sentinel 2", "sentinel2",
-    "space-borne imagery", "spaceborne  view", "geographic information systems", "arcgis\u00a0online",
-    "衛星画像 satellite map 🛰️", "Спутниковый снимок earth observation", "naïve naip", "\u00a0leading nbsp",
-    "trailing satel", "lite imagery at row start", "earth", " observ", "maxarmaxar", "planet  dove", "planet dove",
+    "Satellite image of a harbour",
+    "SATELLITE IMAGERY",
+    "sAtElLiTe PhOtO",
+    "a cat on a sofa",
+    "",
+    None,
+    "   ",
+    "\tlandsat",
+    "ſatellite view of Berlin",  # long s folds to s
+    "Google Earth \u212aeyhole",
+    "\u212aodak",  # Kelvin sign: candidate, decided by RE2
+    "İstanbul from space photo",
+    "ıstanbul usgs",
+    "aerial\nimage",
+    "aerial  image",
+    "aerial-image",
+    "aerialimage",
+    "remote sens",
+    "emote sensing",
+    "xlandsatx",
+    "LandSat-8",
+    "MODIS/Terra",
+    "sentinel-2A",
+    "sentinel 2",
+    "sentinel2",
+    "space-borne imagery",
+    "spaceborne  view",
+    "geographic information systems",
+    "arcgis\u00a0online",
+    "衛星画像 satellite map 🛰️",
+    "Спутниковый снимок earth observation",
+    "naïve naip",
+    "\u00a0leading nbsp",
+    "trailing satel",
+    "lite imagery at row start",
+    "earth",
+    " observ",
+    "maxarmaxar",
+    "planet  dove",
+    "planet dove",
 ]
 
 
 def scanner_and_re2(strings):
     array = pa.array(strings, pa.string())
     scanned = LiteralScanner(PATTERNS).matching_rows(array)
-    reference = pc.fill_null(pc.match_substring_regex(array, any_pattern_regex(PATTERNS)), False).to_numpy(zero_copy_only=False)
+    reference = pc.fill_null(pc.match_substring_regex(array, any_pattern_regex(PATTERNS)), False).to_numpy(
+        zero_copy_only=False
+    )
     return scanned, reference
 
 
@@ -63,10 +99,15 @@ def test_scanner_finds_every_re2_match_and_only_fold_rows_besides():
 def test_scanner_on_sliced_and_large_arrays():
     array = pa.array(TRICKY * 3, pa.large_string()).slice(5, 60)
     scanned = LiteralScanner(PATTERNS).matching_rows(array)
-    reference = pc.fill_null(pc.match_substring_regex(array, any_pattern_regex(PATTERNS)), False).to_numpy(zero_copy_only=False)
+    reference = pc.fill_null(pc.match_substring_regex(array, any_pattern_regex(PATTERNS)), False).to_numpy(
+        zero_copy_only=False
+    )
     assert (scanned | ~reference).all()
-    assert scanned.sum() - reference.sum() == sum(1 for s in array.to_pylist() if s and "\u212a" in s and not
-                                                  pc.match_substring_regex(pa.array([s]), any_pattern_regex(PATTERNS))[0].as_py())
+    assert scanned.sum() - reference.sum() == sum(
+        1
+        for s in array.to_pylist()
+        if s and "\u212a" in s and not pc.match_substring_regex(pa.array([s]), any_pattern_regex(PATTERNS))[0].as_py()
+    )
 
 
 def test_non_ascii_patterns_use_the_regex_path():
@@ -83,7 +124,18 @@ WORDS = (
     "Ribbon Cutting Ceremony Board Game Exclusive Bonus Message &amp; <a href='http://x.example/y'> </a> (L69) -- 2018 "
     "naïve café São Paulo Zürich İstanbul ıslak Ελλάδα Москва 東京 北京 서울 🌍 🛰️ — … ſ \u212a Kelvin"
 ).split()
-PHRASES = PATTERNS + ["satellite", "aerial", "space", "sentinel", "earth", "remote", "google", "planet", "image", "imagery"]
+PHRASES = PATTERNS + [
+    "satellite",
+    "aerial",
+    "space",
+    "sentinel",
+    "earth",
+    "remote",
+    "google",
+    "planet",
+    "image",
+    "imagery",
+]
 
 
 def real_like_captions(rows: int, seed: int = 17) -> list:
@@ -122,7 +174,9 @@ def reference_rows(path, max_caption_bytes=65536):
     con = duckdb.connect()
     relation = f"(SELECT * FROM read_parquet({sql_string(str(path))}, file_row_number=true))"
     available = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_string(str(path))})").fetchall()}
-    table = con.sql(_classify_sql(fmt, relation, available, max_caption_bytes, PATTERNS, order_by="file_row_number")).to_arrow_table()
+    table = con.sql(
+        _classify_sql(fmt, relation, available, max_caption_bytes, PATTERNS, order_by="file_row_number")
+    ).to_arrow_table()
     return [row for row in table.select(["_reason", "url", "caption", "captions", "matched_keywords"]).to_pylist()]
 
 
@@ -137,10 +191,15 @@ def stage_rows(tmp_path, path, name):
 def compare_with_reference(tmp_path, captions, monkeypatch):
     rows = len(captions)
     path = tmp_path / "part.parquet"
-    urls = [f"https://img{i % 7}.example.com/{i}.jpg" if i % 501 else (None if i % 1002 else "ftp://x/y") for i in range(rows)]
+    urls = [
+        f"https://img{i % 7}.example.com/{i}.jpg" if i % 501 else (None if i % 1002 else "ftp://x/y")
+        for i in range(rows)
+    ]
     pq.write_table(pa.table({"URL": urls, "TEXT": pa.array(captions, pa.string())}), path, row_group_size=100_000)
     reference = reference_rows(path, max_caption_bytes=400)
-    ref_kept = [{k: r[k] for k in ("url", "caption", "captions", "matched_keywords")} for r in reference if r["_reason"] is None]
+    ref_kept = [
+        {k: r[k] for k in ("url", "caption", "captions", "matched_keywords")} for r in reference if r["_reason"] is None
+    ]
     ref_drops = [{"reason": r["_reason"], "detail": r["url"] or ""} for r in reference if r["_reason"] is not None]
     kept, drops = stage_rows(tmp_path, path, "scan")
     assert len(kept) == len(ref_kept) and kept == ref_kept
@@ -155,7 +214,9 @@ def test_filter_equals_reference_query_on_tricky_corpus(tmp_path, monkeypatch):
     captions = TRICKY * 50 + ["x" * 500 + " landsat"]  # one over max_caption_bytes
     kept, drops = compare_with_reference(tmp_path, captions, monkeypatch)
     assert {d["reason"] for d in drops} >= {"caption_too_long", "null_caption"}
-    assert any("ſatellite" in r["caption"] for r in kept) and not any(r["caption"].startswith("\u212aodak") for r in kept)
+    assert any("ſatellite" in r["caption"] for r in kept) and not any(
+        r["caption"].startswith("\u212aodak") for r in kept
+    )
 
 
 @pytest.mark.parametrize("rows", [1_000_000])

@@ -2,8 +2,8 @@ import random
 
 import duckdb
 import pytest
-
 from conftest import REPO
+
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, matched_patterns, re2_escape, single_pattern_regexes
 
 PATTERNS_FILE = REPO / "config" / "keywords.txt"
@@ -12,7 +12,8 @@ PATTERNS_FILE = REPO / "config" / "keywords.txt"
 def duck_match(texts, patterns):
     con = duckdb.connect()
     rows = con.execute(
-        "SELECT t, regexp_matches(t, $any) FROM unnest($texts) AS u(t)", {"any": any_pattern_regex(patterns), "texts": texts}
+        "SELECT t, regexp_matches(t, $any) FROM unnest($texts) AS u(t)",
+        {"any": any_pattern_regex(patterns), "texts": texts},
     ).fetchall()
     return [bool(m) for _, m in rows]
 
@@ -61,14 +62,30 @@ def test_single_pattern_regexes_record_every_match():
     patterns = ["aerial view", "landsat"]
     con = duckdb.connect()
     regexes = single_pattern_regexes(patterns)
-    got = con.execute("SELECT list_filter($r, lambda r: regexp_matches('Landsat AERIAL VIEW', r))", {"r": regexes}).fetchall()[0][0]
+    got = con.execute(
+        "SELECT list_filter($r, lambda r: regexp_matches('Landsat AERIAL VIEW', r))", {"r": regexes}
+    ).fetchall()[0][0]
     assert got == regexes
 
 
 def test_random_captions_agree_with_reference():
     patterns = load_patterns(PATTERNS_FILE)
     rng = random.Random(3)
-    words = ["the", "Aerial", "view", "SATELLITE", "imagery", "of", "landsat", "cat", "space", "photo", "-", "borne", "usgs"]
+    words = [
+        "the",
+        "Aerial",
+        "view",
+        "SATELLITE",
+        "imagery",
+        "of",
+        "landsat",
+        "cat",
+        "space",
+        "photo",
+        "-",
+        "borne",
+        "usgs",
+    ]
     texts = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 8))) for _ in range(500)]
     assert duck_match(texts, patterns) == [bool(matched_patterns(t, patterns)) for t in texts]
     assert 50 < sum(duck_match(texts, patterns)) < 450  # both outcomes are exercised

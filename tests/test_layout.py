@@ -1,4 +1,5 @@
 """The library mirrors the DAG: rule -> script -> module of the same name; the demo stays a plug-in."""
+
 import ast
 import re
 
@@ -74,4 +75,6 @@ def test_every_module_says_what_it_is_and_long_ones_say_why():
         assert docstring, f"{path.relative_to(LIB)} has no docstring"
         lines = len(source.splitlines())
         if lines > LONG_MODULE_LINES:
-            assert "Size:" in docstring, f"{path.relative_to(LIB)} has {lines} lines and no `Size:` reason in its docstring"
+            assert "Size:" in docstring, (
+                f"{path.relative_to(LIB)} has {lines} lines and no `Size:` reason in its docstring"
+            )

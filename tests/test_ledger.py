@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats, write_stats
 from rs5m.assemble.funnel import build_funnel, write_funnel
+from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats, write_stats
 
 
 def test_stage_stats_must_add_up(tmp_path):
@@ -11,18 +11,24 @@ def test_stage_stats_must_add_up(tmp_path):
     write_stats(tmp_path / "a.stats.json", [good])
     assert read_stats([tmp_path / "a.stats.json"]) == [good]
     with pytest.raises(LedgerError, match="rows_in=10"):
-        write_stats(tmp_path / "b.stats.json", [StageStats("keyword_filter", "laion2b", 10, 3, {"no_keyword_match": 6})])
-    (tmp_path / "c.stats.json").write_text(json.dumps({"stage": "x", "source": "s", "rows_in": 2, "kept": 2, "dropped": {"a": 1}}))
+        write_stats(
+            tmp_path / "b.stats.json", [StageStats("keyword_filter", "laion2b", 10, 3, {"no_keyword_match": 6})]
+        )
+    (tmp_path / "c.stats.json").write_text(
+        json.dumps({"stage": "x", "source": "s", "rows_in": 2, "kept": 2, "dropped": {"a": 1}})
+    )
     with pytest.raises(LedgerError):
         read_stats([tmp_path / "c.stats.json"])
 
 
 def test_merge_sums_per_stage_and_source():
-    merged = merge_stats([
-        StageStats("download", "wit", 5, 4, {"download_failed": 1}),
-        StageStats("download", "wit", 3, 1, {"download_failed": 1, "blocked": 1}),
-        StageStats("download", "sbu", 2, 2, {}),
-    ])
+    merged = merge_stats(
+        [
+            StageStats("download", "wit", 5, 4, {"download_failed": 1}),
+            StageStats("download", "wit", 3, 1, {"download_failed": 1, "blocked": 1}),
+            StageStats("download", "sbu", 2, 2, {}),
+        ]
+    )
     assert merged[("download", "wit")] == StageStats("download", "wit", 8, 5, {"download_failed": 2, "blocked": 1})
     assert merged[("download", "sbu")].kept == 2
 
@@ -47,7 +53,15 @@ def test_funnel_columns_and_arithmetic(tmp_path):
     funnel = build_funnel(stats)
     assert funnel.consistent
     laion, vg, total = funnel.rows
-    assert (laion["after_keyword_filter"], laion["downloaded"], laion["invalid"], laion["duplicates"], laion["outliers"], laion["eval_overlap"], laion["remain"]) == (100, 80, 1, 5, 9, 3, 62)
+    assert (
+        laion["after_keyword_filter"],
+        laion["downloaded"],
+        laion["invalid"],
+        laion["duplicates"],
+        laion["outliers"],
+        laion["eval_overlap"],
+        laion["remain"],
+    ) == (100, 80, 1, 5, 9, 3, 62)
     assert (laion["url_duplicates"], laion["blocked_urls"], laion["download_failed"]) == (10, 2, 8)
     assert vg["remain"] == 2 and total["remain"] == 64 and total["downloaded"] == 86 and total["eval_overlap"] == 3
     for row in funnel.rows:

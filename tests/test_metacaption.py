@@ -1,4 +1,5 @@
 """Meta-caption fields and templates: hemispheres, missing keys, odd timestamps, non-ASCII places."""
+
 import json
 from datetime import timezone
 
@@ -8,11 +9,19 @@ import pytest
 
 from rs5m import geo
 from rs5m.metacaption import bigearthnet_fields, fmow_fields, meta_caption, render
-from rs5m.pub11.pub11_metacaption import cc3m_select_labels, parse_cc3m_labels_line, pub11_meta_rows, pub11_metacaptions, read_cc3m_labels
+from rs5m.pub11.pub11_metacaption import (
+    cc3m_select_labels,
+    parse_cc3m_labels_line,
+    pub11_meta_rows,
+    pub11_metacaptions,
+    read_cc3m_labels,
+)
 from rs5m.rs3.rs3_metacaption import rs3_metacaptions
 
-REAL_WKT = ('PROJCS["WGS 84 / UTM zone 29N",GEOGCS["WGS 84",DATUM["WGS_1984"]],'
-            'PROJECTION["Transverse_Mercator"],AUTHORITY["EPSG","32629"]]')
+REAL_WKT = (
+    'PROJCS["WGS 84 / UTM zone 29N",GEOGCS["WGS 84",DATUM["WGS_1984"]],'
+    'PROJECTION["Transverse_Mercator"],AUTHORITY["EPSG","32629"]]'
+)
 
 
 @pytest.mark.parametrize(
@@ -30,8 +39,15 @@ REAL_WKT = ('PROJCS["WGS 84 / UTM zone 29N",GEOGCS["WGS 84",DATUM["WGS_1984"]],'
 )
 def test_parse_timestamp_formats(text, expected):
     parsed = geo.parse_timestamp(text)
-    assert (parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second,
-            parsed.microsecond) == expected
+    assert (
+        parsed.year,
+        parsed.month,
+        parsed.day,
+        parsed.hour,
+        parsed.minute,
+        parsed.second,
+        parsed.microsecond,
+    ) == expected
 
 
 def test_parse_timestamp_epoch_and_garbage():
@@ -69,7 +85,9 @@ def test_box_grid_cells_two_largest_overlaps():
 
 def test_template_optional_segments():
     assert render("a[ over {place}][ in {season}] shows {category}", {"category": "dam", "season": "fall"}) == (
-        "a in fall shows dam", 2)
+        "a in fall shows dam",
+        2,
+    )
     assert render("a shows {category}", {}) is None
     assert render("[over {place}]", {}) is None  # nothing filled: no clause
 
@@ -119,8 +137,11 @@ def test_seeded_template_choice():
 
 
 def test_bigearthnet_fields_from_json():
-    record = {"labels": ["Sea and ocean", "Beaches, dunes, sands"], "projection": REAL_WKT,
-              "acquisition_date": "2017-07-18 11:25:01"}
+    record = {
+        "labels": ["Sea and ocean", "Beaches, dunes, sands"],
+        "projection": REAL_WKT,
+        "acquisition_date": "2017-07-18 11:25:01",
+    }
     fields = bigearthnet_fields(record)
     assert fields["labels"] == "'sea and ocean, beaches, dunes, sands'"
     assert (fields["utm"], fields["season"], fields["time"]) == ("29N", "summer", "11:25 UTC")
@@ -137,16 +158,31 @@ def test_cc3m_label_rule():
     assert cc3m_select_labels(labels, [0.5, 0.95, 0.1, 0.2]) == ["b"]
     assert cc3m_select_labels(labels, [0.5, 0.6, 0.7, 0.2]) == ["c"]
     assert parse_cc3m_labels_line("cap\thttp://x/1.jpg\tsky,field\t/m/1,/m/2\t0.97,0.5") == (
-        "http://x/1.jpg", ["sky", "field"], [0.97, 0.5])
+        "http://x/1.jpg",
+        ["sky", "field"],
+        [0.97, 0.5],
+    )
     assert parse_cc3m_labels_line("short\tline") is None
 
 
 def test_pub11_meta_rows_yfcc_cc3m_redcaps():
     rows = [
-        {"uid": "y1", "source": "yfcc15m", "url": "u1", "src_latitude": "-33.86", "src_longitude": "151.2",
-         "src_date_taken": "2012-07-04 15:30:00.0"},
-        {"uid": "y2", "source": "yfcc15m", "url": "u2", "src_latitude": "", "src_longitude": "",
-         "src_date_taken": "2010-01-02 00:00:00.0"},
+        {
+            "uid": "y1",
+            "source": "yfcc15m",
+            "url": "u1",
+            "src_latitude": "-33.86",
+            "src_longitude": "151.2",
+            "src_date_taken": "2012-07-04 15:30:00.0",
+        },
+        {
+            "uid": "y2",
+            "source": "yfcc15m",
+            "url": "u2",
+            "src_latitude": "",
+            "src_longitude": "",
+            "src_date_taken": "2010-01-02 00:00:00.0",
+        },
         {"uid": "c1", "source": "cc3m", "url": "http://x/1.jpg"},
         {"uid": "r1", "source": "redcaps", "url": "u4", "src_created_utc": 1577836800.0},
         {"uid": "l1", "source": "laion2b", "url": "u5"},
@@ -163,10 +199,13 @@ def test_pub11_meta_rows_yfcc_cc3m_redcaps():
 
 def test_read_cc3m_labels_filters_and_skips_bad_lines(tmp_path, caplog):
     path = tmp_path / "labels.tsv"
-    path.write_text("cap\thttp://x/1.jpg\tsky,field,road\t/m/1,/m/2,/m/3\t0.97,0.95,0.99\n"
-                    "cap\thttp://x/2.jpg\tsky\t/m/1\tnot-a-number\n"
-                    "short line\n\n"
-                    "cap\thttp://x/3.jpg\tsky,field\t/m/1,/m/2\t0.3,0.4\n", encoding="utf-8")
+    path.write_text(
+        "cap\thttp://x/1.jpg\tsky,field,road\t/m/1,/m/2,/m/3\t0.97,0.95,0.99\n"
+        "cap\thttp://x/2.jpg\tsky\t/m/1\tnot-a-number\n"
+        "short line\n\n"
+        "cap\thttp://x/3.jpg\tsky,field\t/m/1,/m/2\t0.3,0.4\n",
+        encoding="utf-8",
+    )
     assert read_cc3m_labels(path) == {"http://x/1.jpg": ["sky", "field", "road"], "http://x/3.jpg": ["field"]}
     assert read_cc3m_labels(path, {"http://x/3.jpg"}) == {"http://x/3.jpg": ["field"]}
     assert "2 malformed lines skipped (first: line 2)" in caplog.text
@@ -187,8 +226,15 @@ def _pub11_stage_inputs(tmp_path):
         "dropped": {"latitude": "1", "longitude": "1"},
     }
     sources = {"y": "yfcc15m", "c": "cc3m", "r": "redcaps", "l": "laion2b", "d": "yfcc15m"}
-    rows = [{"uid": uid, "source": sources[uid[0]], "url": f"http://x/{uid}.jpg" if uid[0] != "c" else native["url"],
-             "native": json.dumps(native)} for uid, native in natives.items()]
+    rows = [
+        {
+            "uid": uid,
+            "source": sources[uid[0]],
+            "url": f"http://x/{uid}.jpg" if uid[0] != "c" else native["url"],
+            "native": json.dumps(native),
+        }
+        for uid, native in natives.items()
+    ]
     parts = [tmp_path / "0000.parquet", tmp_path / "0001.parquet"]
     pq.write_table(pa.Table.from_pylist(rows[::2]), parts[0])
     pq.write_table(pa.Table.from_pylist(rows[1::2]), parts[1])
@@ -197,20 +243,37 @@ def _pub11_stage_inputs(tmp_path):
     final.append({"uid": "y_lost", "source": "yfcc15m", "url": "http://x/lost.jpg"})
     pq.write_table(pa.Table.from_pylist(final), tmp_path / "final.parquet")
     labels = tmp_path / "labels.tsv"
-    labels.write_text("cap\thttp://x/c1.jpg\tbeach,sea,sand,sky\t/m/1,/m/2,/m/3,/m/4\t0.99,0.2,0.95,0.92\n"
-                      "broken\n", encoding="utf-8")
+    labels.write_text(
+        "cap\thttp://x/c1.jpg\tbeach,sea,sand,sky\t/m/1,/m/2,/m/3,/m/4\t0.99,0.2,0.95,0.92\nbroken\n", encoding="utf-8"
+    )
     return tmp_path / "final.parquet", [str(p) for p in parts], labels
 
 
 @pytest.mark.parametrize("season_rule", ["hemisphere", "northern"])
 def test_pub11_metacaptions_stage(tmp_path, season_rule):
     final, parts, labels = _pub11_stage_inputs(tmp_path)
-    stats = pub11_metacaptions(final, parts, tmp_path / "out.parquet", tmp_path / "stats.json",
-                               seed=1, season_rule=season_rule, cc3m_labels=labels)
+    stats = pub11_metacaptions(
+        final,
+        parts,
+        tmp_path / "out.parquet",
+        tmp_path / "stats.json",
+        seed=1,
+        season_rule=season_rule,
+        cc3m_labels=labels,
+    )
     out = {row["uid"]: row for row in pq.read_table(tmp_path / "out.parquet").to_pylist()}
     assert list(out) == sorted(out)  # uid order
-    assert set(out) == {"y_south", "y_north", "y_nogeo", "y_baddate", "y_lost", "c_labels", "c_none",
-                        "r_epoch", "r_null"}  # kept rows of the three sources only
+    assert set(out) == {
+        "y_south",
+        "y_north",
+        "y_nogeo",
+        "y_baddate",
+        "y_lost",
+        "c_labels",
+        "c_none",
+        "r_epoch",
+        "r_null",
+    }  # kept rows of the three sources only
     south, north = json.loads(out["y_south"]["geo"]), json.loads(out["y_north"]["geo"])
     assert south["country"] == "Australia" and north["country"] == "Iceland"
     assert north["season"] == "summer"
@@ -242,11 +305,29 @@ def test_pub11_metacaptions_without_labels_file_and_bad_rule(tmp_path):
 
 def test_rs3_metacaptions_parts(tmp_path):
     rows = [
-        {"uid": f"{i:016x}", "dataset": "fmow", "img_name": f"fmow_x_{i}_0_rgb.jpg", "image_path": "/x.jpg",
-         "labels": ["dam"], "meta": json.dumps(SOUTH), "width": 120, "height": 120}
+        {
+            "uid": f"{i:016x}",
+            "dataset": "fmow",
+            "img_name": f"fmow_x_{i}_0_rgb.jpg",
+            "image_path": "/x.jpg",
+            "labels": ["dam"],
+            "meta": json.dumps(SOUTH),
+            "width": 120,
+            "height": 120,
+        }
         for i in range(6)
-    ] + [{"uid": "ffffffff00000000", "dataset": "millionaid", "img_name": "millionaid_P1.jpg",
-          "image_path": "/p.jpg", "labels": [], "meta": "{}", "width": 1, "height": 1}]
+    ] + [
+        {
+            "uid": "ffffffff00000000",
+            "dataset": "millionaid",
+            "img_name": "millionaid_P1.jpg",
+            "image_path": "/p.jpg",
+            "labels": [],
+            "meta": "{}",
+            "width": 1,
+            "height": 1,
+        }
+    ]
     read = tmp_path / "read.parquet"
     pq.write_table(pa.Table.from_pylist(rows), read)
     parts = [tmp_path / f"{p}.parquet" for p in ("0000", "0001", "0002")]

@@ -1,4 +1,5 @@
 """Readers for the eleven native formats and the keyword-filter job, on files the tests write."""
+
 import gzip
 import json
 import shutil
@@ -6,8 +7,8 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO
+
 from rs5m.columns import make_uid
 from rs5m.ledger import read_stats
 from rs5m.pub11.keyword_filter import filter_chunk
@@ -31,8 +32,15 @@ def run(tmp_path, source, files, **kwargs):
 def test_laion_parquet_keeps_matches_and_native_columns(tmp_path):
     path = tmp_path / "part.parquet"
     pq.write_table(
-        pa.table({"URL": ["http://a/1.jpg", "http://a/2.jpg", "http://a/3.jpg"], "TEXT": [RS, OTHER, "LANDSAT and usgs"],
-                  "WIDTH": [10, 20, None], "HEIGHT": [11, 21, None], "punsafe": [0.1, 0.2, 0.3]}),
+        pa.table(
+            {
+                "URL": ["http://a/1.jpg", "http://a/2.jpg", "http://a/3.jpg"],
+                "TEXT": [RS, OTHER, "LANDSAT and usgs"],
+                "WIDTH": [10, 20, None],
+                "HEIGHT": [11, 21, None],
+                "punsafe": [0.1, 0.2, 0.3],
+            }
+        ),
         path,
     )
     stats, kept, _, _ = run(tmp_path, "laion2b", [path])
@@ -48,9 +56,14 @@ def test_laion_parquet_keeps_matches_and_native_columns(tmp_path):
 def test_laioncoco_matches_blip_captions_and_all_captions(tmp_path):
     path = tmp_path / "coco.parquet"
     pq.write_table(
-        pa.table({"URL": ["http://a/1", "http://a/2", "http://a/3"], "TEXT": [OTHER, OTHER, OTHER],
-                  "top_caption": ["an aerial view of a city", OTHER, OTHER],
-                  "all_captions": [[OTHER], ["x", "Google Earth screenshot"], [OTHER]]}),
+        pa.table(
+            {
+                "URL": ["http://a/1", "http://a/2", "http://a/3"],
+                "TEXT": [OTHER, OTHER, OTHER],
+                "top_caption": ["an aerial view of a city", OTHER, OTHER],
+                "all_captions": [[OTHER], ["x", "Google Earth screenshot"], [OTHER]],
+            }
+        ),
         path,
     )
     stats, kept, _, _ = run(tmp_path, "laioncoco", [path])
@@ -65,7 +78,7 @@ def test_headerless_tsvs_in_both_column_orders_and_broken_lines(tmp_path):
         f"http://a/1\t{RS}\nhttp://a/2\t{OTHER}\n".encode()
         + b"http://a/3\tsatellite image \xff bad utf-8\n"
         + b"no tab on this line\n"
-        + "http://a/4\t\"quoted\" aerial view\n".encode()
+        + 'http://a/4\t"quoted" aerial view\n'.encode()
     )
     stats, kept, drops, _ = run(tmp_path, "cc12m", [cc12])
     assert stats.rows_in == 5 and stats.kept == 2
@@ -80,13 +93,48 @@ def test_headerless_tsvs_in_both_column_orders_and_broken_lines(tmp_path):
 
 
 def test_wit_gz_tsv_english_rows_only(tmp_path, shared_fixtures=None):
-    header = ["language", "page_url", "image_url", "page_title", "section_title", "hierarchical_section_title",
-              "caption_reference_description", "caption_attribution_description", "caption_alt_text_description",
-              "mime_type", "original_height", "original_width", "is_main_image", "attribution_passes_lang_id",
-              "page_changed_recently", "context_page_description", "context_section_description"]
-    rows = [["en", "p", "http://w/1", "t", "", "", "", RS, "", "image/jpeg", "10", "20", "true", "true", "false", "", ""],
-            ["fr", "p", "http://w/2", "t", "", "", RS, "", "", "image/jpeg", "10", "20", "true", "true", "false", "", ""],
-            ["en", "p", "http://w/3", "t", "", "", OTHER, "", "", "image/jpeg", "10", "20", "true", "true", "false", "", ""]]
+    header = [
+        "language",
+        "page_url",
+        "image_url",
+        "page_title",
+        "section_title",
+        "hierarchical_section_title",
+        "caption_reference_description",
+        "caption_attribution_description",
+        "caption_alt_text_description",
+        "mime_type",
+        "original_height",
+        "original_width",
+        "is_main_image",
+        "attribution_passes_lang_id",
+        "page_changed_recently",
+        "context_page_description",
+        "context_section_description",
+    ]
+    rows = [
+        ["en", "p", "http://w/1", "t", "", "", "", RS, "", "image/jpeg", "10", "20", "true", "true", "false", "", ""],
+        ["fr", "p", "http://w/2", "t", "", "", RS, "", "", "image/jpeg", "10", "20", "true", "true", "false", "", ""],
+        [
+            "en",
+            "p",
+            "http://w/3",
+            "t",
+            "",
+            "",
+            OTHER,
+            "",
+            "",
+            "image/jpeg",
+            "10",
+            "20",
+            "true",
+            "true",
+            "false",
+            "",
+            "",
+        ],
+    ]
     path = tmp_path / "wit.tsv.gz"
     with gzip.open(path, "wt") as handle:
         handle.write("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
@@ -97,8 +145,14 @@ def test_wit_gz_tsv_english_rows_only(tmp_path, shared_fixtures=None):
 
 def test_yfcc_records_are_form_decoded(tmp_path):
     values = {c: "" for c in YFCC100M_COLUMNS}
-    values.update(title="Aerial+view+of+Oslo", description="50%25+%2B+more", download_url="http://y/1.jpg",
-                  latitude="59.9", longitude="10.7", date_taken="2012-06-01 10:00:00.0")
+    values.update(
+        title="Aerial+view+of+Oslo",
+        description="50%25+%2B+more",
+        download_url="http://y/1.jpg",
+        latitude="59.9",
+        longitude="10.7",
+        date_taken="2012-06-01 10:00:00.0",
+    )
     path = tmp_path / "yfcc.tsv"
     path.write_text("\t".join(values[c] for c in YFCC100M_COLUMNS) + "\n")
     _, kept, _, _ = run(tmp_path, "yfcc15m", [path])
@@ -110,26 +164,92 @@ def test_yfcc_records_are_form_decoded(tmp_path):
 
 def test_json_sources(tmp_path):
     redcaps = tmp_path / "earthporn_2020.json"
-    redcaps.write_text(json.dumps({"info": {}, "annotations": [
-        {"image_id": "a", "author": "x", "url": "http://r/1", "raw_caption": "Aerial View", "caption": "aerial view",
-         "subreddit": "earthporn", "score": 1, "created_utc": 1.6e9, "permalink": "/r/1", "crosspost_parents": None},
-        {"image_id": "b", "author": "x", "url": "http://r/2", "raw_caption": "Dog", "caption": "dog",
-         "subreddit": "earthporn", "score": 1, "created_utc": 1.6e9, "permalink": "/r/2", "crosspost_parents": None}]}))
+    redcaps.write_text(
+        json.dumps(
+            {
+                "info": {},
+                "annotations": [
+                    {
+                        "image_id": "a",
+                        "author": "x",
+                        "url": "http://r/1",
+                        "raw_caption": "Aerial View",
+                        "caption": "aerial view",
+                        "subreddit": "earthporn",
+                        "score": 1,
+                        "created_utc": 1.6e9,
+                        "permalink": "/r/1",
+                        "crosspost_parents": None,
+                    },
+                    {
+                        "image_id": "b",
+                        "author": "x",
+                        "url": "http://r/2",
+                        "raw_caption": "Dog",
+                        "caption": "dog",
+                        "subreddit": "earthporn",
+                        "score": 1,
+                        "created_utc": 1.6e9,
+                        "permalink": "/r/2",
+                        "crosspost_parents": None,
+                    },
+                ],
+            }
+        )
+    )
     stats, kept, _, _ = run(tmp_path, "redcaps", [redcaps])
     assert kept.to_pylist()[0]["src_created_utc"] == pytest.approx(1.6e9)
 
     sbu = tmp_path / "sbu.json"
-    sbu.write_text(json.dumps({"image_urls": ["http://s/1", "http://s/2"], "captions": [OTHER, "space view of Earth"], "user_ids": ["u1", "u2"]}))
+    sbu.write_text(
+        json.dumps(
+            {
+                "image_urls": ["http://s/1", "http://s/2"],
+                "captions": [OTHER, "space view of Earth"],
+                "user_ids": ["u1", "u2"],
+            }
+        )
+    )
     _, kept, _, _ = run(tmp_path, "sbu", [sbu])
     assert kept.to_pylist()[0]["url"] == "http://s/2" and kept.to_pylist()[0]["src_user_ids"] == "u2"
 
     vg = tmp_path / "vg"
     vg.mkdir()
-    (vg / "image_data.json").write_text(json.dumps([{"image_id": 1, "url": "http://v/1", "width": 8, "height": 6, "coco_id": None, "flickr_id": 3},
-                                                   {"image_id": 2, "url": "http://v/2", "width": 8, "height": 6, "coco_id": None, "flickr_id": 4}]))
-    (vg / "region_descriptions.json").write_text(json.dumps([{"id": 1, "regions": [{"region_id": 1, "image_id": 1, "phrase": "a tree", "x": 0, "y": 0, "width": 1, "height": 1},
-                                                                                   {"region_id": 2, "image_id": 1, "phrase": "aerial photo of fields", "x": 0, "y": 0, "width": 1, "height": 1}]},
-                                                             {"id": 2, "regions": [{"region_id": 3, "image_id": 2, "phrase": "a dog", "x": 0, "y": 0, "width": 1, "height": 1}]}]))
+    (vg / "image_data.json").write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "url": "http://v/1", "width": 8, "height": 6, "coco_id": None, "flickr_id": 3},
+                {"image_id": 2, "url": "http://v/2", "width": 8, "height": 6, "coco_id": None, "flickr_id": 4},
+            ]
+        )
+    )
+    (vg / "region_descriptions.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "regions": [
+                        {"region_id": 1, "image_id": 1, "phrase": "a tree", "x": 0, "y": 0, "width": 1, "height": 1},
+                        {
+                            "region_id": 2,
+                            "image_id": 1,
+                            "phrase": "aerial photo of fields",
+                            "x": 0,
+                            "y": 0,
+                            "width": 1,
+                            "height": 1,
+                        },
+                    ],
+                },
+                {
+                    "id": 2,
+                    "regions": [
+                        {"region_id": 3, "image_id": 2, "phrase": "a dog", "x": 0, "y": 0, "width": 1, "height": 1}
+                    ],
+                },
+            ]
+        )
+    )
     _, kept, _, _ = run(tmp_path, "vg", [vg / "image_data.json"])
     row = kept.to_pylist()[0]
     assert (row["url"], row["caption"], row["width"]) == ("http://v/1", "aerial photo of fields", 8)
@@ -140,18 +260,35 @@ def test_bad_rows_get_reasons_and_nothing_is_lost(tmp_path):
     path = tmp_path / "bad.parquet"
     huge = "aerial view " * 100_000  # 1.2 MB caption
     pq.write_table(
-        pa.table({"URL": [None, " ", "ftp://x/1", "javascript:alert(1)", "http://a/1", "http://a/2", "HTTPS://A/3", "http://a/1"],
-                  "TEXT": [RS, RS, RS, RS, None, huge, RS, "aerial view again"]}),
+        pa.table(
+            {
+                "URL": [
+                    None,
+                    " ",
+                    "ftp://x/1",
+                    "javascript:alert(1)",
+                    "http://a/1",
+                    "http://a/2",
+                    "HTTPS://A/3",
+                    "http://a/1",
+                ],
+                "TEXT": [RS, RS, RS, RS, None, huge, RS, "aerial view again"],
+            }
+        ),
         path,
     )
     stats, kept, drops, _ = run(tmp_path, "laion2b", [path])
     assert stats.dropped == {"null_url": 2, "bad_url_scheme": 2, "null_caption": 1, "caption_too_long": 1}
     assert stats.kept == 2 and stats.rows_in == 8
-    assert sorted(d["reason"] for d in drops) == sorted(["null_url"] * 2 + ["bad_url_scheme"] * 2 + ["null_caption", "caption_too_long"])
+    assert sorted(d["reason"] for d in drops) == sorted(
+        ["null_url"] * 2 + ["bad_url_scheme"] * 2 + ["null_caption", "caption_too_long"]
+    )
     uids = kept.column("uid").to_pylist()
     # The second http://a/1 row is kept with repeat index 1; the first (dropped) one has repeat 0.
-    assert uids == [make_uid("laion2b", "HTTPS://A/3", file="bad.parquet"),
-                    make_uid("laion2b", "http://a/1", 1, file="bad.parquet")]
+    assert uids == [
+        make_uid("laion2b", "HTTPS://A/3", file="bad.parquet"),
+        make_uid("laion2b", "http://a/1", 1, file="bad.parquet"),
+    ]
     assert make_uid("laion2b", "http://a/1", file="bad.parquet") in {d["uid"] for d in drops}
     assert len({d["uid"] for d in drops} | set(uids)) == 8
 
@@ -221,18 +358,35 @@ def test_a_url_repeated_across_files_and_chunks_gets_distinct_uids_and_one_survi
     files = []
     for i in range(3):
         files.append(tmp_path / f"part-{i}.parquet")
-        pq.write_table(pa.table({"URL": ["http://img.example.org/same.jpg", f"http://img.example.org/{i}.jpg", "http://img.example.org/same.jpg"],
-                                 "TEXT": [RS] * 3}), files[-1])
+        pq.write_table(
+            pa.table(
+                {
+                    "URL": [
+                        "http://img.example.org/same.jpg",
+                        f"http://img.example.org/{i}.jpg",
+                        "http://img.example.org/same.jpg",
+                    ],
+                    "TEXT": [RS] * 3,
+                }
+            ),
+            files[-1],
+        )
     chunks = [run(tmp_path / "c0", "laion2b", files[:2])[1], run(tmp_path / "c1", "laion2b", files[2:])[1]]
     uids = [u for chunk in chunks for u in chunk.column("uid").to_pylist()]
     assert len(uids) == 9 == len(set(uids))
-    assert uids[:3] == [make_uid("laion2b", "http://img.example.org/same.jpg", file="part-0.parquet"),
-                        make_uid("laion2b", "http://img.example.org/0.jpg", file="part-0.parquet"),
-                        make_uid("laion2b", "http://img.example.org/same.jpg", 1, file="part-0.parquet")]
+    assert uids[:3] == [
+        make_uid("laion2b", "http://img.example.org/same.jpg", file="part-0.parquet"),
+        make_uid("laion2b", "http://img.example.org/0.jpg", file="part-0.parquet"),
+        make_uid("laion2b", "http://img.example.org/same.jpg", 1, file="part-0.parquet"),
+    ]
     metadata = [tmp_path / "c0/out/laion2b.parquet", tmp_path / "c1/out/laion2b.parquet"]
     parts = [tmp_path / f"u{i}.parquet" for i in range(2)]
-    stats = filter_and_dedup_urls([str(m) for m in metadata], [str(p) for p in parts], str(tmp_path / "u.stats.json"),
-                                  str(tmp_path / "u.drops.parquet"))
+    stats = filter_and_dedup_urls(
+        [str(m) for m in metadata],
+        [str(p) for p in parts],
+        str(tmp_path / "u.stats.json"),
+        str(tmp_path / "u.drops.parquet"),
+    )
     kept = [u for p in parts for u in pq.read_table(p).column("uid").to_pylist()]
     drops = pq.read_table(tmp_path / "u.drops.parquet").to_pylist()
     assert len(kept) == 4 and {d["reason"] for d in drops} == {"duplicate_url"} and len(drops) == 5

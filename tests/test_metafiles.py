@@ -2,24 +2,34 @@ import csv
 
 import pyarrow.parquet as pq
 import pytest
-
 from assembly_fakes import CC3M_LABELS, make_run
-from rs5m.pub11.pub11_metacaption import pub11_metacaptions
+
 from rs5m.assemble.metafiles import write_metafiles
 from rs5m.assemble.split import split_of
+from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 
 
 def _write(run, out, caption_mode):
-    return write_metafiles(run / "results/pub11/final.parquet", run / "results/rs3/final.parquet",
-                           run / "results/pub11/places.parquet", run / out, 0.2,
-                           pub11_meta=run / "results/pub11/metacaption.parquet", pub11_caption=caption_mode)
+    return write_metafiles(
+        run / "results/pub11/final.parquet",
+        run / "results/rs3/final.parquet",
+        run / "results/pub11/places.parquet",
+        run / out,
+        0.2,
+        pub11_meta=run / "results/pub11/metacaption.parquet",
+        pub11_caption=caption_mode,
+    )
 
 
 @pytest.fixture(scope="module")
 def metafiles(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("run"))
-    pub11_metacaptions(run / "results/pub11/final.parquet", sorted(run.glob("results/pub11/urldedup/*.parquet")),
-                       run / "results/pub11/metacaption.parquet", cc3m_labels=run / CC3M_LABELS)
+    pub11_metacaptions(
+        run / "results/pub11/final.parquet",
+        sorted(run.glob("results/pub11/urldedup/*.parquet")),
+        run / "results/pub11/metacaption.parquet",
+        cc3m_labels=run / CC3M_LABELS,
+    )
     counts = _write(run, "results/metafiles", "keep")
     return run, counts
 
@@ -54,7 +64,9 @@ def _pub11(run, out="results/metafiles"):
 def test_pub11_meta_captions_and_geo_columns(metafiles):
     run, _ = metafiles
     rows = _pub11(run)
-    assert {"meta_caption", "labels", "geo_country", "geo_lat", "geo_season", "geo_date"} <= set(next(iter(rows.values())))
+    assert {"meta_caption", "labels", "geo_country", "geo_lat", "geo_season", "geo_date"} <= set(
+        next(iter(rows.values()))
+    )
     by_source = {}
     for row in rows.values():
         by_source.setdefault(row["source"], []).append(row)
@@ -110,10 +122,17 @@ def test_first_two_columns_are_name_and_caption_in_every_metafile(metafiles):
     """A reader that takes column 0 as the image name and column 1 as its caption (the authors'
     CSV dataset does) gets both right in every metafile."""
     run, _ = metafiles
-    pub11 = {f"{r['source']}_{r['uid']}.jpg": r["caption"] for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
+    pub11 = {
+        f"{r['source']}_{r['uid']}.jpg": r["caption"]
+        for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()
+    }
     rs3 = {r["img_name"]: r["caption"] for r in pq.read_table(run / "results/rs3/final.parquet").to_pylist()}
-    expected = {"pub11_train_metadata.csv": pub11, "pub11_validation_metadata.csv": pub11,
-                "rs3_train_val_metadata.csv": rs3, "pub11_NER_geolocation_info.csv": pub11}
+    expected = {
+        "pub11_train_metadata.csv": pub11,
+        "pub11_validation_metadata.csv": pub11,
+        "rs3_train_val_metadata.csv": rs3,
+        "pub11_NER_geolocation_info.csv": pub11,
+    }
     for name, captions in expected.items():
         with open(run / "results/metafiles" / name, newline="", encoding="utf-8") as handle:
             header, *rows = list(csv.reader(handle))

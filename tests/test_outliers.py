@@ -7,15 +7,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from outlier_inputs import make_run, trained_detector
 from PIL import Image
 
-from outlier_inputs import make_run, trained_detector
+from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.ledger import read_stats
 from rs5m.pub11.outlier_qa import GRID_LEVELS, fig13_grid, grid_markdown, outlier_qa
-from rs5m.pub11.outlier_threshold import LOW_BOTH, LOW_CLIP, LOW_RS, UNDECODABLE, apply_outlier_threshold, joint_keep, top_percent_threshold
-from rs5m.pub11.score_part import SCORES_SCHEMA, load_clip, prompt_embedding, score_part
-from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.pub11.outlier_threshold import (
+    LOW_BOTH,
+    LOW_CLIP,
+    LOW_RS,
+    UNDECODABLE,
+    apply_outlier_threshold,
+    joint_keep,
+    top_percent_threshold,
+)
 from rs5m.pub11.prompts import build_prompts
+from rs5m.pub11.score_part import SCORES_SCHEMA, load_clip, prompt_embedding, score_part
 from rs5m.pub11.train_rs_detector import predict_rs_probability
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
@@ -67,15 +75,32 @@ def test_joint_keep_reasons_and_nan():
 
 def _write_scores(path, uids, clip, rs):
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"uid": uids, "clip_score": np.asarray(clip, np.float32),
-                             "rs_score": np.asarray(rs, np.float32)}, schema=SCORES_SCHEMA), path)
+    pq.write_table(
+        pa.table(
+            {"uid": uids, "clip_score": np.asarray(clip, np.float32), "rs_score": np.asarray(rs, np.float32)},
+            schema=SCORES_SCHEMA,
+        ),
+        path,
+    )
 
 
 def _kept(path, parts):
-    rows = [{"uid": uid, "source": source, "url": f"http://x/{uid}", "caption": "c", "matched_keywords": ["aerial"],
-             "part": part, "tar": f"results/pub11/download/{part}/00000.tar", "member": f"{uid}.jpg",
-             "width": 10, "height": 10}
-            for part, items in parts.items() for uid, source in items]
+    rows = [
+        {
+            "uid": uid,
+            "source": source,
+            "url": f"http://x/{uid}",
+            "caption": "c",
+            "matched_keywords": ["aerial"],
+            "part": part,
+            "tar": f"results/pub11/download/{part}/00000.tar",
+            "member": f"{uid}.jpg",
+            "width": 10,
+            "height": 10,
+        }
+        for part, items in parts.items()
+        for uid, source in items
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
     return path
@@ -92,8 +117,9 @@ def test_quantiles_are_global_across_parts_and_ledger_adds_up(tmp_path):
     rs_b[[0, 9]] = 0.1  # b0 fails rs only... b0 also has the lowest clip in part b
     _write_scores(tmp_path / "s/0001.parquet", [u for u, _ in b], np.linspace(0.80, 0.89, 10), rs_b)
     out = tmp_path / "final.parquet"
-    t = apply_outlier_threshold(kept, [tmp_path / "s/0000.parquet", tmp_path / "s/0001.parquet"], out,
-                                clip_top_percent=50, rs_top_percent=90)
+    t = apply_outlier_threshold(
+        kept, [tmp_path / "s/0000.parquet", tmp_path / "s/0001.parquet"], out, clip_top_percent=50, rs_top_percent=90
+    )
     # 20 pooled rows: clip top 50 % = 10 rows = all of part 0001; rs top 90 % = k 18 -> threshold 0.9 (18 at 0.9)
     assert t["clip_score"] == pytest.approx(0.80) and t["rs_score"] == pytest.approx(0.9)
     final = pq.read_table(out)
@@ -112,7 +138,9 @@ def test_quantiles_are_global_across_parts_and_ledger_adds_up(tmp_path):
 def test_both_reasons_counted_once_and_undecodable(tmp_path):
     items = [(f"u{i}", "wit") for i in range(5)]
     kept = _kept(tmp_path / "kept.parquet", {"0000": items})
-    _write_scores(tmp_path / "s.parquet", [u for u, _ in items], [0.1, 0.9, 0.8, 0.7, np.nan], [0.1, 0.9, 0.8, 0.7, 0.5])
+    _write_scores(
+        tmp_path / "s.parquet", [u for u, _ in items], [0.1, 0.9, 0.8, 0.7, np.nan], [0.1, 0.9, 0.8, 0.7, 0.5]
+    )
     apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "final.parquet", 75, 75)
     (stats,) = read_stats([tmp_path / "final.stats.json"])
     assert stats.rows_in == 5 and stats.kept == 3
@@ -160,8 +188,14 @@ def test_qa_writes_grid_and_plots(tmp_path):
     rng = np.random.default_rng(1)
     _write_scores(tmp_path / "s.parquet", [u for u, _ in items], rng.random(40), rng.random(40))
     out = tmp_path / "stats"
-    grid = outlier_qa(kept, [tmp_path / "s.parquet"], out / "fig13_grid.csv", out / "fig13_grid.md",
-                      out / "fig13_grid.png", out / "outlier_score_histograms.png")
+    grid = outlier_qa(
+        kept,
+        [tmp_path / "s.parquet"],
+        out / "fig13_grid.csv",
+        out / "fig13_grid.md",
+        out / "fig13_grid.png",
+        out / "outlier_score_histograms.png",
+    )
     assert grid.iloc[0].tolist() == [40, 38, 36, 34, 32, 30, 28, 26, 24]
     assert (out / "fig13_grid.csv").read_text().splitlines()[1].startswith("s 100%,40,38,36")
     for name in ("fig13_grid.png", "outlier_score_histograms.png"):
@@ -219,8 +253,18 @@ def test_score_part_on_a_tiny_shard(tmp_path):
 
     kept, images = make_run(tmp_path, {"0000": 5, "0001": 7}, corrupt={"000010003"})
     out = tmp_path / "results/pub11/scores/0001.parquet"
-    table = score_part(kept, "0001", weights, out, clip_model=TINY_CLIP_NAME, clip_pretrained=str(checkpoint),
-                       batch_size=2, workers=2, device="cpu", root=tmp_path)
+    table = score_part(
+        kept,
+        "0001",
+        weights,
+        out,
+        clip_model=TINY_CLIP_NAME,
+        clip_pretrained=str(checkpoint),
+        batch_size=2,
+        workers=2,
+        device="cpu",
+        root=tmp_path,
+    )
     written = pq.read_table(out)
     assert written.schema.names == ["uid", "clip_score", "rs_score"]
     expected_uids = [f"0001{i:012x}" for i in range(7)]  # only part 0001, only listed images, in order

@@ -1,4 +1,5 @@
 """The outlier stage's rules run by Snakemake on a tiny run folder (kept.parquet + shards made here)."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from outlier_inputs import make_run, non_rs_like, rs_like, write_folder
+
 from rs5m.ledger import read_stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,16 +52,37 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     demo["clip"]["pretrained"] = None  # random weights, which the stage must say in its log
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"parts": 2, "outliers": demo}))
     fragment = {"outliers": yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["outliers"]}
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "properties": {"parts": {"type": "integer", "default": 2}, **fragment}}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"parts": {"type": "integer", "default": 2}, **fragment},
+    }
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(schema))
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(rules=REPO / "rules/pub11_outliers.smk"))
 
-    targets = ["results/pub11/outliers.parquet", "results/stats/fig13_grid.md", "results/stats/outlier_score_histograms.png"]
+    targets = [
+        "results/pub11/outliers.parquet",
+        "results/stats/fig13_grid.md",
+        "results/stats/outlier_score_histograms.png",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(tmp_path), "-s",
-         str(tmp_path / "Snakefile"), *targets],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "2",
+            "--directory",
+            str(tmp_path),
+            "-s",
+            str(tmp_path / "Snakefile"),
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     for rule in ("train_rs_detector", "score_part", "outlier_threshold", "outlier_qa"):

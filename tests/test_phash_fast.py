@@ -1,4 +1,5 @@
 """images.phash_exact: false (reduced-scale JPEG decode for the hash) against the exact path."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,20 @@ from rs5m.demo.web import bad_body, near_duplicate, render_aerial, render_image
 from rs5m.pub11.images_part import inspect_image
 
 MAX_PIXELS = 50_000_000
-CASES = ["corrupt", "truncated", "html", "empty", "huge", "tiny", "cmyk", "16bit", "palette", "alpha", "animated", "exif-rotated"]
+CASES = [
+    "corrupt",
+    "truncated",
+    "html",
+    "empty",
+    "huge",
+    "tiny",
+    "cmyk",
+    "16bit",
+    "palette",
+    "alpha",
+    "animated",
+    "exif-rotated",
+]
 
 
 def _jpeg(image: Image.Image, **options) -> bytes:
@@ -40,7 +54,9 @@ def test_fast_path_gives_the_same_verdict_and_size(case):
 def test_fast_hash_is_exact_for_other_formats():
     buffer = io.BytesIO()
     large_scene(1).save(buffer, "PNG")
-    assert inspect_image(buffer.getvalue(), MAX_PIXELS, 32, False) == inspect_image(buffer.getvalue(), MAX_PIXELS, 32, True)
+    assert inspect_image(buffer.getvalue(), MAX_PIXELS, 32, False) == inspect_image(
+        buffer.getvalue(), MAX_PIXELS, 32, True
+    )
 
 
 def test_reduced_scale_keeps_full_size_and_rotation():
@@ -69,7 +85,9 @@ def test_fast_hashes_close_to_exact_and_find_the_planted_near_duplicates():
         body = _jpeg(scene, quality=85)
         exact, fast = inspect_image(body, MAX_PIXELS, 32, True)[4], inspect_image(body, MAX_PIXELS, 32, False)[4]
         gaps.append(bits(exact, fast))
-        found += all(bits(fast, inspect_image(near_duplicate(scene, copy), MAX_PIXELS, 32, False)[4]) <= 4 for copy in range(3))
+        found += all(
+            bits(fast, inspect_image(near_duplicate(scene, copy), MAX_PIXELS, 32, False)[4]) <= 4 for copy in range(3)
+        )
     assert max(gaps) <= 4 and np.mean(gaps) < 1.5
     assert found == 20
     # Distinct scenes stay apart.

@@ -1,4 +1,5 @@
 """The offline gazetteer entity ruler of place names, and the optional spaCy path."""
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,13 +23,21 @@ def test_default_gazetteer_has_countries_and_cities():
 
 def test_places_table_rows(tmp_path):
     source = tmp_path / "captions.parquet"
-    pq.write_table(pa.table({"uid": ["a", "b", "c"],
-                             "caption": ["aerial view of Paris", "a cat on a sofa", "Tokyo and Japan from space"]}),
-                   source)
+    pq.write_table(
+        pa.table(
+            {
+                "uid": ["a", "b", "c"],
+                "caption": ["aerial view of Paris", "a cat on a sofa", "Tokyo and Japan from space"],
+            }
+        ),
+        source,
+    )
     assert places_table(source, tmp_path / "gpe.parquet") == 2
     rows = pq.read_table(tmp_path / "gpe.parquet").to_pylist()
-    assert rows == [{"img_name": "a", "text": "aerial view of Paris", "entity": ["Paris"], "uid": "a"},
-                    {"img_name": "c", "text": "Tokyo and Japan from space", "entity": ["Tokyo", "Japan"], "uid": "c"}]
+    assert rows == [
+        {"img_name": "a", "text": "aerial view of Paris", "entity": ["Paris"], "uid": "a"},
+        {"img_name": "c", "text": "Tokyo and Japan from space", "entity": ["Tokyo", "Japan"], "uid": "c"},
+    ]
 
 
 def test_missing_spacy_model_gives_clear_message():

@@ -3,6 +3,7 @@
 import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import make_run
+
 from rs5m.assemble.shards import RS3, write_subset_shards
 
 
@@ -11,8 +12,16 @@ def shards(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("run"))
     out = {}
     for names in ("rs5m", "standard"):
-        manifest = write_subset_shards(RS3, run / "results/rs3/final.parquet", run / names,
-                                       run / names / "rs3.manifest.json", 0.2, 30_000, member_names=names, base_dir=run)
+        manifest = write_subset_shards(
+            RS3,
+            run / "results/rs3/final.parquet",
+            run / names,
+            run / names / "rs3.manifest.json",
+            0.2,
+            30_000,
+            member_names=names,
+            base_dir=run,
+        )
         out[names] = [str(run / names / s.path) for s in manifest.shards if s.split == "train"]
     final = {r["uid"]: r for r in pq.read_table(run / "results/rs3/final.parquet").to_pylist()}
     return run, out, final
@@ -48,6 +57,7 @@ def test_draft_preprocessing_close_to_full():
 
     import numpy as np
     from PIL import Image
+
     from rs5m.loader import FastClipPreprocess, clip_preprocess, decode_image
 
     rng = np.random.default_rng(0)
@@ -75,14 +85,19 @@ def test_hf_datasets_reads_both_layouts(shards):
     """Standard names load without features; the rs5m names through load_hf (hf_features + a cast),
     with the captions as text, not their bytes' repr."""
     pytest.importorskip("datasets")
-    from rs5m.loader import load_hf
     from rs5m.assemble.split import split_of
+    from rs5m.loader import load_hf
 
     run, urls, final = shards
     train = {uid for uid in final if split_of(uid, 0.2) == "train"}
     for names, image, caption in (("standard", "jpg", "txt"), ("rs5m", "img_content", "caption")):
-        dataset = load_hf({"train": urls[names]}, member_names=names, subset="rs3", split="train",
-                          cache_dir=str(run / f"hf-cache-{names}"))
+        dataset = load_hf(
+            {"train": urls[names]},
+            member_names=names,
+            subset="rs3",
+            split="train",
+            cache_dir=str(run / f"hf-cache-{names}"),
+        )
         assert set(dataset["__key__"]) == train and len(dataset) == len(train)
         for row in dataset:
             source = final[row["__key__"]]

@@ -1,4 +1,5 @@
 """Reduced-scale JPEG decoding for the GPU stages' loaders (rs5m.reduced_decode)."""
+
 import io
 
 import numpy as np

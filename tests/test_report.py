@@ -1,8 +1,8 @@
 import csv
 
 import pytest
-
 from assembly_fakes import make_run
+
 from rs5m.assemble.dataset_stats import OUTPUTS, utm_cell, write_report
 from rs5m.assemble.split import split_of
 
@@ -10,8 +10,9 @@ from rs5m.assemble.split import split_of
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("run"))
-    paths = write_report(run / "results/pub11/final.parquet", run / "results/rs3/final.parquet",
-                         run / "results/stats", 0.2, base_dir=run)
+    paths = write_report(
+        run / "results/pub11/final.parquet", run / "results/rs3/final.parquet", run / "results/stats", 0.2, base_dir=run
+    )
     return run, paths
 
 
@@ -52,7 +53,11 @@ def test_keywords_sizes_captions(report):
     assert rs3_sizes["0-64"] + rs3_sizes["64-128"] == 30  # fake RS3 images are 32, 48 or 120 px
     pub11_sizes = {r["longest_side_px"]: int(r["samples"]) for r in sizes if r["subset"] == "pub11"}
     assert pub11_sizes["128-256"] == sum(max(r["width"], r["height"]) == 128 for r in pub11)
-    words = {r["words"]: int(r["samples"]) for r in _rows(run / "results/stats/caption_lengths.csv") if r["subset"] == "pub11"}
+    words = {
+        r["words"]: int(r["samples"])
+        for r in _rows(run / "results/stats/caption_lengths.csv")
+        if r["subset"] == "pub11"
+    }
     assert sum(words.values()) == len(pub11)
 
 

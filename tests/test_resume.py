@@ -1,4 +1,5 @@
 """Crash and resume: a SIGKILL in the middle of writing shards, then a rerun, gives the same bytes."""
+
 import os
 import signal
 import subprocess
@@ -7,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from assembly_fakes import make_rs3
 from conftest import REPO, snakemake
 
@@ -42,8 +42,7 @@ def test_shard_job_killed_mid_write_then_rerun_is_byte_identical(tmp_path):
     assert _write_shards(tmp_path, "clean") == 0
     crashed = tmp_path / "crashed"
     # Kill once a few tars are complete and the next is half written.
-    code = _write_shards(tmp_path, "crashed",
-                         kill_when=lambda: len(list(crashed.glob("train/*.tar"))) >= 3)
+    code = _write_shards(tmp_path, "crashed", kill_when=lambda: len(list(crashed.glob("train/*.tar"))) >= 3)
     assert code == -signal.SIGKILL
     assert not (crashed / "rs3.manifest.json").exists()  # the job's declared output: not done
     assert _write_shards(tmp_path, "crashed") == 0
@@ -56,16 +55,28 @@ def test_shard_job_killed_mid_write_then_rerun_is_byte_identical(tmp_path):
 def test_demo_killed_mid_stage_then_resumed_gives_identical_shards(tmp_path, demo_run):
     clean, crashed = demo_run, tmp_path / "crashed"
     crashed.mkdir()
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(crashed),
-               "--cores", "2", "assemble"]
-    process = subprocess.Popen(command, cwd=crashed, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(crashed),
+        "--cores",
+        "2",
+        "assemble",
+    ]
+    process = subprocess.Popen(
+        command, cwd=crashed, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 600
     # Mid-stage: the shard jobs have started writing tars but not finished their manifests.
     while process.poll() is None and time.monotonic() < deadline:
-        if list((crashed / "results/shards").glob("*/*.tar*")) and not (
-            crashed / "results/shards/rs3.manifest.json"
-        ).exists():
+        if (
+            list((crashed / "results/shards").glob("*/*.tar*"))
+            and not (crashed / "results/shards/rs3.manifest.json").exists()
+        ):
             os.killpg(process.pid, signal.SIGKILL)
             break
         time.sleep(0.01)

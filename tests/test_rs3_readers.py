@@ -1,4 +1,5 @@
 """RS3 readers on generated trees in every layout, and on ../shared/fixtures when present."""
+
 import json
 import shutil
 from pathlib import Path
@@ -8,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from rs5m.demo import rs3_demo_inputs as rs3_demo
 from rs5m.columns import make_uid
+from rs5m.demo import rs3_demo_inputs as rs3_demo
 from rs5m.ledger import drops_path, read_stats, stats_path
 from rs5m.metacaption import bigearthnet_fields, fmow_fields
 from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet, rgb_composite

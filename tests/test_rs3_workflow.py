@@ -1,9 +1,9 @@
 """The demo through RS3 with Snakemake: generated inputs, tiny models, final.parquet and ledger."""
+
 import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import snakemake
 
 pytestmark = pytest.mark.workflow
@@ -18,8 +18,18 @@ def test_dry_run_plans_the_rs3_branch(tmp_path):
 def test_demo_through_rs3(demo_run):
     run_dir = demo_run
     final = pq.read_table(run_dir / "results/rs3/final.parquet")
-    assert final.column_names[:10] == ["uid", "dataset", "img_name", "image_path", "caption", "top_cap", "ssl_cap",
-                                       "meta_caption", "labels", "geo"]
+    assert final.column_names[:10] == [
+        "uid",
+        "dataset",
+        "img_name",
+        "image_path",
+        "caption",
+        "top_cap",
+        "ssl_cap",
+        "meta_caption",
+        "labels",
+        "geo",
+    ]
     rows = {r["img_name"]: r for r in final.to_pylist()}
     # 10 fMoW + 6 BigEarthNet + 4 MillionAID survive the readers' drops (see test_rs3_readers).
     assert sum(r["dataset"] == "fmow" for r in rows.values()) == 10

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from outlier_inputs import make_run, trained_detector
+
 from rs5m.pub11.train_rs_detector import (
     NON_RS_CLASS,
     RS_CLASS,
@@ -45,8 +45,11 @@ def test_training_writes_metrics_and_weights_that_inference_loads():
     on_disk = json.loads((work / "out/metrics.json").read_text())
     assert on_disk == metrics
     # 10 RS and 14 non-RS images: balanced to 10 per class, 7:1:2 each
-    assert metrics["images"] == {"train": {"rs": 7, "non_rs": 7}, "val": {"rs": 1, "non_rs": 1},
-                                 "test": {"rs": 2, "non_rs": 2}}
+    assert metrics["images"] == {
+        "train": {"rs": 7, "non_rs": 7},
+        "val": {"rs": 1, "non_rs": 1},
+        "test": {"rs": 2, "non_rs": 2},
+    }
     assert metrics["val_accuracy"] in (0.0, 0.5, 1.0) and metrics["test_accuracy"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     module, transform, rs_index, imgsz = load_detector(weights)
     assert imgsz == 32 and module.names[rs_index] == RS_CLASS
@@ -59,8 +62,9 @@ def test_training_writes_metrics_and_weights_that_inference_loads():
     # same preprocessing and head as ultralytics' own predictor on the trained file
     from ultralytics import YOLO
 
-    reference = YOLO(str(weights)).predict([str(p) for p in classes[RS_CLASS] + classes[NON_RS_CLASS]],
-                                           imgsz=32, device="cpu", verbose=False)
+    reference = YOLO(str(weights)).predict(
+        [str(p) for p in classes[RS_CLASS] + classes[NON_RS_CLASS]], imgsz=32, device="cpu", verbose=False
+    )
     np.testing.assert_allclose(probabilities, [float(r.probs.data[rs_index]) for r in reference], atol=1e-5)
 
 

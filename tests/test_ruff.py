@@ -1,4 +1,5 @@
 """ruff (configured in pyproject.toml) finds nothing to lint and nothing to reformat in the Python code."""
+
 import shutil
 import subprocess
 import sys

@@ -6,20 +6,26 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from assembly_fakes import CC3M_LABELS, make_run
 from PIL import Image
 
-from assembly_fakes import CC3M_LABELS, make_run
-from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
-from rs5m.tar import iter_shard_samples, read_tar_members
 from rs5m.assemble.split import split_of
+from rs5m.pub11.pub11_metacaption import pub11_metacaptions
+from rs5m.tar import iter_shard_samples, read_tar_members
 
 
 def _write(run, subset, out="results/shards", **kw):
     options = dict(val_fraction=0.2, target_bytes=20_000, member_names="rs5m")
     options.update(kw)
-    return write_subset_shards(subset, run / f"results/{subset}/final.parquet", run / out,
-                               run / out / f"{subset}.manifest.json", base_dir=run, **options)
+    return write_subset_shards(
+        subset,
+        run / f"results/{subset}/final.parquet",
+        run / out,
+        run / out / f"{subset}.manifest.json",
+        base_dir=run,
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +107,17 @@ def test_reruns_byte_identical_and_stale_shards_removed(run):
     for shard in first.shards:
         assert (run / "a" / shard.path).read_bytes() == (run / "b" / shard.path).read_bytes()
     assert sorted(p.name for p in (run / "a/train").iterdir()) == sorted(
-        Path(s.path).name for s in first.shards if s.split == "train")
+        Path(s.path).name for s in first.shards if s.split == "train"
+    )
 
 
 def test_tar_headers_fixed_and_safe(run):
     manifest = _write(run, RS3, out="hdr")
     with tarfile.open(run / "hdr" / manifest.shards[0].path) as archive:
         members = archive.getmembers()
-    assert members and all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" and m.mode == 0o444
-                           for m in members)
+    assert members and all(
+        m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" and m.mode == 0o444 for m in members
+    )
     assert all("/" not in m.name and m.name.count(".") == 1 for m in members)
     # members of one sample are adjacent
     keys = [m.name.split(".")[0] for m in members]
@@ -120,10 +128,12 @@ def test_missing_download_member_is_an_error(run, tmp_path):
     table = pq.read_table(run / "results/pub11/final.parquet").to_pylist()
     table[0]["member"] = "missing.jpg"
     import pyarrow as pa
+
     pq.write_table(pa.Table.from_pylist(table), tmp_path / "final.parquet")
     with pytest.raises(FileNotFoundError, match="missing"):
-        write_subset_shards(PUB11, tmp_path / "final.parquet", tmp_path / "s", tmp_path / "s/m.json",
-                            0.05, 10_000, base_dir=run)
+        write_subset_shards(
+            PUB11, tmp_path / "final.parquet", tmp_path / "s", tmp_path / "s/m.json", 0.05, 10_000, base_dir=run
+        )
 
 
 def _tarfile_shard(path, members):
@@ -136,8 +146,16 @@ def _tarfile_shard(path, members):
 
 
 def test_hand_built_shard_equals_tarfile_output(tmp_path):
-    samples = [Sample(f"k{n:03d}", f"laion_k{n}.png", bytes(range(256)) * n + b"x" * (n * 37 % 512),
-                      f"caption {n} é", {"uid": f"k{n:03d}", "score": n / 3}) for n in range(1, 6)]
+    samples = [
+        Sample(
+            f"k{n:03d}",
+            f"laion_k{n}.png",
+            bytes(range(256)) * n + b"x" * (n * 37 % 512),
+            f"caption {n} é",
+            {"uid": f"k{n:03d}", "score": n / 3},
+        )
+        for n in range(1, 6)
+    ]
     writer = ShardSetWriter(tmp_path / "hand", "pub11", "train", 1 << 20, "rs5m")
     for sample in samples:
         writer.add(sample)
@@ -153,7 +171,8 @@ def test_download_scan_matches_tarfile_and_falls_back(tmp_path):
     _tarfile_shard(tmp_path / "plain.tar", plain)
     wanted = {plain[1][0], plain[5][0]}
     assert {k: bytes(v) for k, v in read_tar_members(tmp_path / "plain.tar", wanted).items()} == {
-        name: data for name, data in plain if name in wanted}
+        name: data for name, data in plain if name in wanted
+    }
     # A name over 100 bytes needs a GNU/pax header the scanner does not parse: tarfile reads it.
     long_name = "d" * 120 + ".jpg"
     with tarfile.open(tmp_path / "long.tar", "w", format=tarfile.PAX_FORMAT) as archive:
@@ -162,7 +181,7 @@ def test_download_scan_matches_tarfile_and_falls_back(tmp_path):
         archive.addfile(info, io.BytesIO(b"12345"))
     assert read_tar_members(tmp_path / "long.tar", {long_name}) == {long_name: b"12345"}
     data = (tmp_path / "plain.tar").read_bytes()
-    (tmp_path / "cut.tar").write_bytes(data[:512 * 3])  # second member's data cut short
+    (tmp_path / "cut.tar").write_bytes(data[: 512 * 3])  # second member's data cut short
     with pytest.raises(tarfile.ReadError, match="truncated"):
         read_tar_members(tmp_path / "cut.tar", {plain[1][0]})
     (tmp_path / "empty.tar").write_bytes(b"")
@@ -172,8 +191,12 @@ def test_download_scan_matches_tarfile_and_falls_back(tmp_path):
 
 def test_pub11_meta_captions_in_json_and_prepended_caption(run):
     meta = run / "results/pub11/metacaption.parquet"
-    pub11_metacaptions(run / "results/pub11/final.parquet", sorted(run.glob("results/pub11/urldedup/*.parquet")),
-                       meta, cc3m_labels=run / CC3M_LABELS)
+    pub11_metacaptions(
+        run / "results/pub11/final.parquet",
+        sorted(run.glob("results/pub11/urldedup/*.parquet")),
+        meta,
+        cc3m_labels=run / CC3M_LABELS,
+    )
     by_uid = {r["uid"]: r for r in pq.read_table(meta).to_pylist()}
     final = {r["uid"]: r for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}
     manifest = _write(run, PUB11, out="meta", pub11_meta=meta, pub11_caption="prepend")
@@ -251,7 +274,9 @@ def test_fixed_shard_count(run):
     many = _write(run, RS3, out="many", count=40)
     assert len(many.shards) == 80 and any(s.samples == 0 for s in many.shards)
     empty = next(s for s in many.shards if s.samples == 0)
-    assert (run / "many" / empty.path).stat().st_size == 10240 and list(iter_shard_samples(run / "many" / empty.path)) == []
+    assert (run / "many" / empty.path).stat().st_size == 10240 and list(
+        iter_shard_samples(run / "many" / empty.path)
+    ) == []
 
 
 def test_shard_indices_balance_bytes():
@@ -263,8 +288,9 @@ def test_shard_indices_balance_bytes():
     assert shard_indices([], 3) == []
 
 
-@pytest.mark.parametrize("subset,options", [(PUB11, {"target_bytes": 20_000}), (PUB11, {"count": 5}),
-                                            (RS3, {"target_bytes": 20_000})])
+@pytest.mark.parametrize(
+    "subset,options", [(PUB11, {"target_bytes": 20_000}), (PUB11, {"count": 5}), (RS3, {"target_bytes": 20_000})]
+)
 def test_shard_groups_write_the_single_job_bytes(run, subset, options):
     """shards.jobs: each group writes its own range of shards; merged, the manifest and every tar
     equal what one job writes, and stale tars of an earlier run are removed by the merge."""
@@ -278,9 +304,18 @@ def test_shard_groups_write_the_single_job_bytes(run, subset, options):
     parts = []
     for group in range(3):
         parts.append(out / f"part-{group}.json")
-        write_subset_shards(subset, run / f"results/{subset}/final.parquet", out, parts[-1], base_dir=run,
-                            val_fraction=0.2, member_names="rs5m", group=group, groups=3,
-                            **{"target_bytes": 20_000, **options})
+        write_subset_shards(
+            subset,
+            run / f"results/{subset}/final.parquet",
+            out,
+            parts[-1],
+            base_dir=run,
+            val_fraction=0.2,
+            member_names="rs5m",
+            group=group,
+            groups=3,
+            **{"target_bytes": 20_000, **options},
+        )
     assert sum(bool(Manifest.read(part).shards) for part in parts) >= 2
     merged = merge_manifests(parts, out / f"{subset}.manifest.json", out)
     assert merged == single and len(single.shards) >= 3

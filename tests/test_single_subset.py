@@ -3,19 +3,26 @@
 The library half: shards, metafiles, statistics, card and audit of one subset, the card and the
 audit naming the absent one. The Snakemake half (the plan of such a build) is in test_workflow.py.
 """
+
 import json
 
 import pytest
-
 from assembly_fakes import make_pub11, make_rs3
+
 from rs5m.assemble.audit import audit, main
 from rs5m.assemble.dataset_card import write_card
-from rs5m.assemble.metafiles import write_metafiles
 from rs5m.assemble.dataset_stats import OUTPUTS, write_report
+from rs5m.assemble.metafiles import write_metafiles
 from rs5m.assemble.shards import write_subset_shards
 
-CARD = {"name": "RS5M", "description": "test build", "license": "https://creativecommons.org/licenses/by-nc/4.0/",
-        "url": "https://example.invalid/rs5m", "version": "0.1.0", "validate": True}
+CARD = {
+    "name": "RS5M",
+    "description": "test build",
+    "license": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "url": "https://example.invalid/rs5m",
+    "version": "0.1.0",
+    "validate": True,
+}
 WHY = {"pub11": "no PUB11 source is configured", "rs3": "no RS3 dataset is configured"}
 
 
@@ -23,19 +30,30 @@ def _build(run, subset):
     """Everything the assembly rules write for a build holding only `subset`."""
     if subset == "pub11":
         make_pub11(run, {"laion2b": 20, "wit": 8})
-        finals = {"pub11_final": run / "results/pub11/final.parquet", "rs3_final": None,
-                  "places": run / "results/pub11/places.parquet"}
+        finals = {
+            "pub11_final": run / "results/pub11/final.parquet",
+            "rs3_final": None,
+            "places": run / "results/pub11/places.parquet",
+        }
     else:
         make_rs3(run)
         finals = {"pub11_final": None, "rs3_final": run / "results/rs3/final.parquet", "places": None}
     manifest = run / f"results/shards/{subset}.manifest.json"
-    write_subset_shards(subset, run / f"results/{subset}/final.parquet", run / "results/shards", manifest,
-                        0.2, 30_000, base_dir=run)
+    write_subset_shards(
+        subset, run / f"results/{subset}/final.parquet", run / "results/shards", manifest, 0.2, 30_000, base_dir=run
+    )
     counts = write_metafiles(out_dir=run / "results/metafiles", val_fraction=0.2, **finals)
     write_report(finals["pub11_final"], finals["rs3_final"], run / "results/stats", 0.2, base_dir=run)
     absent = {other: WHY[other] for other in ("pub11", "rs3") if other != subset}
-    write_card([manifest], run / "results/metafiles", run / "results/shards/README.md",
-               run / "results/shards/croissant.json", {"split": {"val_fraction": 0.2}}, CARD, absent=absent)
+    write_card(
+        [manifest],
+        run / "results/metafiles",
+        run / "results/shards/README.md",
+        run / "results/shards/croissant.json",
+        {"split": {"val_fraction": 0.2}},
+        CARD,
+        absent=absent,
+    )
     return counts, absent
 
 

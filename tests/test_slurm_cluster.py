@@ -13,6 +13,7 @@ Every process the scenario starts carries a marker in its environment (SLURM pas
 jobs and their job steps); the teardown ends every marked process left, job steps included, and
 fails if one survives.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ RUN_TIMEOUT = 900
 COMPARED_OUTPUTS = ["results/shards/**/*", "results/metafiles/**/*", "results/**/*.parquet"]
 RECORD_FIELDS = ["JobID", "Name", "Partition", "State", "NumCPUs", "MinMemory", "tres-per-job", "Comment"]
 OPT_IN = "RS5M_TEST_SLURM"
-OPT_IN_MESSAGE = (f"the SLURM cluster test is opt-in: set {OPT_IN}=1 to run it (it installs slurm-wlm and munge "
-                  "with apt-get and starts daemons as root)")
+OPT_IN_MESSAGE = (
+    f"the SLURM cluster test is opt-in: set {OPT_IN}=1 to run it (it installs slurm-wlm and munge "
+    "with apt-get and starts daemons as root)"
+)
 # Set in the environment of every process the scenario starts; its value names the session.
 MARK = "RS5M_SLURM_TEST_MARK"
 SESSION_MARK = f"{os.getpid()}-{time.time_ns()}"
@@ -107,7 +110,9 @@ def cluster():
     up = subprocess.run(["bash", str(CLUSTER), "up"], env=env, capture_output=True, text=True, timeout=900)
     if up.returncode != 0:
         subprocess.run(["bash", str(CLUSTER), "down"], env=env, capture_output=True, timeout=120)
-        pytest.fail(f"the SLURM test cluster did not come up (exit {up.returncode}):\n{up.stdout}\n{up.stderr}", pytrace=False)
+        pytest.fail(
+            f"the SLURM test cluster did not come up (exit {up.returncode}):\n{up.stdout}\n{up.stderr}", pytrace=False
+        )
     os.environ["SLURM_CONF"] = str(state / "etc" / "slurm.conf")
     yield env
     os.environ.pop("SLURM_CONF", None)
@@ -150,7 +155,9 @@ def mem_mb(text: str) -> int:
 def job_records() -> list[JobRecord]:
     """Every job slurmctld still knows (MinJobAge is an hour on the test cluster)."""
     fmt = ",".join(f"{field}:|" for field in RECORD_FIELDS)
-    out = subprocess.run(["squeue", "--states=all", "--noheader", "-O", fmt], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "-O", fmt], capture_output=True, text=True, check=True
+    ).stdout
     records = []
     for line in out.splitlines():
         jobid, name, partition, state, cpus, memory, tres, comment = line.split("|")[:8]
@@ -168,12 +175,19 @@ def copy_repo(dest: Path, repo: Path | None = None) -> Path:
     existing folder `dest`."""
     repo = repo or REPO
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo, capture_output=True, text=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
     )
     if listed.returncode != 0:
         # Not a git checkout (a release tarball): everything but the outputs, into the existing folder.
-        shutil.copytree(repo, dest, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".git", ".venv", "results", "logs", ".snakemake", "resources"))
+        shutil.copytree(
+            repo,
+            dest,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".git", ".venv", "results", "logs", ".snakemake", "resources"),
+        )
         return dest
     for name in filter(None, listed.stdout.split("\0")):
         source = repo / name
@@ -202,7 +216,12 @@ def snakemake_command(*args: str) -> list[str]:
 def start(copy: Path, log: Path, *args: str) -> subprocess.Popen:
     with open(log, "w") as handle:
         return subprocess.Popen(
-            snakemake_command(*args), cwd=copy, env=run_env(copy), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            snakemake_command(*args),
+            cwd=copy,
+            env=run_env(copy),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -211,7 +230,10 @@ def finish(process: subprocess.Popen, log: Path, env) -> int:
         return process.wait(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail(f"snakemake did not finish in {RUN_TIMEOUT}s:\n{log.read_text()[-8000:]}\n{cluster_logs(env)}", pytrace=False)
+        pytest.fail(
+            f"snakemake did not finish in {RUN_TIMEOUT}s:\n{log.read_text()[-8000:]}\n{cluster_logs(env)}",
+            pytrace=False,
+        )
 
 
 def run_id(log: Path, process: subprocess.Popen, timeout: float = 120) -> str:
@@ -320,7 +342,12 @@ def local_outputs(demo_run):
 def scenario(cluster, local_outputs, run_folder) -> Scenario:
     copy = copy_repo(run_folder)
     dry = subprocess.run(
-        snakemake_command("-n", "--profile", PROFILE), cwd=copy, env=run_env(copy), capture_output=True, text=True, timeout=300
+        snakemake_command("-n", "--profile", PROFILE),
+        cwd=copy,
+        env=run_env(copy),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert dry.returncode == 0, dry.stdout[-4000:] + dry.stderr[-4000:]
     plan = planned(dry.stdout + dry.stderr)
@@ -336,7 +363,12 @@ def scenario(cluster, local_outputs, run_folder) -> Scenario:
     # The recovery docs/slurm.md gives: cancel the dead run's jobs by its run ID, unlock, rerun.
     subprocess.run(["scancel", f"--name={first_run}"], check=True)
     unlock = subprocess.run(
-        snakemake_command("--profile", PROFILE, "--unlock"), cwd=copy, env=run_env(copy), capture_output=True, text=True, timeout=300
+        snakemake_command("--profile", PROFILE, "--unlock"),
+        cwd=copy,
+        env=run_env(copy),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert unlock.returncode == 0, unlock.stdout[-4000:] + unlock.stderr[-4000:]
 
@@ -348,7 +380,15 @@ def scenario(cluster, local_outputs, run_folder) -> Scenario:
     subprocess.run(["scancel", str(cancelled.jobid)], check=True)
     code = finish(head, second_log, cluster)
     assert code == 0, f"the recovery run failed:\n{second_log.read_text()[-8000:]}\n{cluster_logs(cluster)}"
-    return Scenario(copy, plan, [first_run, second_run], first_log.read_text(), second_log.read_text(), cancelled, unlock.stdout + unlock.stderr)
+    return Scenario(
+        copy,
+        plan,
+        [first_run, second_run],
+        first_log.read_text(),
+        second_log.read_text(),
+        cancelled,
+        unlock.stdout + unlock.stderr,
+    )
 
 
 # --------------------------------------------------------------------------- the checks
@@ -385,7 +425,9 @@ def test_jobs_got_the_partition_threads_memory_and_gpus_of_the_profile(scenario)
         wants_gpu = int(job.resources.get("gpu", 0)) > 0
         expected_partition = per_rule.get(record.rule, {}).get("slurm_partition", defaults["slurm_partition"])
         assert record.partition == expected_partition, record
-        assert record.partition == ("gpu" if wants_gpu else "cpu"), f"GPU rule {record.rule} missing from the profile's set-resources"
+        assert record.partition == ("gpu" if wants_gpu else "cpu"), (
+            f"GPU rule {record.rule} missing from the profile's set-resources"
+        )
         assert ("gres:gpu:" in record.tres) == wants_gpu, record
         assert record.cpus == job.threads, record
         assert record.mem_mb == int(job.resources["mem_mb"]), record
@@ -395,7 +437,11 @@ def test_jobs_got_the_partition_threads_memory_and_gpus_of_the_profile(scenario)
 
 def test_a_cancelled_job_is_retried_and_the_run_completes(scenario):
     cancelled = scenario.cancelled
-    attempts = [r for r in job_records() if r.run == scenario.runs[1] and (r.rule, r.wildcards) == (cancelled.rule, cancelled.wildcards)]
+    attempts = [
+        r
+        for r in job_records()
+        if r.run == scenario.runs[1] and (r.rule, r.wildcards) == (cancelled.rule, cancelled.wildcards)
+    ]
     states = [r.state for r in sorted(attempts, key=lambda r: r.jobid)]
     assert states[0] == "CANCELLED" and states[-1] == "COMPLETED", states
 

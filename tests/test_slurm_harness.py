@@ -1,5 +1,6 @@
 """The SLURM cluster test's harness, without a cluster (issue 14, items 12-14): it is opt-in, it
 copies a checkout that is not a git repository, and its teardown ends every process it started."""
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,23 @@ def test_cluster_test_skips_without_the_opt_in_and_names_the_switch(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != harness.OPT_IN}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "workflow"), str(REPO / "tests"), env.get("PYTHONPATH", "")])
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(REPO / "tests/test_slurm_cluster.py"),
-         "-k", "test_every_non_local_job_ran_as_a_slurm_job"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            str(REPO / "tests/test_slurm_cluster.py"),
+            "-k",
+            "test_every_non_local_job_ran_as_a_slurm_job",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "1 skipped" in result.stdout and "RS5M_TEST_SLURM=1" in result.stdout, result.stdout[-3000:]
@@ -32,8 +47,14 @@ def test_ci_opts_in():
 
 def test_copy_repo_of_a_checkout_that_is_not_a_git_repository(tmp_path, monkeypatch):
     tarball = tmp_path / "rs5m-0.1.0"  # what a release tarball unpacks to: no .git
-    for rel in ("Snakefile", "rules/common.smk", "workflow/rs5m/__init__.py", "results/old.parquet",
-                ".venv/bin/python", "logs/x.log"):
+    for rel in (
+        "Snakefile",
+        "rules/common.smk",
+        "workflow/rs5m/__init__.py",
+        "results/old.parquet",
+        ".venv/bin/python",
+        "logs/x.log",
+    ):
         (tarball / rel).parent.mkdir(parents=True, exist_ok=True)
         (tarball / rel).write_text(rel)
     dest = tmp_path / "copy"

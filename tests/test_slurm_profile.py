@@ -3,6 +3,7 @@
 `snakemake -n --profile config/profiles/slurm` shows each job's threads and resources as they
 would be submitted; tests/test_slurm_cluster.py checks the submissions on a real cluster.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,23 @@ pytestmark = pytest.mark.workflow
 
 def dry_run(workdir: Path, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--profile", str(PROFILE.parent), "-s", str(REPO / "Snakefile"),
-         "--directory", str(workdir), *args],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--profile",
+            str(PROFILE.parent),
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            *args,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout + result.stderr
@@ -57,7 +72,9 @@ def test_profile_is_loaded_and_threads_are_not_clamped_to_the_login_node(tmp_pat
 def test_every_job_gets_partition_memory_and_runtime(tmp_path, profile):
     jobs = planned(dry_run(tmp_path))
     assert jobs
-    gpu_rules = {rule for rule, settings in profile["set-resources"].items() if settings.get("slurm_partition") == "gpu"}
+    gpu_rules = {
+        rule for rule, settings in profile["set-resources"].items() if settings.get("slurm_partition") == "gpu"
+    }
     for rule, _, resources in jobs:
         assert int(resources["runtime"]) > 0 and int(resources["mem_mb"]) > 0, rule
         wants_gpu = int(resources.get("gpu", 0)) > 0

@@ -1,8 +1,8 @@
 import pyarrow as pa
 import pytest
 
-from rs5m.columns import make_uid
 from rs5m.assemble.split import TRAIN, VAL, assign_split, split_counts, split_of
+from rs5m.columns import make_uid
 
 
 def _uids(source, n, start=0):

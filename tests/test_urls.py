@@ -1,4 +1,5 @@
 """URL normalisation, the URL safety filter, the duplicate priority rule and the global URL dedup."""
+
 from __future__ import annotations
 
 import json
@@ -155,8 +156,15 @@ def test_allowed_networks_are_exact():
     for url in ("http://127.0.0.1:8000/a", "http://2130706433/a", "http://[::ffff:127.0.0.1]/a"):
         assert check_url(url, loopback_one) is None
         assert check_url(url) == "blocked_url"
-    for url in ("http://127.0.0.2/a", "http://localhost:8000/a", "http://[::1]/a", "http://10.0.0.1/a",
-                "http://169.254.169.254/a", "http://0.0.0.0/a", "http://x.local/a"):
+    for url in (
+        "http://127.0.0.2/a",
+        "http://localhost:8000/a",
+        "http://[::1]/a",
+        "http://10.0.0.1/a",
+        "http://169.254.169.254/a",
+        "http://0.0.0.0/a",
+        "http://x.local/a",
+    ):
         assert check_url(url, loopback_one) == "blocked_url", url
     mirror = allowed_networks(["10.20.0.0/16"])
     assert check_url("http://10.20.3.4/a.jpg", mirror) is None
@@ -166,16 +174,38 @@ def test_allowed_networks_are_exact():
 @pytest.mark.parametrize(
     "address, blocked",
     [
-        ("8.8.8.8", False), ("1.1.1.1", False), ("2606:4700:4700::1111", False),
-        ("127.0.0.1", True), ("127.0.0.2", True), ("10.0.0.1", True), ("172.16.0.1", True), ("192.168.0.1", True),
-        ("100.64.0.1", True), ("169.254.169.254", True), ("198.18.0.1", True), ("192.0.2.1", True),
-        ("224.0.0.1", True), ("240.0.0.1", True), ("255.255.255.255", True), ("0.0.0.0", True),
-        ("::1", True), ("::", True), ("fe80::1", True), ("fc00::1", True), ("fec0::1", True), ("ff02::1", True),
-        ("::ffff:127.0.0.1", True), ("::ffff:8.8.8.8", False),
-        ("64:ff9b::a9fe:a9fe", True), ("64:ff9b::808:808", False), ("64:ff9b:1::1", True),
-        ("2002:7f00:1::1", True), ("2002:808:808::1", False),
+        ("8.8.8.8", False),
+        ("1.1.1.1", False),
+        ("2606:4700:4700::1111", False),
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("10.0.0.1", True),
+        ("172.16.0.1", True),
+        ("192.168.0.1", True),
+        ("100.64.0.1", True),
+        ("169.254.169.254", True),
+        ("198.18.0.1", True),
+        ("192.0.2.1", True),
+        ("224.0.0.1", True),
+        ("240.0.0.1", True),
+        ("255.255.255.255", True),
+        ("0.0.0.0", True),
+        ("::1", True),
+        ("::", True),
+        ("fe80::1", True),
+        ("fc00::1", True),
+        ("fec0::1", True),
+        ("ff02::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:8.8.8.8", False),
+        ("64:ff9b::a9fe:a9fe", True),
+        ("64:ff9b::808:808", False),
+        ("64:ff9b:1::1", True),
+        ("2002:7f00:1::1", True),
+        ("2002:808:808::1", False),
         ("2001:0:4136:e378:8000:63bf:80ff:fffe", True),  # Teredo, client 127.0.0.1
-        ("::a9fe:a9fe", True), ("::808:808", False),  # IPv4-compatible
+        ("::a9fe:a9fe", True),
+        ("::808:808", False),  # IPv4-compatible
         ("2001:db8::1", True),  # documentation
     ],
 )
@@ -240,9 +270,7 @@ def test_url_filter_and_dedup(tmp_path):
         ["http://a.com/1.jpg", "http://b.com/2.jpg", "http://169.254.169.254/x", "ftp://a.com/y"],
         {"src_top_caption": ["t1", "t2", "t3", "t4"]},
     )
-    cc3m = _metadata(
-        tmp_path / "cc3m/00000.parquet", "cc3m", ["HTTP://A.com:80/1.jpg#top", "http://c.com/3.jpg", None]
-    )
+    cc3m = _metadata(tmp_path / "cc3m/00000.parquet", "cc3m", ["HTTP://A.com:80/1.jpg#top", "http://c.com/3.jpg", None])
     laion = _metadata(
         tmp_path / "laion2b/00000.parquet",
         "laion2b",
@@ -280,7 +308,10 @@ def test_url_filter_and_dedup(tmp_path):
 
     stats = {entry["source"]: entry for entry in json.loads(stats_file.read_text())}
     assert stats["laioncoco"] == {
-        "stage": "url_filter", "source": "laioncoco", "rows_in": 4, "kept": 0,
+        "stage": "url_filter",
+        "source": "laioncoco",
+        "rows_in": 4,
+        "kept": 0,
         "dropped": {"blocked_url": 1, "duplicate_url": 2, "bad_url_scheme": 1},
     }
     assert stats["cc3m"]["kept"] == 1 and stats["cc3m"]["dropped"] == {"duplicate_url": 1, "bad_url": 1}

@@ -1,4 +1,5 @@
 """The Snakemake layer: lint, formatting, dry-run plans and the demo run end to end."""
+
 import csv
 import json
 import subprocess
@@ -6,7 +7,6 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -77,8 +77,10 @@ def test_two_input_files_of_one_name_in_a_source_are_refused(tmp_path):
 
 def test_missing_cc3m_labels_file_is_skipped_with_a_message(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("sources:\n  cc3m:\n    paths: [in.tsv]\nmetacaption:\n  cc3m_labels: nowhere/labels.tsv\n"
-                      "rs3:\n  datasets: []\n")
+    config.write_text(
+        "sources:\n  cc3m:\n    paths: [in.tsv]\nmetacaption:\n  cc3m_labels: nowhere/labels.tsv\n"
+        "rs3:\n  datasets: []\n"
+    )
     (tmp_path / "in.tsv").write_text("aerial view\thttp://a/1\n")
     result = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(config), "--", "pub11_metacaption")
     assert "metacaption.cc3m_labels: nowhere/labels.tsv not found" in result.stderr
@@ -103,14 +105,18 @@ def test_demo_end_to_end_keyword_stage(demo_run):
         assert int(account["rows_in"]) == int(account["kept"]) + dropped
     kept = pq.read_table(demo_run / "results/pub11/metadata/laion2b/00001.parquet")
     assert all(kept.column("matched_keywords").to_pylist())
-    reasons = {r["reason"] for r in pq.read_table(demo_run / "results/pub11/metadata/laion2b/00001.drops.parquet").to_pylist()}
+    reasons = {
+        r["reason"] for r in pq.read_table(demo_run / "results/pub11/metadata/laion2b/00001.drops.parquet").to_pylist()
+    }
     assert reasons == {"null_url", "bad_url_scheme", "null_caption"}
     cc12m = json.loads((demo_run / "results/pub11/metadata/cc12m/00000.stats.json").read_text())[0]
     assert cc12m["dropped"]["undecodable_row"] == 2 and cc12m["dropped"]["caption_too_long"] == 1
 
 
 def test_forcerun_one_stage_plans_only_that_stage(demo_run):
-    jobs = planned_jobs(snakemake(demo_run, "-n", "--cores", "2", "--forcerun", "keyword_filter", "--until", "keyword_filter").stdout)
+    jobs = planned_jobs(
+        snakemake(demo_run, "-n", "--cores", "2", "--forcerun", "keyword_filter", "--until", "keyword_filter").stdout
+    )
     assert jobs == {"keyword_filter": 13}
 
 

@@ -2,6 +2,7 @@
 
 Adapters in workflow/scripts call `run(snakemake, function, **kwargs)` and nothing else.
 """
+
 from __future__ import annotations
 
 import logging

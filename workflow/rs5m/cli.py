@@ -3,6 +3,7 @@
 `rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder; `rs5m audit`
 checks a finished run's invariant (every row one terminal state, every kept sample in one shard).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,8 @@ from rs5m.browse import add_browse_parser
 
 
 def _funnel(args: argparse.Namespace) -> int:
-    from rs5m.ledger import read_stats
     from rs5m.assemble.funnel import build_funnel, funnel_markdown
+    from rs5m.ledger import read_stats
 
     files = sorted(Path(args.run_dir).glob("results/**/*.stats.json"))
     if not files:

@@ -2,6 +2,7 @@
 
 Names are defined once here; stages import them instead of spelling strings again.
 """
+
 from __future__ import annotations
 
 import hashlib

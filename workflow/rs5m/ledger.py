@@ -2,6 +2,7 @@
 
 Reads and writes `<output>.stats.json` and `<output>.drops.parquet` (docs/ARCHITECTURE.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,7 @@ class StageStats:
             raise ValueError(f"cannot merge {self.stage}/{self.source} with {other.stage}/{other.source}")
         dropped = Counter(self.dropped)
         dropped.update(other.dropped)
-        return StageStats(
-            self.stage, self.source, self.rows_in + other.rows_in, self.kept + other.kept, dict(dropped)
-        )
+        return StageStats(self.stage, self.source, self.rows_in + other.rows_in, self.kept + other.kept, dict(dropped))
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -3,6 +3,7 @@
 Reads `results/shards/**.tar` (either member-name style); yields batches of CLIP-preprocessed
 image tensors and captions.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,7 +59,7 @@ class FastClipPreprocess:
         self.image_size = image_size
         std = torch.tensor(CLIP_STD).view(3, 1, 1)
         self.scale = 1.0 / (255.0 * std)
-        self.shift = (torch.tensor(CLIP_MEAN).view(3, 1, 1) / std)
+        self.shift = torch.tensor(CLIP_MEAN).view(3, 1, 1) / std
 
     def __call__(self, image: Image.Image):
         import numpy as np
@@ -95,8 +96,14 @@ def sample_to_pair(preprocess: Callable, min_side: int | None) -> Callable[[dict
     return convert
 
 
-def make_loader(urls: str | list[str], batch_size: int = 400, shuffle: int = 10_000, image_size: int = 224,
-                draft: bool = True, seed: int = 0):
+def make_loader(
+    urls: str | list[str],
+    batch_size: int = 400,
+    shuffle: int = 10_000,
+    image_size: int = 224,
+    draft: bool = True,
+    seed: int = 0,
+):
     """The authors' recipe (webdataset -> shuffle 10,000 -> decode -> CLIP preprocess -> batches).
 
     With `draft`, JPEGs are decoded at the smallest libjpeg scale that still covers `image_size`
@@ -140,8 +147,12 @@ def hf_features(member_names: str = "standard", subset: str = "pub11", image_ext
 
     from rs5m.assemble.shards import MEMBER_NAMES, PROVENANCE_FIELDS
 
-    kinds = {"string": datasets.Value("string"), "int64": datasets.Value("int64"),
-             "float64": datasets.Value("float64"), "list<string>": datasets.List(datasets.Value("string"))}
+    kinds = {
+        "string": datasets.Value("string"),
+        "int64": datasets.Value("int64"),
+        "float64": datasets.Value("float64"),
+        "list<string>": datasets.List(datasets.Value("string")),
+    }
     names = MEMBER_NAMES[member_names]
     features = {}
     if names["img_name"]:
@@ -165,8 +176,9 @@ def load_hf(data_files: dict[str, list[str]] | list[str], member_names: str = "r
     names = MEMBER_NAMES[member_names]
     if names["image"] is None:
         return datasets.load_dataset("webdataset", data_files=data_files, **kwargs)
-    loaded = datasets.load_dataset("webdataset", data_files=data_files,
-                                   features=hf_features(member_names, subset), **kwargs)
+    loaded = datasets.load_dataset(
+        "webdataset", data_files=data_files, features=hf_features(member_names, subset), **kwargs
+    )
     for column in (names["caption"], names["img_name"]):
         loaded = loaded.cast_column(column, datasets.Value("string"))
     return loaded

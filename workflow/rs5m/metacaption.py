@@ -3,6 +3,7 @@
 Reads the RS3 reader tables, or the kept PUB11 table with the URL-dedup parts' native fields, and
 writes `meta_caption`, `labels` and `geo` (a JSON string of the fields used) per uid.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,6 @@ import random
 import re
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
-
 
 from rs5m import geo
 
@@ -253,9 +253,13 @@ def _labels_text(labels: Iterable[str]) -> str | None:
     return "'" + ", ".join(labels) + "'"
 
 
-def fmow_fields(meta: Mapping[str, Any], image_size: tuple[int, int] | None = None,
-                category_hint: str | None = None, season_rule: str = "hemisphere",
-                place: Mapping[str, Any] | None = None) -> dict:
+def fmow_fields(
+    meta: Mapping[str, Any],
+    image_size: tuple[int, int] | None = None,
+    category_hint: str | None = None,
+    season_rule: str = "hemisphere",
+    place: Mapping[str, Any] | None = None,
+) -> dict:
     """Caption fields of one fMoW JSON record (SPEC 4); absent keys give absent fields.
 
     `place` is the reverse-geocoded nearest city (looked up in bulk by the caller); without it
@@ -315,8 +319,11 @@ def bigearthnet_fields(meta: Mapping[str, Any], season_rule: str = "hemisphere")
     # trusted over a centre computed from the raster grid (test rasters carry a dummy grid).
     latitude = (1.0 if utm.endswith("N") else -1.0) if utm else parse_float(meta.get("center_lat"))
     stamp = next(
-        (meta.get(k) for k in ("acquisition_date", "acquisition_time", "patch_time")
-         if geo.parse_timestamp(meta.get(k)) is not None),
+        (
+            meta.get(k)
+            for k in ("acquisition_date", "acquisition_time", "patch_time")
+            if geo.parse_timestamp(meta.get(k)) is not None
+        ),
         None,
     )
     labels = list(meta.get("labels") or [])
@@ -356,5 +363,3 @@ def geo_json(fields: Mapping[str, Any]) -> str:
 
 
 # --- the PUB11 stage ------------------------------------------------------------------------
-
-

@@ -4,6 +4,7 @@ and the marker that says a checkpoint holds random weights (loaders then warn lo
 An open_clip architecture that open_clip does not know (a custom or tiny model) is used by placing
 its open_clip model config, named `<model>.json`, in the folder of the local checkpoint.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Every module that loads a model calls `setup()` first; it only sets variables no
 Hub downloads stay allowed unless RS5M_OFFLINE=1 (config `offline: true`, as in the demo), so a
 user with internet can name hub models while the demo and tests never touch the network.
 """
+
 from __future__ import annotations
 
 import os

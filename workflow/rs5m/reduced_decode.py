@@ -6,6 +6,7 @@ own resize; smaller JPEGs and other formats are decoded in full. The models resi
 anyway, so the pixels they see change only by the resampling path (about 2-6 x less decode time
 on 2-4 x larger images; benchmarks/bench_loader_decode.py).
 """
+
 from __future__ import annotations
 
 import io

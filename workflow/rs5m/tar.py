@@ -5,6 +5,7 @@ Random access indexes member offsets from the tar headers once, so DataLoader wo
 image's bytes with one seek + read instead of streaming whole shards. Writing and scanning are by
 hand, not `tarfile` (faster, and tests check the bytes equal tarfile's): see rs5m.assemble.shards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
-
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def ustar_header(name: str, size: int) -> bytes:
     encoded = name.encode("utf-8")
     if len(encoded) > 100:
         raise ValueError(f"member name longer than 100 bytes: {name!r}")
-    if size >= 8 ** 11:
+    if size >= 8**11:
         raise ValueError(f"member {name!r} of {size} bytes is too large for a USTAR header")
     head = encoded.ljust(100, b"\0") + _FIXED_MODE_IDS + b"%011o\0" % size + _FIXED_MTIME
     tail = _FIXED_TAIL
@@ -128,8 +128,9 @@ _FIXED_MTIME = b"%011o\0" % FIXED_MTIME
 
 # typeflag, linkname, magic + version, uname, gname, devmajor + devminor (empty for regular
 # files, as tarfile writes them), prefix, padding to 512
-_FIXED_TAIL = (tarfile.REGTYPE + b"\0" * 100 + b"ustar\x0000" + b"\0" * 32 + b"\0" * 32
-               + b"\0" * 16 + b"\0" * 155 + b"\0" * 12)
+_FIXED_TAIL = (
+    tarfile.REGTYPE + b"\0" * 100 + b"ustar\x0000" + b"\0" * 32 + b"\0" * 32 + b"\0" * 16 + b"\0" * 155 + b"\0" * 12
+)
 
 
 _TAIL_SUM = sum(_FIXED_TAIL)
@@ -139,7 +140,7 @@ def _writev_all(fd: int, pieces: list) -> None:
     """Write every piece, in order, with as few `writev` calls as the kernel allows (no join)."""
     start = 0
     while start < len(pieces):
-        chunk = pieces[start:start + _IOV_MAX]
+        chunk = pieces[start : start + _IOV_MAX]
         written = os.writev(fd, chunk)
         for piece in chunk:
             if written < len(piece):
@@ -175,8 +176,10 @@ class HashingFileWriter:
         self._batch: list = []
         self._batch_bytes = 0
         self._errors: list[BaseException] = []
-        self._threads = [threading.Thread(target=self._drain, args=(work, queue_), daemon=True)
-                         for work, queue_ in zip((self._write_batch, self._hash_batch), self._queues)]
+        self._threads = [
+            threading.Thread(target=self._drain, args=(work, queue_), daemon=True)
+            for work, queue_ in zip((self._write_batch, self._hash_batch), self._queues)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -239,7 +242,7 @@ def _scan_plain_ustar(data: memoryview, wanted: set[str]) -> dict[str, memoryvie
     found: dict[str, memoryview] = {}
     offset, end = 0, len(data)
     while len(found) < len(wanted) and offset + BLOCK <= end:
-        header = bytes(data[offset:offset + BLOCK])
+        header = bytes(data[offset : offset + BLOCK])
         if header == ZERO_BLOCK:
             break
         if header[156:157] not in (b"0", b"\0") or header[124] & 0x80:
@@ -255,7 +258,7 @@ def _scan_plain_ustar(data: memoryview, wanted: set[str]) -> dict[str, memoryvie
         if name in wanted:
             if start + size > end:
                 raise tarfile.ReadError(f"{name}: truncated")
-            found[name] = data[start:start + size]
+            found[name] = data[start : start + size]
         offset = start + size + (-size % BLOCK)
     return found
 

@@ -9,6 +9,7 @@ source, or no RS3 dataset) is named in the report's `absent` with the reason, an
 Size: one check per invariant (ledger arithmetic, drop records, shard membership and readability,
 funnel), all over the same loaded run, written into one report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,14 @@ from typing import Iterable
 import pyarrow.parquet as pq
 from PIL import Image
 
+from rs5m.assemble.funnel import PUB11_STAGES
+from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
+from rs5m.assemble.split import split_of
 from rs5m.columns import PUB11_SOURCES, UID
+from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
 from rs5m.pub11.download_part import REASONS as DOWNLOAD_REASONS
 from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
-from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
-from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
 from rs5m.tar import iter_shard_samples
-from rs5m.assemble.split import split_of
-from rs5m.assemble.funnel import PUB11_STAGES
 
 # Violations listed per check before the rest are summarised as a count.
 MAX_LISTED = 20
@@ -110,8 +111,14 @@ def _ledger_files(run: Path, suffix: str, ledger: list[Path] | None = None) -> l
     return sorted(p for p in results.rglob(f"*{suffix}") if "shards" not in p.relative_to(results).parts[:1])
 
 
-def check_ledger(run: Path, final_counts: Counter, violations: _Violations, stage_order: list[str] | None,
-                 checked: dict[str, int], ledger: list[Path] | None = None) -> tuple[dict[str, int], set[str]]:
+def check_ledger(
+    run: Path,
+    final_counts: Counter,
+    violations: _Violations,
+    stage_order: list[str] | None,
+    checked: dict[str, int],
+    ledger: list[Path] | None = None,
+) -> tuple[dict[str, int], set[str]]:
     """Arithmetic per stats entry, chains per source, final kept vs the final tables, drop records.
 
     Returns {source: kept at the last stage} and the uids of every drop record.
@@ -161,8 +168,13 @@ def _relative(path: Path, run: Path) -> str:
         return str(path)
 
 
-def _check_drops(run: Path, entries: list[StageStats], violations: _Violations, checked: dict[str, int],
-                 ledger: list[Path] | None = None) -> set[str]:
+def _check_drops(
+    run: Path,
+    entries: list[StageStats],
+    violations: _Violations,
+    checked: dict[str, int],
+    ledger: list[Path] | None = None,
+) -> set[str]:
     expected = Counter()
     for entry in entries:
         for reason, count in entry.dropped.items():
@@ -223,8 +235,16 @@ class _HashingReader(io.RawIOBase):
             self.bytes += len(data)
 
 
-def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set[str], violations: _Violations,
-                 checked: dict[str, int], verify_images: bool, subsets: Iterable[str] = SUBSETS) -> Counter:
+def check_shards(
+    run: Path,
+    shards_dir: Path,
+    kept: dict[str, str],
+    dropped: set[str],
+    violations: _Violations,
+    checked: dict[str, int],
+    verify_images: bool,
+    subsets: Iterable[str] = SUBSETS,
+) -> Counter:
     """Every listed shard intact, every member readable, every kept uid in exactly one shard.
 
     Returns shard samples per source.
@@ -252,8 +272,16 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
                 try:
                     for key, members in iter_shard_samples(reader):
                         samples += 1
-                        source = _check_sample(shard.path, shard.split, manifest.val_fraction, names, key,
-                                               members, violations, verify_images)
+                        source = _check_sample(
+                            shard.path,
+                            shard.split,
+                            manifest.val_fraction,
+                            names,
+                            key,
+                            members,
+                            violations,
+                            verify_images,
+                        )
                         shard_uids[key] += 1
                         if source:
                             per_source[source] += 1
@@ -269,8 +297,11 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
         for source, splits in manifest.counts.items():
             for split, count in splits.items():
                 if manifest_counts[(source, split)] != count:
-                    violations.add("shard_count", f"{subset} manifest: {source}/{split} says {count}, shards hold "
-                                   f"{manifest_counts[(source, split)]}")
+                    violations.add(
+                        "shard_count",
+                        f"{subset} manifest: {source}/{split} says {count}, shards hold "
+                        f"{manifest_counts[(source, split)]}",
+                    )
     for folder in ("train", "val"):
         for path in sorted((shards_dir / folder).glob("*.tar*")) if (shards_dir / folder).is_dir() else []:
             if path.resolve() not in listed:
@@ -291,8 +322,16 @@ def check_shards(run: Path, shards_dir: Path, kept: dict[str, str], dropped: set
     return per_source
 
 
-def _check_sample(shard: str, split: str, val_fraction: float, names: dict, key: str, members: dict,
-                  violations: _Violations, verify_images: bool) -> str | None:
+def _check_sample(
+    shard: str,
+    split: str,
+    val_fraction: float,
+    names: dict,
+    key: str,
+    members: dict,
+    violations: _Violations,
+    verify_images: bool,
+) -> str | None:
     where = f"{shard}:{key}"
     wanted = {names["caption"], names["json"]} | ({names["img_name"], names["image"]} if names["image"] else set())
     missing = wanted - members.keys()
@@ -339,9 +378,14 @@ def present_subsets(run: Path, absent: dict[str, str] | None = None) -> list[str
     return [s for s in SUBSETS if (run / f"results/{s}/final.parquet").exists()]
 
 
-def audit(run_dir: str | Path = ".", shards_dir: str | Path | None = None, stage_order: Iterable[str] | None = None,
-          verify_images: bool = True, ledger: Iterable[str | Path] | None = None,
-          absent: dict[str, str] | None = None) -> AuditResult:
+def audit(
+    run_dir: str | Path = ".",
+    shards_dir: str | Path | None = None,
+    stage_order: Iterable[str] | None = None,
+    verify_images: bool = True,
+    ledger: Iterable[str | Path] | None = None,
+    absent: dict[str, str] | None = None,
+) -> AuditResult:
     """Check the run's invariant; the result lists every violation found (empty when it holds).
 
     `ledger`: the ledger files to read (stats JSON and drop records); None finds them under
@@ -357,25 +401,35 @@ def audit(run_dir: str | Path = ".", shards_dir: str | Path | None = None, stage
     ledger_paths = None if ledger is None else [run / p for p in map(Path, ledger)]
     kept, final_counts = _final_counts(run, subsets)
     checked["kept"] = len(kept)
-    last_kept, dropped = check_ledger(run, final_counts, violations, list(stage_order) if stage_order else None,
-                                      checked, ledger_paths)
+    last_kept, dropped = check_ledger(
+        run, final_counts, violations, list(stage_order) if stage_order else None, checked, ledger_paths
+    )
     shard_counts = check_shards(run, shards, kept, dropped, violations, checked, verify_images, subsets)
     for source in sorted(set(last_kept) | set(shard_counts)):
         if source in last_kept and last_kept[source] != shard_counts.get(source, 0):
-            violations.add("funnel_vs_shards", f"{source}: funnel remain {last_kept[source]}, shards hold "
-                           f"{shard_counts.get(source, 0)}")
+            violations.add(
+                "funnel_vs_shards",
+                f"{source}: funnel remain {last_kept[source]}, shards hold {shard_counts.get(source, 0)}",
+            )
     funnel = run / "results/stats/funnel.json"
     if funnel.exists():
         for source, remain in sorted(_funnel_remain(funnel).items()):
             if remain != shard_counts.get(source, 0):
-                violations.add("funnel_vs_shards", f"funnel.json {source}: remain {remain}, shards hold "
-                               f"{shard_counts.get(source, 0)}")
+                violations.add(
+                    "funnel_vs_shards",
+                    f"funnel.json {source}: remain {remain}, shards hold {shard_counts.get(source, 0)}",
+                )
     return AuditResult(violations.finish(), checked, dict(sorted(absent.items())))
 
 
-def write_audit(run_dir: str | Path, report: str | Path, stage_order: list[str] | None = None,
-                verify_images: bool = True, ledger: Iterable[str | Path] | None = None,
-                absent: dict[str, str] | None = None) -> AuditResult:
+def write_audit(
+    run_dir: str | Path,
+    report: str | Path,
+    stage_order: list[str] | None = None,
+    verify_images: bool = True,
+    ledger: Iterable[str | Path] | None = None,
+    absent: dict[str, str] | None = None,
+) -> AuditResult:
     """The rule's entry: write the JSON report, then fail if the invariant does not hold."""
     result = audit(run_dir, stage_order=stage_order, verify_images=verify_images, ledger=ledger, absent=absent)
     Path(report).parent.mkdir(parents=True, exist_ok=True)
@@ -390,8 +444,9 @@ def add_audit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser = subparsers.add_parser("audit", help="check that every row has one terminal state and the shards match")
     parser.add_argument("run_dir", nargs="?", default=".", help="the run folder (holding results/)")
     parser.add_argument("--shards", default=None, help="shards folder (default: RUN_DIR/results/shards)")
-    parser.add_argument("--stage-order", default=None,
-                        help="comma-separated ledger stage names in pipeline order (default: inferred)")
+    parser.add_argument(
+        "--stage-order", default=None, help="comma-separated ledger stage names in pipeline order (default: inferred)"
+    )
     parser.add_argument("--no-verify-images", action="store_true", help="skip opening every image")
     parser.add_argument("--json", default=None, help="also write the result as JSON to this path")
     parser.set_defaults(func=run_audit_command)
@@ -399,8 +454,12 @@ def add_audit_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_audit_command(args: argparse.Namespace) -> int:
-    result = audit(args.run_dir, args.shards, args.stage_order.split(",") if args.stage_order else None,
-                   verify_images=not args.no_verify_images)
+    result = audit(
+        args.run_dir,
+        args.shards,
+        args.stage_order.split(",") if args.stage_order else None,
+        verify_images=not args.no_verify_images,
+    )
     if args.json:
         Path(args.json).write_text(result.to_json())
     summary = ", ".join(f"{k}={v}" for k, v in sorted(result.checked.items()))

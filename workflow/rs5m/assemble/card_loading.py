@@ -14,6 +14,7 @@ Which layout each tool needs:
 - the RS5M authors' loader (`{pub11,rs3}-{split}-{0000..0031}.tar`, `img_name`/`img_content`/
   `caption`): the default `rs5m` layout with `shards.count: 32`.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -68,14 +69,17 @@ for sample in dataset:
 def hf_snippet(manifest: Manifest, root: str = ".") -> str:
     """Both splits of one subset with Hugging Face `datasets` (one subset per call: their JSON
     members have different keys)."""
-    files = {HF_SPLITS[split]: posixpath.join(root, split, f"{manifest.subset}-{split}-*.tar")
-             for split in (TRAIN, VAL) if shard_paths(manifest, split, root)}
+    files = {
+        HF_SPLITS[split]: posixpath.join(root, split, f"{manifest.subset}-{split}-*.tar")
+        for split in (TRAIN, VAL)
+        if shard_paths(manifest, split, root)
+    }
     if MEMBER_NAMES[manifest.member_names]["image"] is None:
-        return f'''from datasets import load_dataset
+        return f"""from datasets import load_dataset
 
 dataset = load_dataset("webdataset", data_files={files!r})
 row = dataset["train"][0]  # row["jpg"]: PIL image, row["txt"]: caption, row["json"]: provenance
-'''
+"""
     return f'''from rs5m.loader import load_hf  # pip install of this project; `hf_features` gives the features alone
 
 dataset = load_hf({files!r}, member_names="rs5m", subset="{manifest.subset}")
@@ -83,8 +87,9 @@ row = dataset["train"][0]  # row["img_content"]: PIL image, row["caption"]: capt
 '''
 
 
-def open_clip_arguments(manifests: list[Manifest], root: str = ".", model: str = "ViT-B-32",
-                        batch_size: int = 256, workers: int = 4) -> list[str] | None:
+def open_clip_arguments(
+    manifests: list[Manifest], root: str = ".", model: str = "ViT-B-32", batch_size: int = 256, workers: int = 4
+) -> list[str] | None:
     """`open_clip_train.main` arguments that train on every train tar and validate on every val tar
     (standard layout only), or None for the rs5m layout."""
     if any(MEMBER_NAMES[m.member_names]["image"] is not None for m in manifests):
@@ -93,10 +98,26 @@ def open_clip_arguments(manifests: list[Manifest], root: str = ".", model: str =
     for split, option in ((TRAIN, "train"), (VAL, "val")):
         patterns = [p for m in manifests if (p := shard_pattern(m, split, root))]
         if patterns:
-            arguments += [f"--{option}-data", "::".join(patterns),
-                          f"--{option}-num-samples", str(sum(samples(m, split) for m in manifests))]
-    return arguments + ["--model", model, "--batch-size", str(batch_size), "--workers", str(workers),
-                        "--epochs", "1", "--lr", "5e-4", "--warmup", "10"]
+            arguments += [
+                f"--{option}-data",
+                "::".join(patterns),
+                f"--{option}-num-samples",
+                str(sum(samples(m, split) for m in manifests)),
+            ]
+    return arguments + [
+        "--model",
+        model,
+        "--batch-size",
+        str(batch_size),
+        "--workers",
+        str(workers),
+        "--epochs",
+        "1",
+        "--lr",
+        "5e-4",
+        "--warmup",
+        "10",
+    ]
 
 
 def authors_loader_snippet(root: str = ".") -> str:
@@ -144,9 +165,9 @@ def loading_section(manifests: list[Manifest]) -> list[str]:
         "",
         "| tool | `rs5m` layout (default) | `standard` layout |",
         "|---|---|---|",
-        "| webdataset `WebDataset(...).decode(...)` | yes (decoders for `img_content`, `caption` below) | yes (`.decode(\"pil\")`) |",
+        '| webdataset `WebDataset(...).decode(...)` | yes (decoders for `img_content`, `caption` below) | yes (`.decode("pil")`) |',
         "| open_clip `open_clip_train.main --dataset-type webdataset` | no: it skips every sample (it needs `jpg`/`png`/`webp` + `txt`) | yes |",
-        "| Hugging Face `load_dataset(\"webdataset\")` | with `rs5m.loader.load_hf` (features given, captions cast to text) | yes, without `features=` |",
+        '| Hugging Face `load_dataset("webdataset")` | with `rs5m.loader.load_hf` (features given, captions cast to text) | yes, without `features=` |',
         "| the RS5M authors' loader (`{0000..0031}`, `img_name`/`img_content`/`caption`) | yes, with `shards.count: 32` | no |",
         "| `rs5m.loader.make_loader` | yes | yes |",
         "",
@@ -164,18 +185,36 @@ def loading_section(manifests: list[Manifest]) -> list[str]:
     ]
     arguments = open_clip_arguments(by_subset)
     if arguments:
-        lines += ["open_clip training on both subsets (the sample counts are this build's):", "",
-                  *_block("bash", "python -m open_clip_train.main " + " ".join(
-                      f'"{a}"' if "{" in a or "::" in a else a for a in arguments)), ""]
+        lines += [
+            "open_clip training on both subsets (the sample counts are this build's):",
+            "",
+            *_block(
+                "bash",
+                "python -m open_clip_train.main "
+                + " ".join(f'"{a}"' if "{" in a or "::" in a else a for a in arguments),
+            ),
+            "",
+        ]
     else:
         lines += ["open_clip: rebuild with `shards.member_names: standard` (only the shard rules rerun).", ""]
     counts = {m.subset: m.count for m in by_subset}
     if layout == "rs5m" and all(count == 32 for count in counts.values()):
-        lines += ["The RS5M authors' loader reads this build as released (32 tars per subset and split):", "",
-                  *_block("python", authors_loader_snippet()), ""]
+        lines += [
+            "The RS5M authors' loader reads this build as released (32 tars per subset and split):",
+            "",
+            *_block("python", authors_loader_snippet()),
+            "",
+        ]
     else:
-        lines += ["The RS5M authors' loader expects the default layout with exactly 32 tars per subset and "
-                  "split: rebuild with `shards.count: 32` (as `config/rs5m.yaml` does).", ""]
-    lines += ["Metafiles (`../metafiles/`): the first two columns are always the image name and its caption:", "",
-              *_block("python", metafile_snippet()), ""]
+        lines += [
+            "The RS5M authors' loader expects the default layout with exactly 32 tars per subset and "
+            "split: rebuild with `shards.count: 32` (as `config/rs5m.yaml` does).",
+            "",
+        ]
+    lines += [
+        "Metafiles (`../metafiles/`): the first two columns are always the image name and its caption:",
+        "",
+        *_block("python", metafile_snippet()),
+        "",
+    ]
     return lines

@@ -3,6 +3,7 @@
 Reads the shard manifests, the metafiles and the run's config; writes
 `results/shards/README.md` and `results/shards/croissant.json`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,8 +81,18 @@ METAFILES = {
     "pub11_NER_geolocation_info.csv": "PUB11 captions that name a place: img_name, text, entity",
 }
 
-SOFTWARE = ("rs5m", "snakemake", "pyarrow", "pillow", "webdataset", "img2dataset", "open_clip_torch", "transformers",
-            "torch", "ultralytics")
+SOFTWARE = (
+    "rs5m",
+    "snakemake",
+    "pyarrow",
+    "pillow",
+    "webdataset",
+    "img2dataset",
+    "open_clip_torch",
+    "transformers",
+    "torch",
+    "ultralytics",
+)
 
 
 def software_versions() -> dict[str, str]:
@@ -123,18 +134,28 @@ def absent_lines(absent: dict[str, str] | None) -> list[str]:
     return lines + [""]
 
 
-def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dict[str, str],
-                absent: dict[str, str] | None = None, decontamination: list[str] | None = None) -> str:
+def readme_text(
+    manifests: list[Manifest],
+    config: dict[str, Any],
+    versions: dict[str, str],
+    absent: dict[str, str] | None = None,
+    decontamination: list[str] | None = None,
+) -> str:
     member_names = manifests[0].member_names if manifests else "rs5m"
     names = MEMBER_NAMES[member_names]
-    members = (", ".join(f"`<key>.{names[k]}`" for k in ("img_name", "image", "caption", "json"))
-               if names["image"] else "`<key>.jpg` (or the image's own extension), `<key>.txt`, `<key>.json`")
+    members = (
+        ", ".join(f"`<key>.{names[k]}`" for k in ("img_name", "image", "caption", "json"))
+        if names["image"]
+        else "`<key>.jpg` (or the image's own extension), `<key>.txt`, `<key>.json`"
+    )
     shard_lines = ["| split | subset | shards | samples | bytes |", "|---|---|---:|---:|---:|"]
     for manifest in manifests:
         for split in SPLITS:
             shards = [s for s in manifest.shards if s.split == split]
-            shard_lines.append(f"| {split} | {manifest.subset} | {len(shards)} | {sum(s.samples for s in shards):,} | "
-                               f"{sum(s.bytes for s in shards):,} |")
+            shard_lines.append(
+                f"| {split} | {manifest.subset} | {len(shards)} | {sum(s.samples for s in shards):,} | "
+                f"{sum(s.bytes for s in shards):,} |"
+            )
     total = sum(s.samples for m in manifests for s in m.shards)
     parts = [
         "# RS5M (rebuilt)",
@@ -149,7 +170,7 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
         f"WebDataset tars `{{train,val}}/{{pub11,rs3}}-{{split}}-NNNN.tar`; each sample has the members {members}. "
         "The key is the sample's `uid` (16 hex digits, stable across rebuilds); the JSON member carries "
         "provenance (source, url, scores, matched keywords, labels, geo fields) with the same keys and types "
-        "in every sample of a subset (missing text is `\"\"`, labels are one `|`-joined string, `geo` is JSON "
+        'in every sample of a subset (missing text is `""`, labels are one `|`-joined string, `geo` is JSON '
         "text). `<subset>.manifest.json` "
         "lists every tar with its sample count, size and sha256. CSV metafiles are in `../metafiles/`.",
         "",
@@ -194,18 +215,32 @@ def readme_text(manifests: list[Manifest], config: dict[str, Any], versions: dic
     return "\n".join(parts)
 
 
-def croissant(manifests: list[Manifest], shards_dir: Path, metafiles_dir: Path | None, name: str,
-              description: str, license_url: str, url: str, version: str) -> dict[str, Any]:
+def croissant(
+    manifests: list[Manifest],
+    shards_dir: Path,
+    metafiles_dir: Path | None,
+    name: str,
+    description: str,
+    license_url: str,
+    url: str,
+    version: str,
+) -> dict[str, Any]:
     """A Croissant 1.0 description: every tar and metafile as a FileObject, CSV record sets."""
     distribution: list[dict[str, Any]] = []
     for manifest in manifests:
         for shard in manifest.shards:
-            distribution.append({
-                "@type": "cr:FileObject", "@id": shard.path, "name": shard.path,
-                "description": f"{manifest.subset} {shard.split} shard: {shard.samples} samples",
-                "contentUrl": shard.path, "contentSize": f"{shard.bytes} B",
-                "encodingFormat": "application/x-tar", "sha256": shard.sha256,
-            })
+            distribution.append(
+                {
+                    "@type": "cr:FileObject",
+                    "@id": shard.path,
+                    "name": shard.path,
+                    "description": f"{manifest.subset} {shard.split} shard: {shard.samples} samples",
+                    "contentUrl": shard.path,
+                    "contentSize": f"{shard.bytes} B",
+                    "encodingFormat": "application/x-tar",
+                    "sha256": shard.sha256,
+                }
+            )
     record_sets = []
     if metafiles_dir is not None:
         relative = Path("..") / metafiles_dir.name
@@ -214,21 +249,37 @@ def croissant(manifests: list[Manifest], shards_dir: Path, metafiles_dir: Path |
             if not path.exists():
                 continue
             file_id = f"metafiles/{file_name}"
-            distribution.append({
-                "@type": "cr:FileObject", "@id": file_id, "name": file_name, "description": text,
-                "contentUrl": str(relative / file_name), "encodingFormat": "text/csv", "sha256": _sha256(path),
-            })
+            distribution.append(
+                {
+                    "@type": "cr:FileObject",
+                    "@id": file_id,
+                    "name": file_name,
+                    "description": text,
+                    "contentUrl": str(relative / file_name),
+                    "encodingFormat": "text/csv",
+                    "sha256": _sha256(path),
+                }
+            )
             header = path.read_text(encoding="utf-8").split("\n", 1)[0].split(",")
             set_id = file_name.removesuffix(".csv")
-            record_sets.append({
-                "@type": "cr:RecordSet", "@id": set_id, "name": set_id, "description": text,
-                "field": [
-                    {"@type": "cr:Field", "@id": f"{set_id}/{column}", "name": column,
-                     "dataType": _data_type(column),
-                     "source": {"fileObject": {"@id": file_id}, "extract": {"column": column}}}
-                    for column in header
-                ],
-            })
+            record_sets.append(
+                {
+                    "@type": "cr:RecordSet",
+                    "@id": set_id,
+                    "name": set_id,
+                    "description": text,
+                    "field": [
+                        {
+                            "@type": "cr:Field",
+                            "@id": f"{set_id}/{column}",
+                            "name": column,
+                            "dataType": _data_type(column),
+                            "source": {"fileObject": {"@id": file_id}, "extract": {"column": column}},
+                        }
+                        for column in header
+                    ],
+                }
+            )
     return {
         "@context": CROISSANT_CONTEXT,
         "@type": "sc:Dataset",
@@ -239,7 +290,7 @@ def croissant(manifests: list[Manifest], shards_dir: Path, metafiles_dir: Path |
         "url": url,
         "version": version,
         "citeAs": "Zhang, Zhao, Guo, Yin. RS5M and GeoRSCLIP: A Large Scale Vision-Language Dataset and A Large "
-                  "Vision-Language Model for Remote Sensing. arXiv:2306.11300",
+        "Vision-Language Model for Remote Sensing. arXiv:2306.11300",
         "distribution": distribution,
         "recordSet": record_sets,
     }
@@ -280,9 +331,18 @@ def write_card(
     section = card_lines(decontamination_csv, config.get("decontamination"))
     Path(readme).write_text(readme_text(loaded, config, software_versions(), absent, section), encoding="utf-8")
     description = card["description"] + "".join(
-        f" The {subset} subset is absent from this build: {why}." for subset, why in sorted((absent or {}).items()))
-    document = croissant(loaded, shards_dir, Path(metafiles_dir), card["name"], description,
-                         card["license"], card["url"], card["version"])
+        f" The {subset} subset is absent from this build: {why}." for subset, why in sorted((absent or {}).items())
+    )
+    document = croissant(
+        loaded,
+        shards_dir,
+        Path(metafiles_dir),
+        card["name"],
+        description,
+        card["license"],
+        card["url"],
+        card["version"],
+    )
     Path(croissant_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if validate:
         try:

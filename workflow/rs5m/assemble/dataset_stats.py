@@ -3,6 +3,7 @@
 Reads the final PUB11/RS3 tables (and the RS3 image headers); writes `results/stats/` CSV, Markdown
 and PNG files: RS3 counts per dataset, keyword frequency, image sizes, caption lengths, UTM zones.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,15 +17,25 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
-from rs5m.columns import UID
 from rs5m.assemble.split import TRAIN, VAL, split_of
+from rs5m.columns import UID
 
 SIZE_EDGES = [0, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 WORD_EDGES = [0, 5, 10, 15, 20, 30, 40, 60, 80, 120]
 UTM_BANDS = "CDEFGHJKLMNPQRSTUVWX"  # 8-degree latitude bands from 80 S, I and O left out
 _ZONE = re.compile(r"^\s*(\d{1,2})\s*([C-HJ-NP-Xc-hj-np-x])?")
-OUTPUTS = ("rs3_counts.csv", "rs3_counts.md", "keyword_frequency.csv", "keyword_frequency.png", "image_sizes.csv",
-           "image_sizes.png", "caption_lengths.csv", "caption_lengths.png", "utm_zones.csv", "utm_zones.png")
+OUTPUTS = (
+    "rs3_counts.csv",
+    "rs3_counts.md",
+    "keyword_frequency.csv",
+    "keyword_frequency.png",
+    "image_sizes.csv",
+    "image_sizes.png",
+    "caption_lengths.csv",
+    "caption_lengths.png",
+    "utm_zones.csv",
+    "utm_zones.png",
+)
 
 
 def _bin_label(edges: list[int], value: float) -> str:
@@ -169,8 +180,11 @@ def utm_zones(rs3: list[dict], out: Path) -> None:
         lat, lon = lat_lon(geo)
         if lat is not None:
             points.append((lon, lat))
-    _write_rows(out / "utm_zones.csv", ["dataset", "zone", "band", "samples"],
-                [[d, z, b, n] for (d, z, b), n in sorted(cells.items())])
+    _write_rows(
+        out / "utm_zones.csv",
+        ["dataset", "zone", "band", "samples"],
+        [[d, z, b, n] for (d, z, b), n in sorted(cells.items())],
+    )
     import numpy as np
 
     grid = np.zeros((len(UTM_BANDS), 60))
@@ -196,8 +210,13 @@ def utm_zones(rs3: list[dict], out: Path) -> None:
     _save(fig, out / "utm_zones.png")
 
 
-def write_report(pub11_final: str | Path | None, rs3_final: str | Path | None, out_dir: str | Path,
-                 val_fraction: float, base_dir: str | Path = ".") -> list[Path]:
+def write_report(
+    pub11_final: str | Path | None,
+    rs3_final: str | Path | None,
+    out_dir: str | Path,
+    val_fraction: float,
+    base_dir: str | Path = ".",
+) -> list[Path]:
     """Write every statistics file; returns their paths (OUTPUTS under `out_dir`).
 
     A subset this build does not hold (None) counts as empty: its tables have headers and no rows.

@@ -2,6 +2,7 @@
 
 Reads `*.stats.json` files; writes `funnel.csv`, `funnel.md` and `funnel.json`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,7 +51,9 @@ def _row(source: str, by_stage: dict[str, StageStats]) -> dict:
     def dropped(stage, reasons=None, exclude=()):
         if stage not in by_stage:
             return None
-        return sum(n for r, n in by_stage[stage].dropped.items() if (reasons is None or r in reasons) and r not in exclude)
+        return sum(
+            n for r, n in by_stage[stage].dropped.items() if (reasons is None or r in reasons) and r not in exclude
+        )
 
     last = next((s for s in reversed(PUB11_STAGES) if s in by_stage), None)
     return {
@@ -94,7 +97,9 @@ def build_funnel(stats: Iterable[StageStats], sources: Iterable[str] = PUB11_SOU
         if row["downloaded"] is not None and row["remain"] is not None:
             lost = sum(row[c] or 0 for c in ("invalid", "duplicates", "outliers", "eval_overlap"))
             if row["downloaded"] - lost != row["remain"]:
-                problems.append(f"{row['source']}: downloaded - invalid - duplicates - outliers - eval_overlap != remain")
+                problems.append(
+                    f"{row['source']}: downloaded - invalid - duplicates - outliers - eval_overlap != remain"
+                )
     return Funnel(rows, problems)
 
 
@@ -124,7 +129,11 @@ def write_funnel(stats_files: Iterable[str | Path], out_csv: str, out_md: str, o
     for path, text in (
         (out_csv, buffer.getvalue()),
         (out_md, funnel_markdown(funnel)),
-        (out_json, json.dumps({"rows": funnel.rows, "consistent": funnel.consistent, "problems": funnel.problems}, indent=1) + "\n"),
+        (
+            out_json,
+            json.dumps({"rows": funnel.rows, "consistent": funnel.consistent, "problems": funnel.problems}, indent=1)
+            + "\n",
+        ),
     ):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)

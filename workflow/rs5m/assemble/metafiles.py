@@ -3,6 +3,7 @@
 Reads the final PUB11/RS3 tables and the PUB11 place-name table; writes
 `results/metafiles/{pub11_train_metadata,pub11_validation_metadata,rs3_train_val_metadata,pub11_NER_geolocation_info}.csv`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,12 +14,24 @@ from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
-from rs5m.columns import UID
 from rs5m.assemble.shards import attach_pub11_meta, pub11_img_name
 from rs5m.assemble.split import TRAIN, VAL, split_of
+from rs5m.columns import UID
 
-PUB11_COLUMNS = ["file_name", "text", "uid", "source", "url", "matched_keywords", "width", "height",
-                 "clip_score", "rs_score", "meta_caption", "labels"]
+PUB11_COLUMNS = [
+    "file_name",
+    "text",
+    "uid",
+    "source",
+    "url",
+    "matched_keywords",
+    "width",
+    "height",
+    "clip_score",
+    "rs_score",
+    "meta_caption",
+    "labels",
+]
 RS3_COLUMNS = ["name", "caption", "subset", "dataset", "uid", "top_cap", "ssl_cap", "meta_caption", "labels"]
 NER_COLUMNS = ["img_name", "text", "entity"]
 LIST_SEPARATOR = "|"
@@ -49,8 +62,9 @@ def write_csv(path: str | Path, columns: list[str], rows: Iterable[dict]) -> int
     return count
 
 
-def pub11_rows(final: str | Path, val_fraction: float, meta: str | Path | None = None,
-               caption_mode: str = "keep") -> tuple[list[str], dict[str, list[dict]]]:
+def pub11_rows(
+    final: str | Path, val_fraction: float, meta: str | Path | None = None, caption_mode: str = "keep"
+) -> tuple[list[str], dict[str, list[dict]]]:
     """Columns (fixed ones, then every geo field of the meta-captions, sorted) and
     {"train": rows, "val": rows} of the PUB11 metafiles, in uid order. `text` is the shard caption."""
     out: dict[str, list[dict]] = {TRAIN: [], VAL: []}
@@ -91,7 +105,10 @@ def ner_rows(places: str | Path, pub11_final: str | Path) -> tuple[list[str], li
     Only kept PUB11 samples appear: the table describes the released dataset.
     """
     table = pq.read_table(places)
-    kept = {row[UID]: pub11_img_name(row) for row in pq.read_table(pub11_final, columns=[UID, "source", "member"]).to_pylist()}
+    kept = {
+        row[UID]: pub11_img_name(row)
+        for row in pq.read_table(pub11_final, columns=[UID, "source", "member"]).to_pylist()
+    }
     extra = [c for c in table.column_names if c not in NER_COLUMNS and c != UID]
     rows = []
     for row in table.to_pylist():
@@ -120,13 +137,13 @@ def write_metafiles(
     if pub11_final is not None:
         columns, pub11 = pub11_rows(pub11_final, val_fraction, pub11_meta, pub11_caption)
         counts["pub11_train_metadata.csv"] = write_csv(out_dir / "pub11_train_metadata.csv", columns, pub11[TRAIN])
-        counts["pub11_validation_metadata.csv"] = write_csv(out_dir / "pub11_validation_metadata.csv", columns,
-                                                            pub11[VAL])
+        counts["pub11_validation_metadata.csv"] = write_csv(
+            out_dir / "pub11_validation_metadata.csv", columns, pub11[VAL]
+        )
     if rs3_final is not None:
         columns, rows = rs3_rows(rs3_final, val_fraction)
         counts["rs3_train_val_metadata.csv"] = write_csv(out_dir / "rs3_train_val_metadata.csv", columns, rows)
     if pub11_final is not None:
         columns, rows = ner_rows(places, pub11_final)
-        counts["pub11_NER_geolocation_info.csv"] = write_csv(out_dir / "pub11_NER_geolocation_info.csv", columns,
-                                                             rows)
+        counts["pub11_NER_geolocation_info.csv"] = write_csv(out_dir / "pub11_NER_geolocation_info.csv", columns, rows)
     return counts

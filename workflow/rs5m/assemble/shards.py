@@ -30,6 +30,7 @@ shards equal tarfile's output byte for byte.
 Size: planning (roll-over, a fixed count, parallel groups), the samples of both subsets and the
 manifest are one format contract; the tar mechanics themselves live in rs5m.tar.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,9 +44,9 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow.parquet as pq
 
-from rs5m.tar import BLOCK, ZERO_BLOCK, HashingFileWriter, read_tar_members, tar_size, ustar_header
-from rs5m.columns import UID
 from rs5m.assemble.split import SPLITS, TRAIN, VAL, split_of
+from rs5m.columns import UID
+from rs5m.tar import BLOCK, ZERO_BLOCK, HashingFileWriter, read_tar_members, tar_size, ustar_header
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,17 @@ class ShardSetWriter:
     the image bytes go from the input buffer to the file once, hashed on the way.
     """
 
-    def __init__(self, shards_dir: Path, subset: str, split: str, target_bytes: int, member_names: str,
-                 count: int | None = None, start: int = 0, stop: int | None = None):
+    def __init__(
+        self,
+        shards_dir: Path,
+        subset: str,
+        split: str,
+        target_bytes: int,
+        member_names: str,
+        count: int | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ):
         if target_bytes <= 0:
             raise ValueError(f"shards.target_bytes must be positive, got {target_bytes}")
         if member_names not in MEMBER_NAMES:
@@ -291,14 +301,32 @@ def _clean(value: Any) -> Any:
 LIST_SEPARATOR = "|"
 PROVENANCE_FIELDS = {
     PUB11: {
-        "uid": "string", "subset": "string", "source": "string", "split": "string", "img_name": "string",
-        "url": "string", "matched_keywords": "list<string>", "width": "int64", "height": "int64",
-        "clip_score": "float64", "rs_score": "float64", "labels": "string", "geo": "string",
+        "uid": "string",
+        "subset": "string",
+        "source": "string",
+        "split": "string",
+        "img_name": "string",
+        "url": "string",
+        "matched_keywords": "list<string>",
+        "width": "int64",
+        "height": "int64",
+        "clip_score": "float64",
+        "rs_score": "float64",
+        "labels": "string",
+        "geo": "string",
         "meta_caption": "string",
     },
     RS3: {
-        "uid": "string", "subset": "string", "source": "string", "split": "string", "img_name": "string",
-        "labels": "string", "geo": "string", "top_cap": "string", "ssl_cap": "string", "meta_caption": "string",
+        "uid": "string",
+        "subset": "string",
+        "source": "string",
+        "split": "string",
+        "img_name": "string",
+        "labels": "string",
+        "geo": "string",
+        "top_cap": "string",
+        "ssl_cap": "string",
+        "meta_caption": "string",
     },
 }
 
@@ -313,10 +341,19 @@ def _joined(values: Any) -> str:
 
 def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
     return {
-        "uid": row[UID], "subset": PUB11, "source": row["source"], "split": split, "img_name": img_name,
-        "url": _text(row.get("url")), "matched_keywords": [str(k) for k in row.get("matched_keywords") or []],
-        "width": row.get("width"), "height": row.get("height"), "clip_score": _clean(row.get("clip_score")),
-        "rs_score": _clean(row.get("rs_score")), "labels": _joined(row.get("labels")), "geo": _text(row.get("geo")),
+        "uid": row[UID],
+        "subset": PUB11,
+        "source": row["source"],
+        "split": split,
+        "img_name": img_name,
+        "url": _text(row.get("url")),
+        "matched_keywords": [str(k) for k in row.get("matched_keywords") or []],
+        "width": row.get("width"),
+        "height": row.get("height"),
+        "clip_score": _clean(row.get("clip_score")),
+        "rs_score": _clean(row.get("rs_score")),
+        "labels": _joined(row.get("labels")),
+        "geo": _text(row.get("geo")),
         "meta_caption": _text(row.get("meta_caption")),
     }
 
@@ -339,15 +376,24 @@ def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: s
             continue
         row.update(meta_caption=extra["meta_caption"], labels=extra["labels"], geo=extra["geo"])
         if caption_mode == "prepend" and extra["meta_caption"]:
-            row["caption"] = " ".join(part for part in (extra["meta_caption"], (row.get("caption") or "").strip()) if part)
+            row["caption"] = " ".join(
+                part for part in (extra["meta_caption"], (row.get("caption") or "").strip()) if part
+            )
     return rows
 
 
 def _rs3_provenance(row: dict, split: str) -> dict:
     return {
-        "uid": row[UID], "subset": RS3, "source": row["dataset"], "split": split, "img_name": row["img_name"],
-        "labels": _joined(row.get("labels")), "geo": _text(row.get("geo")), "top_cap": _text(row.get("top_cap")),
-        "ssl_cap": _text(row.get("ssl_cap")), "meta_caption": _text(row.get("meta_caption")),
+        "uid": row[UID],
+        "subset": RS3,
+        "source": row["dataset"],
+        "split": split,
+        "img_name": row["img_name"],
+        "labels": _joined(row.get("labels")),
+        "geo": _text(row.get("geo")),
+        "top_cap": _text(row.get("top_cap")),
+        "ssl_cap": _text(row.get("ssl_cap")),
+        "meta_caption": _text(row.get("meta_caption")),
     }
 
 
@@ -367,8 +413,16 @@ def pub11_samples(rows: list[dict], base_dir: Path, val_fraction: float) -> Iter
         for row in group:
             split = split_of(row[UID], val_fraction)
             img_name = pub11_img_name(row)
-            yield split, Sample(row[UID], img_name, images[row["member"]], row["caption"] or "",
-                                _pub11_provenance(row, split, img_name))
+            yield (
+                split,
+                Sample(
+                    row[UID],
+                    img_name,
+                    images[row["member"]],
+                    row["caption"] or "",
+                    _pub11_provenance(row, split, img_name),
+                ),
+            )
 
 
 class _Unread:
@@ -381,7 +435,9 @@ class _Unread:
         return self.size
 
 
-def rs3_samples(rows: list[dict], base_dir: Path, val_fraction: float, read: bool = True) -> Iterator[tuple[str, Sample]]:
+def rs3_samples(
+    rows: list[dict], base_dir: Path, val_fraction: float, read: bool = True
+) -> Iterator[tuple[str, Sample]]:
     for row in sorted(rows, key=lambda r: r[UID]):
         split = split_of(row[UID], val_fraction)
         path = base_dir / row["image_path"]
@@ -431,13 +487,21 @@ def write_subset_shards(
         # Plan first, from sizes only (tar headers, file sizes): which shard each sample goes to.
         sizes: dict[str, list[int]] = {split: [] for split in SPLITS}
         keys: dict[str, list[str]] = {split: [] for split in SPLITS}
-        sizing = samples_of(rows, base_dir, val_fraction) if subset == PUB11 else rs3_samples(rows, base_dir, val_fraction, read=False)
+        sizing = (
+            samples_of(rows, base_dir, val_fraction)
+            if subset == PUB11
+            else rs3_samples(rows, base_dir, val_fraction, read=False)
+        )
         for split, sample in sizing:
             sizes[split].append(record_size(sample, member_names))
             keys[split].append(sample.key)
         shard_of = {}
         for split in SPLITS:
-            indices = shard_indices(sizes[split], count) if count is not None else rollover_indices(sizes[split], target_bytes)
+            indices = (
+                shard_indices(sizes[split], count)
+                if count is not None
+                else rollover_indices(sizes[split], target_bytes)
+            )
             total = count if count is not None else (indices[-1] + 1 if indices else 0)
             low, high = total * group // groups, total * (group + 1) // groups
             ranges[split] = (low, high)
@@ -445,16 +509,24 @@ def write_subset_shards(
         rows = [row for row in rows if row[UID] in shard_of]
     if groups == 1:
         remove_stale_shards(shards_dir, subset)
-    writers = {split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names, count, *ranges[split])
-               for split in SPLITS}
+    writers = {
+        split: ShardSetWriter(shards_dir, subset, split, target_bytes, member_names, count, *ranges[split])
+        for split in SPLITS
+    }
     counts: dict[str, dict[str, int]] = {}
     for split, sample in samples_of(rows, base_dir, val_fraction):
         writers[split].add(sample, None if shard_of is None else shard_of[sample.key])
         per_source = counts.setdefault(sample.provenance["source"], {TRAIN: 0, VAL: 0})
         per_source[split] += 1
-    result = Manifest(subset, member_names, int(target_bytes), float(val_fraction),
-                      [info for split in SPLITS for info in writers[split].close()], dict(sorted(counts.items())),
-                      None if count is None else int(count))
+    result = Manifest(
+        subset,
+        member_names,
+        int(target_bytes),
+        float(val_fraction),
+        [info for split in SPLITS for info in writers[split].close()],
+        dict(sorted(counts.items())),
+        None if count is None else int(count),
+    )
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(manifest) + ".tmp")
     tmp.write_text(result.to_json())
@@ -473,7 +545,12 @@ def merge_manifests(parts: list[str | Path], manifest: str | Path, shards_dir: s
     counts: dict[str, dict[str, int]] = {}
     for part in loaded:
         if (part.subset, part.member_names, part.target_bytes, part.val_fraction, part.count) != (
-                first.subset, first.member_names, first.target_bytes, first.val_fraction, first.count):
+            first.subset,
+            first.member_names,
+            first.target_bytes,
+            first.val_fraction,
+            first.count,
+        ):
             raise ValueError(f"part manifests of different builds: {parts}")
         for source, splits in part.counts.items():
             total = counts.setdefault(source, {TRAIN: 0, VAL: 0})
@@ -482,8 +559,15 @@ def merge_manifests(parts: list[str | Path], manifest: str | Path, shards_dir: s
     shards = sorted((info for part in loaded for info in part.shards), key=lambda i: (SPLITS.index(i.split), i.path))
     if len({info.path for info in shards}) != len(shards):
         raise ValueError("two shard groups wrote the same tar")
-    result = Manifest(first.subset, first.member_names, first.target_bytes, first.val_fraction, shards,
-                      dict(sorted(counts.items())), first.count)
+    result = Manifest(
+        first.subset,
+        first.member_names,
+        first.target_bytes,
+        first.val_fraction,
+        shards,
+        dict(sorted(counts.items())),
+        first.count,
+    )
     listed = {info.path for info in shards}
     for split in SPLITS:
         folder = Path(shards_dir) / split

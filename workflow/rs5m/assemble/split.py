@@ -2,6 +2,7 @@
 
 Reads the final PUB11 and RS3 tables, adds a `split` column ("train" or "val").
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,7 @@ def split_position(uid: str) -> float:
 
 
 def split_of(uid: str, val_fraction: float) -> str:
-    """"val" for a stable `val_fraction` of uids, "train" for the rest.
+    """ "val" for a stable `val_fraction` of uids, "train" for the rest.
 
     The decision reads nothing but the uid, so adding or removing other samples (a rerun with
     more sources, a changed filter) never moves a sample between splits; and raising the

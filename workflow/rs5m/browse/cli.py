@@ -2,6 +2,7 @@
 
 Reads the run folder given on the command line; writes its index and ratings inside that folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,22 +51,39 @@ def is_loopback(host: str) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", nargs="?", default=".",
-                        help="the run folder (where snakemake ran; holds results/); default: the current folder")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (0: any free port; default {DEFAULT_PORT})")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help="address to bind (default 127.0.0.1); anything but loopback exposes the ratings to the network")
-    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
-                        help="a further Host name the app answers to (repeatable); the bound address, "
-                             "localhost and this machine's hostname are always allowed")
+    parser.add_argument(
+        "run_dir",
+        nargs="?",
+        default=".",
+        help="the run folder (where snakemake ran; holds results/); default: the current folder",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (0: any free port; default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to bind (default 127.0.0.1); anything but loopback exposes the ratings to the network",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a further Host name the app answers to (repeatable); the bound address, "
+        "localhost and this machine's hostname are always allowed",
+    )
     parser.add_argument("--reindex", action="store_true", help="rebuild the shard index from scratch")
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
 def add_browse_parser(subparsers) -> argparse.ArgumentParser:
     """Register `browse` on the `rs5m` command's subparsers."""
-    parser = subparsers.add_parser("browse", help="browse and rate a finished run in a web browser",
-                                   description="Serve a web app to browse, inspect drops of, and rate a finished run.")
+    parser = subparsers.add_parser(
+        "browse",
+        help="browse and rate a finished run in a web browser",
+        description="Serve a web app to browse, inspect drops of, and rate a finished run.",
+    )
     add_arguments(parser)
     parser.set_defaults(func=main_browse)
     return parser
@@ -78,8 +96,12 @@ def make_browse_server(args: argparse.Namespace, log=sys.stderr):
     if not loopback:
         print(f"rs5m browse: warning: binding {args.host} makes the app reachable from other machines", file=log)
     try:
-        app = BrowseApp(args.run_dir, allowed_hosts=allowed_hosts(args.host, getattr(args, "allowed_host", None)),
-                        reindex=args.reindex, log=log)
+        app = BrowseApp(
+            args.run_dir,
+            allowed_hosts=allowed_hosts(args.host, getattr(args, "allowed_host", None)),
+            reindex=args.reindex,
+            log=log,
+        )
     except FileNotFoundError as error:
         raise SystemExit(f"rs5m browse: {error}") from None
     for rel, error in app.refresh.failed:
@@ -122,7 +144,9 @@ def main_browse(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rs5m.browse",
-                                     description="Serve a web app to browse, inspect drops of, and rate a finished run.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rs5m.browse",
+        description="Serve a web app to browse, inspect drops of, and rate a finished run.",
+    )
     add_arguments(parser)
     return main_browse(parser.parse_args(argv))

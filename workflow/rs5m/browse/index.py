@@ -5,6 +5,7 @@ once; writes `results/browse/index.sqlite` (member offsets, captions, provenance
 
 Size: building the index and querying it share one SQLite schema, stated once here.
 """
+
 from __future__ import annotations
 
 import json
@@ -138,9 +139,20 @@ def _shard_rows(run_dir: Path, rel: str) -> tuple[list[tuple], list[tuple]]:
         source = provenance.get("dataset") or provenance.get("source") or subset
         samples.append(
             (
-                uid, key, rel, split, subset, str(source), str(img_name), caption,
-                _float_or_none(provenance.get("clip_score")), _float_or_none(provenance.get("rs_score")),
-                json.dumps(provenance, sort_keys=True), img_offset, img_size, img_member,
+                uid,
+                key,
+                rel,
+                split,
+                subset,
+                str(source),
+                str(img_name),
+                caption,
+                _float_or_none(provenance.get("clip_score")),
+                _float_or_none(provenance.get("rs_score")),
+                json.dumps(provenance, sort_keys=True),
+                img_offset,
+                img_size,
+                img_member,
             )
         )
         matched = provenance.get("matched_keywords") or []
@@ -167,8 +179,10 @@ def _download_rows(run_dir: Path, rel: str) -> list[tuple]:
 
 def _drop_rows(run_dir: Path, rel: str) -> list[tuple]:
     table = pq.read_table(run_dir / rel)
-    columns = {name: table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
-               for name in ("uid", "source", "stage", "reason", "detail")}
+    columns = {
+        name: table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+        for name in ("uid", "source", "stage", "reason", "detail")
+    }
     return [
         (columns["uid"][i], columns["source"][i], columns["stage"][i], columns["reason"][i], columns["detail"][i], rel)
         for i in range(table.num_rows)
@@ -319,10 +333,12 @@ class RunIndex:
             if row is None:
                 return None
             sample = dict(row)
-            sample["keywords"] = [r[0] for r in conn.execute(
-                "SELECT keyword FROM sample_keywords WHERE uid = ? ORDER BY keyword", (uid,))]
-            sample["drops"] = [dict(r) for r in conn.execute(
-                "SELECT stage, reason, detail FROM drops WHERE uid = ?", (uid,))]
+            sample["keywords"] = [
+                r[0] for r in conn.execute("SELECT keyword FROM sample_keywords WHERE uid = ? ORDER BY keyword", (uid,))
+            ]
+            sample["drops"] = [
+                dict(r) for r in conn.execute("SELECT stage, reason, detail FROM drops WHERE uid = ?", (uid,))
+            ]
         return sample
 
     def samples(self, filters: "SampleFilter", limit: int, offset: int) -> tuple[int, list[dict]]:
@@ -340,27 +356,45 @@ class RunIndex:
         """The values each filter can take, with counts, for the filter form and the overview."""
         with closing(self.connect()) as conn:
             return {
-                "split": [tuple(r) for r in conn.execute(
-                    "SELECT split, COUNT(*) FROM samples GROUP BY split ORDER BY split")],
-                "subset": [tuple(r) for r in conn.execute(
-                    "SELECT subset, COUNT(*) FROM samples GROUP BY subset ORDER BY subset")],
-                "source": [tuple(r) for r in conn.execute(
-                    "SELECT source, COUNT(*) FROM samples GROUP BY source ORDER BY source")],
-                "keyword": [tuple(r) for r in conn.execute(
-                    "SELECT keyword, COUNT(*) AS n FROM sample_keywords GROUP BY keyword ORDER BY n DESC, keyword LIMIT 200")],
-                "table": [tuple(r) for r in conn.execute(
-                    "SELECT split, subset, source, COUNT(*) FROM samples GROUP BY split, subset, source "
-                    "ORDER BY split, subset, source")],
+                "split": [
+                    tuple(r) for r in conn.execute("SELECT split, COUNT(*) FROM samples GROUP BY split ORDER BY split")
+                ],
+                "subset": [
+                    tuple(r)
+                    for r in conn.execute("SELECT subset, COUNT(*) FROM samples GROUP BY subset ORDER BY subset")
+                ],
+                "source": [
+                    tuple(r)
+                    for r in conn.execute("SELECT source, COUNT(*) FROM samples GROUP BY source ORDER BY source")
+                ],
+                "keyword": [
+                    tuple(r)
+                    for r in conn.execute(
+                        "SELECT keyword, COUNT(*) AS n FROM sample_keywords GROUP BY keyword ORDER BY n DESC, keyword LIMIT 200"
+                    )
+                ],
+                "table": [
+                    tuple(r)
+                    for r in conn.execute(
+                        "SELECT split, subset, source, COUNT(*) FROM samples GROUP BY split, subset, source "
+                        "ORDER BY split, subset, source"
+                    )
+                ],
             }
 
     def drop_counts(self) -> list[tuple]:
         with closing(self.connect()) as conn:
-            return [tuple(r) for r in conn.execute(
-                "SELECT d.stage, d.reason, COUNT(*), COUNT(w.uid) FROM drops d "
-                "LEFT JOIN downloads w ON w.uid = d.uid GROUP BY d.stage, d.reason ORDER BY d.stage, d.reason")]
+            return [
+                tuple(r)
+                for r in conn.execute(
+                    "SELECT d.stage, d.reason, COUNT(*), COUNT(w.uid) FROM drops d "
+                    "LEFT JOIN downloads w ON w.uid = d.uid GROUP BY d.stage, d.reason ORDER BY d.stage, d.reason"
+                )
+            ]
 
-    def drops(self, stage: str | None, reason: str | None, source: str | None, with_image: bool,
-              limit: int, offset: int) -> tuple[int, list[dict]]:
+    def drops(
+        self, stage: str | None, reason: str | None, source: str | None, with_image: bool, limit: int, offset: int
+    ) -> tuple[int, list[dict]]:
         clauses, params = ["1 = 1"], []
         for column, value in (("stage", stage), ("reason", reason), ("source", source)):
             if value:

@@ -3,6 +3,7 @@
 Reads the run index's validation split; writes `results/ratings.sqlite` and the CSV export in the
 form of the authors' `record/ratings_*.csv`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -155,18 +156,27 @@ class RatingStore:
 
     def sessions(self) -> list[dict]:
         with closing(self.connect()) as conn:
-            return [dict(r) for r in conn.execute(
-                "SELECT s.*, (SELECT COUNT(*) FROM session_items i WHERE i.session_id = s.id) AS items, "
-                "(SELECT COUNT(*) FROM ratings r WHERE r.session_id = s.id) AS rated "
-                "FROM sessions s ORDER BY s.id")]
+            return [
+                dict(r)
+                for r in conn.execute(
+                    "SELECT s.*, (SELECT COUNT(*) FROM session_items i WHERE i.session_id = s.id) AS items, "
+                    "(SELECT COUNT(*) FROM ratings r WHERE r.session_id = s.id) AS rated "
+                    "FROM sessions s ORDER BY s.id"
+                )
+            ]
 
     def items(self, session_id: int) -> list[dict]:
         """Every drawn sample of a session in order, with its scores where it has been rated."""
         with closing(self.connect()) as conn:
-            return [dict(r) for r in conn.execute(
-                "SELECT i.pos, i.uid, r.relevance_detail, r.hallucination, r.fluency FROM session_items i "
-                "LEFT JOIN ratings r ON r.session_id = i.session_id AND r.uid = i.uid "
-                "WHERE i.session_id = ? ORDER BY i.pos", (session_id,))]
+            return [
+                dict(r)
+                for r in conn.execute(
+                    "SELECT i.pos, i.uid, r.relevance_detail, r.hallucination, r.fluency FROM session_items i "
+                    "LEFT JOIN ratings r ON r.session_id = i.session_id AND r.uid = i.uid "
+                    "WHERE i.session_id = ? ORDER BY i.pos",
+                    (session_id,),
+                )
+            ]
 
     def rate(self, session_id: int, uid: str, sample: dict, scores: dict[str, int]) -> None:
         """Store (or revise) one sample's scores; the sample must belong to the session."""
@@ -187,9 +197,17 @@ class RatingStore:
                 "ON CONFLICT (session_id, uid) DO UPDATE SET relevance_detail = excluded.relevance_detail, "
                 "hallucination = excluded.hallucination, fluency = excluded.fluency, rated_at = excluded.rated_at",
                 (
-                    session_id, uid, session["rater"], sample.get("subset"), sample.get("source"),
-                    sample["img_name"], sample["caption"], scores["relevance_detail"], scores["hallucination"],
-                    scores["fluency"], datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    session_id,
+                    uid,
+                    session["rater"],
+                    sample.get("subset"),
+                    sample.get("source"),
+                    sample["img_name"],
+                    sample["caption"],
+                    scores["relevance_detail"],
+                    scores["hallucination"],
+                    scores["fluency"],
+                    datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 ),
             )
 
@@ -228,8 +246,12 @@ class RatingStore:
         where, params = self._ratings_where(session_id, rater)
         means = ", ".join(f"AVG(r.{name}) AS {name}" for name in SCORE_NAMES)
         out = {}
-        for level, group in (("overall", None), ("subset", "r.subset"), ("source", "r.subset, r.source"),
-                             ("rater", "r.rater")):
+        for level, group in (
+            ("overall", None),
+            ("subset", "r.subset"),
+            ("source", "r.subset, r.source"),
+            ("rater", "r.rater"),
+        ):
             select = f"{group}, " if group else ""
             tail = f" GROUP BY {group} ORDER BY {group}" if group else ""
             with closing(self.connect()) as conn:

@@ -6,6 +6,7 @@ to `results/ratings.sqlite` through RatingStore. Every route is a small function
 Size: the request handler and its routes (pages, files, export, rating API) share the Host, Origin
 and CSRF checks; split, those checks would be spread over several modules.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 from rs5m.browse import pages
-from rs5m.browse.index import (INDEX_PATH, SCORE_FIELDS, UID_PATTERN, RunIndex, SampleFilter, StaleFileError,
-                               refresh_index, sniff_image_type)
+from rs5m.browse.index import (
+    INDEX_PATH,
+    SCORE_FIELDS,
+    UID_PATTERN,
+    RunIndex,
+    SampleFilter,
+    StaleFileError,
+    refresh_index,
+    sniff_image_type,
+)
 from rs5m.browse.ratings import RATINGS_PATH, SCORE_NAMES, RatingError, RatingStore, parse_score
 from rs5m.ledger import read_stats
 
@@ -45,9 +54,11 @@ SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy",
-     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; "
-     "frame-ancestors 'none'; base-uri 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'",
+    ),
 ]
 
 
@@ -135,15 +146,22 @@ class Request:
 def _host_name(raw: str) -> str:
     raw = raw.strip().lower()
     if raw.startswith("["):
-        return raw[1:raw.find("]")] if "]" in raw else raw
+        return raw[1 : raw.find("]")] if "]" in raw else raw
     return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
 
 
 class BrowseApp:
     """The WSGI callable for one run folder."""
 
-    def __init__(self, run_dir: str | Path, index_db: str | Path | None = None, ratings_db: str | Path | None = None,
-                 allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS, reindex: bool = False, log=sys.stderr):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        index_db: str | Path | None = None,
+        ratings_db: str | Path | None = None,
+        allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS,
+        reindex: bool = False,
+        log=sys.stderr,
+    ):
         self.run_dir = Path(run_dir).resolve()
         if not self.run_dir.is_dir():
             raise FileNotFoundError(f"run folder {self.run_dir} does not exist")
@@ -153,8 +171,9 @@ class BrowseApp:
         self.index = RunIndex(self.run_dir, index_db)
         ratings_path = Path(ratings_db) if ratings_db else self.run_dir / RATINGS_PATH
         self.ratings = RatingStore(ratings_path)
-        self.hidden_files = {Path(f"{p.resolve()}{suffix}") for p in (ratings_path, Path(index_db))
-                             for suffix in SQLITE_SIDE_SUFFIXES}
+        self.hidden_files = {
+            Path(f"{p.resolve()}{suffix}") for p in (ratings_path, Path(index_db)) for suffix in SQLITE_SIDE_SUFFIXES
+        }
         self.hidden_dirs = [(self.run_dir / d).resolve() for d in FILES_HIDDEN_DIRS]
         # The Origin a form post may carry: http://<allowed host>:<port> (set by the server once bound).
         self.port: int | None = None
@@ -259,8 +278,16 @@ class BrowseApp:
         facets = self.index.facets()
         stats_dir = self.run_dir / "results" / "stats"
         funnel_rows = pages.read_csv_rows(stats_dir / "funnel.csv")
-        figures = sorted(p.relative_to(self.run_dir).as_posix() for p in stats_dir.glob("*.png")) if stats_dir.is_dir() else []
-        stat_files = sorted(p.relative_to(self.run_dir).as_posix() for p in stats_dir.glob("*") if p.is_file()) if stats_dir.is_dir() else []
+        figures = (
+            sorted(p.relative_to(self.run_dir).as_posix() for p in stats_dir.glob("*.png"))
+            if stats_dir.is_dir()
+            else []
+        )
+        stat_files = (
+            sorted(p.relative_to(self.run_dir).as_posix() for p in stats_dir.glob("*") if p.is_file())
+            if stats_dir.is_dir()
+            else []
+        )
         body = pages.overview(facets, self.index.drop_counts(), funnel_rows, figures, stat_files, self.refresh)
         return self.html(request, "Overview", body)
 
@@ -303,7 +330,9 @@ class BrowseApp:
         try:
             data = self.index.image_bytes(ref)
         except (StaleFileError, FileNotFoundError):
-            raise HTTPError(410, "the shard changed or was removed since it was indexed; restart `rs5m browse`") from None
+            raise HTTPError(
+                410, "the shard changed or was removed since it was indexed; restart `rs5m browse`"
+            ) from None
         if len(data) != ref.size:
             raise HTTPError(410, "the shard changed since it was indexed; restart `rs5m browse`")
         return Response(data, 200, sniff_image_type(data), [("Cache-Control", "private, max-age=3600")])
@@ -323,8 +352,9 @@ class BrowseApp:
         per = request.int_arg("per", PAGE_SIZE, 1, MAX_PAGE_SIZE)
         total, rows = self.index.drops(args["stage"], args["reason"], args["source"], with_image, per, (page - 1) * per)
         query = {k: v for k, v in request.query.items() if k != "page" and v}
-        body = pages.dropped(self.index.drop_counts(), self.ledger, self.ledger_errors, args, with_image,
-                             rows, total, page, per, query)
+        body = pages.dropped(
+            self.index.drop_counts(), self.ledger, self.ledger_errors, args, with_image, rows, total, page, per, query
+        )
         return self.html(request, "Dropped", body)
 
     def files(self, request: Request, rel: str) -> Response:
@@ -334,8 +364,12 @@ class BrowseApp:
         # Resolving follows symlinks, so a link inside results/ that points elsewhere is refused too.
         try:
             path = (self.run_dir / rel).resolve()
-            if (not path.is_relative_to(root) or path in self.hidden_files
-                    or any(path.is_relative_to(d) for d in self.hidden_dirs) or not path.is_file()):
+            if (
+                not path.is_relative_to(root)
+                or path in self.hidden_files
+                or any(path.is_relative_to(d) for d in self.hidden_dirs)
+                or not path.is_file()
+            ):
                 raise HTTPError(404, "no such file")
             data = path.read_bytes()
         except OSError:  # a name too long for the file system, a file deleted meanwhile: not there
@@ -363,8 +397,9 @@ class BrowseApp:
         try:
             if not size_text.isdigit():
                 raise RatingError("the session size must be a whole number")
-            session = self.ratings.open_session(form.get("rater", ""), form.get("seed", ""), int(size_text),
-                                                self.index.validation_uids())
+            session = self.ratings.open_session(
+                form.get("rater", ""), form.get("seed", ""), int(size_text), self.index.validation_uids()
+            )
         except RatingError as error:
             body = pages.rate_start(self.ratings.sessions(), self.csrf_token(request), str(error))
             return self.html(request, "Rate", body, 400)
@@ -419,12 +454,15 @@ class BrowseApp:
         name = "ratings" + (f"_session{session_id}" if session_id else "") + (f"_{rater}" if rater else "")
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         exact = request.query.get("format", "") == "exact"  # the authors' format, captions unguarded
-        return Response(self.ratings.export_csv(session_id, rater, exact), 200, "text/csv; charset=utf-8",
-                        [("Content-Disposition", f'attachment; filename="{name}.csv"')])
+        return Response(
+            self.ratings.export_csv(session_id, rater, exact),
+            200,
+            "text/csv; charset=utf-8",
+            [("Content-Disposition", f'attachment; filename="{name}.csv"')],
+        )
 
     def summary(self, request: Request) -> Response:
         session_id, rater = self._rating_scope(request)
         scope = urlencode({k: v for k, v in (("session", session_id), ("rater", rater)) if v})
         body = pages.summary(self.ratings.summary(session_id, rater), self.ratings.sessions(), scope)
         return self.html(request, "Summary", body)
-

@@ -5,18 +5,32 @@ Reads the subset's table (PUB11 outliers.parquet, RS3 captioned.parquet), its st
 embeddings and the eval-set features; writes `results/{subset}/final.parquet` with its ledger and
 `results/decontamination/{subset}.matches.parquet`.
 """
+
 from __future__ import annotations
 
 import logging
-
-from rs5m.decontamination.matching import ACTIONS, EVAL_SCHEMA, FEATURE_SCHEMA, MATCH_SCHEMA, N_VARIANTS, REASON, STAGE, VARIANT_NAMES, embedding_index, embedding_search, hash_search
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from rs5m.columns import SOURCE, UID
+from rs5m.decontamination.matching import (
+    ACTIONS,
+    EVAL_SCHEMA,
+    FEATURE_SCHEMA,
+    MATCH_SCHEMA,
+    N_VARIANTS,
+    REASON,
+    STAGE,
+    VARIANT_NAMES,
+    embedding_index,
+    embedding_search,
+    hash_search,
+)
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
 
 logger = logging.getLogger(__name__)
@@ -39,7 +53,11 @@ def load_eval(eval_tables: Sequence[str | Path]) -> EvalData:
         names.append(Path(path).name[: -len(".parquet")])
         tables.append(table)
         hashes.append(np.array(table.column("phash").to_pylist(), dtype=np.int64).reshape(-1))
-        vectors.append(emb.reshape(table.num_rows * N_VARIANTS, -1) if table.num_rows else emb.reshape(0, emb.shape[-1] if emb.ndim == 3 else 0))
+        vectors.append(
+            emb.reshape(table.num_rows * N_VARIANTS, -1)
+            if table.num_rows
+            else emb.reshape(0, emb.shape[-1] if emb.ndim == 3 else 0)
+        )
     table = pa.concat_tables(tables) if tables else EVAL_SCHEMA.empty_table()
     dims = {v.shape[1] for v in vectors if len(v)}
     if len(dims) > 1:
@@ -60,9 +78,18 @@ def _feature_parts(pairs: Sequence[tuple[str | Path, str | Path]]) -> Iterable[t
         yield uids, vectors
 
 
-def find_matches(subset: str, table: pa.Table, source_column: str, location: list[str], phashes: np.ndarray,
-                 hash_valid: np.ndarray, embedding_parts: Sequence[tuple[str | Path, str | Path]], evals: EvalData, radius: int,
-                 threshold: float | None) -> pa.Table:
+def find_matches(
+    subset: str,
+    table: pa.Table,
+    source_column: str,
+    location: list[str],
+    phashes: np.ndarray,
+    hash_valid: np.ndarray,
+    embedding_parts: Sequence[tuple[str | Path, str | Path]],
+    evals: EvalData,
+    radius: int,
+    threshold: float | None,
+) -> pa.Table:
     """The best match per (dataset image, method, eval set) of both matchers, as MATCH_SCHEMA rows."""
     uids = table.column(UID).to_pylist()
     sources = table.column(source_column).to_pylist()
@@ -91,19 +118,34 @@ def find_matches(subset: str, table: pa.Table, source_column: str, location: lis
             if not keep.any():
                 continue
             if vectors.shape[1] != evals.vectors.shape[1]:
-                raise ValueError(f"dataset embeddings have {vectors.shape[1]} dimensions, eval {evals.vectors.shape[1]}:"
-                                 " eval and dataset were embedded by different models")
+                raise ValueError(
+                    f"dataset embeddings have {vectors.shape[1]} dimensions, eval {evals.vectors.shape[1]}:"
+                    " eval and dataset were embedded by different models"
+                )
             qq, ii, ss = embedding_search(index, vectors[keep], threshold)
             record(positions[keep][qq], ii, ss, "embedding", lambda a, b: a > b)
             pairs += len(qq)
         logger.info("%s: %d images with an embedding match (cosine >= %s)", subset, pairs, threshold)
 
     rows = []
-    for (row, method, eval_set), (score, ev) in sorted(found.items(), key=lambda kv: (uids[kv[0][0]], kv[0][1], kv[0][2])):
+    for (row, method, eval_set), (score, ev) in sorted(
+        found.items(), key=lambda kv: (uids[kv[0][0]], kv[0][1], kv[0][2])
+    ):
         image = ev // N_VARIANTS
-        rows.append({"subset": subset, UID: uids[row], SOURCE: sources[row], "method": method, "eval_set": eval_set,
-                     "image_id": eval_rows["image_id"][image], "eval_path": eval_rows["path"][image],
-                     "variant": VARIANT_NAMES[ev % N_VARIANTS], "score": score, "location": location[row]})
+        rows.append(
+            {
+                "subset": subset,
+                UID: uids[row],
+                SOURCE: sources[row],
+                "method": method,
+                "eval_set": eval_set,
+                "image_id": eval_rows["image_id"][image],
+                "eval_path": eval_rows["path"][image],
+                "variant": VARIANT_NAMES[ev % N_VARIANTS],
+                "score": score,
+                "location": location[row],
+            }
+        )
     return pa.Table.from_pylist(rows, schema=MATCH_SCHEMA)
 
 
@@ -115,11 +157,20 @@ def _best_match(matches: list[dict]) -> dict:
     return max(matches, key=lambda m: (m["score"], [-ord(c) for c in m["eval_set"] + m["image_id"]]))
 
 
-def decontaminate(subset: str, table_path: str | Path, out: str | Path, stats_out: str | Path,
-                  drops_out: str | Path, matches_out: str | Path, eval_tables: Sequence[str | Path],
-                  embedding_parts: Sequence[tuple[str | Path, str | Path]] = (),
-                  phash_parts: Sequence[str | Path] = (), action: str = "report", phash_radius: int = 8,
-                  embedding_threshold: float | None = None) -> dict:
+def decontaminate(
+    subset: str,
+    table_path: str | Path,
+    out: str | Path,
+    stats_out: str | Path,
+    drops_out: str | Path,
+    matches_out: str | Path,
+    eval_tables: Sequence[str | Path],
+    embedding_parts: Sequence[tuple[str | Path, str | Path]] = (),
+    phash_parts: Sequence[str | Path] = (),
+    action: str = "report",
+    phash_radius: int = 8,
+    embedding_threshold: float | None = None,
+) -> dict:
     """Match one subset (`pub11` or `rs3`) against every eval set; `drop` removes the matched rows
     (ledger reason `eval_overlap`), `report` keeps them. Writes the final table, its ledger and the
     matches. PUB11's pHash is the table's `phash` column; RS3's comes from `phash_parts`."""
@@ -132,8 +183,11 @@ def decontaminate(subset: str, table_path: str | Path, out: str | Path, stats_ou
         hash_valid = np.ones(len(phashes), bool)
         location = [f"{t}::{m}" for t, m in zip(table.column("tar").to_pylist(), table.column("member").to_pylist())]
     else:
-        features = pa.concat_tables([pq.read_table(p, schema=FEATURE_SCHEMA) for p in phash_parts]) if phash_parts \
+        features = (
+            pa.concat_tables([pq.read_table(p, schema=FEATURE_SCHEMA) for p in phash_parts])
+            if phash_parts
             else FEATURE_SCHEMA.empty_table()
+        )
         by_uid = dict(zip(features.column(UID).to_pylist(), features.column("phash").to_pylist()))
         values = [by_uid.get(u) for u in table.column(UID).to_pylist()]
         phashes = np.array([0 if v is None else v for v in values], dtype=np.int64)
@@ -142,8 +196,18 @@ def decontaminate(subset: str, table_path: str | Path, out: str | Path, stats_ou
             logger.warning("%d RS3 images have no pHash (unreadable)", int((~hash_valid).sum()))
         location = table.column("image_path").to_pylist()
     evals = load_eval(eval_tables)
-    matches = find_matches(subset, table, source_column, location, phashes, hash_valid, embedding_parts, evals,
-                           int(phash_radius), embedding_threshold)
+    matches = find_matches(
+        subset,
+        table,
+        source_column,
+        location,
+        phashes,
+        hash_valid,
+        embedding_parts,
+        evals,
+        int(phash_radius),
+        embedding_threshold,
+    )
     Path(matches_out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(matches, matches_out)
 
@@ -160,15 +224,27 @@ def decontaminate(subset: str, table_path: str | Path, out: str | Path, stats_ou
             best = _best_match(by_uid[uid])
             entry.drop(REASON)
             keep[i] = False
-            drop_rows.append({"uid": uid, "source": source, "stage": STAGE, "reason": REASON,
-                              "detail": f"{best['eval_set']}:{best['image_id']}"})
+            drop_rows.append(
+                {
+                    "uid": uid,
+                    "source": source,
+                    "stage": STAGE,
+                    "reason": REASON,
+                    "detail": f"{best['eval_set']}:{best['image_id']}",
+                }
+            )
         else:
             entry.kept += 1
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.filter(pa.array(keep)), out)
     write_stats(stats_out, [stats[s] for s in sorted(stats)])
     write_drops(drops_out, drops_table(drop_rows))
-    summary = {"subset": subset, "action": action, "rows_in": table.num_rows, "matched": len(by_uid),
-               "dropped": len(drop_rows)}
+    summary = {
+        "subset": subset,
+        "action": action,
+        "rows_in": table.num_rows,
+        "matched": len(by_uid),
+        "dropped": len(drop_rows),
+    }
     logger.info("%s", summary)
     return summary

@@ -2,32 +2,45 @@
 
 Reads the set's images (rs5m.decontamination.eval_sets); writes `results/decontamination/eval/{eval_set}.{parquet,npy}`.
 """
+
 from __future__ import annotations
 
-import logging
-
-from rs5m.decontamination.matching import EVAL_SCHEMA, image_features
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from rs5m.decontamination.eval_sets import read_eval_set
+from rs5m.decontamination.matching import EVAL_SCHEMA, image_features
 
 logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------- feature jobs
-def eval_set_features(name: str, paths: Sequence[str], fmt: str, out: str | Path, embeddings_out: str | Path,
-                      clip_model: str, clip_pretrained: str | None, batch_size: int = 64, workers: int = 0,
-                      device: str = "auto", precision: str = "auto") -> int:
+def eval_set_features(
+    name: str,
+    paths: Sequence[str],
+    fmt: str,
+    out: str | Path,
+    embeddings_out: str | Path,
+    clip_model: str,
+    clip_pretrained: str | None,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+) -> int:
     """One eval set: its images with the pHashes of their eight variants (parquet) and the
     embeddings of the eight variants (`.npy`, shape (images, 8, d)). Returns the images read."""
     eval_set = read_eval_set(name, list(paths), fmt)
     image_paths = [image.path for image in eval_set.images]
-    ok, hashes, vectors = image_features(image_paths, clip_model, clip_pretrained, True, batch_size, workers,
-                                         device, precision)
+    ok, hashes, vectors = image_features(
+        image_paths, clip_model, clip_pretrained, True, batch_size, workers, device, precision
+    )
     images = [image for image, good in zip(eval_set.images, ok) if good]
     logger.info("eval set %s: %d images read, %d unreadable", name, len(images), int((~ok).sum()))
     table = pa.table(
@@ -39,9 +52,14 @@ def eval_set_features(name: str, paths: Sequence[str], fmt: str, out: str | Path
             "phash": [list(map(int, h)) for h in hashes[ok]],
         },
         schema=EVAL_SCHEMA,
-    ).replace_schema_metadata({"clip_model": clip_model, "clip_pretrained": str(clip_pretrained),
-                               "missing": json.dumps(eval_set.missing[:1000]),
-                               "unreadable": str(int((~ok).sum()))})
+    ).replace_schema_metadata(
+        {
+            "clip_model": clip_model,
+            "clip_pretrained": str(clip_pretrained),
+            "missing": json.dumps(eval_set.missing[:1000]),
+            "unreadable": str(int((~ok).sum())),
+        }
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     np.save(embeddings_out, vectors[ok].astype(np.float16))

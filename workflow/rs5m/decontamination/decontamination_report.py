@@ -4,31 +4,45 @@ grid of matched pairs; the dataset card's section on the eval sets checked.
 Reads the eval-set tables and the subsets' match tables; writes `results/stats/decontamination.{csv,md}`
 and `results/stats/decontamination_pairs.png`.
 """
+
 from __future__ import annotations
 
-import logging
-
-from rs5m.decontamination.matching import MATCH_SCHEMA, METHODS
 import csv
 import io
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
 from rs5m.columns import UID
+from rs5m.decontamination.matching import MATCH_SCHEMA, METHODS
 
 logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ report
-REPORT_COLUMNS = ("eval_set", "format", "images_read", "pub11_phash", "pub11_embedding", "pub11_matched",
-                  "pub11_dropped", "rs3_phash", "rs3_embedding", "rs3_matched", "rs3_dropped")
+REPORT_COLUMNS = (
+    "eval_set",
+    "format",
+    "images_read",
+    "pub11_phash",
+    "pub11_embedding",
+    "pub11_matched",
+    "pub11_dropped",
+    "rs3_phash",
+    "rs3_embedding",
+    "rs3_matched",
+    "rs3_dropped",
+)
 
 
-def report_rows(eval_tables: Sequence[str | Path], formats: dict[str, str], matches: Sequence[str | Path],
-                actions: dict[str, str]) -> list[dict]:
+def report_rows(
+    eval_tables: Sequence[str | Path], formats: dict[str, str], matches: Sequence[str | Path], actions: dict[str, str]
+) -> list[dict]:
     """One row per eval set (plus a total): images read, dataset images matched per subset and
     method (an image matched by both methods counts once in `*_matched`), and dropped."""
     tables = [pq.read_table(p, schema=MATCH_SCHEMA) for p in matches]
@@ -119,10 +133,19 @@ def pairs_figure(matches: Sequence[str | Path], out_png: str | Path, max_pairs: 
     return len(shown)
 
 
-def write_report(eval_tables: Sequence[str | Path], matches: Sequence[str | Path], out_csv: str | Path,
-                 out_md: str | Path, out_png: str | Path, formats: dict[str, str], actions: dict[str, str],
-                 phash_radius: int, embedding_threshold: float | None, clip_model: str = "",
-                 clip_pretrained: str | None = None) -> list[dict]:
+def write_report(
+    eval_tables: Sequence[str | Path],
+    matches: Sequence[str | Path],
+    out_csv: str | Path,
+    out_md: str | Path,
+    out_png: str | Path,
+    formats: dict[str, str],
+    actions: dict[str, str],
+    phash_radius: int,
+    embedding_threshold: float | None,
+    clip_model: str = "",
+    clip_pretrained: str | None = None,
+) -> list[dict]:
     rows = report_rows(eval_tables, formats, matches, actions)
     with open(out_csv, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS, lineterminator="\n")
@@ -131,19 +154,28 @@ def write_report(eval_tables: Sequence[str | Path], matches: Sequence[str | Path
     header = "| " + " | ".join(REPORT_COLUMNS) + " |"
     rule = "|" + "|".join("---" if c in ("eval_set", "format") else "---:" for c in REPORT_COLUMNS) + "|"
     body = ["| " + " | ".join(str(r[c]) for c in REPORT_COLUMNS) + " |" for r in rows]
-    embedding = ("off" if embedding_threshold is None
-                 else f"cosine >= {embedding_threshold} ({clip_model} / {clip_pretrained})")
-    text = "\n".join([
-        "# Eval-set decontamination", "",
-        f"Matchers: pHash of the eight rotations/flips of each eval image within {phash_radius} bits; "
-        f"CLIP image embedding {embedding}. Actions: PUB11 `{actions.get('pub11')}`, RS3 `{actions.get('rs3')}` "
-        "(`drop` removes the matched samples before assembly with reason `eval_overlap`; `report` keeps them).",
-        "", "Columns: images of the eval set read; dataset images matched by pHash, by embedding, by either "
-        "(`*_matched`); dropped. The total counts distinct dataset images (one matched by two sets counts once).",
-        "", header, rule, *body, "",
-        "Matched pairs: `decontamination_pairs.png`; every pair: `results/decontamination/{pub11,rs3}.matches.parquet`.",
-        "",
-    ])
+    embedding = (
+        "off" if embedding_threshold is None else f"cosine >= {embedding_threshold} ({clip_model} / {clip_pretrained})"
+    )
+    text = "\n".join(
+        [
+            "# Eval-set decontamination",
+            "",
+            f"Matchers: pHash of the eight rotations/flips of each eval image within {phash_radius} bits; "
+            f"CLIP image embedding {embedding}. Actions: PUB11 `{actions.get('pub11')}`, RS3 `{actions.get('rs3')}` "
+            "(`drop` removes the matched samples before assembly with reason `eval_overlap`; `report` keeps them).",
+            "",
+            "Columns: images of the eval set read; dataset images matched by pHash, by embedding, by either "
+            "(`*_matched`); dropped. The total counts distinct dataset images (one matched by two sets counts once).",
+            "",
+            header,
+            rule,
+            *body,
+            "",
+            "Matched pairs: `decontamination_pairs.png`; every pair: `results/decontamination/{pub11,rs3}.matches.parquet`.",
+            "",
+        ]
+    )
     Path(out_md).write_text(text)
     pairs_figure(matches, out_png)
     return rows
@@ -165,15 +197,19 @@ def card_lines(report_csv: str | Path | None, settings: dict | None) -> list[str
         return lines + ["This build was checked against no evaluation set (`decontamination.eval_sets` was empty).", ""]
     threshold = f"cosine >= {embedding.get('threshold')}" if embedding.get("enabled", True) else "off"
     lines += [
-        "Checked against " + ", ".join(f"`{r['eval_set']}` ({r['images_read']} images)" for r in sets)
+        "Checked against "
+        + ", ".join(f"`{r['eval_set']}` ({r['images_read']} images)" for r in sets)
         + f": pHash of the eight rotations/flips of each eval image within {phash} bits, and the scoring CLIP's "
         f"image embedding ({threshold}). PUB11 matches: `{actions.get('pub11')}`; RS3 matches: `{actions.get('rs3')}` "
         "(dropped samples carry reason `eval_overlap`; details in `../stats/decontamination.md`).",
         "",
         "| eval set | images | PUB11 matched | PUB11 dropped | RS3 matched | RS3 dropped |",
         "|---|---:|---:|---:|---:|---:|",
-        *[f"| {r['eval_set']} | {r['images_read']} | {r['pub11_matched']} | {r['pub11_dropped']} | "
-          f"{r['rs3_matched']} | {r['rs3_dropped']} |" for r in rows],
+        *[
+            f"| {r['eval_set']} | {r['images_read']} | {r['pub11_matched']} | {r['pub11_dropped']} | "
+            f"{r['rs3_matched']} | {r['rs3_dropped']} |"
+            for r in rows
+        ],
         "",
     ]
     return lines

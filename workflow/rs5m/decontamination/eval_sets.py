@@ -15,6 +15,7 @@ stable `image_id` (the path relative to the set's folder, or the file name of a 
 Paths are literal paths or globs. What is missing (a pattern matching nothing, an image a JSON or
 list names that is not on disk) is logged and counted, never fatal, like the metadata sources.
 """
+
 from __future__ import annotations
 
 import glob

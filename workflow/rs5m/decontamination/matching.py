@@ -19,6 +19,7 @@ Two independent matchers:
   `embedding.threshold` (faiss IndexFlatIP, dataset embeddings searched in batches against the
   eval index).
 """
+
 from __future__ import annotations
 
 import logging
@@ -192,8 +193,16 @@ class _ImageFiles:
             return torch.stack([self.preprocess(blank)] * n), torch.zeros(n, dtype=torch.int64), False
 
 
-def image_features(paths: Sequence[str], clip_model: str, clip_pretrained: str | None, variants: bool,
-                   batch_size: int = 64, workers: int = 0, device: str = "auto", precision: str = "auto"):
+def image_features(
+    paths: Sequence[str],
+    clip_model: str,
+    clip_pretrained: str | None,
+    variants: bool,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "auto",
+    precision: str = "auto",
+):
     """(ok mask, pHashes (n, v), unit embeddings (n, v, d) float32) of image files; v = 8 with variants."""
     import torch
     import torch.nn.functional as F
@@ -218,7 +227,9 @@ def image_features(paths: Sequence[str], clip_model: str, clip_pretrained: str |
             oks.append(ok.numpy())
     if not vectors:
         dim = int(getattr(clip.visual, "output_dim", 0) or 0)
-        return np.zeros(0, bool), np.zeros((0, N_VARIANTS if variants else 1), np.int64), np.zeros((0, 1, dim), np.float32)
+        return (
+            np.zeros(0, bool),
+            np.zeros((0, N_VARIANTS if variants else 1), np.int64),
+            np.zeros((0, 1, dim), np.float32),
+        )
     return np.concatenate(oks).astype(bool), np.concatenate(hashes), np.concatenate(vectors).astype(np.float32)
-
-

@@ -7,6 +7,7 @@ combinations; plus distinct images (aerial scenes the demo never serves). Writte
 sets, one per reader format: a `folder` set (class sub-folders), a `karpathy_json` set (JSON with
 captions + image folder) and a `list` set. Demo only: production code never imports this module.
 """
+
 from __future__ import annotations
 
 import io
@@ -73,9 +74,14 @@ def planted_transforms(rng: random.Random) -> list[tuple[str, Callable[[Image.Im
         (f"bright{light:.2f}", lambda im: _brightness(im, light)),
         (f"bright{dark:.2f}", lambda im: _brightness(im, dark)),
         ("rot90+resize0.6+jpeg60", lambda im: _jpeg(_resize(im.transpose(Image.Transpose.ROTATE_90), 0.6), 60)),
-        ("flip_lr+crop0.04+jpeg75", lambda im: _jpeg(_crop(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 0.04,
-                                                          random.Random(seed + 2)), 75)),
-        ("rot270+bright1.08+resize1.5", lambda im: _resize(_brightness(im.transpose(Image.Transpose.ROTATE_270), 1.08), 1.5)),
+        (
+            "flip_lr+crop0.04+jpeg75",
+            lambda im: _jpeg(_crop(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 0.04, random.Random(seed + 2)), 75),
+        ),
+        (
+            "rot270+bright1.08+resize1.5",
+            lambda im: _resize(_brightness(im.transpose(Image.Transpose.ROTATE_270), 1.08), 1.5),
+        ),
     ]
 
 
@@ -108,8 +114,16 @@ def _rs3_images(table_path: Path, count: int) -> list[tuple[str, Image.Image]]:
     return [(r["uid"], Image.open(r["image_path"]).convert("RGB")) for r in rows]
 
 
-def write_demo_eval_sets(pub11: str | Path, rs3: str | Path, root: str | Path, seed: int = 0,
-                         pub11_images: int = 6, rs3_images: int = 2, copies: int = 3, distinct: int = 12) -> dict:
+def write_demo_eval_sets(
+    pub11: str | Path,
+    rs3: str | Path,
+    root: str | Path,
+    seed: int = 0,
+    pub11_images: int = 6,
+    rs3_images: int = 2,
+    copies: int = 3,
+    distinct: int = 12,
+) -> dict:
     """Three eval sets under `root` (scenes/, captions/, listed/) with planted copies of the first
     `pub11_images` PUB11 and `rs3_images` RS3 kept images (by uid) and `distinct` unrelated images.
     Returns {uid: [eval image ids]} of the planted copies (also written to root/planted.json)."""
@@ -129,8 +143,14 @@ def write_demo_eval_sets(pub11: str | Path, rs3: str | Path, root: str | Path, s
             elif which == 1:
                 rel = f"{uid}_{name}.jpg"
                 path, image_id = root / "captions" / "images" / rel, rel
-                karpathy["images"].append({"filename": rel, "imgid": len(karpathy["images"]), "split": "test",
-                                           "sentences": [{"raw": f"a planted copy ({name})"}]})
+                karpathy["images"].append(
+                    {
+                        "filename": rel,
+                        "imgid": len(karpathy["images"]),
+                        "split": "test",
+                        "sentences": [{"raw": f"a planted copy ({name})"}],
+                    }
+                )
             else:
                 rel = f"images/{uid}_{name}.png"
                 path, image_id = root / "listed" / rel, rel
@@ -145,6 +165,11 @@ def write_demo_eval_sets(pub11: str | Path, rs3: str | Path, root: str | Path, s
     (root / "captions" / "dataset_demo.json").write_text(json.dumps(karpathy, indent=1, sort_keys=True) + "\n")
     (root / "listed" / "images.txt").write_text("# planted copies, one path a line\n" + "\n".join(list_lines) + "\n")
     (root / "planted.json").write_text(json.dumps(planted, indent=1, sort_keys=True) + "\n")
-    logger.info("demo eval sets under %s: %d planted copies of %d images, %d distinct images",
-                root, sum(map(len, planted.values())), len(planted), len(others))
+    logger.info(
+        "demo eval sets under %s: %d planted copies of %d images, %d distinct images",
+        root,
+        sum(map(len, planted.values())),
+        len(planted),
+        len(others),
+    )
     return planted

@@ -2,6 +2,7 @@
 
 Writes `resources/demo/detector/{rs,other}/NNNN.jpg`, rendered by the demo web's own generators.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

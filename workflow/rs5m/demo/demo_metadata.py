@@ -3,6 +3,7 @@
 Writes one folder per source under the demo root; its image URLs are served by `rs5m.demo.web`.
 Rows mix remote-sensing and other captions, URL repeats, near-duplicate images and broken rows.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -61,14 +62,41 @@ OTHER_CAPTIONS = [
 ]
 PLACES = ["Paris", "Lagos", "Sydney", "Zürich", "São Paulo", "Nairobi", "Reykjavík", "Osaka", "Lima", "Toronto"]
 # Latitude/longitude of the places above (YFCC rows carry them).
-COORDINATES = [(48.86, 2.35), (6.52, 3.38), (-33.87, 151.21), (47.38, 8.54), (-23.55, -46.63), (-1.29, 36.82), (64.15, -21.94), (34.69, 135.5), (-12.05, -77.04), (43.65, -79.38)]
+COORDINATES = [
+    (48.86, 2.35),
+    (6.52, 3.38),
+    (-33.87, 151.21),
+    (47.38, 8.54),
+    (-23.55, -46.63),
+    (-1.29, 36.82),
+    (64.15, -21.94),
+    (34.69, 135.5),
+    (-12.05, -77.04),
+    (43.65, -79.38),
+]
 # Downloads the demo server answers badly or oddly (rs5m.demo.web): each must end as a named
 # reason in the ledger, or as a kept image after conversion.
 BAD_PATHS = [
-    "/bad/corrupt.jpg", "/bad/truncated.jpg", "/bad/empty.jpg", "/bad/html.jpg", "/bad/huge.png",
-    "/bad/cmyk.jpg", "/bad/16bit.png", "/bad/palette.png", "/bad/alpha.png", "/bad/animated.gif",
-    "/bad/exif-rotated.jpg", "/bad/tiny.jpg", "/bad/noai.jpg", "/bad/404.jpg", "/bad/500.jpg",
-    "/bad/429.jpg", "/bad/stall.jpg", "/bad/drop.jpg", "/bad/redirect-loop.jpg", "/flaky/rs/7000.jpg",
+    "/bad/corrupt.jpg",
+    "/bad/truncated.jpg",
+    "/bad/empty.jpg",
+    "/bad/html.jpg",
+    "/bad/huge.png",
+    "/bad/cmyk.jpg",
+    "/bad/16bit.png",
+    "/bad/palette.png",
+    "/bad/alpha.png",
+    "/bad/animated.gif",
+    "/bad/exif-rotated.jpg",
+    "/bad/tiny.jpg",
+    "/bad/noai.jpg",
+    "/bad/404.jpg",
+    "/bad/500.jpg",
+    "/bad/429.jpg",
+    "/bad/stall.jpg",
+    "/bad/drop.jpg",
+    "/bad/redirect-loop.jpg",
+    "/flaky/rs/7000.jpg",
 ]
 # URLs the safety filter must refuse before any download (they never reach the network).
 UNSAFE_URLS = [
@@ -144,7 +172,13 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     # LAION-2B: two parts; the second repeats one URL of the first (a URL duplicate across files)
     # and one URL inside itself; broken rows: null URL, ftp URL, null caption.
     part0 = stream.rows(n)
-    part1 = stream.rows(n - 5) + [part0[0], part0[0], (None, "aerial view of nowhere", True), ("ftp://files.example/aerial.jpg", "aerial photo over an ftp server", True), (stream.image_url("rs"), None, True)]
+    part1 = stream.rows(n - 5) + [
+        part0[0],
+        part0[0],
+        (None, "aerial view of nowhere", True),
+        ("ftp://files.example/aerial.jpg", "aerial photo over an ftp server", True),
+        (stream.image_url("rs"), None, True),
+    ]
     _write_parquet(out(DEMO_FILES["laion2b"][0]), _laion(part0, rng))
     _write_parquet(out(DEMO_FILES["laion2b"][1]), _laion(part1, rng))
 
@@ -210,16 +244,46 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
 
     # WIT: gzipped TSV with the 17 official columns; non-English rows are dropped by language.
     wit_columns = [
-        "language", "page_url", "image_url", "page_title", "section_title", "hierarchical_section_title",
-        "caption_reference_description", "caption_attribution_description", "caption_alt_text_description",
-        "mime_type", "original_height", "original_width", "is_main_image", "attribution_passes_lang_id",
-        "page_changed_recently", "context_page_description", "context_section_description",
+        "language",
+        "page_url",
+        "image_url",
+        "page_title",
+        "section_title",
+        "hierarchical_section_title",
+        "caption_reference_description",
+        "caption_attribution_description",
+        "caption_alt_text_description",
+        "mime_type",
+        "original_height",
+        "original_width",
+        "is_main_image",
+        "attribution_passes_lang_id",
+        "page_changed_recently",
+        "context_page_description",
+        "context_section_description",
     ]
     lines = ["\t".join(wit_columns)]
     for i, (url, caption, _) in enumerate(stream.rows(n)):
         language = "en" if i % 4 else "de"
-        fields = [language, f"https://en.wikipedia.org/wiki/Page_{i}", url, f"Page {i}", "", "", caption if i % 2 else "",
-                  "" if i % 2 else caption, "", "image/jpeg", "512", "512", "true", "true", "false", "", ""]
+        fields = [
+            language,
+            f"https://en.wikipedia.org/wiki/Page_{i}",
+            url,
+            f"Page {i}",
+            "",
+            "",
+            caption if i % 2 else "",
+            "" if i % 2 else caption,
+            "",
+            "image/jpeg",
+            "512",
+            "512",
+            "true",
+            "true",
+            "false",
+            "",
+            "",
+        ]
         lines.append("\t".join(fields))
     with gzip.GzipFile(out(DEMO_FILES["wit"][0]), "wb", mtime=0) as handle:
         handle.write(("\n".join(lines) + "\n").encode("utf-8"))
@@ -232,13 +296,30 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
         lat, lon = ("", "") if i % 7 == 6 else COORDINATES[place]
         values = {c: "" for c in YFCC100M_COLUMNS}
         values.update(
-            line_number=str(i), photo_id=str(1000 + i), photo_hash=f"{rng.getrandbits(64):016x}", user_id=f"{i}@N00",
-            user_nickname="demo", date_taken=f"2012-0{1 + i % 9}-1{i % 9} 10:2{i % 6}:00.0", date_uploaded="1340000000",
-            capture_device="Canon+EOS", title=caption.replace(" ", "+"), description="Uploaded+from+the+field+%2B+notes",
-            user_tags="demo,field", longitude=str(lon), latitude=str(lat), accuracy="16",
-            page_url=f"http://www.flickr.com/photos/demo/{1000 + i}/", download_url=url,
-            license_name="Attribution+License", license_url="http://creativecommons.org/licenses/by/2.0/",
-            server_id="1", farm_id="1", secret="abc", secret_original="def", extension_original="jpg", marker="0",
+            line_number=str(i),
+            photo_id=str(1000 + i),
+            photo_hash=f"{rng.getrandbits(64):016x}",
+            user_id=f"{i}@N00",
+            user_nickname="demo",
+            date_taken=f"2012-0{1 + i % 9}-1{i % 9} 10:2{i % 6}:00.0",
+            date_uploaded="1340000000",
+            capture_device="Canon+EOS",
+            title=caption.replace(" ", "+"),
+            description="Uploaded+from+the+field+%2B+notes",
+            user_tags="demo,field",
+            longitude=str(lon),
+            latitude=str(lat),
+            accuracy="16",
+            page_url=f"http://www.flickr.com/photos/demo/{1000 + i}/",
+            download_url=url,
+            license_name="Attribution+License",
+            license_url="http://creativecommons.org/licenses/by/2.0/",
+            server_id="1",
+            farm_id="1",
+            secret="abc",
+            secret_original="def",
+            extension_original="jpg",
+            marker="0",
         )
         yfcc_lines.append("\t".join(values[c] for c in YFCC100M_COLUMNS))
     out(DEMO_FILES["yfcc15m"][0]).write_text("\n".join(yfcc_lines) + "\n", encoding="utf-8")
@@ -261,14 +342,25 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
         if rs
     ]
     label_lines.insert(1, "a caption\thttp://demo.rs5m.test/img/rs/9997.jpg\tsky\t/m/1\tnot-a-score")
-    out("cc3m/Image_Labels_Subset_Train_GCC-Labels-training.tsv").write_text("\n".join(label_lines) + "\n", encoding="utf-8")
+    out("cc3m/Image_Labels_Subset_Train_GCC-Labels-training.tsv").write_text(
+        "\n".join(label_lines) + "\n", encoding="utf-8"
+    )
 
     # RedCaps: one JSON object per subreddit-year with an `annotations` list.
     for rel, subreddit in zip(DEMO_FILES["redcaps"], ("earthporn", "itookapicture")):
         annotations = [
-            dict(image_id=f"{subreddit[:2]}{i}", author="demo", url=u, raw_caption=c, caption=c.lower(), subreddit=subreddit,
-                 score=10 + i, created_utc=1577836800.0 + 86400 * 37 * i, permalink=f"/r/{subreddit}/comments/{i}/",
-                 crosspost_parents=None)
+            dict(
+                image_id=f"{subreddit[:2]}{i}",
+                author="demo",
+                url=u,
+                raw_caption=c,
+                caption=c.lower(),
+                subreddit=subreddit,
+                score=10 + i,
+                created_utc=1577836800.0 + 86400 * 37 * i,
+                permalink=f"/r/{subreddit}/comments/{i}/",
+                crosspost_parents=None,
+            )
             for i, (u, c, _) in enumerate(stream.rows(n // 2))
         ]
         out(rel).write_text(json.dumps({"info": {"subreddit": subreddit, "year": 2020}, "annotations": annotations}))
@@ -276,20 +368,38 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     # SBU: column-wise lists.
     sbu = stream.rows(n)
     out(DEMO_FILES["sbu"][0]).write_text(
-        json.dumps({"image_urls": [u for u, _, _ in sbu], "captions": [c for _, c, _ in sbu], "user_ids": [f"u{i}" for i in range(len(sbu))]})
+        json.dumps(
+            {
+                "image_urls": [u for u, _, _ in sbu],
+                "captions": [c for _, c, _ in sbu],
+                "user_ids": [f"u{i}" for i in range(len(sbu))],
+            }
+        )
     )
 
     # Visual Genome: image records plus region phrases joined on image_id.
     vg = stream.rows(n // 2)
     out(DEMO_FILES["vg"][0]).write_text(
-        json.dumps([dict(image_id=i + 1, url=u, width=800, height=600, coco_id=None, flickr_id=None) for i, (u, _, _) in enumerate(vg)])
+        json.dumps(
+            [
+                dict(image_id=i + 1, url=u, width=800, height=600, coco_id=None, flickr_id=None)
+                for i, (u, _, _) in enumerate(vg)
+            ]
+        )
     )
     out("vg/region_descriptions.json").write_text(
-        json.dumps([
-            dict(id=i + 1, regions=[dict(region_id=10 * i + k, image_id=i + 1, phrase=p, x=0, y=0, width=10, height=10)
-                                    for k, p in enumerate((c, "a white cloud", "green grass"))])
-            for i, (_, c, _) in enumerate(vg)
-        ])
+        json.dumps(
+            [
+                dict(
+                    id=i + 1,
+                    regions=[
+                        dict(region_id=10 * i + k, image_id=i + 1, phrase=p, x=0, y=0, width=10, height=10)
+                        for k, p in enumerate((c, "a white cloud", "green grass"))
+                    ],
+                )
+                for i, (_, c, _) in enumerate(vg)
+            ]
+        )
     )
 
     # Bad downloads: rows whose captions match but whose URLs the server answers badly.
@@ -303,5 +413,3 @@ def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30
     first = pq.read_table(root / DEMO_FILES["laion2b"][0])
     _write_parquet(root / DEMO_FILES["laion2b"][0], pa.concat_tables([first, bad_rows], promote_options="default"))
     return written
-
-

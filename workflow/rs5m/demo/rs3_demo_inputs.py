@@ -3,6 +3,7 @@
 Writes the published layouts (real GeoTIFF band files via rasterio, fMoW JSON with the keys of
 a real record, a flat MillionAID test folder) plus broken samples that the readers must record.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,18 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 S2_BANDS = {  # band -> pixel size of a 120x120 10 m patch
-    "B01": 20, "B02": 120, "B03": 120, "B04": 120, "B05": 60, "B06": 60, "B07": 60,
-    "B08": 120, "B8A": 60, "B09": 20, "B11": 60, "B12": 60,
+    "B01": 20,
+    "B02": 120,
+    "B03": 120,
+    "B04": 120,
+    "B05": 60,
+    "B06": 60,
+    "B07": 60,
+    "B08": 120,
+    "B8A": 60,
+    "B09": 20,
+    "B11": 60,
+    "B12": 60,
 }
 
 # (category, id, n, lon, lat, country_code, utm, timestamp): northern and southern hemisphere,
@@ -39,20 +50,37 @@ def _scene(size: tuple[int, int], rng: random.Random) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for _ in range(4):
         x0, y0 = rng.randrange(width - 10), rng.randrange(height - 10)
-        draw.rectangle([x0, y0, x0 + rng.randrange(5, 30), y0 + rng.randrange(5, 30)],
-                       fill=tuple(rng.randrange(256) for _ in range(3)))
+        draw.rectangle(
+            [x0, y0, x0 + rng.randrange(5, 30), y0 + rng.randrange(5, 30)],
+            fill=tuple(rng.randrange(256) for _ in range(3)),
+        )
     draw.line([0, rng.randrange(height), width, rng.randrange(height)], fill=(200, 200, 200), width=3)
     return image
 
 
 def _wkt_box(lon: float, lat: float, half: float) -> str:
-    corners = [(lon - half, lat + half), (lon + half, lat + half), (lon + half, lat - half),
-               (lon - half, lat - half), (lon - half, lat + half)]
+    corners = [
+        (lon - half, lat + half),
+        (lon + half, lat + half),
+        (lon + half, lat - half),
+        (lon - half, lat - half),
+        (lon - half, lat + half),
+    ]
     return "POLYGON ((" + ", ".join(f"{x:.16f} {y:.16f}" for x, y in corners) + "))"
 
 
-def _fmow_record(category: str, instance: int, n: int, lon: float, lat: float, country: str, utm: str,
-                 stamp: str, size: tuple[int, int], variant: str) -> dict:
+def _fmow_record(
+    category: str,
+    instance: int,
+    n: int,
+    lon: float,
+    lat: float,
+    country: str,
+    utm: str,
+    stamp: str,
+    size: tuple[int, int],
+    variant: str,
+) -> dict:
     """A train `*_rgb.json` record with the keys of the real fMoW record in fixtures/fmow_real."""
     width, height = size
     box = [width // 4, height // 5, width // 3, height // 3]
@@ -60,9 +88,16 @@ def _fmow_record(category: str, instance: int, n: int, lon: float, lat: float, c
         "abs_cal_factors": [0.0106, 0.0082, 0.0109],
         "approximate_wavelengths": [661, 545, 477],
         "bounding_boxes": [
-            {"ID": -1, "box": box, "category": category, "crowd_rank": 0.66, "epsg": "4326",
-             "raw_category": category.replace("_", " ").title(), "raw_location": _wkt_box(lon, lat, 0.0002),
-             "spatial_reference": "GCS_WGS_1984"},
+            {
+                "ID": -1,
+                "box": box,
+                "category": category,
+                "crowd_rank": 0.66,
+                "epsg": "4326",
+                "raw_category": category.replace("_", " ").title(),
+                "raw_location": _wkt_box(lon, lat, 0.0002),
+                "spatial_reference": "GCS_WGS_1984",
+            },
             {"ID": 40000 + instance, "box": box, "category": category, "visible": "True"},
         ],
         "cloud_cover": 3 * n,
@@ -103,8 +138,9 @@ def write_fmow(root: Path, seed: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _scene(size, rng).save(folder / "fountain_514_1_rgb.jpg")
     (folder / "fountain_514_1_rgb.json").write_text(json.dumps({"bounding_boxes": [{"box": [1, 2, 30, 40]}]}))
-    (folder / "fountain_514_2_rgb.json").write_text(json.dumps(_fmow_record(
-        "fountain", 514, 2, 8.58, 47.45, "CHE", "32T", "2013-05-05T10:00:00Z", size, "rgb")))
+    (folder / "fountain_514_2_rgb.json").write_text(
+        json.dumps(_fmow_record("fountain", 514, 2, 8.58, 47.45, "CHE", "32T", "2013-05-05T10:00:00Z", size, "rgb"))
+    )
     _scene(size, rng).save(folder / "fountain_514_3_msrgb.jpg")
     (folder / "fountain_514_4_rgb.jpg").write_bytes(b"this is not a jpeg")
 
@@ -113,8 +149,17 @@ def _write_band(path: Path, data: np.ndarray, epsg: int, origin: tuple[float, fl
     import rasterio
     from rasterio.transform import from_origin
 
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
-                       dtype="uint16", crs=f"EPSG:{epsg}", transform=from_origin(*origin, pixel, pixel)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint16",
+        crs=f"EPSG:{epsg}",
+        transform=from_origin(*origin, pixel, pixel),
+    ) as dst:
         dst.write(data.astype(np.uint16), 1)
 
 
@@ -138,20 +183,44 @@ def _write_patch(folder: Path, name: str, rng: np.random.Generator, zone: int, o
 
 # (patch name, UTM zone, upper-left corner, labels, acquisition date)
 BEN_V1_PATCHES = [
-    ("S2A_MSIL2A_20170613T101031_61_39", 33, (399960.0, 5200020.0),
-     ["Non-irrigated arable land", "Broad-leaved forest", "Water courses"], "2017-06-13 10:10:31"),
-    ("S2A_MSIL2A_20171221T112501_56_35", 29, (540780.0, 4312440.0),
-     ["Continuous urban fabric", "Rice fields"], "2017-12-21 11:25:01"),
-    ("S2B_MSIL2A_20180525T094029_2_40", 35, (600000.0, 6700020.0),
-     ["Coniferous forest", "Peatbogs"], "2018-05-25 09:40:29"),
+    (
+        "S2A_MSIL2A_20170613T101031_61_39",
+        33,
+        (399960.0, 5200020.0),
+        ["Non-irrigated arable land", "Broad-leaved forest", "Water courses"],
+        "2017-06-13 10:10:31",
+    ),
+    (
+        "S2A_MSIL2A_20171221T112501_56_35",
+        29,
+        (540780.0, 4312440.0),
+        ["Continuous urban fabric", "Rice fields"],
+        "2017-12-21 11:25:01",
+    ),
+    (
+        "S2B_MSIL2A_20180525T094029_2_40",
+        35,
+        (600000.0, 6700020.0),
+        ["Coniferous forest", "Peatbogs"],
+        "2018-05-25 09:40:29",
+    ),
 ]
 BEN_V2_PATCHES = [
-    ("S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_26_57", 33, (399960.0, 5300040.0),
-     ["Urban fabric", "Industrial or commercial units"], "train"),
-    ("S2B_MSIL2A_20170615T102019_N9999_R122_T32TNS_45_23", 32, (499980.0, 5100000.0),
-     ["Arable land", "Pastures", "Inland waters"], "train"),
-    ("S2A_MSIL2A_20170618T101021_N9999_R022_T32TQR_89_34", 32, (700000.0, 4900020.0),
-     ["Coniferous forest"], "test"),
+    (
+        "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP_26_57",
+        33,
+        (399960.0, 5300040.0),
+        ["Urban fabric", "Industrial or commercial units"],
+        "train",
+    ),
+    (
+        "S2B_MSIL2A_20170615T102019_N9999_R122_T32TNS_45_23",
+        32,
+        (499980.0, 5100000.0),
+        ["Arable land", "Pastures", "Inland waters"],
+        "train",
+    ),
+    ("S2A_MSIL2A_20170618T101021_N9999_R022_T32TQR_89_34", 32, (700000.0, 4900020.0), ["Coniferous forest"], "test"),
 ]
 
 
@@ -163,16 +232,22 @@ def write_bigearthnet_v1(root: Path, seed: int) -> None:
         folder = patch_root / name
         _write_patch(folder, name, rng, zone, origin)
         ulx, uly = origin
-        record = {"labels": labels,
-                  "coordinates": {"ulx": ulx, "uly": uly, "lrx": ulx + 1200, "lry": uly - 1200},
-                  "projection": _utm_wkt(zone), "tile_source": f"{name[:26]}_N0205_R022_T{zone}UUP.SAFE",
-                  "acquisition_date": date}
+        record = {
+            "labels": labels,
+            "coordinates": {"ulx": ulx, "uly": uly, "lrx": ulx + 1200, "lry": uly - 1200},
+            "projection": _utm_wkt(zone),
+            "tile_source": f"{name[:26]}_N0205_R022_T{zone}UUP.SAFE",
+            "acquisition_date": date,
+        }
         (folder / f"{name}_labels_metadata.json").write_text(json.dumps(record))
         train.append(name)
     # Broken samples: a band that is not a GeoTIFF, a missing band, a JSON without projection
     # and date (kept: the raster's CRS and the patch name still give zone and date).
-    broken = [("S2A_MSIL2A_20170701T101031_10_10", "unreadable"), ("S2A_MSIL2A_20170702T101031_11_11", "missing"),
-              ("S2A_MSIL2A_20170703T101031_12_12", "no_keys")]
+    broken = [
+        ("S2A_MSIL2A_20170701T101031_10_10", "unreadable"),
+        ("S2A_MSIL2A_20170702T101031_11_11", "missing"),
+        ("S2A_MSIL2A_20170703T101031_12_12", "no_keys"),
+    ]
     for name, kind in broken:
         folder = patch_root / name
         _write_patch(folder, name, rng, 33, (399960.0, 5200020.0))
@@ -180,8 +255,11 @@ def write_bigearthnet_v1(root: Path, seed: int) -> None:
             (folder / f"{name}_B03.tif").write_bytes(b"II*\x00 truncated tiff")
         if kind == "missing":
             (folder / f"{name}_B02.tif").unlink()
-        record = {"labels": ["Pastures"]} if kind == "no_keys" else {
-            "labels": ["Pastures"], "projection": _utm_wkt(33), "acquisition_date": "2017-07-01 10:10:31"}
+        record = (
+            {"labels": ["Pastures"]}
+            if kind == "no_keys"
+            else {"labels": ["Pastures"], "projection": _utm_wkt(33), "acquisition_date": "2017-07-01 10:10:31"}
+        )
         (folder / f"{name}_labels_metadata.json").write_text(json.dumps(record))
         train.append(name)
     with open(root / "bigearthnet-train.csv", "w", newline="") as handle:
@@ -196,11 +274,16 @@ def write_bigearthnet_v2(root: Path, seed: int) -> None:
     for name, zone, origin, labels, split in BEN_V2_PATCHES:
         tile = name.rsplit("_", 2)[0]
         _write_patch(root / "BigEarthNet-S2" / tile / name, name, rng, zone, origin)
-        rows.append({"patch_id": name, "s1_name": "S1A_IW_GRDH_1SDV_" + name[11:26], "split": split,
-                     "labels": labels})
+        rows.append({"patch_id": name, "s1_name": "S1A_IW_GRDH_1SDV_" + name[11:26], "split": split, "labels": labels})
     # Listed in the metadata but never extracted: a `missing_patch` drop.
-    rows.append({"patch_id": "S2A_MSIL2A_20170619T101021_N9999_R022_T32TQR_1_1", "s1_name": "x", "split": "train",
-                 "labels": ["Pastures"]})
+    rows.append(
+        {
+            "patch_id": "S2A_MSIL2A_20170619T101021_N9999_R022_T32TQR_1_1",
+            "s1_name": "x",
+            "split": "train",
+            "labels": ["Pastures"],
+        }
+    )
     pq.write_table(pa.Table.from_pylist(rows), root / "metadata.parquet")
 
 

@@ -3,6 +3,7 @@
 Writes a small BLIP-2 (Blip2ForConditionalGeneration + Blip2Processor with a BPE tokenizer trained
 in-process, or one from open_clip's shipped vocabulary) to a folder; registers tiny open_clip configs.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,15 +120,26 @@ def _caption_bpe_tokenizer(vocab_size: int = 400):
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.Metaspace()
     bpe.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                                  special_tokens=["<pad>", "</s>", "<unk>", "<image>"])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        show_progress=False,
+        special_tokens=["<pad>", "</s>", "<unk>", "<image>"],
+    )
     bpe.train_from_iterator(_BPE_CORPUS * 20, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", additional_special_tokens=["<image>"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="</s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<image>"],
+    )
 
 
-def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4, image_size: int = 32,
-                     tokenizer: str = "caption_bpe") -> Path:
+def build_tiny_blip2(
+    path: str | Path, seed: int = 0, num_query_tokens: int = 4, image_size: int = 32, tokenizer: str = "caption_bpe"
+) -> Path:
     """Save a small random BLIP-2 (OPT text model) with its processor to `path`.
 
     Loads with Blip2Processor/Blip2ForConditionalGeneration.from_pretrained like the real
@@ -136,8 +148,7 @@ def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4,
     shipped 49k vocabulary: closer to a real vocabulary size, ~6x slower to sample).
     """
     import torch
-    from transformers import (BlipImageProcessor, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor,
-                              OPTConfig)
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor, OPTConfig
 
     from rs5m import offline
 
@@ -154,14 +165,34 @@ def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4,
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     vision_width = 32
     config = Blip2Config(
-        vision_config=dict(hidden_size=vision_width, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=2, image_size=image_size, patch_size=8),
-        qformer_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                            encoder_hidden_size=vision_width, vocab_size=128),
-        text_config=OPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, ffn_dim=64,
-                              num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=128,
-                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                              pad_token_id=tokenizer.pad_token_id).to_dict(),
+        vision_config=dict(
+            hidden_size=vision_width,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=8,
+        ),
+        qformer_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            encoder_hidden_size=vision_width,
+            vocab_size=128,
+        ),
+        text_config=OPTConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            ffn_dim=64,
+            num_attention_heads=2,
+            word_embed_proj_dim=32,
+            max_position_embeddings=128,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ).to_dict(),
         num_query_tokens=num_query_tokens,
         image_token_index=image_token,
     )
@@ -175,8 +206,9 @@ def build_tiny_blip2(path: str | Path, seed: int = 0, num_query_tokens: int = 4,
     model.save_pretrained(path)
     processor.save_pretrained(path)
     (path / RANDOM_WEIGHTS_MARKER).write_text(f"random init, seed {seed}\n")
-    log.info("tiny BLIP-2 (random weights, %d parameters) written to %s",
-             sum(p.numel() for p in model.parameters()), path)
+    log.info(
+        "tiny BLIP-2 (random weights, %d parameters) written to %s", sum(p.numel() for p in model.parameters()), path
+    )
     return path
 
 

@@ -40,6 +40,7 @@ Anything else: 404.
 Size: the server, its image renderers and the bad cases it answers are one test fixture, and the
 path table above is the contract the demo metadata and the tests rely on.
 """
+
 from __future__ import annotations
 
 import functools
@@ -176,9 +177,11 @@ def render_photo(n: int) -> Image.Image:
     rows[horizon:] = ground * shade
     image = Image.fromarray(np.clip(rows, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    ridge = [(0, horizon)] + [
-        (x, horizon - int(rng.integers(0, horizon * 2 // 3))) for x in sorted(rng.integers(0, width, 6))
-    ] + [(width, horizon)]
+    ridge = (
+        [(0, horizon)]
+        + [(x, horizon - int(rng.integers(0, horizon * 2 // 3))) for x in sorted(rng.integers(0, width, 6))]
+        + [(width, horizon)]
+    )
     draw.polygon(ridge, fill=tuple(int(v) for v in rng.integers(70, 150, 3)))
     for _ in range(int(rng.integers(0, 4))):
         cx, cy = int(rng.integers(0, width)), int(rng.integers(0, max(1, horizon // 2)))

@@ -12,6 +12,7 @@ decoding them twice.
 rs5m.pub11.download_part puts it in place of img2dataset's Resizer in the img2dataset process; the instance
 travels to spawned workers by reference to this module, so they use it too.
 """
+
 from __future__ import annotations
 
 import io

@@ -31,6 +31,7 @@ into ledger reasons (`reason_of`).
 Size: the fetch of one image with every check (addresses, redirects, bounds, robots.txt,
 Retry-After) is one path through urllib; the pacing lives in rs5m.pub11.crawl_pacing.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -226,8 +227,11 @@ class Guard:
             except _Status as error:
                 if error.status in (429, 503) and error.retry_after is not None:
                     if error.retry_after > settings.max_retry_wait:
-                        raise CrawlError(RATE_LIMITED, f"{error}; Retry-After {error.retry_after:g} s > "
-                                                       f"max_retry_wait {settings.max_retry_wait:g} s") from None
+                        raise CrawlError(
+                            RATE_LIMITED,
+                            f"{error}; Retry-After {error.retry_after:g} s > "
+                            f"max_retry_wait {settings.max_retry_wait:g} s",
+                        ) from None
                     if waits >= RETRY_AFTER_WAITS:
                         raise CrawlError(RATE_LIMITED, f"{error} after {waits} Retry-After waits") from None
                     waits += 1
@@ -247,8 +251,9 @@ class Guard:
             time.sleep(delay * random.uniform(0.5, 1.0))
             attempt += 1
 
-    def fetch_once(self, url: str, user_agent_token=None, directives=None, max_bytes: int | None = None,
-                   robots: bool = True) -> bytes:
+    def fetch_once(
+        self, url: str, user_agent_token=None, directives=None, max_bytes: int | None = None, robots: bool = True
+    ) -> bytes:
         """One attempt: the redirect chain, within the deadline, checked at every hop."""
         settings = self.settings
         deadline_at = time.monotonic() + settings.deadline
@@ -260,8 +265,14 @@ class Guard:
                 raise CrawlError(BLOCKED_ADDRESS, f"{current} (refused by the URL rules)")
             if robots and settings.robots_txt and not self.robots.allowed(current, deadline_at):
                 raise CrawlError(ROBOTS, f"robots.txt disallows {current} for {settings.robots_token}")
-            status, reason, headers, body = self._request(current, hop, deadline_at, user_agent_token, directives,
-                                                          settings.max_bytes if max_bytes is None else max_bytes)
+            status, reason, headers, body = self._request(
+                current,
+                hop,
+                deadline_at,
+                user_agent_token,
+                directives,
+                settings.max_bytes if max_bytes is None else max_bytes,
+            )
             if status in REDIRECTS:
                 location = headers.get("Location")
                 if not location:
@@ -441,7 +452,8 @@ class _Robots:
         record = {"origin": origin, "fetched": time.time(), "body": "", "status": None, "unreachable": None}
         try:
             record["body"] = self.guard.fetch_once(url, max_bytes=ROBOTS_MAX_BYTES, robots=False).decode(
-                "utf-8", errors="replace")
+                "utf-8", errors="replace"
+            )
             record["status"] = 200
         except _Status as error:
             record["status"] = error.status

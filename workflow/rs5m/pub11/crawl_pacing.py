@@ -8,6 +8,7 @@ the img2dataset processes and threads share one pacer per host (`HostPacer`: a G
 in a small locked file per host, so processes agree), and the URLs are ordered so that each host's
 requests are spread over the part's run instead of sent back to back (`spread_order`).
 """
+
 from __future__ import annotations
 
 import fcntl

@@ -3,6 +3,7 @@
 img2dataset pickles the Downloader into each (spawned) worker process; this subclass installs the
 guard there before the first shard, so every connection of every worker goes through it.
 """
+
 from __future__ import annotations
 
 from img2dataset.downloader import Downloader

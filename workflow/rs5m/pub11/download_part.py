@@ -14,6 +14,7 @@ an X-Robots-Tag opt-out), `blocked_address`, `blocked_redirect` (detail: the hop
 message) or, should a shard have crashed, `download_missing`. After a retry the latest attempt of a
 uid counts.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,10 +35,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rs5m import columns as col
-from rs5m.pub11.crawl_guard import CrawlSettings, reason_of
-from rs5m.pub11.crawl_guard import REASONS as GUARD_REASONS
-from rs5m.pub11.crawl_pacing import part_rate, spread_order
 from rs5m.ledger import Ledger, StageStats
+from rs5m.pub11.crawl_guard import REASONS as GUARD_REASONS
+from rs5m.pub11.crawl_guard import CrawlSettings, reason_of
+from rs5m.pub11.crawl_pacing import part_rate, spread_order
 from rs5m.pub11.urls import url_host
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,20 @@ def crawl_settings(
     rate, burst = part_rate(per_host_rate, per_host_burst, parts, parts_per_host)
     settings = CrawlSettings(
         allowed_networks=[str(n) for n in allowed_networks or ()],
-        max_redirects=int(max_redirects), max_bytes=int(max_bytes), deadline=float(deadline),
-        timeout=float(timeout), retries=int(retries), retry_backoff=float(retry_backoff),
-        max_retry_wait=float(max_retry_wait), rate=rate, burst=burst, pacing_dir=pacing_dir,
-        robots_txt=bool(robots_txt), robots_cache=str(Path(robots_cache).resolve()) if robots_cache else None,
-        user_agent=format_user_agent(user_agent, contact_url), proxy=proxy,
+        max_redirects=int(max_redirects),
+        max_bytes=int(max_bytes),
+        deadline=float(deadline),
+        timeout=float(timeout),
+        retries=int(retries),
+        retry_backoff=float(retry_backoff),
+        max_retry_wait=float(max_retry_wait),
+        rate=rate,
+        burst=burst,
+        pacing_dir=pacing_dir,
+        robots_txt=bool(robots_txt),
+        robots_cache=str(Path(robots_cache).resolve()) if robots_cache else None,
+        user_agent=format_user_agent(user_agent, contact_url),
+        proxy=proxy,
     )
     if blocked_suffixes is not None:
         settings.blocked_suffixes = list(blocked_suffixes)
@@ -205,19 +215,31 @@ def run_img2dataset(
         enable_wandb=False,
         incremental_mode="extend" if extend else "incremental",
     )
-    with _proxy(proxy, proxy_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy, \
-            tempfile.TemporaryDirectory(prefix="rs5m-pacing-") as pacing_dir:
+    with (
+        _proxy(proxy, proxy_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy,
+        tempfile.TemporaryDirectory(prefix="rs5m-pacing-") as pacing_dir,
+    ):
         settings = crawl_settings(timeout=timeout, retries=retries, proxy=active_proxy, pacing_dir=pacing_dir, **crawl)
-        log.info("crawl guard: user agent %r, %.3g requests/s per host after a burst of %g, robots.txt %s, "
-                 "allowed networks %s", settings.user_agent, settings.rate, settings.burst,
-                 "on" if settings.robots_txt else "off", settings.allowed_networks or "none")
+        log.info(
+            "crawl guard: user agent %r, %.3g requests/s per host after a burst of %g, robots.txt %s, "
+            "allowed networks %s",
+            settings.user_agent,
+            settings.rate,
+            settings.burst,
+            "on" if settings.robots_txt else "off",
+            settings.allowed_networks or "none",
+        )
         # A process of its own: img2dataset's workers are spawned, and a spawned worker re-imports
         # the parent's main module (a Snakemake script cannot be imported that way); its
         # environment (proxy, pixel cap) is also set there without touching this process's.
         command = [sys.executable, "-c", _IMG2DATASET_MAIN, json.dumps(arguments), settings.to_json()]
         process = subprocess.Popen(
-            command, env=_environment(active_proxy, max_pixels), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, errors="replace",
+            command,
+            env=_environment(active_proxy, max_pixels),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
         )
         assert process.stdout is not None
         for line in process.stdout:
@@ -268,14 +290,30 @@ def read_status(out_dir: str | Path) -> pa.Table:
         if not match:
             continue
         table = pq.read_table(path)
-        keep = [c for c in (col.UID, col.SOURCE, col.URL, "status", "error_message", "key", "width", "height",
-                            "original_width", "original_height") if c in table.column_names]
+        keep = [
+            c
+            for c in (
+                col.UID,
+                col.SOURCE,
+                col.URL,
+                "status",
+                "error_message",
+                "key",
+                "width",
+                "height",
+                "original_width",
+                "original_height",
+            )
+            if c in table.column_names
+        ]
         table = table.select(keep)
         table = table.append_column("shard", pa.array([int(match.group(1))] * len(table), pa.int64()))
         table = table.append_column("tar", pa.array([str(out_dir / f"{match.group(1)}.tar")] * len(table), pa.string()))
         tables.append(table)
     if not tables:
-        return pa.table({c: pa.array([], pa.string()) for c in (col.UID, col.SOURCE, col.URL, "status", "error_message")})
+        return pa.table(
+            {c: pa.array([], pa.string()) for c in (col.UID, col.SOURCE, col.URL, "status", "error_message")}
+        )
     status = pa.concat_tables(tables, promote_options="permissive")
     # Latest attempt per uid: sort by shard descending and keep the first row of each uid.
     order = pc.sort_indices(status, sort_keys=[(col.UID, "ascending"), ("shard", "descending")])
@@ -345,5 +383,3 @@ def download_part(urls: str, out_dir: str, stats: str, drops: str, threads: int 
     else:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     return download_ledger(urls, out_dir, stats, drops)
-
-

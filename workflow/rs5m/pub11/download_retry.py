@@ -3,14 +3,17 @@
 Reads `results/pub11/urldedup/{part}.parquet` and the part's download folder; writes new shards into
 that folder (img2dataset's `extend` mode), the part's ledger and a retry report.
 """
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import tempfile
 from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from rs5m import columns as col
 from rs5m.pub11.crawl_guard import PERMANENT
 from rs5m.pub11.download_part import (
@@ -26,9 +29,7 @@ from rs5m.pub11.download_part import (
 log = logging.getLogger(__name__)
 
 
-def retry_failed(
-    urls: str, out_dir: str, stats: str, drops: str, report: str, threads: int = 1, **options
-) -> dict:
+def retry_failed(urls: str, out_dir: str, stats: str, drops: str, report: str, threads: int = 1, **options) -> dict:
     """Fetch again only the URLs of a part whose latest attempt failed; rewrite the part's ledger.
 
     New attempts go into new shards of the same folder (img2dataset's `extend` mode), so nothing

@@ -11,6 +11,7 @@ candidates are verified with the full 64-bit distance and the components found w
 connected-components pass (union-find). Exact-equal hashes are merged first, so a flood of copies
 of one image costs one row. The group keeps the copy ranked first by `rs5m.pub11.urls.priority_rank`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -115,7 +116,9 @@ def near_duplicate_pairs(
         """
     ).fetchnumpy()
     con.close()
-    return np.stack([pairs["i"], pairs["j"]], axis=1).astype(np.int64) if len(pairs["i"]) else np.empty((0, 2), np.int64)
+    return (
+        np.stack([pairs["i"], pairs["j"]], axis=1).astype(np.int64) if len(pairs["i"]) else np.empty((0, 2), np.int64)
+    )
 
 
 def near_duplicate_groups(
@@ -129,9 +132,7 @@ def near_duplicate_groups(
     if radius <= 0 or len(distinct) < 2:
         return inverse.astype(np.int64)
     pairs = near_duplicate_pairs(distinct, radius, bands, threads, memory_limit)
-    graph = coo_matrix(
-        (np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(distinct), len(distinct))
-    )
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(distinct), len(distinct)))
     _, labels = connected_components(graph, directed=False)
     return labels[inverse].astype(np.int64)
 
@@ -206,10 +207,21 @@ def dedup_images(
     else:
         con.register(
             "images",
-            pa.table({c: pa.array([], t) for c, t in [("uid", pa.string()), ("source", pa.string()), ("part", pa.string()),
-                                                       ("tar", pa.string()), ("member", pa.string()),
-                                                       ("width", pa.int32()), ("height", pa.int32()),
-                                                       ("phash", pa.int64())]}),
+            pa.table(
+                {
+                    c: pa.array([], t)
+                    for c, t in [
+                        ("uid", pa.string()),
+                        ("source", pa.string()),
+                        ("part", pa.string()),
+                        ("tar", pa.string()),
+                        ("member", pa.string()),
+                        ("width", pa.int32()),
+                        ("height", pa.int32()),
+                        ("phash", pa.int64()),
+                    ]
+                }
+            ),
         )
     url_files = "[" + ", ".join(sql_string(p) for p in urls) + "]"
     result = con.sql(

@@ -21,6 +21,7 @@ imagehash's (benchmarks/bench_phash.py measures the distribution and the near-du
 files fail as with a full decode; width and height are the full image's. Other formats are decoded
 in full either way.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,8 +37,8 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
 from rs5m import columns as col
-from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
 from rs5m.ledger import Ledger, StageStats
+from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
 from rs5m.tar import iter_members
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ _ORIENTATION = 0x0112  # EXIF tag
 _HASH_SIZE = 8
 _IMG_SIZE = 32
 # scipy.fftpack.dct type II (unnormalised): y[k] = 2 * sum_n x[n] cos(pi k (2n + 1) / 2N); low 8 rows.
-_DCT = (2.0 * np.cos(np.pi * np.outer(np.arange(_HASH_SIZE), 2 * np.arange(_IMG_SIZE) + 1) / (2 * _IMG_SIZE)))
+_DCT = 2.0 * np.cos(np.pi * np.outer(np.arange(_HASH_SIZE), 2 * np.arange(_IMG_SIZE) + 1) / (2 * _IMG_SIZE))
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 # Smallest side of the reduced-scale JPEG decode (phash_exact=False): 4 x the hash's 32 pixels
 # (64 lost ~2 % of the planted near-duplicates at radius 4 in benchmarks/bench_phash.py; 128 none).
@@ -155,7 +156,9 @@ def _iter_images(tar_path: str, wanted: dict[str, str]) -> Iterator[tuple[str, s
         yield wanted[key], name, read()
 
 
-def _inspect_batch(batch: list[tuple[str, str, bytes]], max_pixels: int, min_side: int, phash_exact: bool = True) -> list[tuple]:
+def _inspect_batch(
+    batch: list[tuple[str, str, bytes]], max_pixels: int, min_side: int, phash_exact: bool = True
+) -> list[tuple]:
     return [(uid, member, *inspect_image(data, max_pixels, min_side, phash_exact)) for uid, member, data in batch]
 
 
@@ -240,8 +243,15 @@ def inspect_part(
         if reason is None:
             tar_path, member = location.split("\t", 1)
             kept.append(
-                {col.UID: uid, col.SOURCE: sources[uid], TAR: tar_path, MEMBER: member,
-                 col.WIDTH: width, col.HEIGHT: height, PHASH: phash}
+                {
+                    col.UID: uid,
+                    col.SOURCE: sources[uid],
+                    TAR: tar_path,
+                    MEMBER: member,
+                    col.WIDTH: width,
+                    col.HEIGHT: height,
+                    PHASH: phash,
+                }
             )
     for uid in sorted(expected):  # listed as a success but absent from its shard
         record(uid, INVALID_EMPTY, "image missing from its shard")

@@ -10,6 +10,7 @@ caption_too_long; those drops are recorded row by row. Every other row counts as
 Parquet candidates are pre-selected in bulk (`_candidate_rows`); text formats go through the same
 classification query directly.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,9 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as C
 from rs5m import duck
+from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
-from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,12 @@ def _blob_sql(fmt: SourceFormat) -> str:
 
 
 def _classify_sql(
-    fmt: SourceFormat, relation: str, available: set[str], max_caption_bytes: int, patterns: list[str], order_by: str | None = None
+    fmt: SourceFormat,
+    relation: str,
+    available: set[str],
+    max_caption_bytes: int,
+    patterns: list[str],
+    order_by: str | None = None,
 ) -> str:
     """One scan: every candidate row (a keyword match, or a blank caption) with its drop reason, if any.
 
@@ -89,18 +95,27 @@ def _classify_sql(
     any_regex = sql_string(any_pattern_regex(patterns))
     # One constant expression per pattern (compiled once); a pattern's regex built per row would be
     # compiled per row.
-    matched = "list_filter([" + ", ".join(
-        f"CASE WHEN regexp_matches(_blob, {sql_string(regex)}) THEN {sql_string(pattern)} END"
-        for pattern, regex in zip(patterns, single_pattern_regexes(patterns))
-    ) + "], lambda x: x IS NOT NULL)"
+    matched = (
+        "list_filter(["
+        + ", ".join(
+            f"CASE WHEN regexp_matches(_blob, {sql_string(regex)}) THEN {sql_string(pattern)} END"
+            for pattern, regex in zip(patterns, single_pattern_regexes(patterns))
+        )
+        + "], lambda x: x IS NOT NULL)"
+    )
     url = f"CAST({quote_ident(fmt.url)} AS VARCHAR)"
     fields = [fmt.caption_expression(c) for c in fmt.captions]
     lists = [f"CAST({quote_ident(c)} AS VARCHAR[])" for c in fmt.list_captions]
     blob = _blob_sql(fmt)
-    all_captions = " || ".join([f"[{', '.join(fields)}]::VARCHAR[]"] * bool(fields) + [f"coalesce({e}, [])" for e in lists])
+    all_captions = " || ".join(
+        [f"[{', '.join(fields)}]::VARCHAR[]"] * bool(fields) + [f"coalesce({e}, [])" for e in lists]
+    )
     first_match = " ".join(
         [f"WHEN regexp_matches({f}, {any_regex}) THEN {f}" for f in fields]
-        + [f"WHEN len(list_filter({e}, lambda x: regexp_matches(x, {any_regex}))) > 0 THEN list_filter({e}, lambda x: regexp_matches(x, {any_regex}))[1]" for e in lists]
+        + [
+            f"WHEN len(list_filter({e}, lambda x: regexp_matches(x, {any_regex}))) > 0 THEN list_filter({e}, lambda x: regexp_matches(x, {any_regex}))[1]"
+            for e in lists
+        ]
     )
     native = ", ".join(f"{quote_ident(c)} AS {quote_ident(C.NATIVE_PREFIX + c)}" for c in sorted(available))
     where = f"WHERE {fmt.row_filter}" if fmt.row_filter else ""
@@ -316,7 +331,9 @@ def filter_chunk(
             if on_bad_file == "fail":
                 raise SourceFormatError(f"{path}: {message}") from error
             log.error("%s: %s (file skipped, recorded in %s)", path, message, Path(output).with_suffix(".files.json"))
-            accounts.append(FileAccount(path, status="unreadable", error=message, seconds=time.perf_counter() - started))
+            accounts.append(
+                FileAccount(path, status="unreadable", error=message, seconds=time.perf_counter() - started)
+            )
             continue
         account.seconds = round(time.perf_counter() - started, 3)
         accounts.append(account)
@@ -325,7 +342,12 @@ def filter_chunk(
         stats = stats.merged(StageStats(STAGE, source, account.rows_in, account.kept, account.dropped))
         log.info(
             "%s: %d rows in, %d kept, dropped %s (%.1f s, %.0f rows/s)",
-            path, account.rows_in, account.kept, account.dropped, account.seconds, account.rows_in / max(account.seconds, 1e-9),
+            path,
+            account.rows_in,
+            account.kept,
+            account.dropped,
+            account.seconds,
+            account.rows_in / max(account.seconds, 1e-9),
         )
 
     out = pa.concat_tables(tables, promote_options="permissive") if tables else NORMALISED_SCHEMA.empty_table()

@@ -17,6 +17,7 @@ candidate row with RE2, so the kept rows and matched patterns are the query's by
 Patterns with a non-ASCII character are not handled here (`LiteralScanner.supports` is False):
 the caller falls back to RE2.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 
 Reads the pattern file (config/keywords.txt); builds the RE2 expressions DuckDB runs.
 """
+
 from __future__ import annotations
 
 import re

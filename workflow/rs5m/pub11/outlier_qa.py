@@ -3,6 +3,7 @@
 Reads dedup/kept.parquet and scores/{part}.parquet; writes results/stats/fig13_grid.{csv,md,png}
 and a histogram PNG (one row of clip/rs panels per source).
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,7 +59,9 @@ def plot_grid(grid: pd.DataFrame, path: str | Path) -> None:
     ax.set_ylabel("CLIP prompt score: top s % kept")
     top = grid.values.max() if grid.size else 0
     for (r, c), value in np.ndenumerate(grid.values):
-        ax.text(c, r, f"{value:,}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 * top else "black")
+        ax.text(
+            c, r, f"{value:,}", ha="center", va="center", fontsize=7, color="white" if value < 0.6 * top else "black"
+        )
     fig.colorbar(image, ax=ax, label="kept pairs")
     ax.set_title("Kept pairs by joint threshold (Fig. 13 of the paper, this run)")
     fig.tight_layout()
@@ -66,7 +69,9 @@ def plot_grid(grid: pd.DataFrame, path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_histograms(sources: np.ndarray, clip_scores: np.ndarray, rs_scores: np.ndarray, thresholds: dict, path: str | Path) -> None:
+def plot_histograms(
+    sources: np.ndarray, clip_scores: np.ndarray, rs_scores: np.ndarray, thresholds: dict, path: str | Path
+) -> None:
     """One row per source: clip_score and rs_score histograms, with the global thresholds as lines."""
     import matplotlib
 
@@ -120,6 +125,8 @@ def outlier_qa(
         + grid_markdown(grid)
     )
     plot_grid(grid, grid_png)
-    plot_histograms(np.array(table.column(SOURCE).to_pylist(), dtype=object), clip_scores, rs_scores, thresholds, histograms_png)
+    plot_histograms(
+        np.array(table.column(SOURCE).to_pylist(), dtype=object), clip_scores, rs_scores, thresholds, histograms_png
+    )
     logger.info("Fig. 13 grid over %d pairs:\n%s", int(scored.sum()), grid.to_string())
     return grid

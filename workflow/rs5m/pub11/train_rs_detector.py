@@ -3,6 +3,7 @@
 Trains it from positive/negative image folders (class-balanced 7:1:2 split; writes weights and a
 metrics JSON), loads trained weights for batched inference, and exports training images from shards.
 """
+
 from __future__ import annotations
 
 import json
@@ -131,14 +132,21 @@ def train_rs_detector(
     from ultralytics import YOLO
 
     positives, negatives = list_images(positive_dirs), list_images(negative_dirs)
-    logger.info("detector training images: %d RS from %s, %d non-RS from %s",
-                len(positives), list(map(str, positive_dirs)), len(negatives), list(map(str, negative_dirs)))
+    logger.info(
+        "detector training images: %d RS from %s, %d non-RS from %s",
+        len(positives),
+        list(map(str, positive_dirs)),
+        len(negatives),
+        list(map(str, negative_dirs)),
+    )
     split = balanced_split(positives, negatives, ratios=ratios, seed=seed, max_per_class=max_per_class)
     work_dir = Path(work_dir).resolve()
     data_root = write_split_folders(split, work_dir / "data")
     device = resolve_device(device)
     if str(model).endswith(".yaml"):
-        logger.warning("RS detector starts from RANDOM weights (%s): only its training on the folders above teaches it", model)
+        logger.warning(
+            "RS detector starts from RANDOM weights (%s): only its training on the folders above teaches it", model
+        )
 
     yolo = YOLO(str(model))
     yolo.train(
@@ -178,8 +186,12 @@ def train_rs_detector(
         metrics[f"{split_name}_accuracy"] = split_accuracy(weights_out, split[split_name], device=device)
     Path(metrics_out).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_out).write_text(json.dumps(metrics, indent=1) + "\n")
-    logger.info("RS detector: val accuracy %.4f, test accuracy %.4f -> %s",
-                metrics["val_accuracy"], metrics["test_accuracy"], weights_out)
+    logger.info(
+        "RS detector: val accuracy %.4f, test accuracy %.4f -> %s",
+        metrics["val_accuracy"],
+        metrics["test_accuracy"],
+        weights_out,
+    )
     return metrics
 
 
@@ -263,7 +275,8 @@ def export_training_images(
     include = re.compile(caption_pattern, re.IGNORECASE) if caption_pattern else None
     exclude = re.compile(exclude_pattern, re.IGNORECASE) if exclude_pattern else None
     rows = [
-        r for r in table
+        r
+        for r in table
         if (include is None or include.search(r["caption"] or ""))
         and (exclude is None or not exclude.search(r["caption"] or ""))
     ]

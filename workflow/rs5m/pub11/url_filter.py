@@ -8,6 +8,7 @@ lets every part share one schema. Parts are split by host (`rs5m.pub11.crawl_pac
 URLs go to at most `download.parts_per_host` parts, which is what lets each download job pace a host
 at its share of `download.per_host_rate`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,9 +23,17 @@ import pyarrow.parquet as pq
 from rs5m import columns as col
 from rs5m import duck
 from rs5m.ledger import StageStats, write_drops, write_stats
-from rs5m.pub11.sources import sql_string
 from rs5m.pub11.crawl_pacing import host_part
-from rs5m.pub11.urls import DEFAULT_BLOCKED_SUFFIXES, DEFAULT_MAX_LENGTH, allowed_networks, check_url, normalise_url, priority_ranks, url_host
+from rs5m.pub11.sources import sql_string
+from rs5m.pub11.urls import (
+    DEFAULT_BLOCKED_SUFFIXES,
+    DEFAULT_MAX_LENGTH,
+    allowed_networks,
+    check_url,
+    normalise_url,
+    priority_ranks,
+    url_host,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +66,7 @@ def _select_for(con: duckdb.DuckDBPyConnection, files: list[str]) -> str:
     names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({file_list})").fetchall()]
     native = [n for n in names if n.startswith(col.NATIVE_PREFIX)]
     if native:
-        fields = ", ".join(f"{_quote(n[len(col.NATIVE_PREFIX):])} := {_quote(n)}" for n in native)
+        fields = ", ".join(f"{_quote(n[len(col.NATIVE_PREFIX) :])} := {_quote(n)}" for n in native)
         native_sql = f"CAST(to_json(struct_pack({fields})) AS VARCHAR)"
     else:
         native_sql = "CAST(NULL AS VARCHAR)"
@@ -116,7 +125,9 @@ def filter_and_dedup_urls(
         {
             "url": pa.array(distinct_urls, pa.string()),
             "url_key": pa.array([normalise_url(u) for u in distinct_urls], pa.string()),
-            "unsafe": pa.array([check_url(u, networks, blocked_suffixes, max_length) for u in distinct_urls], pa.string()),
+            "unsafe": pa.array(
+                [check_url(u, networks, blocked_suffixes, max_length) for u in distinct_urls], pa.string()
+            ),
         }
     )
     ids = con.sql("SELECT uid, source, url FROM rows").to_arrow_table()

@@ -26,6 +26,7 @@ local name (`localhost`) or under one of `blocked_suffixes` (`*.lan`, `*.corp`, 
 Names are not resolved here: the download stage checks the address each connection actually goes
 to (`rs5m.pub11.crawl_guard`), with the same `address_blocked`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,19 @@ REASON_BLOCKED = "blocked_url"
 LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 # Default of `urls.blocked_suffixes` (config/schema.yaml repeats it): names under these are internal.
 DEFAULT_BLOCKED_SUFFIXES = (
-    "localhost", "local", "localdomain", "lan", "home", "corp", "internal", "intranet", "private",
-    "home.arpa", "svc", "cluster.local", "consul",
+    "localhost",
+    "local",
+    "localdomain",
+    "lan",
+    "home",
+    "corp",
+    "internal",
+    "intranet",
+    "private",
+    "home.arpa",
+    "svc",
+    "cluster.local",
+    "consul",
 )
 DEFAULT_MAX_LENGTH = 4096
 MAX_HOST_LENGTH = 253
@@ -187,8 +199,13 @@ def address_blocked(address, networks: Sequence = ()) -> bool:
         if address in _NAT64_LOCAL or address.is_site_local:
             return True
     return (
-        address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
-        or address.is_unspecified or address.is_reserved or not address.is_global
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+        or not address.is_global
     )
 
 
@@ -235,8 +252,12 @@ def check_url(
     if host.endswith("."):
         host = host[:-1]
     labels = host.split(".")
-    if (not host or not _HOST_CHARS.match(host) or len(host) > MAX_HOST_LENGTH
-            or any(not label or len(label) > MAX_LABEL_LENGTH for label in labels)):
+    if (
+        not host
+        or not _HOST_CHARS.match(host)
+        or len(host) > MAX_HOST_LENGTH
+        or any(not label or len(label) > MAX_LABEL_LENGTH for label in labels)
+    ):
         return REASON_BAD_URL
     if _NUMERIC_LABEL.fullmatch(labels[-1]):
         # A name cannot end in a numeric label: resolvers read it as an address, so judge it as one.

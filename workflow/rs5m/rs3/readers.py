@@ -4,6 +4,7 @@ Every reader (rs3_read_fmow, rs3_read_bigearthnet, rs3_read_millionaid) writes o
 (`uid, dataset, img_name, image_path, source_path, split, labels, meta, meta_status, width,
 height`) plus the ledger files through `finish`.
 """
+
 from __future__ import annotations
 
 import json
@@ -111,5 +112,3 @@ def keys_status(record: dict, status: str, expected: Iterable[str]) -> str:
 
 
 # --- MillionAID ------------------------------------------------------------------------------
-
-

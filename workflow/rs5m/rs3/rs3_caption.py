@@ -3,6 +3,7 @@
 Reads a meta-caption part (`results/rs3/metacaption/{part}.parquet`) and writes the captioned
 part, every candidate with its scores (`{part}.candidates.parquet`) and the ledger files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m import offline
-from rs5m.models import is_random_weights, register_clip_config
 from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.metacaption import sample_rng
+from rs5m.models import is_random_weights, register_clip_config
 from rs5m.reduced_decode import input_side, open_rgb
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,16 @@ class Selection:
     ssl: int
 
 
-def select_candidates(image_a: np.ndarray, texts_a: np.ndarray, image_b: np.ndarray, texts_b: np.ndarray,
-                      rotated: np.ndarray, keep_a: int = 10, keep_b: int = 5,
-                      texts_rotated: np.ndarray | None = None) -> Selection:
+def select_candidates(
+    image_a: np.ndarray,
+    texts_a: np.ndarray,
+    image_b: np.ndarray,
+    texts_b: np.ndarray,
+    rotated: np.ndarray,
+    keep_a: int = 10,
+    keep_b: int = 5,
+    texts_rotated: np.ndarray | None = None,
+) -> Selection:
     """SPEC 3 selection: CLIP A keeps `keep_a`, CLIP B re-ranks those and keeps `keep_b`;
     top = CLIP B's rank 1; ssl = the kept candidate whose similarity to the rotated images
     (`rotated`: embeddings of the image at every angle) varies least.
@@ -172,9 +180,16 @@ def load_blip2(model: str, lora: str | None = None, device: str = "auto", dtype:
     return processor, network
 
 
-def generate_candidates(processor, model, images: Sequence[Image.Image], num_candidates: int = 20,
-                        top_k: int = 50, top_p: float = 0.95, max_length: int = 50,
-                        seed: int | None = None) -> list[list[str]]:
+def generate_candidates(
+    processor,
+    model,
+    images: Sequence[Image.Image],
+    num_candidates: int = 20,
+    top_k: int = 50,
+    top_p: float = 0.95,
+    max_length: int = 50,
+    seed: int | None = None,
+) -> list[list[str]]:
     """Nucleus-sampled captions, `num_candidates` per image, no text prompt (SPEC 3)."""
     import torch
 
@@ -190,8 +205,14 @@ def generate_candidates(processor, model, images: Sequence[Image.Image], num_can
             torch.cuda.manual_seed_all(seed)
     try:
         with torch.inference_mode():
-            output = model.generate(pixel_values=pixel_values, do_sample=True, top_k=top_k, top_p=top_p,
-                                    max_length=max_length, num_return_sequences=num_candidates)
+            output = model.generate(
+                pixel_values=pixel_values,
+                do_sample=True,
+                top_k=top_k,
+                top_p=top_p,
+                max_length=max_length,
+                num_return_sequences=num_candidates,
+            )
     finally:
         if generator_state is not None:
             torch.random.set_rng_state(generator_state)
@@ -214,8 +235,9 @@ class ClipScorer:
         if not pretrained:
             log.warning("CLIP %s has no pretrained weights configured: RANDOM WEIGHTS, rankings are noise", model)
         elif Path(pretrained).exists() and is_random_weights(pretrained):
-            log.warning("CLIP %s checkpoint %s has RANDOM WEIGHTS (a tiny test model): rankings are noise",
-                        model, pretrained)
+            log.warning(
+                "CLIP %s checkpoint %s has RANDOM WEIGHTS (a tiny test model): rankings are noise", model, pretrained
+            )
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             model, pretrained=pretrained or None, device=self.device, precision=precision
         )
@@ -254,13 +276,28 @@ def _batch_seed(seed: int | str, uids: Sequence[str]) -> int:
     return int.from_bytes(digest, "big")
 
 
-def caption_images(images: Sequence[Image.Image], uids: Sequence[str], processor, blip2, clip_a: ClipScorer,
-                   clip_b: ClipScorer, num_candidates: int = 20, top_k: int = 50, top_p: float = 0.95,
-                   max_length: int = 50, keep_a: int = 10, keep_b: int = 5, rotation_count: int = 12,
-                   rotation_step: float = 30.0, rotation_model: str = "clip_b", seed: int | str = 0):
+def caption_images(
+    images: Sequence[Image.Image],
+    uids: Sequence[str],
+    processor,
+    blip2,
+    clip_a: ClipScorer,
+    clip_b: ClipScorer,
+    num_candidates: int = 20,
+    top_k: int = 50,
+    top_p: float = 0.95,
+    max_length: int = 50,
+    keep_a: int = 10,
+    keep_b: int = 5,
+    rotation_count: int = 12,
+    rotation_step: float = 30.0,
+    rotation_model: str = "clip_b",
+    seed: int | str = 0,
+):
     """Candidates and selection for one batch of images -> (list of candidate lists, selections)."""
-    candidates = generate_candidates(processor, blip2, images, num_candidates, top_k, top_p, max_length,
-                                     seed=_batch_seed(seed, uids))
+    candidates = generate_candidates(
+        processor, blip2, images, num_candidates, top_k, top_p, max_length, seed=_batch_seed(seed, uids)
+    )
     flat = [text for group in candidates for text in group]
     images_a = clip_a.encode_images(images)
     texts_a = clip_a.encode_texts(flat).reshape(len(images), num_candidates, -1)
@@ -276,9 +313,18 @@ def caption_images(images: Sequence[Image.Image], uids: Sequence[str], processor
     for index in range(len(images)):
         texts_b = np.full((num_candidates, images_b.shape[-1]), np.nan)
         texts_b[kept_a[index]] = kept_b_embeddings[index]
-        selections.append(select_candidates(
-            images_a[index], texts_a[index], images_b[index], texts_b, rotated_embeddings[index], keep_a, keep_b,
-            texts_rotated=None if rotation_scorer is clip_b else texts_a[index]))
+        selections.append(
+            select_candidates(
+                images_a[index],
+                texts_a[index],
+                images_b[index],
+                texts_b,
+                rotated_embeddings[index],
+                keep_a,
+                keep_b,
+                texts_rotated=None if rotation_scorer is clip_b else texts_a[index],
+            )
+        )
     return candidates, selections
 
 
@@ -292,25 +338,44 @@ def _candidate_rows(uid: str, texts: list[str], selection: Selection) -> list[di
     rows = []
     for index, text in enumerate(texts):
         score_b, variance = selection.clip_b_scores[index], selection.variances[index]
-        rows.append({
-            "uid": uid, "candidate": index, "text": text,
-            "clip_a_score": float(selection.clip_a_scores[index]),
-            "clip_a_rank": rank_a.get(index),
-            "clip_b_score": None if np.isnan(score_b) else float(score_b),
-            "clip_b_rank": rank_b.get(index),
-            "rotation_variance": None if np.isnan(variance) else float(variance),
-            "is_top_cap": index == selection.top,
-            "is_ssl_cap": index == selection.ssl,
-        })
+        rows.append(
+            {
+                "uid": uid,
+                "candidate": index,
+                "text": text,
+                "clip_a_score": float(selection.clip_a_scores[index]),
+                "clip_a_rank": rank_a.get(index),
+                "clip_b_score": None if np.isnan(score_b) else float(score_b),
+                "clip_b_rank": rank_b.get(index),
+                "rotation_variance": None if np.isnan(variance) else float(variance),
+                "is_top_cap": index == selection.top,
+                "is_ssl_cap": index == selection.ssl,
+            }
+        )
     return rows
 
 
-def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str | Path,
-                 blip2: Mapping[str, Any], clip_a: Mapping[str, Any], clip_b: Mapping[str, Any],
-                 num_candidates: int = 20, top_k: int = 50, top_p: float = 0.95, max_length: int = 50,
-                 keep_a: int = 10, keep_b: int = 5, rotation_count: int = 12, rotation_step: float = 30.0,
-                 rotation_model: str = "clip_b", batch_size: int = 8, seed: int | str = 0,
-                 device: str = "auto", reduced_decode: bool = False) -> list[StageStats]:
+def caption_part(
+    in_path: str | Path,
+    out_path: str | Path,
+    candidates_path: str | Path,
+    blip2: Mapping[str, Any],
+    clip_a: Mapping[str, Any],
+    clip_b: Mapping[str, Any],
+    num_candidates: int = 20,
+    top_k: int = 50,
+    top_p: float = 0.95,
+    max_length: int = 50,
+    keep_a: int = 10,
+    keep_b: int = 5,
+    rotation_count: int = 12,
+    rotation_step: float = 30.0,
+    rotation_model: str = "clip_b",
+    batch_size: int = 8,
+    seed: int | str = 0,
+    device: str = "auto",
+    reduced_decode: bool = False,
+) -> list[StageStats]:
     """Caption every image of one meta-caption part (one GPU job).
 
     An image that cannot be decoded, or whose every kept candidate is empty, is dropped with a
@@ -331,7 +396,9 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
         scorer_b = ClipScorer(clip_b["model"], clip_b.get("pretrained"), device)
         side = None
         if reduced_decode:
-            side = input_side(processor.image_processor.size, scorer_a.model.visual.image_size, scorer_b.model.visual.image_size)
+            side = input_side(
+                processor.image_processor.size, scorer_a.model.visual.image_size, scorer_b.model.visual.image_size
+            )
 
     def drop(row: dict, reason: str, detail: str) -> None:
         ledger.drop(row["uid"], row["dataset"], reason, detail)
@@ -348,18 +415,41 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
         if not batch:
             continue
         candidates, selections = caption_images(
-            images, [r["uid"] for r in batch], processor, blip2_model, scorer_a, scorer_b, num_candidates,
-            top_k, top_p, max_length, keep_a, keep_b, rotation_count, rotation_step, rotation_model, seed)
+            images,
+            [r["uid"] for r in batch],
+            processor,
+            blip2_model,
+            scorer_a,
+            scorer_b,
+            num_candidates,
+            top_k,
+            top_p,
+            max_length,
+            keep_a,
+            keep_b,
+            rotation_count,
+            rotation_step,
+            rotation_model,
+            seed,
+        )
         for row, texts, selection in zip(batch, candidates, selections):
             candidate_rows.extend(_candidate_rows(row["uid"], texts, selection))
             top_cap, ssl_cap = texts[selection.top], texts[selection.ssl]
             if not top_cap and not ssl_cap:
                 drop(row, "empty_caption", "every kept candidate was empty")
                 continue
-            caption, choice = final_caption(row.get("meta_caption"), top_cap or ssl_cap, ssl_cap or top_cap,
-                                            row["uid"], seed)
-            out_rows.append({**{k: row.get(k) for k in CAPTION_SCHEMA.names}, "caption": caption,
-                             "top_cap": top_cap, "ssl_cap": ssl_cap, "caption_choice": choice})
+            caption, choice = final_caption(
+                row.get("meta_caption"), top_cap or ssl_cap, ssl_cap or top_cap, row["uid"], seed
+            )
+            out_rows.append(
+                {
+                    **{k: row.get(k) for k in CAPTION_SCHEMA.names},
+                    "caption": caption,
+                    "top_cap": top_cap,
+                    "ssl_cap": ssl_cap,
+                    "caption_choice": choice,
+                }
+            )
             ledger.keep(row["dataset"])
         log.info("captioned %d / %d images", min(start + batch_size, len(rows)), len(rows))
     out_path = Path(out_path)
@@ -367,5 +457,3 @@ def caption_part(in_path: str | Path, out_path: str | Path, candidates_path: str
     pq.write_table(pa.Table.from_pylist(out_rows, schema=CAPTION_SCHEMA), out_path)
     pq.write_table(pa.Table.from_pylist(candidate_rows, schema=CANDIDATE_SCHEMA), candidates_path)
     return ledger.write(stats_path(out_path), drops_path(out_path))
-
-

@@ -2,11 +2,13 @@
 
 Reads `results/rs3/caption/{part}.parquet`; writes the contract columns first, sorted by dataset and image name.
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Sequence
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -15,8 +17,18 @@ from rs5m.rs3.rs3_caption import CAPTION_SCHEMA
 log = logging.getLogger(__name__)
 
 
-FINAL_COLUMNS = ("uid", "dataset", "img_name", "image_path", "caption", "top_cap", "ssl_cap", "meta_caption",
-                 "labels", "geo")
+FINAL_COLUMNS = (
+    "uid",
+    "dataset",
+    "img_name",
+    "image_path",
+    "caption",
+    "top_cap",
+    "ssl_cap",
+    "meta_caption",
+    "labels",
+    "geo",
+)
 
 
 def collect_final(part_paths: Sequence[str | Path], out_path: str | Path) -> int:

@@ -3,17 +3,19 @@
 Reads the RS3 reader tables (`results/rs3/read/*.parquet`); writes a fixed number of parts by uid
 hash with `uid, meta_caption, labels, geo` beside the reader columns.
 """
+
 from __future__ import annotations
 
-import logging
-
-from rs5m.metacaption import bigearthnet_fields, fmow_fields, geo_json, meta_caption
 import json
+import logging
 from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from rs5m import geo
 from rs5m.columns import UID, uid_bucket
+from rs5m.metacaption import bigearthnet_fields, fmow_fields, geo_json, meta_caption
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,7 @@ def rs3_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "hem
         dataset = row["dataset"]
         if dataset == "fmow":
             size = (row["width"], row["height"]) if row.get("width") and row.get("height") else None
-            fields = fmow_fields(meta, size, (row.get("labels") or [None])[0], season_rule,
-                                 place=places.get(index, {}))
+            fields = fmow_fields(meta, size, (row.get("labels") or [None])[0], season_rule, place=places.get(index, {}))
         elif dataset == "bigearthnet":
             fields = bigearthnet_fields(meta, season_rule)
         else:
@@ -76,8 +77,9 @@ def rs3_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "hem
     return out
 
 
-def rs3_metacaptions(read_tables: list[str], out_paths: list[str], seed: int | str = 0,
-                     season_rule: str = "hemisphere") -> None:
+def rs3_metacaptions(
+    read_tables: list[str], out_paths: list[str], seed: int | str = 0, season_rule: str = "hemisphere"
+) -> None:
     """Meta-captions for every reader table, written to a fixed number of parts by uid hash.
 
     `out_paths` are the part files in part order; a part with no rows is written empty, so the

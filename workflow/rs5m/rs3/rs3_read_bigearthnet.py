@@ -3,21 +3,23 @@
 Walks a BigEarthNet root in either published layout; writes the composite JPEGs, one table
 (rs5m.rs3.readers.READ_SCHEMA), a ben-id mapping table and the ledger files.
 """
+
 from __future__ import annotations
 
-import logging
-
-from rs5m.rs3.readers import Outcome, finish, keys_status, load_json, map_threads
 import csv
 import json
+import logging
 import re
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
+from rs5m.rs3.readers import Outcome, finish, keys_status, load_json, map_threads
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +124,14 @@ def _bigearthnet_patches(root: Path, split: str, version: str) -> list[dict]:
                 continue
             name = row["patch_id"]
             tile = name.rsplit("_", 2)[0]
-            patches.append({"name": name, "folder": root / "BigEarthNet-S2" / tile / name,
-                            "labels": list(row.get("labels") or []), "json": None})
+            patches.append(
+                {
+                    "name": name,
+                    "folder": root / "BigEarthNet-S2" / tile / name,
+                    "labels": list(row.get("labels") or []),
+                    "json": None,
+                }
+            )
         return sorted(patches, key=lambda p: p["name"])
     patch_root = _v1_patch_root(root)
     names = _split_patches_v1(root, split)
@@ -131,16 +139,28 @@ def _bigearthnet_patches(root: Path, split: str, version: str) -> list[dict]:
         log.warning("no split CSV for %r under %s: reading every patch folder", split, root)
         names = [p.name for p in patch_root.iterdir() if p.is_dir()]
     return [
-        {"name": name, "folder": patch_root / name, "labels": None,
-         "json": patch_root / name / f"{name}_labels_metadata.json"}
+        {
+            "name": name,
+            "folder": patch_root / name,
+            "labels": None,
+            "json": patch_root / name / f"{name}_labels_metadata.json",
+        }
         for name in sorted(set(names))
     ]
 
 
-def read_bigearthnet(roots: str | Path | list, out_path: str | Path, mapping_path: str | Path,
-                     image_dir: str | Path, split: str = "train", version: str = "auto",
-                     clip: tuple[float, float] = (0, 2000), jpeg_quality: int = 95, threads: int = 1,
-                     dataset: str = "bigearthnet") -> StageStats:
+def read_bigearthnet(
+    roots: str | Path | list,
+    out_path: str | Path,
+    mapping_path: str | Path,
+    image_dir: str | Path,
+    split: str = "train",
+    version: str = "auto",
+    clip: tuple[float, float] = (0, 2000),
+    jpeg_quality: int = 95,
+    threads: int = 1,
+    dataset: str = "bigearthnet",
+) -> StageStats:
     """BigEarthNet S2 patches of one split -> RGB JPEGs `ben_<id>.jpg` + reader table + id mapping.
 
     `roots` is one release folder (v1 or v2, told apart by `version`, auto by default) or a list
@@ -177,8 +197,7 @@ def read_bigearthnet(roots: str | Path | list, out_path: str | Path, mapping_pat
             bands.append(data)
             crs, grid = crs or band_crs, grid or band_grid
         if len({b.shape for b in bands}) != 1:
-            return Outcome(uid, reason="band_shape_mismatch",
-                            detail=f"{relative}: {[b.shape for b in bands]}"), None
+            return Outcome(uid, reason="band_shape_mismatch", detail=f"{relative}: {[b.shape for b in bands]}"), None
         if patch["json"] is not None:
             record, status = load_json(patch["json"])
             status = keys_status(record, status, BIGEARTHNET_EXPECTED_KEYS)
@@ -198,13 +217,26 @@ def read_bigearthnet(roots: str | Path | list, out_path: str | Path, mapping_pat
         Image.fromarray(rgb, "RGB").save(image_path, "JPEG", quality=int(jpeg_quality), subsampling=0)
         labels = [str(label) for label in (record.get("labels") or [])]
         row = {
-            "uid": uid, "dataset": dataset, "img_name": img_name, "image_path": str(image_path),
-            "source_path": relative, "split": split, "labels": labels,
-            "meta": json.dumps(meta, ensure_ascii=False), "meta_status": status,
-            "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+            "uid": uid,
+            "dataset": dataset,
+            "img_name": img_name,
+            "image_path": str(image_path),
+            "source_path": relative,
+            "split": split,
+            "labels": labels,
+            "meta": json.dumps(meta, ensure_ascii=False),
+            "meta_status": status,
+            "width": int(rgb.shape[1]),
+            "height": int(rgb.shape[0]),
         }
-        mapping = {"ben_id": ben_id, "img_name": img_name, "patch_name": name, "version": version,
-                   "split": split, "uid": uid}
+        mapping = {
+            "ben_id": ben_id,
+            "img_name": img_name,
+            "patch_name": name,
+            "version": version,
+            "split": split,
+            "uid": uid,
+        }
         return Outcome(uid, row=row), mapping
 
     results = map_threads(one, list(enumerate(patches)), threads)

@@ -3,28 +3,44 @@
 Walks a fMoW root in its published layout; writes one table (rs5m.rs3.readers.READ_SCHEMA) plus the
 ledger files.
 """
+
 from __future__ import annotations
 
-from rs5m.rs3.readers import Outcome, finish, image_size, keys_status, load_json, map_threads
 import json
 import re
 from pathlib import Path
 from typing import Iterable
+
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-
+from rs5m.rs3.readers import Outcome, finish, image_size, keys_status, load_json, map_threads
 
 # Keys of a train *_rgb.json that the meta-caption uses; a record without them is kept with
 # meta_status "missing_keys" and its caption loses those clauses.
-FMOW_EXPECTED_KEYS = ("bounding_boxes", "timestamp", "country_code", "gsd", "utm", "cloud_cover",
-                      "scan_direction", "target_azimuth_dbl", "off_nadir_angle_dbl")
+FMOW_EXPECTED_KEYS = (
+    "bounding_boxes",
+    "timestamp",
+    "country_code",
+    "gsd",
+    "utm",
+    "cloud_cover",
+    "scan_direction",
+    "target_azimuth_dbl",
+    "off_nadir_angle_dbl",
+)
 
 
 _FMOW_IMAGE = re.compile(r"^(?P<stem>.+_(?P<variant>rgb|msrgb))\.(?:jpg|jpeg)$", re.IGNORECASE)
 
 
-def read_fmow(root: str | Path, out_path: str | Path, split: str = "train",
-              variants: Iterable[str] = ("rgb", "msrgb"), threads: int = 1, dataset: str = "fmow") -> StageStats:
+def read_fmow(
+    root: str | Path,
+    out_path: str | Path,
+    split: str = "train",
+    variants: Iterable[str] = ("rgb", "msrgb"),
+    threads: int = 1,
+    dataset: str = "fmow",
+) -> StageStats:
     """fMoW-rgb `<split>/<category>/<category>_<id>/<category>_<id>_<n>_{rgb,msrgb}.{jpg,json}`.
 
     Every image is a sample and takes its metadata from the JSON of the same stem. A JSON with no
@@ -66,20 +82,26 @@ def read_fmow(root: str | Path, out_path: str | Path, split: str = "train",
         category_folder = image.parent.parent.name
         boxes = record.get("bounding_boxes") if isinstance(record.get("bounding_boxes"), list) else []
         box_categories = [b.get("category") for b in boxes if isinstance(b, dict) and b.get("category")]
-        category = box_categories[1] if len(box_categories) > 1 else (
-            box_categories[0] if box_categories else record.get("category") or category_folder)
-        return Outcome(uid, row={
-            "uid": uid,
-            "dataset": dataset,
-            "img_name": f"{dataset}_{image.stem}.jpg",
-            "image_path": str(image),
-            "source_path": relative,
-            "split": split,
-            "labels": [str(category)],
-            "meta": json.dumps(record, ensure_ascii=False),
-            "meta_status": status,
-            "width": width,
-            "height": height,
-        })
+        category = (
+            box_categories[1]
+            if len(box_categories) > 1
+            else (box_categories[0] if box_categories else record.get("category") or category_folder)
+        )
+        return Outcome(
+            uid,
+            row={
+                "uid": uid,
+                "dataset": dataset,
+                "img_name": f"{dataset}_{image.stem}.jpg",
+                "image_path": str(image),
+                "source_path": relative,
+                "split": split,
+                "labels": [str(category)],
+                "meta": json.dumps(record, ensure_ascii=False),
+                "meta_status": status,
+                "width": width,
+                "height": height,
+            },
+        )
 
     return finish(dataset, map_threads(one, sorted(stems.items()), threads), out_path)

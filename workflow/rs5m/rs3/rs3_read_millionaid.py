@@ -2,16 +2,19 @@
 
 Walks a MillionAID root; writes one table (rs5m.rs3.readers.READ_SCHEMA) plus the ledger files.
 """
+
 from __future__ import annotations
 
-from rs5m.rs3.readers import IMAGE_SUFFIXES, Outcome, finish, image_size, map_threads
 from pathlib import Path
+
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
+from rs5m.rs3.readers import IMAGE_SUFFIXES, Outcome, finish, image_size, map_threads
 
 
-def read_millionaid(root: str | Path, out_path: str | Path, split: str = "test", threads: int = 1,
-                    dataset: str = "millionaid") -> StageStats:
+def read_millionaid(
+    root: str | Path, out_path: str | Path, split: str = "test", threads: int = 1, dataset: str = "millionaid"
+) -> StageStats:
     """MillionAID `<split>/` as one flat folder of images (the released test split), or the
     labelled hierarchy `<split>/<L1>/<L2>[/<L3>]/P*.jpg`, whose folder names become labels."""
     root = Path(root)
@@ -27,11 +30,22 @@ def read_millionaid(root: str | Path, out_path: str | Path, split: str = "test",
         except Exception as error:  # noqa: BLE001 - any decoder error is this sample's drop reason
             return Outcome(uid, reason="unreadable_image", detail=f"{relative}: {error}")
         labels = list(path.relative_to(split_dir).parts[:-1])
-        return Outcome(uid, row={
-            "uid": uid, "dataset": dataset, "img_name": f"{dataset}_{path.stem}.jpg",
-            "image_path": str(path), "source_path": relative, "split": split,
-            "labels": labels, "meta": "{}", "meta_status": "ok", "width": width, "height": height,
-        })
+        return Outcome(
+            uid,
+            row={
+                "uid": uid,
+                "dataset": dataset,
+                "img_name": f"{dataset}_{path.stem}.jpg",
+                "image_path": str(path),
+                "source_path": relative,
+                "split": split,
+                "labels": labels,
+                "meta": "{}",
+                "meta_status": "ok",
+                "width": width,
+                "height": height,
+            },
+        )
 
     outcomes = []
     for outcome in map_threads(one, files, threads):

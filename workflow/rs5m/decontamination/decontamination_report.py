@@ -85,7 +85,7 @@ def _load_thumb(path: str, size: int = 128) -> Image.Image:
         else:
             image = Image.open(path)
         image = image.convert("RGB")
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - an unreadable image is shown as a grey tile, not a failed report
         logger.warning("cannot show %s: %s", path, error)
         image = Image.new("RGB", (size, size), (200, 200, 200))
     image.thumbnail((size, size))

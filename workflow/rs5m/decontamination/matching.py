@@ -187,7 +187,7 @@ class _ImageFiles:
             images = dihedral_variants(rgb) if self.variants else [rgb]
             hashes = np.array([phash_int(v) for v in images], dtype=np.int64)
             return torch.stack([self.preprocess(v) for v in images]), torch.from_numpy(hashes), True
-        except Exception as error:  # an unreadable image is logged and skipped by the caller
+        except Exception as error:  # noqa: BLE001 - an unreadable image is logged and skipped by the caller
             logger.warning("cannot read %s: %s", self.paths[i], error)
             blank = Image.new("RGB", (8, 8))
             return torch.stack([self.preprocess(blank)] * n), torch.zeros(n, dtype=torch.int64), False

@@ -31,7 +31,7 @@ from rs5m.decontamination.matching import (
     embedding_search,
     hash_search,
 )
-from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
+from rs5m.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 
@@ -215,36 +215,24 @@ def decontaminate(
     for match in matches.to_pylist():
         by_uid.setdefault(match[UID], []).append(match)
     drop = action == "drop"
-    stats: dict[str, StageStats] = {}
-    drop_rows, keep = [], np.ones(table.num_rows, bool)
+    ledger = Ledger(STAGE)
+    keep = np.ones(table.num_rows, bool)
     for i, (uid, source) in enumerate(zip(table.column(UID).to_pylist(), table.column(source_column).to_pylist())):
-        entry = stats.setdefault(source, StageStats(STAGE, source))
-        entry.rows_in += 1
         if drop and uid in by_uid:
             best = _best_match(by_uid[uid])
-            entry.drop(REASON)
             keep[i] = False
-            drop_rows.append(
-                {
-                    "uid": uid,
-                    "source": source,
-                    "stage": STAGE,
-                    "reason": REASON,
-                    "detail": f"{best['eval_set']}:{best['image_id']}",
-                }
-            )
+            ledger.drop(uid, source, REASON, f"{best['eval_set']}:{best['image_id']}")
         else:
-            entry.kept += 1
+            ledger.keep(source)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.filter(pa.array(keep)), out)
-    write_stats(stats_out, [stats[s] for s in sorted(stats)])
-    write_drops(drops_out, drops_table(drop_rows))
+    ledger.write(stats_out, drops_out)
     summary = {
         "subset": subset,
         "action": action,
         "rows_in": table.num_rows,
         "matched": len(by_uid),
-        "dropped": len(drop_rows),
+        "dropped": len(ledger.drop_rows),
     }
     logger.info("%s", summary)
     return summary

@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 
 from rs5m import columns as col
 from rs5m import duck
-from rs5m.ledger import StageStats, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import priority_ranks
 
@@ -176,15 +176,13 @@ def dedup_images(
     winners = kept_in_groups(labels, sources, uids) if n else np.empty(0, np.int64)
     is_kept = winners == np.arange(n)
 
-    per_source: dict[str, StageStats] = {}
+    ledger = Ledger(STAGE)  # counts; the drop records go out as columns (millions of rows)
     drop_uids, drop_sources, drop_details = [], [], []
     for index in range(n):
-        entry = per_source.setdefault(sources[index], StageStats(STAGE, sources[index]))
-        entry.rows_in += 1
         if is_kept[index]:
-            entry.kept += 1
+            ledger.keep(sources[index])
         else:
-            entry.drop(REASON)
+            ledger.drop_count(sources[index], REASON, 1)
             drop_uids.append(uids[index])
             drop_sources.append(sources[index])
             drop_details.append(uids[winners[index]])
@@ -236,7 +234,7 @@ def dedup_images(
         raise RuntimeError(f"{int(is_kept.sum())} kept images but {len(result)} found in the URL parts")
     Path(kept).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(result, kept)
-    entries = write_stats(stats, [per_source[s] for s in sorted(per_source)])
+    entries = write_stats(stats, ledger.entries())
     for entry in entries:
         log.info("%s %s: %d in, %d kept, dropped %s", STAGE, entry.source, entry.rows_in, entry.kept, entry.dropped)
     return entries

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m import duck
-from rs5m.ledger import StageStats, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
 from rs5m.pub11.crawl_pacing import host_part
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import (
@@ -179,17 +179,15 @@ def filter_and_dedup_urls(
     ).to_arrow_table()
     write_drops(drops, drop_rows)
 
-    per_source: dict[str, StageStats] = {}
+    ledger = Ledger(STAGE)  # the drop records are written above, straight from DuckDB
     for source, reason, count in con.execute(
         "SELECT source, reason, count(*) FROM judged GROUP BY ALL ORDER BY ALL"
     ).fetchall():
-        entry = per_source.setdefault(source, StageStats(STAGE, source))
-        entry.rows_in += count
         if reason is None:
-            entry.kept += count
+            ledger.keep(source, count)
         else:
-            entry.drop(reason, count)
-    result = write_stats(stats, [per_source[s] for s in sorted(per_source)])
+            ledger.drop_count(source, reason, count)
+    result = write_stats(stats, ledger.entries())
     for entry in result:
         log.info("%s %s: %d in, %d kept, dropped %s", STAGE, entry.source, entry.rows_in, entry.kept, entry.dropped)
     return result

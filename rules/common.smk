@@ -95,7 +95,10 @@ def demo_metadata_files():
 
 def ledger_files():
     """The ledger (`.stats.json`) of every job of every stage, in DAG order: the funnel and the
-    audit read exactly these (the `.drops.parquet` files lie beside them)."""
+    audit read exactly these (the `.drops.parquet` files lie beside them); `audit.ledger` names
+    them instead for tables assembled from another run."""
+    if config["audit"]["ledger"] is not None:
+        return list(config["audit"]["ledger"])
     files = keyword_outputs("stats.json")
     if SOURCES:
         files += [
@@ -183,6 +186,11 @@ def subset_meta_captions(wildcards):
 
 def absent_subsets():
     """{subset: why} for the subset a PUB11-only or RS3-only build does not hold."""
+    chosen = config["shards"]["subsets"]
+    if chosen is not None:
+        return {
+            s: "not in shards.subsets" for s in ("pub11", "rs3") if s not in chosen
+        }
     absent = {}
     if not SOURCES:
         absent["pub11"] = (
@@ -205,7 +213,7 @@ def assembly_targets():
 
     Either subset alone assembles; with neither there is nothing to assemble.
     """
-    if not SOURCES and not RS3_DATASETS:
+    if len(ABSENT_SUBSETS) == 2:
         return []
     for subset, why in ABSENT_SUBSETS.items():
         print(f"rs5m: assembling without the {subset} subset: {why}", file=sys.stderr)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from outlier_inputs import make_run, non_rs_like, rs_like, write_folder
 
+from rs5m.demo.rs3_tiny_models import build_tiny_clip
 from rs5m.ledger import read_stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +50,9 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     write_folder(tmp_path / "det/non_rs", non_rs_like, 6, seed=2)
     demo = yaml.safe_load((REPO / "config/config.yaml").read_text())["outliers"]
     demo["detector"].update(positive_dirs=["det/rs"], negative_dirs=["det/non_rs"], epochs=1)
-    demo["clip"]["pretrained"] = None  # random weights, which the stage must say in its log
+    # A seeded random-init checkpoint (its open_clip config beside it), which the stage must call
+    # random in its log.
+    demo["clip"]["pretrained"] = str(build_tiny_clip(demo["clip"]["model"], tmp_path / "models" / "clip.pt"))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"parts": 2, "outliers": demo}))
     fragment = {"outliers": yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["outliers"]}
     schema = {

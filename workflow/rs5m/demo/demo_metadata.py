@@ -2,6 +2,9 @@
 
 Writes one folder per source under the demo root; its image URLs are served by `rs5m.demo.web`.
 Rows mix remote-sensing and other captions, URL repeats, near-duplicate images and broken rows.
+
+Size: one writer per native format of the eleven sources, each a few lines, plus the bad rows;
+they share the row generator and stay side by side so the formats can be compared.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Reads a meta-caption part (`results/rs3/metacaption/{part}.parquet`) and writes the captioned
 part, every candidate with its scores (`{part}.candidates.parquet`) and the ledger files.
+
+Size: candidate generation, the two CLIP rankings, the rotation pick and the part's loop are the
+one SPEC 3 procedure; the final table is rs5m.rs3.rs3_final.
 """
 
 from __future__ import annotations

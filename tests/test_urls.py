@@ -99,7 +99,7 @@ def test_normalise_keeps_scheme_and_path_case_distinct():
         ("http://user@169.254.169.254/a", "blocked_url"),
         ("http://example.com@127.0.0.1/a", "blocked_url"),
         # numeric spellings of a public address pass, malformed ones are bad
-        ("http://134744072/a", None),  # 8.8.8.8
+        ("http://134744072/a", "blocked_url"),  # 8.8.8.8 as a decimal trick: blocked too
         ("http://999.1.1.1/a", "bad_url"),
         ("http://08.1.1.1/a", "bad_url"),
         # other full stops, a trailing dot, empty and over-long labels and hosts, long URLs
@@ -153,9 +153,11 @@ def test_check_url(url, reason):
 
 def test_allowed_networks_are_exact():
     loopback_one = allowed_networks(["127.0.0.1/32"])
-    for url in ("http://127.0.0.1:8000/a", "http://2130706433/a", "http://[::ffff:127.0.0.1]/a"):
+    for url in ("http://127.0.0.1:8000/a", "http://[::ffff:127.0.0.1]/a"):
         assert check_url(url, loopback_one) is None
         assert check_url(url) == "blocked_url"
+    for url in ("http://2130706433/a", "http://0x7f.0.0.1/a", "http://127.1/a"):  # the same address, as a trick
+        assert check_url(url, loopback_one) == "blocked_url"
     for url in (
         "http://127.0.0.2/a",
         "http://localhost:8000/a",

@@ -134,8 +134,10 @@ def test_demo_every_row_has_one_terminal_state_and_the_shards_pass_the_audit(dem
     funnel = json.loads((demo_run / "results/stats/funnel.json").read_text())
     assert funnel["consistent"] and funnel["problems"] == []
     total = next(r for r in funnel["rows"] if r["source"] == "total")
-    assert total["downloaded"] - total["invalid"] - total["duplicates"] - total["outliers"] == total["remain"] > 0
+    removed = total["invalid"] + total["duplicates"] + total["outliers"] + total["eval_overlap"]
+    assert total["downloaded"] - removed == total["remain"] > 0
     assert total["url_duplicates"] >= 1 and total["duplicates"] >= 1 and total["outliers"] >= 1
+    assert total["eval_overlap"] >= 1  # the demo's planted eval-set copies
     audit = json.loads((demo_run / "results/stats/audit.json").read_text())
     assert audit["ok"] and audit["checked"]["shard_samples"] == audit["checked"]["kept"] > 0
     assert sorted(p.name for p in (demo_run / "results/shards/train").glob("*.tar"))[0] == "pub11-train-0000.tar"

@@ -264,6 +264,10 @@ def check_url(
         address = _inet_aton(host)
         if address is None:
             return REASON_BAD_URL
+        if str(address) != host:
+            # Decimal, octal, hex or short forms (`2130706433`, `0x7f.1`) are tricks, not addresses
+            # anyone publishes: blocked even when the address itself is in `allowed_networks`.
+            return REASON_BLOCKED
         return REASON_BLOCKED if address_blocked(address, networks) else None
     if host in LOCAL_NAMES or len(labels) == 1:
         return REASON_BLOCKED  # single labels are completed by DNS search domains (`metadata`)

@@ -188,9 +188,7 @@ def absent_subsets():
     """{subset: why} for the subset a PUB11-only or RS3-only build does not hold."""
     chosen = config["shards"]["subsets"]
     if chosen is not None:
-        return {
-            s: "not in shards.subsets" for s in ("pub11", "rs3") if s not in chosen
-        }
+        return {s: "not in shards.subsets" for s in ("pub11", "rs3") if s not in chosen}
     absent = {}
     if not SOURCES:
         absent["pub11"] = (

@@ -294,20 +294,16 @@ def read_tar_members(tar_path: Path, wanted: set[str]) -> dict[str, bytes | memo
 def iter_shard_samples(source: str | Path | BinaryIO) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {extension: bytes}) for each sample of a shard, in file order, reading it once from
     front to back with one sample in memory; `source` is a path or a readable file object."""
-    opened = tarfile.open(fileobj=source, mode="r|") if hasattr(source, "read") else tarfile.open(source, mode="r|")
-    with opened as archive:
-        key, members = None, {}
-        for info in archive:
-            if not info.isfile():
-                continue
-            name_key, _, ext = info.name.partition(".")
-            if name_key != key:
-                if key is not None:
-                    yield key, members
-                key, members = name_key, {}
-            members[ext] = archive.extractfile(info).read()
-        if key is not None:
-            yield key, members
+    key, members = None, {}
+    for name, _, _, read in iter_members(source):
+        name_key, _, ext = name.partition(".")
+        if name_key != key:
+            if key is not None:
+                yield key, members
+            key, members = name_key, {}
+        members[ext] = read()
+    if key is not None:
+        yield key, members
 
 
 def iter_members(source: str | Path | BinaryIO) -> Iterator[tuple[str, int, int, Callable[[], bytes]]]:

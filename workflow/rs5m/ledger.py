@@ -162,6 +162,14 @@ class Ledger:
         entry.rows_in += count
         entry.drop(reason, count)
 
+    def absorb(self, other: "Ledger") -> None:
+        """Add another ledger of the same stage (e.g. one input file's) to this one."""
+        if other.stage != self.stage:
+            raise ValueError(f"cannot add a {other.stage} ledger to a {self.stage} ledger")
+        for source, entry in other.stats.items():
+            self.stats[source] = self.entry(source).merged(entry)
+        self.drop_rows.extend(other.drop_rows)
+
     def entries(self) -> list[StageStats]:
         """The per-source counts, by source name."""
         return [self.stats[source] for source in sorted(self.stats)]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as C
 from rs5m import duck
-from rs5m.ledger import StageStats, drops_path, drops_table, stats_path, write_drops, write_stats
+from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
 from rs5m.pub11.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
@@ -149,29 +151,34 @@ def _classify_sql(
 # Rows per string that RE2 searches in one call: one call per row costs more than the search itself
 # (captions are ~50 bytes), while large groups make more non-matching rows candidates.
 GROUP_ROWS = 16
-BATCH_ROWS = 1 << 16
+# Rows per Arrow batch of the candidate scan: large enough that a scan call and DuckDB's export of a
+# batch cost more than their set-up, small enough that the batches in flight (`threads` + 1) stay a
+# few hundred MB for alt-text-like captions.
+BATCH_ROWS = 1 << 19
 
 
-def _candidate_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str, patterns: list[str]) -> pa.Array:
+def _candidate_rows(
+    con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str, patterns: list[str], threads: int
+) -> pa.Array:
     """File row numbers of a parquet file's rows that may match a pattern or may have a blank caption.
 
     A superset of the rows the classification query keeps or records: that query still decides
     each of these rows. Matches are found with one multi-literal scan per batch over the Arrow
     values buffer (rs5m.pub11.keyword_scan) when the patterns allow it; otherwise with RE2 on runs of
-    GROUP_ROWS captions (`_regex_matching_rows`).
+    GROUP_ROWS captions (`_regex_matching_rows`). Batches are scanned on `threads` threads while
+    DuckDB exports the next ones (both release the GIL); the result keeps file order.
     """
     scanner = LiteralScanner(patterns) if LiteralScanner.supports(patterns) else None
     regex = any_pattern_regex(patterns)
     query = f"SELECT file_row_number, {_blob_sql(fmt)} FROM read_parquet({sql_string(path)}, file_row_number=true)"
-    picked = []
-    for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+
+    def pick(batch: pa.RecordBatch) -> pa.Array:
         rows, captions = batch.column(0), batch.column(1)
         if not pa.types.is_string(captions.type) and not pa.types.is_large_string(captions.type):
             captions = captions.cast(pa.large_string())
         values = captions.buffers()[2]
         if values is None or values.size == 0:  # every caption is empty or null: all are blank candidates
-            picked.append(rows)
-            continue
+            return rows
         offsets = np.frombuffer(captions.buffers()[1], np.int32 if pa.types.is_string(captions.type) else np.int64)
         offsets = offsets[captions.offset : captions.offset + len(captions) + 1]
         maybe = scanner.matching_rows(captions) if scanner else _regex_matching_rows(captions, offsets, values, regex)
@@ -183,7 +190,16 @@ def _candidate_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, path: str
         maybe |= (lengths == 0) | (first <= 0x20) | (first >= 0x7F)
         if captions.null_count:
             maybe |= captions.is_null().to_numpy(zero_copy_only=False)
-        picked.append(rows.filter(pa.array(maybe)))
+        return rows.filter(pa.array(maybe))
+
+    picked: list[pa.Array] = []
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+            in_flight.append(pool.submit(pick, batch))
+            if len(in_flight) > threads:
+                picked.append(in_flight.popleft().result())
+        picked.extend(future.result() for future in in_flight)
     return pa.concat_arrays(picked).cast(pa.int64()) if picked else pa.array([], pa.int64())
 
 
@@ -213,8 +229,11 @@ def _read_one_file(
     path: str,
     patterns: list[str],
     max_caption_bytes: int,
-) -> tuple[pa.Table, list[dict], FileAccount]:
-    account = FileAccount(path)
+    threads: int,
+) -> tuple[pa.Table, Ledger]:
+    """The kept rows of one file and the file's ledger (every row kept or dropped once)."""
+    ledger = Ledger(STAGE)
+    ledger.entry(source)
     relation = fmt.relation(path)
     available = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
     missing = [c for c in fmt.required_columns if c not in available]
@@ -229,29 +248,20 @@ def _read_one_file(
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
     scanned, filtered_out = con.sql(f"SELECT count(*), {filter_count}{parse_all} FROM {relation}").fetchall()[0][:2]
 
-    drop_rows: list[dict] = []
     if fmt.rejects_lines:
         rejects = con.sql(
             "SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ') FROM reject_errors GROUP BY line ORDER BY line"
         ).fetchall()
         for line, message in rejects:
-            drop_rows.append(
-                dict(
-                    uid=C.make_uid(source, f"#line{line}", file=Path(path).name),
-                    source=source,
-                    stage=STAGE,
-                    reason="undecodable_row",
-                    detail=f"line {line}: {message}",
-                )
-            )
-        account.dropped["undecodable_row"] = len(rejects)
+            uid = C.make_uid(source, f"#line{line}", file=Path(path).name)
+            ledger.drop(uid, source, "undecodable_row", f"line {line}: {message}")
 
     if fmt.is_parquet:
         # Bulk pre-selection (see _candidate_rows); the SQL below then decides on those rows alone.
-        con.register("_candidates", pa.table({"row": _candidate_rows(con, fmt, path, patterns)}))
+        con.register("_candidates", pa.table({"row": _candidate_rows(con, fmt, path, patterns, threads)}))
         relation = (
-            f"(SELECT * FROM read_parquet({sql_string(path)}, file_row_number=true) "
-            f"WHERE file_row_number IN (SELECT row FROM _candidates))"
+            f"(SELECT p.* FROM read_parquet({sql_string(path)}, file_row_number=true) AS p "
+            f"SEMI JOIN _candidates ON p.file_row_number = _candidates.row)"
         )
         sql = _classify_sql(fmt, relation, available, max_caption_bytes, patterns, order_by="file_row_number")
     else:
@@ -264,20 +274,15 @@ def _read_one_file(
     keep_index = [i for i, reason in enumerate(reasons) if reason is None]
     for i, reason in enumerate(reasons):
         if reason is not None:
-            account.dropped[reason] = account.dropped.get(reason, 0) + 1
-            drop_rows.append(dict(uid=uids[i], source=source, stage=STAGE, reason=reason, detail=(urls[i] or "")[:500]))
+            ledger.drop(uids[i], source, reason, (urls[i] or "")[:500])
     kept = table.take(pa.array(keep_index, pa.int64())).drop_columns(["_reason"])
     kept = kept.add_column(0, C.UID, pa.array([uids[i] for i in keep_index], pa.string()))
     kept = kept.add_column(1, C.SOURCE, pa.array([source] * kept.num_rows, pa.string()))
-    selection_rows = scanned - filtered_out
-    account.rows_in = scanned + account.dropped.get("undecodable_row", 0)
-    account.kept = kept.num_rows
-    if filtered_out:
-        account.dropped[fmt.row_filter_reason] = filtered_out
-    per_row = sum(1 for r in reasons if r is not None)
-    account.dropped["no_keyword_match"] = selection_rows - per_row - kept.num_rows
-    account.dropped = {k: v for k, v in account.dropped.items() if v}
-    return kept, drop_rows, account
+    ledger.keep(source, kept.num_rows)
+    ledger.drop_count(source, fmt.row_filter_reason, filtered_out)
+    per_row = len(reasons) - len(keep_index)
+    ledger.drop_count(source, "no_keyword_match", scanned - filtered_out - per_row - kept.num_rows)
+    return kept, ledger
 
 
 def _uids(source: str, urls: list[str | None], file_name: str) -> list[str]:
@@ -313,19 +318,19 @@ def filter_chunk(
 ) -> StageStats:
     """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts.
 
-    DuckDB runs on `threads` within `memory_limit` (rs5m.duck).
+    DuckDB runs on `threads` within `memory_limit` (rs5m.duck); the candidate scan uses as many.
     """
     fmt = FORMATS[format or source]
     patterns = load_patterns(keywords)
     con = duck.connect(threads, memory_limit)
-    stats = StageStats(STAGE, source)
+    ledger = Ledger(STAGE)
+    ledger.entry(source)
     tables: list[pa.Table] = []
-    drops: list[dict] = []
     accounts: list[FileAccount] = []
     for path in files:
         started = time.perf_counter()
         try:
-            kept, file_drops, account = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes)
+            kept, file_ledger = _read_one_file(con, source, fmt, path, patterns, max_caption_bytes, threads)
         except (duckdb.Error, SourceFormatError, OSError) as error:
             message = f"cannot be read as {fmt.name}: {str(error).splitlines()[0]}"
             if on_bad_file == "fail":
@@ -335,11 +340,17 @@ def filter_chunk(
                 FileAccount(path, status="unreadable", error=message, seconds=time.perf_counter() - started)
             )
             continue
-        account.seconds = round(time.perf_counter() - started, 3)
+        counts = file_ledger.entry(source)
+        account = FileAccount(
+            path,
+            rows_in=counts.rows_in,
+            kept=counts.kept,
+            dropped=dict(counts.dropped),
+            seconds=round(time.perf_counter() - started, 3),
+        )
         accounts.append(account)
         tables.append(_conform(kept))
-        drops.extend(file_drops)
-        stats = stats.merged(StageStats(STAGE, source, account.rows_in, account.kept, account.dropped))
+        ledger.absorb(file_ledger)
         log.info(
             "%s: %d rows in, %d kept, dropped %s (%.1f s, %.0f rows/s)",
             path,
@@ -353,8 +364,7 @@ def filter_chunk(
     out = pa.concat_tables(tables, promote_options="permissive") if tables else NORMALISED_SCHEMA.empty_table()
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(out, output)
-    write_stats(stats_path(output), [stats])
-    write_drops(drops_path(output), drops_table(drops))
+    ledger.write(stats_path(output), drops_path(output))
     files_json = Path(output).with_name(Path(output).name.split(".")[0] + ".files.json")
     files_json.write_text(json.dumps([a.__dict__ for a in accounts], indent=1) + "\n")
-    return stats
+    return ledger.entry(source)

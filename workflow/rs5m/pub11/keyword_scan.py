@@ -20,6 +20,8 @@ the caller falls back to RE2.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 
@@ -33,7 +35,9 @@ FOLDS_TO_ASCII = {"\u212a": "k", "\u017f": "s"}
 
 
 class LiteralScanner:
-    """Rows of Arrow string arrays that contain one of `patterns` (ASCII, case-insensitive)."""
+    """Rows of Arrow string arrays that contain one of `patterns` (ASCII, case-insensitive).
+
+    `matching_rows` may run on several threads at once (each gets its own Hyperscan scratch)."""
 
     def __init__(self, patterns: list[str]):
         if not self.supports(patterns):
@@ -51,6 +55,13 @@ class LiteralScanner:
             literal=True,
         )
         self.scratch = hyperscan.Scratch(self.database)
+        self._local = threading.local()  # a scan needs scratch space of its own thread
+
+    def _scratch(self):
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self.scratch.clone()
+        return scratch
 
     @staticmethod
     def supports(patterns: list[str]) -> bool:
@@ -80,7 +91,7 @@ class LiteralScanner:
             ids.append(pattern_id)
             ends.append(stop)
 
-        self.database.scan(memoryview(values)[begin:end], match_event_handler=on_match, scratch=self.scratch)
+        self.database.scan(memoryview(values)[begin:end], match_event_handler=on_match, scratch=self._scratch())
         if not ends:
             return mask
         stop = np.array(ends, np.int64) + begin

@@ -5,7 +5,8 @@
 - embedding: eval-set images through `image_features` (decode, eight dihedral variants, pHash and
   CLIP embedding) with the demo's tiny CLIP (CPU) unless `--model/--pretrained` name a real one;
 - pHash search: `hash_search` of N dataset pHashes against the eight variants of the eval set's
-  pHashes (faiss IndexBinaryMultiHash) at `--radius`;
+  pHashes (exact, faiss IndexBinaryFlat) at `--radius`, and on `--multi-hash-queries` of them the
+  multi-index alternative (faiss IndexBinaryMultiHash, 4 bands) that it replaced;
 - embedding search: `embedding_search` of N unit dataset embeddings (`--dim`, 1024 = convnext_xxlarge)
   against the eight variants of the eval set's embeddings (faiss, `embedding_index`).
 Synthetic vectors: planted copies (a few percent) next to random ones, so matches exist.
@@ -28,6 +29,7 @@ from rs5m.decontamination.matching import (
     hash_index,
     hash_search,
     image_features,
+    multi_hash_index,
 )
 
 
@@ -53,18 +55,34 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
     return count / seconds
 
 
-def bench_search(eval_images: int, sizes: list[int], dim: int, radius: int, threshold: float) -> None:
+def bench_search(
+    eval_images: int, sizes: list[int], dim: int, radius: int, threshold: float, multi_hash_queries: int
+) -> None:
     rng = np.random.default_rng(0)
     eval_hashes = rng.integers(-(2**63), 2**63 - 1, eval_images * N_VARIANTS, dtype=np.int64)
     eval_vectors = rng.standard_normal((eval_images * N_VARIANTS, dim), dtype=np.float32)
     eval_vectors /= np.linalg.norm(eval_vectors, axis=1, keepdims=True)
     started = time.perf_counter()
-    h_index = hash_index(eval_hashes, radius)
+    h_index = hash_index(eval_hashes)
     e_index = embedding_index(eval_vectors)
     print(
         f"index build: {eval_images} eval images x {N_VARIANTS} variants, dim {dim}: {time.perf_counter() - started:.1f} s "
         f"({type(e_index).__name__})"
     )
+    if multi_hash_queries:
+        queries = rng.integers(-(2**63), 2**63 - 1, multi_hash_queries, dtype=np.int64)
+        flat_started = time.perf_counter()
+        flat = hash_search(eval_hashes, queries, radius, index=h_index)
+        flat_seconds = time.perf_counter() - flat_started
+        multi_started = time.perf_counter()
+        multi = hash_search(eval_hashes, queries, radius, index=multi_hash_index(eval_hashes, radius))
+        multi_seconds = time.perf_counter() - multi_started
+        same = sorted(zip(*map(list, flat[:2]))) == sorted(zip(*map(list, multi[:2])))
+        print(
+            f"pHash search, {multi_hash_queries:,} queries: exact (IndexBinaryFlat) {flat_seconds:.2f} s, "
+            f"multi-index hash (IndexBinaryMultiHash, 4 bands) {multi_seconds:.2f} s incl. its build: "
+            f"{multi_seconds / flat_seconds:.1f}x slower; same pairs: {same}"
+        )
     times = {}
     for size in sizes:
         hashes = rng.integers(-(2**63), 2**63 - 1, size, dtype=np.int64)
@@ -108,10 +126,11 @@ def main() -> None:
     parser.add_argument("--model", default="rs5m-tiny-clip")
     parser.add_argument("--pretrained", default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--multi-hash-queries", type=int, default=2000, help="0 skips the multi-index comparison")
     args = parser.parse_args()
     if args.embed_images:
         bench_embedding(args.embed_images, args.model, args.pretrained, args.device)
-    bench_search(args.eval, args.sizes, args.dim, args.radius, args.threshold)
+    bench_search(args.eval, args.sizes, args.dim, args.radius, args.threshold, args.multi_hash_queries)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Two independent matchers:
 - pHash: the 64-bit pHash of the image stage (rs5m.pub11.images_part.phash_int). Aerial images have no up, so
   each eval image is hashed in its eight dihedral variants (rotations by 0/90/180/270 degrees, with
   and without a flip); a dataset image matches when one variant is within `phash.radius` bits. The
-  search is faiss's multi-index binary hash (IndexBinaryMultiHash): 16-bit bands with
-  `nflip = radius // bands`, so by pigeonhole every pair within the radius is found.
+  search is exact: faiss's brute-force binary range search (IndexBinaryFlat, SIMD popcount over
+  every eval variant). At the radius this stage needs (12 of 64 bits) a multi-index hash
+  (IndexBinaryMultiHash) probes so many bucket neighbours that it is ~20-30x slower than
+  comparing all pairs (benchmarks/bench_decontamination.py measures both).
 - CLIP: cosine similarity of L2-normalised image embeddings of the scoring model; the eight eval
   variants are embedded and a dataset image matches when its best cosine reaches
   `embedding.threshold` (faiss IndexFlatIP, dataset embeddings searched in batches against the
@@ -98,13 +100,21 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
 
 
-def hash_index(hashes: np.ndarray, radius: int):
-    """A faiss multi-index binary hash over 64-bit hashes that finds every hash within `radius` bits."""
+def hash_index(hashes: np.ndarray):
+    """A faiss index over 64-bit hashes for exact Hamming range search (every pair is compared)."""
     import faiss
 
-    bands, bits = 4, 16
-    index = faiss.IndexBinaryMultiHash(64, bands, bits)
-    # Pigeonhole: a pair within `radius` bits differs in at most radius // bands bits on some band.
+    index = faiss.IndexBinaryFlat(64)
+    index.add(_hash_bytes(hashes))
+    return index
+
+
+def multi_hash_index(hashes: np.ndarray, radius: int, bands: int = 4):
+    """The multi-index alternative to `hash_index` (kept for the benchmark that chose between them):
+    `bands` bands with `nflip = radius // bands` find, by pigeonhole, every pair within `radius`."""
+    import faiss
+
+    index = faiss.IndexBinaryMultiHash(64, bands, 64 // bands)
     index.nflip = int(radius) // bands
     index.add(_hash_bytes(hashes))
     return index
@@ -115,7 +125,7 @@ def hash_search(index_hashes: np.ndarray, queries: np.ndarray, radius: int, batc
     q_rows, i_rows, dists = [], [], []
     if len(index_hashes) == 0 or len(queries) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-    index = index if index is not None else hash_index(index_hashes, radius)
+    index = index if index is not None else hash_index(index_hashes)
     for start in range(0, len(queries), batch):
         chunk = _hash_bytes(queries[start : start + batch])
         lims, distances, labels = index.range_search(chunk, int(radius) + 1)  # faiss: distance < radius

@@ -1,6 +1,6 @@
 """Decontamination throughput: embedding images/s, and the search's growth with the dataset.
 
-    PYTHONPATH=workflow .venv/bin/python benchmarks/bench_decontamination.py [--eval 30000] [--sizes 100000 1000000]
+    PYTHONPATH=workflow .venv/bin/python benchmarks/bench_decontamination.py [--eval 30000] [--sizes 100000 1000000] [--small]
 
 - embedding: eval-set images through `image_features` (decode, eight dihedral variants, pHash and
   CLIP embedding) with the demo's tiny CLIP (CPU) unless `--model/--pretrained` name a real one;
@@ -127,7 +127,10 @@ def main() -> None:
     parser.add_argument("--pretrained", default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--multi-hash-queries", type=int, default=2000, help="0 skips the multi-index comparison")
+    parser.add_argument("--small", action="store_true", help="3,000 eval images, 10,000 and 100,000 dataset images")
     args = parser.parse_args()
+    if args.small:
+        args.eval, args.sizes, args.embed_images = 3000, [10_000, 100_000], 16
     if args.embed_images:
         bench_embedding(args.embed_images, args.model, args.pretrained, args.device)
     bench_search(args.eval, args.sizes, args.dim, args.radius, args.threshold, args.multi_hash_queries)

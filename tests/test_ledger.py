@@ -1,9 +1,10 @@
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from rs5m.assemble.funnel import build_funnel, write_funnel
-from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats, write_stats
+from rs5m.ledger import Ledger, LedgerError, StageStats, merge_stats, read_stats, write_stats
 
 
 def test_stage_stats_must_add_up(tmp_path):
@@ -90,3 +91,22 @@ def test_funnel_with_only_the_first_stage():
     funnel = build_funnel([StageStats("keyword_filter", "cc3m", 30, 16, {"no_keyword_match": 14})])
     row = funnel.rows[0]
     assert (row["after_keyword_filter"], row["remain"], row["downloaded"]) == (16, 16, None)
+
+
+def test_ledger_absorbs_a_per_file_ledger(tmp_path):
+    job, first, second = Ledger("keyword_filter"), Ledger("keyword_filter"), Ledger("keyword_filter")
+    first.keep("wit", 2)
+    first.drop("u1", "wit", "null_url", "")
+    second.drop_count("wit", "no_keyword_match", 5)
+    second.drop("u2", "wit", "null_caption", "x")
+    job.absorb(first)
+    job.absorb(second)
+    (entry,) = job.write(tmp_path / "j.stats.json", tmp_path / "j.drops.parquet")
+    assert (entry.rows_in, entry.kept, entry.dropped) == (
+        9,
+        2,
+        {"null_url": 1, "no_keyword_match": 5, "null_caption": 1},
+    )
+    assert [r["uid"] for r in pq.read_table(tmp_path / "j.drops.parquet").to_pylist()] == ["u1", "u2"]
+    with pytest.raises(ValueError, match="cannot add"):
+        job.absorb(Ledger("download"))

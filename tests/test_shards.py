@@ -12,7 +12,7 @@ from PIL import Image
 from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
 from rs5m.assemble.split import split_of
 from rs5m.pub11.pub11_metacaption import pub11_metacaptions
-from rs5m.tar import iter_shard_samples, read_tar_members
+from rs5m.tar import HashingFileWriter, iter_shard_samples, read_tar_members
 
 
 def _write(run, subset, out="results/shards", **kw):
@@ -322,3 +322,16 @@ def test_shard_groups_write_the_single_job_bytes(run, subset, options):
     for shard in single.shards:
         assert (out / shard.path).read_bytes() == (run / f"one-{tag}" / shard.path).read_bytes()
     assert not (out / f"train/{subset}-train-0999.tar").exists()
+
+
+def test_hashing_writer_bytes_and_digest_across_write_back_ranges(tmp_path, monkeypatch):
+    # Small write-back ranges, so that sync_file_range runs many times within one file.
+    monkeypatch.setattr(HashingFileWriter, "_WRITE_BACK_BYTES", 3 << 20)
+    pieces = [bytes([n % 251]) * (n * 7919 % 400_000 + 1) for n in range(120)]
+    writer = HashingFileWriter(tmp_path / "out.bin")
+    for n in range(0, len(pieces), 3):
+        writer.write(*pieces[n : n + 3])
+    digest = writer.close()
+    data = (tmp_path / "out.bin").read_bytes()
+    assert data == b"".join(pieces)
+    assert digest == hashlib.sha256(data).hexdigest()

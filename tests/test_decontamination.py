@@ -19,7 +19,15 @@ from rs5m.decontamination.decontamination_eval import eval_set_features
 from rs5m.decontamination.decontamination_report import write_report
 from rs5m.decontamination.decontamination_rs3_features import rs3_features
 from rs5m.decontamination.eval_sets import read_eval_set
-from rs5m.decontamination.matching import REASON, dihedral_phashes, hamming, hash_search
+from rs5m.decontamination.matching import (
+    FLAT_LIMIT,
+    REASON,
+    dihedral_phashes,
+    embedding_index,
+    embedding_search,
+    hamming,
+    hash_search,
+)
 from rs5m.demo.decontamination_demo_eval import distinct_images, planted_copies
 from rs5m.demo.rs3_demo_inputs import _scene
 from rs5m.demo.rs3_tiny_models import build_tiny_clip
@@ -86,6 +94,26 @@ def test_hash_search_finds_every_pair_within_the_radius():
         q, i, d = hash_search(index, queries, radius)
         brute = {(a, b) for a in range(300) for b in np.nonzero(hamming(np.full(2000, queries[a]), index) <= radius)[0]}
         assert {(int(a), int(b)) for a, b in zip(q, i)} == brute
+
+
+def test_embedding_search_above_the_flat_limit_finds_planted_copies():
+    # Above FLAT_LIMIT eval vectors the index is an inverted file (approximate): planted copies at
+    # cosine ~0.97 must still be found, and random vectors (cosine ~0 in 64 dimensions) must not match.
+    rng = np.random.default_rng(1)
+    evals = rng.standard_normal((FLAT_LIMIT + 4000, 64)).astype(np.float32)
+    evals /= np.linalg.norm(evals, axis=1, keepdims=True)
+    index = embedding_index(evals)
+    assert type(index).__name__ == "IndexIVFScalarQuantizer"
+    sources = rng.choice(len(evals), 300, replace=False)
+    noise = rng.standard_normal((300, 64)).astype(np.float32)
+    copies = evals[sources] + 0.25 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    others = rng.standard_normal((2000, 64)).astype(np.float32)
+    queries = np.concatenate([copies, others])
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    q, i, cosine = embedding_search(index, queries, 0.92)
+    found = {(int(a), int(b)) for a, b in zip(q, i)}
+    assert len(found & {(n, int(s)) for n, s in enumerate(sources)}) >= 0.98 * 300
+    assert all(a < 300 for a, _ in found) and (cosine >= 0.92).all()
 
 
 def _write_images(folder: Path, images: dict[str, Image.Image]) -> None:

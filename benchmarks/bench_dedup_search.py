@@ -55,7 +55,7 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 def run(n: int, radius: int, threads: int) -> float:
     hashes, pairs = planted_hashes(n, radius, 0.01, seed=n)
     started = time.perf_counter()
-    labels = near_duplicate_groups(hashes, radius, threads=threads)
+    labels = near_duplicate_groups(hashes, radius, bands=0, threads=threads, memory_limit=None)
     elapsed = time.perf_counter() - started
     recall = float(np.mean(labels[pairs[:, 0]] == labels[pairs[:, 1]]))
     groups = len(np.unique(labels))
@@ -83,7 +83,7 @@ def main() -> None:
     reference = brute_force_groups(hashes, args.radius)
     brute = time.perf_counter() - started
     started = time.perf_counter()
-    labels = near_duplicate_groups(hashes, args.radius, threads=args.threads)
+    labels = near_duplicate_groups(hashes, args.radius, bands=0, threads=args.threads, memory_limit=None)
     search = time.perf_counter() - started
     agree = same_partition(labels, reference)
     print(

@@ -103,7 +103,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         filter_s, stats = timed(
-            lambda: filter_chunk("laion2b", [str(data)], f"{tmp}/kept.parquet", str(KEYWORDS), threads=args.threads),
+            lambda: filter_chunk(
+                "laion2b",
+                [str(data)],
+                f"{tmp}/kept.parquet",
+                str(KEYWORDS),
+                format=None,
+                max_caption_bytes=65536,
+                on_bad_file="fail",
+                threads=args.threads,
+                memory_limit=None,
+            ),
             "filter",
         )
 

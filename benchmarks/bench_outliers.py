@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS
 from rs5m.pub11.score_part import ShardImages, load_clip, rs_probability, score_part
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 from rs5m.tar import locate_members  # noqa: E402
@@ -91,6 +92,11 @@ def main() -> None:
         batch_size=args.batch_size,
         workers=args.workers,
         device="cpu",
+        precision="auto",
+        prompt_modifiers=DEFAULT_MODIFIERS,
+        prompt_nouns=DEFAULT_NOUNS,
+        reduced_decode=False,
+        embeddings_out=None,
         root=root,
     )
     total = time.perf_counter() - started

@@ -87,14 +87,26 @@ def main() -> None:
                 target.write_bytes(path.read_bytes())
     fmow_count = sum(1 for _ in fmow_root.rglob("*.json")) + sum(1 for _ in fmow_root.rglob("*.jpg"))
     stats, figures["fmow_read"] = _timed(
-        "read fMoW (header + JSON)", fmow_count // 2, lambda: read_fmow(fmow_root, work / "fmow.parquet", threads=2)
+        "read fMoW (header + JSON)",
+        fmow_count // 2,
+        lambda: read_fmow(fmow_root, work / "fmow.parquet", split="train", variants=["rgb", "msrgb"], threads=2),
     )
     ben_roots = [roots[c][v] for c in roots for v in ("bigearthnet_v1", "bigearthnet_v2")]
     ben_patches = 9 * copies
     _, figures["ben_read"] = _timed(
         "read BigEarthNet (3 GeoTIFFs -> RGB JPEG)",
         ben_patches,
-        lambda: read_bigearthnet(ben_roots, work / "ben.parquet", work / "map.parquet", work / "ben", threads=2),
+        lambda: read_bigearthnet(
+            ben_roots,
+            work / "ben.parquet",
+            work / "map.parquet",
+            work / "ben",
+            split="train",
+            version="auto",
+            clip=(0, 2000),
+            jpeg_quality=95,
+            threads=2,
+        ),
         "patches",
     )
 
@@ -117,8 +129,10 @@ def main() -> None:
                 "height": 120,
             }
         )
-    rs3_meta_rows(rows[:10])  # load the geocoder's table outside the timing
-    _, figures["metacaption"] = _timed("meta-captions (fMoW records)", len(rows), lambda: rs3_meta_rows(rows), "rows")
+    rs3_meta_rows(rows[:10], seed=0, season_rule="hemisphere")  # load the geocoder's table outside the timing
+    _, figures["metacaption"] = _timed(
+        "meta-captions (fMoW records)", len(rows), lambda: rs3_meta_rows(rows, seed=0, season_rule="hemisphere"), "rows"
+    )
 
     # The PUB11 meta-caption stage end to end: join the kept rows with their native fields, read a
     # CC3M labels file ten times the kept CC3M rows, geocode, compose, write.
@@ -130,7 +144,12 @@ def main() -> None:
             work / "pub11_final.parquet",
             [str(work / "pub11_urldedup.parquet")],
             work / "pub11_meta.parquet",
+            stats_path=None,
+            seed=0,
+            season_rule="hemisphere",
             cc3m_labels=work / "cc3m_labels.tsv",
+            threads=1,
+            memory_limit=None,
         ),
         "rows",
     )
@@ -141,7 +160,7 @@ def main() -> None:
         "build tiny models",
         3,
         lambda: tiny_models.build_tiny_models(
-            models / "blip2", {"rs5m-tiny-clip": models / "a.pt", "rs5m-tiny-clip-rn": models / "b.pt"}
+            models / "blip2", {"rs5m-tiny-clip": models / "a.pt", "rs5m-tiny-clip-rn": models / "b.pt"}, seed=0
         ),
         "models",
     )
@@ -171,15 +190,25 @@ def main() -> None:
             part,
             work / "out.parquet",
             work / "out.candidates.parquet",
-            blip2={"model": str(models / "blip2")},
+            blip2={"model": str(models / "blip2"), "lora": None, "dtype": "auto"},
             clip_a={"model": "rs5m-tiny-clip", "pretrained": str(models / "a.pt")},
             clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": str(models / "b.pt")},
+            num_candidates=20,
+            top_k=50,
+            top_p=0.95,
             max_length=30,
+            keep_a=10,
+            keep_b=5,
+            rotation_count=12,
+            rotation_step=30,
+            rotation_model="clip_b",
             batch_size=8,
+            seed=0,
             device="cpu",
+            reduced_decode=False,
         ),
     )
-    processor, blip2 = caption.load_blip2(str(models / "blip2"), device="cpu")
+    processor, blip2 = caption.load_blip2(str(models / "blip2"), lora=None, device="cpu", dtype="auto")
     scorer_a = caption.ClipScorer("rs5m-tiny-clip", str(models / "a.pt"), "cpu")
     scorer_b = caption.ClipScorer("rs5m-tiny-clip-rn", str(models / "b.pt"), "cpu")
     from PIL import Image
@@ -196,7 +225,16 @@ def main() -> None:
                 blip2,
                 scorer_a,
                 scorer_b,
+                num_candidates=20,
+                top_k=50,
+                top_p=0.95,
                 max_length=30,
+                keep_a=10,
+                keep_b=5,
+                rotation_count=12,
+                rotation_step=30,
+                rotation_model="clip_b",
+                seed=0,
             )
 
     for batch in (1, 8):
@@ -207,7 +245,9 @@ def main() -> None:
         "BLIP-2 generate only, batch 8",
         len(images) * 20,
         lambda: [
-            caption.generate_candidates(processor, blip2, images[s : s + 8], max_length=30, seed=0)
+            caption.generate_candidates(
+                processor, blip2, images[s : s + 8], num_candidates=20, top_k=50, top_p=0.95, max_length=30, seed=0
+            )
             for s in range(0, len(images), 8)
         ],
         "candidates",

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS
 from rs5m.pub11.score_part import load_clip, rs_probability, score_part
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 
@@ -138,6 +139,10 @@ def main() -> int:
         workers=args.workers,
         device=device,
         precision="bf16" if device == "cuda" else "fp32",
+        prompt_modifiers=DEFAULT_MODIFIERS,
+        prompt_nouns=DEFAULT_NOUNS,
+        reduced_decode=False,
+        embeddings_out=None,
         root=work,
     )
     stage_rate = images / float(table.schema.metadata[b"scoring_seconds"])

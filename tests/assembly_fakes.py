@@ -236,5 +236,7 @@ def make_run(run: Path, pub11: dict[str, int] | None = None) -> Path:
         actions={"pub11": "drop", "rs3": "report"},
         phash_radius=12,
         embedding_threshold=None,
+        clip_model="",
+        clip_pretrained=None,
     )
     return run

@@ -137,6 +137,9 @@ def trained_detector() -> tuple[Path, Path, dict]:
         batch=8,
         workers=0,
         seed=0,
+        max_per_class=None,
         device="cpu",
+        amp=True,
+        train_args=None,
     )
     return work / "out/weights.pt", work, metrics

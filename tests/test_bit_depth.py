@@ -136,6 +136,7 @@ def downloaded(request, tmp_path_factory):
         max_pixels=50_000_000,
         min_side=32,
         threads=1,
+        phash_exact=True,
     )
     stored = {}
     for tar_path in sorted((root / "0000").glob("*.tar")):

@@ -5,12 +5,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from schema_defaults import caption_part_args, schema_defaults
 
 from rs5m.demo.rs3_tiny_models import build_tiny_blip2, build_tiny_clip, register_tiny_clip
 from rs5m.ledger import drops_path, read_stats, stats_path
 from rs5m.models import is_random_weights
 from rs5m.rs3 import rs3_caption as cap
 from rs5m.rs3.rs3_final import FINAL_COLUMNS, collect_final
+
+CAPTION = schema_defaults("caption")
+# Nucleus sampling as configured (20 candidates), short captions for the tiny model.
+SAMPLING = {
+    "num_candidates": CAPTION["num_candidates"],
+    "top_k": CAPTION["top_k"],
+    "top_p": CAPTION["top_p"],
+    "max_length": 12,
+}
 
 
 def test_top_indices_order_and_ties():
@@ -62,7 +72,7 @@ def test_final_caption_seeded_choice_and_empty_meta():
 
 def test_rotations_twelve_same_size():
     image = Image.new("RGB", (40, 30), (255, 0, 0))
-    rotated = cap.rotations(image)
+    rotated = cap.rotations(image, CAPTION["rotations"]["count"], CAPTION["rotations"]["step_degrees"])
     assert len(rotated) == 12 and all(r.size == (40, 30) for r in rotated)
     assert rotated[0] is image and rotated[3].getpixel((0, 0)) == (0, 0, 0)  # 90 deg: black corner
 
@@ -85,19 +95,19 @@ def test_register_tiny_clip_is_idempotent():
 
 
 def test_generation_returns_twenty_candidates(tiny):
-    processor, model = cap.load_blip2(tiny["blip2"], device="cpu")
+    processor, model = cap.load_blip2(tiny["blip2"], lora=None, device="cpu", dtype="auto")
     images = [Image.new("RGB", (50, 40), (i * 60, 100, 30)) for i in range(3)]
-    out = cap.generate_candidates(processor, model, images, num_candidates=20, max_length=12, seed=1)
+    out = cap.generate_candidates(processor, model, images, **SAMPLING, seed=1)
     assert [len(group) for group in out] == [20, 20, 20]
     assert all(isinstance(t, str) for group in out for t in group)
-    again = cap.generate_candidates(processor, model, images, num_candidates=20, max_length=12, seed=1)
+    again = cap.generate_candidates(processor, model, images, **SAMPLING, seed=1)
     assert again == out  # seeded sampling is reproducible
 
 
 def test_random_weight_models_are_marked_and_logged(tiny, caplog):
     assert is_random_weights(tiny["blip2"]) and is_random_weights(tiny["clip_a"])
     with caplog.at_level("WARNING"):
-        cap.load_blip2(tiny["blip2"], device="cpu")
+        cap.load_blip2(tiny["blip2"], lora=None, device="cpu", dtype="auto")
     assert "RANDOM WEIGHTS" in caplog.text
 
 
@@ -116,8 +126,8 @@ def test_lora_adapter_is_applied(tiny, tmp_path):
     )
     torch.manual_seed(0)
     get_peft_model(base, config).save_pretrained(tmp_path / "lora")
-    _, plain = cap.load_blip2(tiny["blip2"], device="cpu")
-    _, adapted = cap.load_blip2(tiny["blip2"], lora=str(tmp_path / "lora"), device="cpu")
+    _, plain = cap.load_blip2(tiny["blip2"], lora=None, device="cpu", dtype="auto")
+    _, adapted = cap.load_blip2(tiny["blip2"], lora=str(tmp_path / "lora"), device="cpu", dtype="auto")
     name = "vision_model.encoder.layers.0.self_attn.qkv.weight"
     plain_weight = (
         dict(plain.named_parameters())[f"model.{name}"]
@@ -173,13 +183,10 @@ def test_caption_part_end_to_end(tiny, tmp_path):
         part,
         out,
         candidates,
-        blip2={"model": tiny["blip2"]},
+        blip2={**CAPTION["blip2"], "model": tiny["blip2"]},
         clip_a={"model": "rs5m-tiny-clip", "pretrained": tiny["clip_a"]},
         clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": tiny["clip_b"]},
-        max_length=12,
-        batch_size=2,
-        device="cpu",
-        seed=0,
+        **caption_part_args(max_length=12, batch_size=2, device="cpu", seed=0),
     )
     by_source = {s.source: s for s in stats}
     assert (by_source["millionaid"].rows_in, by_source["millionaid"].kept) == (2, 1)

@@ -37,6 +37,8 @@ def card(tmp_path_factory):
         run / "results/pub11/places.parquet",
         run / "results/metafiles",
         0.2,
+        pub11_meta=None,
+        pub11_caption="keep",
     )
     write_card(
         manifests,
@@ -45,6 +47,9 @@ def card(tmp_path_factory):
         run / "results/shards/croissant.json",
         {"split": {"val_fraction": 0.2}, "shards": {"target_bytes": 30000}},
         CARD,
+        validate=True,
+        absent=None,
+        decontamination_csv=None,
     )
     return run
 

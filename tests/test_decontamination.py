@@ -167,7 +167,14 @@ def tiny_clip(tmp_path_factory) -> str:
 def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     """Eval features (8 variants), RS3 features and the matching with both methods; PUB11 `drop`
     writes eval_overlap drops with `<set>:<image id>`, RS3 `report` keeps its rows."""
-    clip = {"clip_model": "rs5m-tiny-clip", "clip_pretrained": tiny_clip, "device": "cpu"}
+    clip = {
+        "clip_model": "rs5m-tiny-clip",
+        "clip_pretrained": tiny_clip,
+        "device": "cpu",
+        "precision": "auto",
+        "batch_size": SCHEMA["batch_size"]["default"],
+        "workers": 0,
+    }
     dataset = {f"img{n}.png": render_aerial(200 + n) for n in range(6)}
     _write_images(tmp_path / "ds", dataset)
     # Eval set: a rotated copy of img0 and img3 (RS3), plus two distinct images.
@@ -228,6 +235,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         tmp_path / "pub.matches.parquet",
         [eval_out],
         embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
+        phash_parts=[],
         action="drop",
         phash_radius=DEFAULT_RADIUS,
         embedding_threshold=0.99999,
@@ -275,6 +283,8 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         {"pub11": "drop", "rs3": "report"},
         DEFAULT_RADIUS,
         0.99999,
+        clip_model="rs5m-tiny-clip",
+        clip_pretrained=tiny_clip,
     )
     bench = rows[0]
     assert bench["images_read"] == 4 and bench["pub11_phash"] == 1 and bench["rs3_phash"] == 1

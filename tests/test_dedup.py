@@ -19,6 +19,9 @@ from rs5m.pub11.image_dedup import (
 )
 from rs5m.pub11.urls import pick_kept
 
+# The search with bands chosen by its cost model (config dedup.bands: 0), one thread, no memory cap.
+AUTO = {"bands": 0, "threads": 1, "memory_limit": None}
+
 
 def _flip(value: int, *bits: int) -> int:
     for bit in bits:
@@ -56,10 +59,10 @@ def test_chain_is_one_group_even_when_ends_are_far():
     base = 0x0123_4567_89AB_CDEF
     chain = [base, _flip(base, 1, 2, 3), _flip(base, 1, 2, 3, 10, 11, 12), _flip(base, 1, 2, 3, 10, 11, 12, 20, 21, 22)]
     far = _flip(base, *range(30, 50))
-    labels = near_duplicate_groups(_signed(chain + [far]), radius=3)
+    labels = near_duplicate_groups(_signed(chain + [far]), radius=3, **AUTO)
     assert len(set(labels[:4].tolist())) == 1 and labels[4] != labels[0]
     # with radius 2 no link of the chain holds
-    assert len(set(near_duplicate_groups(_signed(chain + [far]), radius=2).tolist())) == 5
+    assert len(set(near_duplicate_groups(_signed(chain + [far]), radius=2, **AUTO).tolist())) == 5
 
 
 def test_radius_boundary_and_top_bit():
@@ -67,15 +70,15 @@ def test_radius_boundary_and_top_bit():
     within = _flip(base, 63, 0, 5, 9)  # distance 4, through the sign bit
     beyond = _flip(base, 20, 21, 22, 23, 24)  # distance 5 from base, 9 from `within`
     hashes = _signed([base, within, beyond])
-    labels = near_duplicate_groups(hashes, radius=4)
+    labels = near_duplicate_groups(hashes, radius=4, **AUTO)
     assert labels[0] == labels[1] and labels[2] != labels[0]
-    assert near_duplicate_pairs(hashes, radius=5).tolist() == [[0, 1], [0, 2]]
-    assert near_duplicate_pairs(hashes, radius=3).tolist() == []
+    assert near_duplicate_pairs(hashes, radius=5, **AUTO).tolist() == [[0, 1], [0, 2]]
+    assert near_duplicate_pairs(hashes, radius=3, **AUTO).tolist() == []
 
 
 def test_radius_zero_groups_identical_hashes_only():
     hashes = _signed([7, 7, 6, 7, 2**40])
-    labels = near_duplicate_groups(hashes, radius=0)
+    labels = near_duplicate_groups(hashes, radius=0, **AUTO)
     assert labels[0] == labels[1] == labels[3]
     assert len({labels[0], labels[2], labels[4]}) == 3
 
@@ -90,9 +93,12 @@ def test_agrees_with_brute_force(radius):
         for s in sources
     ]
     hashes = np.concatenate([hashes, _signed(near), hashes[:20]])  # exact repeats too
-    assert _same_partition(near_duplicate_groups(hashes, radius), _brute_force_groups(hashes, radius))
+    assert _same_partition(near_duplicate_groups(hashes, radius, **AUTO), _brute_force_groups(hashes, radius))
     for bands in {radius + 1, min(radius, 3)}:  # the pigeonhole bound with exact and with fuzzy bands
-        assert _same_partition(near_duplicate_groups(hashes, radius, bands=bands), _brute_force_groups(hashes, radius))
+        assert _same_partition(
+            near_duplicate_groups(hashes, radius, bands=bands, threads=1, memory_limit=None),
+            _brute_force_groups(hashes, radius),
+        )
 
 
 def test_choose_bands_uses_more_bits_per_band_for_more_hashes():
@@ -166,6 +172,9 @@ def test_dedup_images_stage(tmp_path):
         str(tmp_path / "dedup/kept.stats.json"),
         str(tmp_path / "dedup/kept.drops.parquet"),
         phash_radius=4,
+        bands=0,
+        threads=1,
+        memory_limit=None,
     )
 
     kept = {row["uid"]: row for row in pq.read_table(kept_path).to_pylist()}

@@ -94,6 +94,7 @@ def direct_run(tmp_path_factory):
         max_pixels=50_000_000,
         min_side=32,
         threads=2,
+        phash_exact=True,
     )
     return root, dict(zip(uids, urls)), {uid: cases[url] for uid, url in zip(uids, urls)}
 

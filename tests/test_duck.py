@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, planned_jobs, snakemake
+from schema_defaults import keyword_filter_args, pub11_metacaption_args, url_filter_args
 
 from rs5m import duck
 
@@ -72,8 +73,7 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
             [str(src)],
             str(tmp_path / "out.parquet"),
             str(REPO / "config/keywords.txt"),
-            threads=2,
-            memory_limit="700MB",
+            **keyword_filter_args(threads=2, memory_limit="700MB"),
         )
     elif call == "dedup_images":
         with pytest.raises(Exception, match="needs at least one file"):  # no URL parts: after connecting
@@ -83,6 +83,8 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
                 kept=tmp_path / "k.parquet",
                 stats=tmp_path / "k.stats.json",
                 drops=tmp_path / "k.drops.parquet",
+                phash_radius=4,
+                bands=0,
                 threads=2,
                 memory_limit="700MB",
             )
@@ -100,8 +102,7 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
                 [str(tmp_path / "p0.parquet")],
                 stats=tmp_path / "u.stats.json",
                 drops=tmp_path / "u.drops.parquet",
-                threads=2,
-                memory_limit="700MB",
+                **url_filter_args(threads=2, memory_limit="700MB"),
             )
         except Exception:  # noqa: BLE001 - a table of too few columns may fail after connecting; the connection is what counts
             pass
@@ -128,7 +129,7 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
             ),
             part,
         )
-        function(final, [str(part)], tmp_path / "m.parquet", threads=2, memory_limit="700MB")
+        function(final, [str(part)], tmp_path / "m.parquet", **pub11_metacaption_args(threads=2, memory_limit="700MB"))
     assert seen and all(s == (2, "700MB") for s in seen)
 
 
@@ -174,7 +175,6 @@ def test_json_sources_read_within_a_small_memory_limit(tmp_path):
         [str(path)],
         str(tmp_path / "out.parquet"),
         str(REPO / "config/keywords.txt"),
-        threads=1,
-        memory_limit="200MB",
+        **keyword_filter_args(memory_limit="200MB"),
     )
     assert stats.kept == 1 and pq.read_table(tmp_path / "out.parquet").num_rows == 1

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
+from schema_defaults import keyword_filter_args
 
 pytest.importorskip("hyperscan")  # pinned for x86_64; elsewhere the keyword filter uses RE2 alone
 from rs5m.pub11 import keyword_filter as metadata
@@ -182,7 +183,7 @@ def reference_rows(path, max_caption_bytes=65536):
 
 def stage_rows(tmp_path, path, name):
     out = tmp_path / name / "kept.parquet"
-    filter_chunk("laion2b", [str(path)], str(out), KEYWORDS, max_caption_bytes=400)
+    filter_chunk("laion2b", [str(path)], str(out), KEYWORDS, **keyword_filter_args(max_caption_bytes=400))
     kept = pq.read_table(out).select(["url", "caption", "captions", "matched_keywords"]).to_pylist()
     drops = pq.read_table(out.with_name("kept.drops.parquet")).select(["reason", "detail"]).to_pylist()
     return kept, drops

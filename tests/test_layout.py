@@ -3,6 +3,7 @@
 import ast
 import re
 
+import yaml
 from conftest import REPO
 
 LIB = REPO / "workflow" / "rs5m"
@@ -78,3 +79,98 @@ def test_every_module_says_what_it_is_and_long_ones_say_why():
             assert "Size:" in docstring, (
                 f"{path.relative_to(LIB)} has {lines} lines and no `Size:` reason in its docstring"
             )
+
+
+# Defaults an entry function may keep: none of them is a config value. (module, function, parameter): why.
+ENTRY_DEFAULTS = {
+    ("rs5m.assemble.dataset_stats", "write_report", "base_dir"): "the run folder; image paths are relative to it",
+    ("rs5m.pub11.score_part", "score_part", "root"): "the run folder; kept.parquet's tar paths are relative to it",
+    ("rs5m.pub11.train_rs_detector", "train_rs_detector", "ratios"): "the paper's 7:1:2 detector split",
+    ("rs5m.pub11.pub11_places", "places_table", "text_column"): "a column name of the caption table",
+    ("rs5m.pub11.pub11_places", "places_table", "name_column"): "a column name of the caption table",
+    ("rs5m.rs3.rs3_read_fmow", "read_fmow", "dataset"): "the dataset name rows and uids carry",
+    ("rs5m.rs3.rs3_read_bigearthnet", "read_bigearthnet", "dataset"): "the dataset name rows and uids carry",
+    ("rs5m.rs3.rs3_read_millionaid", "read_millionaid", "dataset"): "the dataset name rows and uids carry",
+    ("rs5m.demo.decontamination_demo_eval", "write_demo_eval_sets", "pub11_images"): "demo eval-set size",
+    ("rs5m.demo.decontamination_demo_eval", "write_demo_eval_sets", "rs3_images"): "demo eval-set size",
+    ("rs5m.demo.decontamination_demo_eval", "write_demo_eval_sets", "copies"): "demo eval-set size",
+    ("rs5m.demo.decontamination_demo_eval", "write_demo_eval_sets", "distinct"): "demo eval-set size",
+}
+
+
+def schema_defaults_by_key():
+    """{key name: [default values]} of every key of config/schema.yaml, nested ones included."""
+    found = {}
+
+    def walk(node, name=None):
+        if not isinstance(node, dict):
+            return
+        if name is not None and "default" in node:
+            found.setdefault(name, []).append(node["default"])
+        for key, child in {**node.get("properties", {}), **node.get("$defs", {})}.items():
+            walk(child, key)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"])
+
+    walk(yaml.safe_load((REPO / "config" / "schema.yaml").read_text()))
+    return found
+
+
+def entry_functions():
+    """(module, function definition) of every rs5m function an adapter in workflow/scripts calls."""
+    entries = []
+    for script in sorted(SCRIPTS.glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rs5m.")):
+                continue
+            if node.module == "rs5m.adapter":
+                continue
+            tree = ast.parse((LIB / (node.module.removeprefix("rs5m.").replace(".", "/") + ".py")).read_text())
+            defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+            entries.extend((node.module, defs[alias.name]) for alias in node.names if alias.name in defs)
+    return entries
+
+
+def parameter_defaults(function):
+    """(parameter name, default value node) of every parameter with a default."""
+    args = function.args
+    positional = args.posonlyargs + args.args
+    pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
+    pairs += [(arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults) if default is not None]
+    return [(arg.arg, default) for arg, default in pairs]
+
+
+def test_entry_functions_take_config_values_as_required_arguments():
+    """Config defaults live only in config/schema.yaml: a function an adapter calls has no default of
+    its own, except the few non-config ones of ENTRY_DEFAULTS (each with its reason)."""
+    entries = entry_functions()
+    assert len(entries) > 25
+    schema = schema_defaults_by_key()
+    offenders, seen = [], set()
+    for module, function in entries:
+        for name, default in parameter_defaults(function):
+            key = (module, function.name, name)
+            seen.add(key)
+            try:
+                value = ast.literal_eval(default)
+            except ValueError:
+                value = ast.unparse(default)
+            restated = [
+                d for d in schema.get(name, []) if d == value or (isinstance(value, tuple) and list(value) == d)
+            ]
+            if key not in ENTRY_DEFAULTS or restated:
+                offenders.append(f"{module}.{function.name}({name}={ast.unparse(default)})")
+    assert not offenders, f"entry functions with defaults (config values belong in config/schema.yaml): {offenders}"
+    assert set(ENTRY_DEFAULTS) <= seen, f"stale ENTRY_DEFAULTS entries: {sorted(set(ENTRY_DEFAULTS) - seen)}"
+
+
+def test_adapters_restate_no_config_default():
+    """Adapters read the validated config (every default filled in): no `params.x.get(key, default)`."""
+    offenders = []
+    for script in sorted(SCRIPTS.glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+                target = ast.unparse(node.func.value)
+                if len(node.args) > 1 and target.startswith(("snakemake.params", "snakemake.config")):
+                    offenders.append(f"{script.name}: {ast.unparse(node)}")
+    assert not offenders, f"adapters that restate a config default: {offenders}"

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
+from schema_defaults import keyword_filter_args, url_filter_args
 
 from rs5m.columns import make_uid
 from rs5m.ledger import read_stats
@@ -21,7 +22,7 @@ OTHER = "a cat on a sofa"
 
 def run(tmp_path, source, files, **kwargs):
     out = tmp_path / "out" / f"{source}.parquet"
-    stats = filter_chunk(source, [str(f) for f in files], str(out), KEYWORDS, **kwargs)
+    stats = filter_chunk(source, [str(f) for f in files], str(out), KEYWORDS, **keyword_filter_args(**kwargs))
     kept = pq.read_table(out)
     drops = pq.read_table(out.with_name(f"{source}.drops.parquet")).to_pylist()
     accounts = json.loads(out.with_name(f"{source}.files.json").read_text())
@@ -310,7 +311,13 @@ def test_unreadable_files_are_recorded_and_the_rest_goes_on(tmp_path):
     assert "URL" in status["wrong.parquet"]["error"] and "link" in status["wrong.parquet"]["error"]
 
     with pytest.raises(SourceFormatError, match=r"wrong\.parquet.*URL"):
-        filter_chunk("laion2b", [str(wrong)], str(tmp_path / "o2" / "x.parquet"), KEYWORDS, on_bad_file="fail")
+        filter_chunk(
+            "laion2b",
+            [str(wrong)],
+            str(tmp_path / "o2" / "x.parquet"),
+            KEYWORDS,
+            **keyword_filter_args(on_bad_file="fail"),
+        )
 
 
 def test_empty_tsv_is_a_file_with_no_rows(tmp_path):
@@ -386,6 +393,7 @@ def test_a_url_repeated_across_files_and_chunks_gets_distinct_uids_and_one_survi
         [str(p) for p in parts],
         str(tmp_path / "u.stats.json"),
         str(tmp_path / "u.drops.parquet"),
+        **url_filter_args(),
     )
     kept = [u for p in parts for u in pq.read_table(p).column("uid").to_pylist()]
     drops = pq.read_table(tmp_path / "u.drops.parquet").to_pylist()

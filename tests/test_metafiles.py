@@ -3,6 +3,7 @@ import csv
 import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import CC3M_LABELS, make_run
+from schema_defaults import pub11_metacaption_args
 
 from rs5m.assemble.metafiles import write_metafiles
 from rs5m.assemble.split import split_of
@@ -28,7 +29,7 @@ def metafiles(tmp_path_factory):
         run / "results/pub11/final.parquet",
         sorted(run.glob("results/pub11/urldedup/*.parquet")),
         run / "results/pub11/metacaption.parquet",
-        cc3m_labels=run / CC3M_LABELS,
+        **pub11_metacaption_args(cc3m_labels=run / CC3M_LABELS),
     )
     counts = _write(run, "results/metafiles", "keep")
     return run, counts

@@ -9,6 +9,7 @@ import pytest
 import torch
 from outlier_inputs import make_run, trained_detector
 from PIL import Image
+from schema_defaults import schema_defaults
 
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.ledger import read_stats
@@ -25,6 +26,9 @@ from rs5m.pub11.outlier_threshold import (
 from rs5m.pub11.prompts import build_prompts
 from rs5m.pub11.score_part import SCORES_SCHEMA, load_clip, prompt_embedding, score_part
 from rs5m.pub11.train_rs_detector import predict_rs_probability
+
+OUTLIERS = schema_defaults("outliers")
+THRESHOLDS = {key: OUTLIERS[key] for key in ("clip_top_percent", "rs_top_percent")}
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
 
@@ -118,7 +122,12 @@ def test_quantiles_are_global_across_parts_and_ledger_adds_up(tmp_path):
     _write_scores(tmp_path / "s/0001.parquet", [u for u, _ in b], np.linspace(0.80, 0.89, 10), rs_b)
     out = tmp_path / "final.parquet"
     t = apply_outlier_threshold(
-        kept, [tmp_path / "s/0000.parquet", tmp_path / "s/0001.parquet"], out, clip_top_percent=50, rs_top_percent=90
+        kept,
+        [tmp_path / "s/0000.parquet", tmp_path / "s/0001.parquet"],
+        out,
+        clip_top_percent=50,
+        rs_top_percent=90,
+        thresholds_out=None,
     )
     # 20 pooled rows: clip top 50 % = 10 rows = all of part 0001; rs top 90 % = k 18 -> threshold 0.9 (18 at 0.9)
     assert t["clip_score"] == pytest.approx(0.80) and t["rs_score"] == pytest.approx(0.9)
@@ -141,7 +150,7 @@ def test_both_reasons_counted_once_and_undecodable(tmp_path):
     _write_scores(
         tmp_path / "s.parquet", [u for u, _ in items], [0.1, 0.9, 0.8, 0.7, np.nan], [0.1, 0.9, 0.8, 0.7, 0.5]
     )
-    apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "final.parquet", 75, 75)
+    apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "final.parquet", 75, 75, thresholds_out=None)
     (stats,) = read_stats([tmp_path / "final.stats.json"])
     assert stats.rows_in == 5 and stats.kept == 3
     assert stats.dropped == {LOW_BOTH: 1, UNDECODABLE: 1}
@@ -153,10 +162,14 @@ def test_stale_or_missing_scores_fail(tmp_path):
     kept = _kept(tmp_path / "kept.parquet", {"0000": [("u0", "wit"), ("u1", "wit")]})
     _write_scores(tmp_path / "s.parquet", ["u0"], [0.1], [0.1])
     with pytest.raises(ValueError, match="no score"):
-        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet")
+        apply_outlier_threshold(
+            kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", **THRESHOLDS, thresholds_out=None
+        )
     _write_scores(tmp_path / "s.parquet", ["u0", "u1", "zz"], [0.1] * 3, [0.1] * 3)
     with pytest.raises(ValueError, match="not in"):
-        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet")
+        apply_outlier_threshold(
+            kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", **THRESHOLDS, thresholds_out=None
+        )
 
 
 # ------------------------------------------------------------------------------------------- grid
@@ -195,6 +208,8 @@ def test_qa_writes_grid_and_plots(tmp_path):
         out / "fig13_grid.md",
         out / "fig13_grid.png",
         out / "outlier_score_histograms.png",
+        **THRESHOLDS,
+        levels=OUTLIERS["qa_levels"],
     )
     assert grid.iloc[0].tolist() == [40, 38, 36, 34, 32, 30, 28, 26, 24]
     assert (out / "fig13_grid.csv").read_text().splitlines()[1].startswith("s 100%,40,38,36")
@@ -263,6 +278,11 @@ def test_score_part_on_a_tiny_shard(tmp_path):
         batch_size=2,
         workers=2,
         device="cpu",
+        precision="auto",
+        prompt_modifiers=OUTLIERS["prompts"]["modifiers"],
+        prompt_nouns=OUTLIERS["prompts"]["nouns"],
+        reduced_decode=False,
+        embeddings_out=None,
         root=tmp_path,
     )
     written = pq.read_table(out)

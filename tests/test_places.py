@@ -15,7 +15,7 @@ def test_gazetteer_longest_match_case_and_unicode():
 
 
 def test_default_gazetteer_has_countries_and_cities():
-    gazetteer = default_gazetteer()
+    gazetteer = default_gazetteer(100_000)
     assert gazetteer.find("Satellite image of São Paulo, Brazil") == ["São Paulo", "Brazil"]
     assert gazetteer.find("floods in Bolivia near Kraków") == ["Bolivia", "Kraków"]
     assert gazetteer.find("a reading room with a nice view") == []
@@ -32,7 +32,7 @@ def test_places_table_rows(tmp_path):
         ),
         source,
     )
-    assert places_table(source, tmp_path / "gpe.parquet") == 2
+    assert places_table(source, tmp_path / "gpe.parquet", spacy_model=None, min_population=100_000) == 2
     rows = pq.read_table(tmp_path / "gpe.parquet").to_pylist()
     assert rows == [
         {"img_name": "a", "text": "aerial view of Paris", "entity": ["Paris"], "uid": "a"},
@@ -44,4 +44,4 @@ def test_missing_spacy_model_gives_clear_message():
     with pytest.raises(RuntimeError, match="spaCy|spacy"):
         spacy_places(["Paris"], "en_core_web_sm")
     with pytest.raises(RuntimeError, match="places.spacy_model"):
-        place_rows(["a"], ["Paris"], spacy_model="en_core_web_sm")
+        place_rows(["a"], ["Paris"], spacy_model="en_core_web_sm", min_population=100_000)

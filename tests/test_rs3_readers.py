@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from schema_defaults import schema_defaults
 
 from rs5m.columns import make_uid
 from rs5m.demo import rs3_demo_inputs as rs3_demo
@@ -18,6 +19,29 @@ from rs5m.rs3.rs3_read_fmow import read_fmow
 from rs5m.rs3.rs3_read_millionaid import read_millionaid
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+RS3 = schema_defaults("rs3")
+
+
+def fmow_args(**overrides):
+    return {"split": RS3["fmow"]["split"], "variants": RS3["fmow"]["variants"], "threads": 1, **overrides}
+
+
+def bigearthnet_args(**overrides):
+    settings = RS3["bigearthnet"]
+    return {
+        "split": settings["split"],
+        "version": settings["version"],
+        "clip": tuple(settings["reflectance_clip"]),
+        "jpeg_quality": settings["jpeg_quality"],
+        "threads": 1,
+        **overrides,
+    }
+
+
+def millionaid_args():
+    return {"split": RS3["millionaid"]["split"], "threads": 1}
+
+
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures not present")
 
 
@@ -36,7 +60,7 @@ def _drops(path):
 
 def test_fmow_reader_keeps_both_variants_and_records_broken_samples(demo, tmp_path):
     out = tmp_path / "fmow.parquet"
-    stats = read_fmow(demo["fmow"], out)
+    stats = read_fmow(demo["fmow"], out, **fmow_args())
     rows = _rows(out)
     assert stats.rows_in == 12 and stats.kept == 10
     assert stats.dropped == {"missing_image": 1, "unreadable_image": 1}
@@ -57,7 +81,7 @@ def test_fmow_reader_keeps_both_variants_and_records_broken_samples(demo, tmp_pa
 
 
 def test_fmow_variants_config_restricts_samples(demo, tmp_path):
-    stats = read_fmow(demo["fmow"], tmp_path / "f.parquet", variants=["msrgb"])
+    stats = read_fmow(demo["fmow"], tmp_path / "f.parquet", **fmow_args(variants=["msrgb"]))
     names = set(_rows(tmp_path / "f.parquet"))
     assert names and all(n.endswith("_msrgb.jpg") for n in names)
     assert stats.dropped == {}
@@ -80,7 +104,9 @@ def test_rgb_composite_known_values():
 
 def test_bigearthnet_v1_and_v2_patches_to_jpegs_with_mapping(demo, tmp_path):
     out, mapping, images = tmp_path / "ben.parquet", tmp_path / "map.parquet", tmp_path / "img"
-    stats = read_bigearthnet([demo["bigearthnet_v1"], demo["bigearthnet_v2"]], out, mapping, images, clip=(0, 3000))
+    stats = read_bigearthnet(
+        [demo["bigearthnet_v1"], demo["bigearthnet_v2"]], out, mapping, images, **bigearthnet_args(clip=(0, 3000))
+    )
     assert stats.rows_in == 9 and stats.kept == 6
     assert stats.dropped == {"unreadable_raster": 1, "missing_band": 1, "missing_patch": 1}
     table = pq.read_table(mapping).to_pylist()
@@ -116,7 +142,7 @@ def test_bigearthnet_v1_and_v2_patches_to_jpegs_with_mapping(demo, tmp_path):
 
 
 def test_millionaid_flat_folder(demo, tmp_path):
-    stats = read_millionaid(demo["millionaid"], tmp_path / "m.parquet")
+    stats = read_millionaid(demo["millionaid"], tmp_path / "m.parquet", **millionaid_args())
     rows = _rows(tmp_path / "m.parquet")
     assert stats.kept == 4 and stats.dropped == {"unreadable_image": 1}
     assert rows["millionaid_P0173410.jpg"]["labels"] == []
@@ -125,7 +151,7 @@ def test_millionaid_flat_folder(demo, tmp_path):
 
 @needs_fixtures
 def test_millionaid_labelled_hierarchy_fixture(tmp_path):
-    read_millionaid(FIXTURES / "torchgeo" / "millionaid", tmp_path / "m.parquet")
+    read_millionaid(FIXTURES / "torchgeo" / "millionaid", tmp_path / "m.parquet", **millionaid_args())
     rows = _rows(tmp_path / "m.parquet")
     assert rows["millionaid_P0115918.jpg"]["labels"] == ["agriculture_land", "grassland", "meadow"]
     assert rows["millionaid_P0060208.jpg"]["labels"] == ["water_area", "beach"]
@@ -133,7 +159,7 @@ def test_millionaid_labelled_hierarchy_fixture(tmp_path):
 
 @needs_fixtures
 def test_torchgeo_fmow_json_without_image_is_a_recorded_drop(tmp_path):
-    stats = read_fmow(FIXTURES / "torchgeo" / "fmow", tmp_path / "f.parquet")
+    stats = read_fmow(FIXTURES / "torchgeo" / "fmow", tmp_path / "f.parquet", **fmow_args())
     assert (stats.rows_in, stats.kept, stats.dropped) == (1, 0, {"missing_image": 1})
 
 
@@ -143,7 +169,7 @@ def test_real_fmow_record_and_image_parse(tmp_path):
     folder.mkdir(parents=True)
     shutil.copy(FIXTURES / "fmow_real" / "fountain_514_1_rgb.DERIVED.json", folder / "fountain_514_1_rgb.json")
     shutil.copy(FIXTURES / "fmow_real" / "airport_0_0_msrgb.jpg", folder / "fountain_514_1_rgb.jpg")
-    stats = read_fmow(tmp_path, tmp_path / "f.parquet")
+    stats = read_fmow(tmp_path, tmp_path / "f.parquet", **fmow_args())
     row = _rows(tmp_path / "f.parquet")["fmow_fountain_514_1_rgb.jpg"]
     assert stats.kept == 1 and row["meta_status"] == "ok" and (row["width"], row["height"]) == (2050, 1578)
     fields = fmow_fields(json.loads(row["meta"]))
@@ -156,8 +182,12 @@ def test_real_fmow_record_and_image_parse(tmp_path):
 @needs_fixtures
 def test_torchgeo_bigearthnet_layouts(tmp_path):
     base = FIXTURES / "torchgeo" / "bigearthnet"
-    v1 = read_bigearthnet(base / "v1", tmp_path / "v1.parquet", tmp_path / "v1m.parquet", tmp_path / "i1")
-    v2 = read_bigearthnet(base / "v2", tmp_path / "v2.parquet", tmp_path / "v2m.parquet", tmp_path / "i2")
+    v1 = read_bigearthnet(
+        base / "v1", tmp_path / "v1.parquet", tmp_path / "v1m.parquet", tmp_path / "i1", **bigearthnet_args()
+    )
+    v2 = read_bigearthnet(
+        base / "v2", tmp_path / "v2.parquet", tmp_path / "v2m.parquet", tmp_path / "i2", **bigearthnet_args()
+    )
     assert (v1.kept, v2.kept) == (2, 2)  # the train split of each
     rows = _rows(tmp_path / "v2.parquet")
     labels = sorted(tuple(r["labels"]) for r in rows.values())

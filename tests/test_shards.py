@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import CC3M_LABELS, make_run
 from PIL import Image
+from schema_defaults import pub11_metacaption_args
 
 from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
 from rs5m.assemble.split import split_of
@@ -195,7 +196,7 @@ def test_pub11_meta_captions_in_json_and_prepended_caption(run):
         run / "results/pub11/final.parquet",
         sorted(run.glob("results/pub11/urldedup/*.parquet")),
         meta,
-        cc3m_labels=run / CC3M_LABELS,
+        **pub11_metacaption_args(cc3m_labels=run / CC3M_LABELS),
     )
     by_uid = {r["uid"]: r for r in pq.read_table(meta).to_pylist()}
     final = {r["uid"]: r for r in pq.read_table(run / "results/pub11/final.parquet").to_pylist()}

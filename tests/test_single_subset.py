@@ -42,7 +42,9 @@ def _build(run, subset):
     write_subset_shards(
         subset, run / f"results/{subset}/final.parquet", run / "results/shards", manifest, 0.2, 30_000, base_dir=run
     )
-    counts = write_metafiles(out_dir=run / "results/metafiles", val_fraction=0.2, **finals)
+    counts = write_metafiles(
+        out_dir=run / "results/metafiles", val_fraction=0.2, pub11_meta=None, pub11_caption="keep", **finals
+    )
     write_report(finals["pub11_final"], finals["rs3_final"], run / "results/stats", 0.2, base_dir=run)
     absent = {other: WHY[other] for other in ("pub11", "rs3") if other != subset}
     write_card(
@@ -52,7 +54,9 @@ def _build(run, subset):
         run / "results/shards/croissant.json",
         {"split": {"val_fraction": 0.2}},
         CARD,
+        validate=CARD["validate"],
         absent=absent,
+        decontamination_csv=None,
     )
     return counts, absent
 

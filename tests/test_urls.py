@@ -7,6 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from schema_defaults import url_filter_args
 
 from rs5m.columns import make_uid
 from rs5m.pub11.crawl_pacing import host_part
@@ -282,7 +283,7 @@ def test_url_filter_and_dedup(tmp_path):
     parts = [str(tmp_path / f"urldedup/{i:04d}.parquet") for i in range(3)]
     stats_file, drops_file = tmp_path / "urldedup.stats.json", tmp_path / "urldedup.drops.parquet"
     metadata = [str(tmp_path / f"{s}/00000.parquet") for s in ("laioncoco", "cc3m", "laion2b")]
-    filter_and_dedup_urls(metadata, parts, str(stats_file), str(drops_file))
+    filter_and_dedup_urls(metadata, parts, str(stats_file), str(drops_file), **url_filter_args())
 
     kept = pa.concat_tables([pq.read_table(p) for p in parts]).to_pylist()
     kept_uids = {row["uid"] for row in kept}
@@ -322,7 +323,7 @@ def test_url_filter_and_dedup(tmp_path):
 
 def test_url_filter_without_rows_writes_empty_parts(tmp_path):
     parts = [str(tmp_path / f"{i:04d}.parquet") for i in range(2)]
-    filter_and_dedup_urls([], parts, str(tmp_path / "s.json"), str(tmp_path / "d.parquet"))
+    filter_and_dedup_urls([], parts, str(tmp_path / "s.json"), str(tmp_path / "d.parquet"), **url_filter_args())
     assert [pq.read_table(p).num_rows for p in parts] == [0, 0]
     assert "native" in pq.read_schema(parts[0]).names
     assert json.loads((tmp_path / "s.json").read_text()) == []

@@ -16,6 +16,16 @@ MATCHED_KEYWORDS = "matched_keywords"
 WIDTH = "width"
 HEIGHT = "height"
 NATIVE_PREFIX = "src_"
+NATIVE = "native"  # the native columns of a row as one JSON object (URL filter onward)
+TAR = "tar"
+MEMBER = "member"
+PHASH = "phash"
+META_CAPTION = "meta_caption"
+LABELS = "labels"
+GEO = "geo"
+DATASET = "dataset"  # RS3: the dataset a row comes from
+IMG_NAME = "img_name"
+IMAGE_PATH = "image_path"
 
 # The eleven PUB11 sources, in the order of SPEC 2.2 (also the funnel's row order).
 PUB11_SOURCES = (

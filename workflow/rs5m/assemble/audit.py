@@ -425,10 +425,10 @@ def audit(
 def write_audit(
     run_dir: str | Path,
     report: str | Path,
-    stage_order: list[str] | None = None,
-    verify_images: bool = True,
-    ledger: Iterable[str | Path] | None = None,
-    absent: dict[str, str] | None = None,
+    stage_order: list[str] | None,
+    verify_images: bool,
+    ledger: Iterable[str | Path] | None,
+    absent: dict[str, str] | None,
 ) -> AuditResult:
     """The rule's entry: write the JSON report, then fail if the invariant does not hold."""
     result = audit(run_dir, stage_order=stage_order, verify_images=verify_images, ledger=ledger, absent=absent)

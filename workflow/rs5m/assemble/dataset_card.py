@@ -311,9 +311,9 @@ def write_card(
     croissant_path: str | Path,
     config: dict[str, Any],
     card: dict[str, Any],
-    validate: bool = True,
-    absent: dict[str, str] | None = None,
-    decontamination_csv: str | Path | None = None,
+    validate: bool,
+    absent: dict[str, str] | None,
+    decontamination_csv: str | Path | None,
 ) -> None:
     """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
     `decontamination_csv` (results/stats/decontamination.csv) adds the eval sets checked to the card.

@@ -215,7 +215,7 @@ def write_report(
     rs3_final: str | Path | None,
     out_dir: str | Path,
     val_fraction: float,
-    base_dir: str | Path = ".",
+    base_dir: str | Path = ".",  # not config: the run folder the tables' image paths are relative to
 ) -> list[Path]:
     """Write every statistics file; returns their paths (OUTPUTS under `out_dir`).
 

@@ -127,8 +127,8 @@ def write_metafiles(
     places: str | Path | None,
     out_dir: str | Path,
     val_fraction: float,
-    pub11_meta: str | Path | None = None,
-    pub11_caption: str = "keep",
+    pub11_meta: str | Path | None,
+    pub11_caption: str,
 ) -> dict[str, int]:
     """Write the four CSVs, or those of the subsets given (None: a subset this build does not hold);
     returns {file name: rows}."""

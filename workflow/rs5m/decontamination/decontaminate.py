@@ -165,11 +165,11 @@ def decontaminate(
     drops_out: str | Path,
     matches_out: str | Path,
     eval_tables: Sequence[str | Path],
-    embedding_parts: Sequence[tuple[str | Path, str | Path]] = (),
-    phash_parts: Sequence[str | Path] = (),
-    action: str = "report",
-    phash_radius: int = 8,
-    embedding_threshold: float | None = None,
+    embedding_parts: Sequence[tuple[str | Path, str | Path]],
+    phash_parts: Sequence[str | Path],
+    action: str,
+    phash_radius: int,
+    embedding_threshold: float | None,
 ) -> dict:
     """Match one subset (`pub11` or `rs3`) against every eval set; `drop` removes the matched rows
     (ledger reason `eval_overlap`), `report` keeps them. Writes the final table, its ledger and the

@@ -29,10 +29,10 @@ def eval_set_features(
     embeddings_out: str | Path,
     clip_model: str,
     clip_pretrained: str | None,
-    batch_size: int = 64,
-    workers: int = 0,
-    device: str = "auto",
-    precision: str = "auto",
+    batch_size: int,
+    workers: int,
+    device: str,
+    precision: str,
 ) -> int:
     """One eval set: its images with the pHashes of their eight variants (parquet) and the
     embeddings of the eight variants (`.npy`, shape (images, 8, d)). Returns the images read."""

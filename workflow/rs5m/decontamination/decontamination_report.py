@@ -143,8 +143,8 @@ def write_report(
     actions: dict[str, str],
     phash_radius: int,
     embedding_threshold: float | None,
-    clip_model: str = "",
-    clip_pretrained: str | None = None,
+    clip_model: str,
+    clip_pretrained: str | None,
 ) -> list[dict]:
     rows = report_rows(eval_tables, formats, matches, actions)
     with open(out_csv, "w", newline="") as handle:

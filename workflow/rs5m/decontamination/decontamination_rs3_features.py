@@ -24,10 +24,10 @@ def rs3_features(
     embeddings_out: str | Path,
     clip_model: str,
     clip_pretrained: str | None,
-    batch_size: int = 64,
-    workers: int = 0,
-    device: str = "auto",
-    precision: str = "auto",
+    batch_size: int,
+    workers: int,
+    device: str,
+    precision: str,
 ) -> int:
     """pHash and scoring-model embedding of the kept images of one RS3 caption part (row-aligned)."""
     table = pq.read_table(part, columns=[UID, "image_path"])

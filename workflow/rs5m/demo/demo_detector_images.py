@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_detector_images(rs_dir: str | Path, other_dir: str | Path, per_class: int = 24) -> None:
+def write_detector_images(rs_dir: str | Path, other_dir: str | Path, per_class: int) -> None:
     """Training folders for the demo's RS detector: aerial scenes vs ground photos.
 
     Rendered by the demo server's own generators, from numbers the metadata never uses, so the

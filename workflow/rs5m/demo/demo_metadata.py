@@ -158,7 +158,7 @@ def _laion(rows, rng) -> pa.Table:
     )
 
 
-def write_demo_inputs(root: str | Path, seed: int = 0, rows_per_source: int = 30) -> list[Path]:
+def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list[Path]:
     """Write every demo input file under `root`; return their paths. Same seed, same bytes."""
     root = Path(root)
     rng = random.Random(seed)

@@ -296,7 +296,7 @@ def write_millionaid(root: Path, seed: int, count: int = 4) -> None:
     (folder / "P0999999.jpg").write_bytes(b"\x00" * 64)
 
 
-def write_rs3_demo(root: str | Path, seed: int = 0) -> dict[str, Path]:
+def write_rs3_demo(root: str | Path, seed: int) -> dict[str, Path]:
     """Every RS3 demo tree under `root`; returns the dataset roots."""
     root = Path(root)
     roots = {

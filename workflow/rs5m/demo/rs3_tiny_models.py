@@ -212,7 +212,7 @@ def build_tiny_blip2(
     return path
 
 
-def build_tiny_models(blip2_path: str | Path, clip_paths: dict[str, str | Path], seed: int = 0) -> None:
+def build_tiny_models(blip2_path: str | Path, clip_paths: dict[str, str | Path], seed: int) -> None:
     """Everything the demo's caption stage loads: one BLIP-2 folder and one checkpoint per CLIP."""
     build_tiny_blip2(blip2_path, seed=seed)
     for name, path in clip_paths.items():

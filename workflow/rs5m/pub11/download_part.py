@@ -370,7 +370,7 @@ def write_url_list(table: pa.Table, folder: str) -> str:
     return path
 
 
-def download_part(urls: str, out_dir: str, stats: str, drops: str, threads: int = 1, **options) -> list[StageStats]:
+def download_part(urls: str, out_dir: str, stats: str, drops: str, threads: int, **options) -> list[StageStats]:
     """Download every URL of a part (img2dataset `processes` = the job's threads) and write its ledger.
 
     `options` are `run_img2dataset`'s keyword arguments (config section `download`, plus

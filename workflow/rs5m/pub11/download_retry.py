@@ -29,7 +29,7 @@ from rs5m.pub11.download_part import (
 log = logging.getLogger(__name__)
 
 
-def retry_failed(urls: str, out_dir: str, stats: str, drops: str, report: str, threads: int = 1, **options) -> dict:
+def retry_failed(urls: str, out_dir: str, stats: str, drops: str, report: str, threads: int, **options) -> dict:
     """Fetch again only the URLs of a part whose latest attempt failed; rewrite the part's ledger.
 
     New attempts go into new shards of the same folder (img2dataset's `extend` mode), so nothing

@@ -71,7 +71,7 @@ def choose_bands(n_hashes: int, radius: int) -> int:
 
 
 def near_duplicate_pairs(
-    hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1, memory_limit: str | None = None
+    hashes: np.ndarray, radius: int, bands: int, threads: int, memory_limit: str | None
 ) -> np.ndarray:
     """Index pairs (i < j) of `hashes` (int64) within Hamming distance `radius`, each once, sorted.
 
@@ -122,7 +122,7 @@ def near_duplicate_pairs(
 
 
 def near_duplicate_groups(
-    hashes: np.ndarray, radius: int, bands: int = 0, threads: int = 1, memory_limit: str | None = None
+    hashes: np.ndarray, radius: int, bands: int, threads: int, memory_limit: str | None
 ) -> np.ndarray:
     """Group label per hash: connected components of "Hamming distance <= radius" (labels 0..k-1)."""
     hashes = np.asarray(hashes, dtype=np.int64)
@@ -153,10 +153,10 @@ def dedup_images(
     kept: str,
     stats: str,
     drops: str,
-    phash_radius: int = 4,
-    bands: int = 0,
-    threads: int = 1,
-    memory_limit: str | None = None,
+    phash_radius: int,
+    bands: int,
+    threads: int,
+    memory_limit: str | None,
 ) -> list[StageStats]:
     """Drop every near-duplicate image but the one the priority rule keeps; write kept.parquet.
 

@@ -39,30 +39,19 @@ from PIL import Image, ImageOps
 from rs5m import columns as col
 from rs5m.ledger import Ledger, StageStats
 from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
+from rs5m.tables import IMAGES_SCHEMA
 from rs5m.tar import iter_members
 
 log = logging.getLogger(__name__)
 
 STAGE = "invalid"
-PHASH = "phash"
-TAR = "tar"
-MEMBER = "member"
+PHASH, TAR, MEMBER = col.PHASH, col.TAR, col.MEMBER
 INVALID_EMPTY = "invalid_empty"
 INVALID_DECODE = "invalid_decode"
 INVALID_TOO_MANY_PIXELS = "invalid_too_many_pixels"
 INVALID_TOO_SMALL = "invalid_too_small"
 
-OUTPUT_SCHEMA = pa.schema(
-    [
-        (col.UID, pa.string()),
-        (col.SOURCE, pa.string()),
-        (TAR, pa.string()),
-        (MEMBER, pa.string()),
-        (col.WIDTH, pa.int32()),
-        (col.HEIGHT, pa.int32()),
-        (PHASH, pa.int64()),
-    ]
-)
+OUTPUT_SCHEMA = IMAGES_SCHEMA  # the sample id + where the image lies, its size and pHash (rs5m.tables)
 
 _ORIENTATION = 0x0112  # EXIF tag
 _HASH_SIZE = 8
@@ -201,10 +190,10 @@ def inspect_part(
     out: str,
     stats: str,
     drops: str,
-    max_pixels: int = 100_000_000,
-    min_side: int = 32,
-    threads: int = 1,
-    phash_exact: bool = True,
+    max_pixels: int,
+    min_side: int,
+    threads: int,
+    phash_exact: bool,
 ) -> list[StageStats]:
     """Classify and hash every downloaded image of a part; write the valid ones and the ledger."""
     status = read_status(download)

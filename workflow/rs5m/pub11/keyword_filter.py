@@ -33,6 +33,7 @@ from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
 from rs5m.pub11.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
+from rs5m.tables import KEYWORD_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,7 @@ STAGE = "keyword_filter"
 # Reasons recorded as counts only: they cover almost every row of a web crawl.
 COUNT_ONLY_REASONS = ("no_keyword_match", "not_english")
 
-NORMALISED_SCHEMA = pa.schema(
-    [
-        (C.UID, pa.string()),
-        (C.SOURCE, pa.string()),
-        (C.URL, pa.string()),
-        (C.CAPTION, pa.string()),
-        (C.CAPTIONS, pa.list_(pa.string())),
-        (C.MATCHED_KEYWORDS, pa.list_(pa.string())),
-        (C.WIDTH, pa.int64()),
-        (C.HEIGHT, pa.int64()),
-    ]
-)
+NORMALISED_SCHEMA = KEYWORD_SCHEMA  # the stage's columns before the native ones (rs5m.tables)
 
 
 @dataclass
@@ -310,11 +300,11 @@ def filter_chunk(
     files: list[str],
     output: str,
     keywords: str,
-    format: str | None = None,  # noqa: A002 - the config key's name (sources.<name>.format)
-    max_caption_bytes: int = 65536,
-    on_bad_file: str = "skip",
-    threads: int = 1,
-    memory_limit: str | None = None,
+    format: str | None,  # noqa: A002 - the config key's name (sources.<name>.format)
+    max_caption_bytes: int,
+    on_bad_file: str,
+    threads: int,
+    memory_limit: str | None,
 ) -> StageStats:
     """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts.
 

@@ -103,9 +103,9 @@ def outlier_qa(
     grid_md: str | Path,
     grid_png: str | Path,
     histograms_png: str | Path,
-    clip_top_percent: float = 90,
-    rs_top_percent: float = 80,
-    levels: Sequence[float] = GRID_LEVELS,
+    clip_top_percent: float,
+    rs_top_percent: float,
+    levels: Sequence[float],
 ) -> pd.DataFrame:
     table, clip_scores, rs_scores = pooled_scores(kept, scores)
     grid = fig13_grid(clip_scores, rs_scores, levels)

@@ -103,9 +103,9 @@ def apply_outlier_threshold(
     kept: str | Path,
     scores: Sequence[str | Path],
     out: str | Path,
-    clip_top_percent: float = 90,
-    rs_top_percent: float = 80,
-    thresholds_out: str | Path | None = None,
+    clip_top_percent: float,
+    rs_top_percent: float,
+    thresholds_out: str | Path | None,
 ) -> dict:
     """Keep pairs in the top `clip_top_percent` % of clip_score and top `rs_top_percent` % of rs_score,
     quantiles over the pooled set; write final.parquet with its drops and per-source stats."""

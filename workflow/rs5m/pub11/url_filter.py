@@ -26,34 +26,20 @@ from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
 from rs5m.pub11.crawl_pacing import host_part
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import (
-    DEFAULT_BLOCKED_SUFFIXES,
-    DEFAULT_MAX_LENGTH,
     allowed_networks,
     check_url,
     normalise_url,
     priority_ranks,
     url_host,
 )
+from rs5m.tables import URLDEDUP_SCHEMA
 
 log = logging.getLogger(__name__)
 
 STAGE = "url_filter"
 REASON_DUPLICATE = "duplicate_url"
-NATIVE = "native"
-
-OUTPUT_SCHEMA = pa.schema(
-    [
-        (col.UID, pa.string()),
-        (col.SOURCE, pa.string()),
-        (col.URL, pa.string()),
-        (col.CAPTION, pa.string()),
-        (col.CAPTIONS, pa.list_(pa.string())),
-        (col.MATCHED_KEYWORDS, pa.list_(pa.string())),
-        (col.WIDTH, pa.int64()),
-        (col.HEIGHT, pa.int64()),
-        (NATIVE, pa.string()),
-    ]
-)
+NATIVE = col.NATIVE
+OUTPUT_SCHEMA = URLDEDUP_SCHEMA  # the keyword columns + `native` (rs5m.tables)
 
 
 def _quote(name: str) -> str:
@@ -96,12 +82,12 @@ def filter_and_dedup_urls(
     parts: Sequence[str],
     stats: str,
     drops: str,
-    allowed: Sequence[str] = (),
-    blocked_suffixes: Sequence[str] = DEFAULT_BLOCKED_SUFFIXES,
-    max_length: int = DEFAULT_MAX_LENGTH,
-    parts_per_host: int = 4,
-    threads: int = 1,
-    memory_limit: str | None = None,
+    allowed: Sequence[str],
+    blocked_suffixes: Sequence[str],
+    max_length: int,
+    parts_per_host: int,
+    threads: int,
+    memory_limit: str | None,
 ) -> list[StageStats]:
     """Drop unsafe URLs and every copy of a URL but the one the priority rule keeps; split into parts.
 

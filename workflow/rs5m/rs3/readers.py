@@ -18,26 +18,13 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
+from rs5m.tables import RS3_READ_SCHEMA
 
 log = logging.getLogger(__name__)
 
 STAGE = "rs3_read"
 
-READ_SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("dataset", pa.string()),
-        ("img_name", pa.string()),
-        ("image_path", pa.string()),
-        ("source_path", pa.string()),
-        ("split", pa.string()),
-        ("labels", pa.list_(pa.string())),
-        ("meta", pa.string()),
-        ("meta_status", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-    ]
-)
+READ_SCHEMA = RS3_READ_SCHEMA  # rs5m.tables
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")

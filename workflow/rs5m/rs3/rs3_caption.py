@@ -25,26 +25,13 @@ from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.metacaption import sample_rng
 from rs5m.models import is_random_weights, register_clip_config
 from rs5m.reduced_decode import input_side, open_rgb
+from rs5m.tables import RS3_CAPTION_SCHEMA
 
 log = logging.getLogger(__name__)
 
 STAGE = "rs3_caption"
 
-CAPTION_SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("dataset", pa.string()),
-        ("img_name", pa.string()),
-        ("image_path", pa.string()),
-        ("caption", pa.string()),
-        ("top_cap", pa.string()),
-        ("ssl_cap", pa.string()),
-        ("meta_caption", pa.string()),
-        ("labels", pa.list_(pa.string())),
-        ("geo", pa.string()),
-        ("caption_choice", pa.string()),
-    ]
-)
+CAPTION_SCHEMA = RS3_CAPTION_SCHEMA  # the meta-caption table + the three captions and the choice (rs5m.tables)
 
 CANDIDATE_SCHEMA = pa.schema(
     [
@@ -141,7 +128,7 @@ def final_caption(meta_caption: str | None, top_cap: str, ssl_cap: str, uid: str
     return caption, choice
 
 
-def rotations(image: Image.Image, count: int = 12, step: float = 30.0) -> list[Image.Image]:
+def rotations(image: Image.Image, count: int, step: float) -> list[Image.Image]:
     """The image at `count` angles `step` degrees apart, starting at 0 (same size, black corners)."""
     return [image if i == 0 else image.rotate(i * step, resample=Image.BILINEAR) for i in range(count)]
 
@@ -157,7 +144,7 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def load_blip2(model: str, lora: str | None = None, device: str = "auto", dtype: str = "auto"):
+def load_blip2(model: str, lora: str | None, device: str, dtype: str):
     """(processor, model) from a hub name or local folder; an optional peft LoRA adapter is
     merged into the weights. fp16 on GPU, fp32 on CPU unless `dtype` says otherwise."""
     import torch
@@ -187,10 +174,10 @@ def generate_candidates(
     processor,
     model,
     images: Sequence[Image.Image],
-    num_candidates: int = 20,
-    top_k: int = 50,
-    top_p: float = 0.95,
-    max_length: int = 50,
+    num_candidates: int,
+    top_k: int,
+    top_p: float,
+    max_length: int,
     seed: int | None = None,
 ) -> list[list[str]]:
     """Nucleus-sampled captions, `num_candidates` per image, no text prompt (SPEC 3)."""
@@ -286,16 +273,16 @@ def caption_images(
     blip2,
     clip_a: ClipScorer,
     clip_b: ClipScorer,
-    num_candidates: int = 20,
-    top_k: int = 50,
-    top_p: float = 0.95,
-    max_length: int = 50,
-    keep_a: int = 10,
-    keep_b: int = 5,
-    rotation_count: int = 12,
-    rotation_step: float = 30.0,
-    rotation_model: str = "clip_b",
-    seed: int | str = 0,
+    num_candidates: int,
+    top_k: int,
+    top_p: float,
+    max_length: int,
+    keep_a: int,
+    keep_b: int,
+    rotation_count: int,
+    rotation_step: float,
+    rotation_model: str,
+    seed: int | str,
 ):
     """Candidates and selection for one batch of images -> (list of candidate lists, selections)."""
     candidates = generate_candidates(
@@ -365,19 +352,19 @@ def caption_part(
     blip2: Mapping[str, Any],
     clip_a: Mapping[str, Any],
     clip_b: Mapping[str, Any],
-    num_candidates: int = 20,
-    top_k: int = 50,
-    top_p: float = 0.95,
-    max_length: int = 50,
-    keep_a: int = 10,
-    keep_b: int = 5,
-    rotation_count: int = 12,
-    rotation_step: float = 30.0,
-    rotation_model: str = "clip_b",
-    batch_size: int = 8,
-    seed: int | str = 0,
-    device: str = "auto",
-    reduced_decode: bool = False,
+    num_candidates: int,
+    top_k: int,
+    top_p: float,
+    max_length: int,
+    keep_a: int,
+    keep_b: int,
+    rotation_count: int,
+    rotation_step: float,
+    rotation_model: str,
+    batch_size: int,
+    seed: int | str,
+    device: str,
+    reduced_decode: bool,
 ) -> list[StageStats]:
     """Caption every image of one meta-caption part (one GPU job).
 
@@ -394,9 +381,9 @@ def caption_part(
     out_rows: list[dict] = []
     candidate_rows: list[dict] = []
     if rows:
-        processor, blip2_model = load_blip2(blip2["model"], blip2.get("lora"), device, blip2.get("dtype", "auto"))
-        scorer_a = ClipScorer(clip_a["model"], clip_a.get("pretrained"), device)
-        scorer_b = ClipScorer(clip_b["model"], clip_b.get("pretrained"), device)
+        processor, blip2_model = load_blip2(blip2["model"], blip2["lora"], device, blip2["dtype"])
+        scorer_a = ClipScorer(clip_a["model"], clip_a["pretrained"], device)
+        scorer_b = ClipScorer(clip_b["model"], clip_b["pretrained"], device)
         side = None
         if reduced_decode:
             side = input_side(

@@ -16,23 +16,12 @@ import pyarrow.parquet as pq
 from rs5m import geo
 from rs5m.columns import UID, uid_bucket
 from rs5m.metacaption import bigearthnet_fields, fmow_fields, geo_json, meta_caption
+from rs5m.tables import RS3_META_SCHEMA
 
 log = logging.getLogger(__name__)
 
-RS3_META_SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("dataset", pa.string()),
-        ("img_name", pa.string()),
-        ("image_path", pa.string()),
-        ("meta_caption", pa.string()),
-        ("labels", pa.list_(pa.string())),
-        ("geo", pa.string()),
-    ]
-)
 
-
-def rs3_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "hemisphere") -> list[dict]:
+def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[dict]:
     """Meta-caption, labels and geo for reader rows (`uid, dataset, img_name, image_path, labels,
     meta` with `meta` a JSON string). fMoW places are reverse-geocoded in one bulk lookup."""
     metas = []
@@ -77,9 +66,7 @@ def rs3_meta_rows(rows: list[dict], seed: int | str = 0, season_rule: str = "hem
     return out
 
 
-def rs3_metacaptions(
-    read_tables: list[str], out_paths: list[str], seed: int | str = 0, season_rule: str = "hemisphere"
-) -> None:
+def rs3_metacaptions(read_tables: list[str], out_paths: list[str], seed: int | str, season_rule: str) -> None:
     """Meta-captions for every reader table, written to a fixed number of parts by uid hash.
 
     `out_paths` are the part files in part order; a part with no rows is written empty, so the

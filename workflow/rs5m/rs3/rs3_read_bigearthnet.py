@@ -102,7 +102,7 @@ def _v1_patch_root(root: Path) -> Path:
     return root
 
 
-def bigearthnet_version(root: str | Path, version: str = "auto") -> str:
+def bigearthnet_version(root: str | Path, version: str) -> str:
     """v2 when the root has metadata.parquet (the v2 release), else v1."""
     if version in ("v1", "v2"):
         return version
@@ -154,12 +154,12 @@ def read_bigearthnet(
     out_path: str | Path,
     mapping_path: str | Path,
     image_dir: str | Path,
-    split: str = "train",
-    version: str = "auto",
-    clip: tuple[float, float] = (0, 2000),
-    jpeg_quality: int = 95,
-    threads: int = 1,
-    dataset: str = "bigearthnet",
+    split: str,
+    version: str,
+    clip: tuple[float, float],
+    jpeg_quality: int,
+    threads: int,
+    dataset: str = "bigearthnet",  # not config: the dataset name the rows and uids carry
 ) -> StageStats:
     """BigEarthNet S2 patches of one split -> RGB JPEGs `ben_<id>.jpg` + reader table + id mapping.
 

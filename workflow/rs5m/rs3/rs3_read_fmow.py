@@ -36,10 +36,10 @@ _FMOW_IMAGE = re.compile(r"^(?P<stem>.+_(?P<variant>rgb|msrgb))\.(?:jpg|jpeg)$",
 def read_fmow(
     root: str | Path,
     out_path: str | Path,
-    split: str = "train",
-    variants: Iterable[str] = ("rgb", "msrgb"),
-    threads: int = 1,
-    dataset: str = "fmow",
+    split: str,
+    variants: Iterable[str],
+    threads: int,
+    dataset: str = "fmow",  # not config: the dataset name the rows and uids carry
 ) -> StageStats:
     """fMoW-rgb `<split>/<category>/<category>_<id>/<category>_<id>_<n>_{rgb,msrgb}.{jpg,json}`.
 

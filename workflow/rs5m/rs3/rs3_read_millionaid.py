@@ -13,7 +13,11 @@ from rs5m.rs3.readers import IMAGE_SUFFIXES, Outcome, finish, image_size, map_th
 
 
 def read_millionaid(
-    root: str | Path, out_path: str | Path, split: str = "test", threads: int = 1, dataset: str = "millionaid"
+    root: str | Path,
+    out_path: str | Path,
+    split: str,
+    threads: int,
+    dataset: str = "millionaid",  # not config: the dataset name the rows and uids carry
 ) -> StageStats:
     """MillionAID `<split>/` as one flat folder of images (the released test split), or the
     labelled hierarchy `<split>/<L1>/<L2>[/<L3>]/P*.jpg`, whose folder names become labels."""

@@ -46,7 +46,15 @@ import pyarrow.parquet as pq
 
 from rs5m.assemble.split import SPLITS, TRAIN, VAL, split_of
 from rs5m.columns import UID
-from rs5m.tar import BLOCK, ZERO_BLOCK, HashingFileWriter, read_tar_members, tar_size, ustar_header
+from rs5m.tar import (
+    BLOCK,
+    ZERO_BLOCK,
+    HashingFileWriter,
+    prompt_thread_handoff,
+    read_tar_members,
+    tar_size,
+    ustar_header,
+)
 
 log = logging.getLogger(__name__)
 
@@ -514,16 +522,18 @@ def write_subset_shards(
         for split in SPLITS
     }
     counts: dict[str, dict[str, int]] = {}
-    for split, sample in samples_of(rows, base_dir, val_fraction):
-        writers[split].add(sample, None if shard_of is None else shard_of[sample.key])
-        per_source = counts.setdefault(sample.provenance["source"], {TRAIN: 0, VAL: 0})
-        per_source[split] += 1
+    with prompt_thread_handoff():
+        for split, sample in samples_of(rows, base_dir, val_fraction):
+            writers[split].add(sample, None if shard_of is None else shard_of[sample.key])
+            per_source = counts.setdefault(sample.provenance["source"], {TRAIN: 0, VAL: 0})
+            per_source[split] += 1
+        shards = [info for split in SPLITS for info in writers[split].close()]
     result = Manifest(
         subset,
         member_names,
         int(target_bytes),
         float(val_fraction),
-        [info for split in SPLITS for info in writers[split].close()],
+        shards,
         dict(sorted(counts.items())),
         None if count is None else int(count),
     )

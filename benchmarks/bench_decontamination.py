@@ -24,12 +24,12 @@ import numpy as np
 
 from rs5m.decontamination.matching import (
     N_VARIANTS,
+    _hash_bytes,
     embedding_index,
     embedding_search,
     hash_index,
     hash_search,
     image_features,
-    multi_hash_index,
 )
 
 
@@ -53,6 +53,17 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
         f"{count / seconds:.1f} images/s ({count * N_VARIANTS / seconds:.1f} variant embeddings/s), dim {vectors.shape[-1]}"
     )
     return count / seconds
+
+
+def multi_hash_index(hashes: np.ndarray, radius: int, bands: int = 4):
+    """The multi-index alternative to matching.hash_index that the stage used before: `bands` bands
+    with `nflip = radius // bands` find, by pigeonhole, every pair within `radius`."""
+    import faiss
+
+    index = faiss.IndexBinaryMultiHash(64, bands, 64 // bands)
+    index.nflip = int(radius) // bands
+    index.add(_hash_bytes(hashes))
+    return index
 
 
 def found_planted(query_rows: np.ndarray, index_rows: np.ndarray, planted: np.ndarray, sources: np.ndarray) -> int:

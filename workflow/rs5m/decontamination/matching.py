@@ -109,17 +109,6 @@ def hash_index(hashes: np.ndarray):
     return index
 
 
-def multi_hash_index(hashes: np.ndarray, radius: int, bands: int = 4):
-    """The multi-index alternative to `hash_index` (kept for the benchmark that chose between them):
-    `bands` bands with `nflip = radius // bands` find, by pigeonhole, every pair within `radius`."""
-    import faiss
-
-    index = faiss.IndexBinaryMultiHash(64, bands, 64 // bands)
-    index.nflip = int(radius) // bands
-    index.add(_hash_bytes(hashes))
-    return index
-
-
 def hash_search(index_hashes: np.ndarray, queries: np.ndarray, radius: int, batch: int = 262144, index=None):
     """(query row, index row, distance) of every pair within `radius` bits (faiss range search)."""
     q_rows, i_rows, dists = [], [], []

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from configured import configured
 
 from rs5m.decontamination.matching import (
     N_VARIANTS,
@@ -46,7 +47,16 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
             render_aerial(n).save(path, quality=90)
             paths.append(str(path))
         started = time.perf_counter()
-        ok, _, vectors = image_features(paths, model, pretrained, True, batch_size=64, workers=2, device=device)
+        ok, _, vectors = image_features(
+            paths,
+            model,
+            pretrained,
+            True,
+            batch_size=64,
+            workers=2,
+            device=device,
+            precision=configured("outliers", "precision"),
+        )
         seconds = time.perf_counter() - started
     print(
         f"embedding: {count} eval images x {N_VARIANTS} variants ({model}, {device}) in {seconds:.1f} s: "

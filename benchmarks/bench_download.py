@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from configured import configured
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import DemoWebServer, render_image
@@ -51,6 +52,20 @@ SETTINGS = dict(
 
 
 GUARD = dict(allowed_networks=["127.0.0.1/32"], per_host_rate=1e6, per_host_burst=1e6)
+
+
+def stage_options() -> dict:
+    """The stage's options as rules/pub11_download.smk builds them from the configured defaults
+    (config/schema.yaml), one part, with this benchmark's img2dataset settings and guard on top."""
+    options = {key: value for key, value in configured("download").items() if key != "processes"}
+    options.update(
+        max_pixels=configured("images", "max_pixels"),
+        blocked_suffixes=configured("urls", "blocked_suffixes"),
+        max_url_length=configured("urls", "max_length"),
+        parts=1,
+        robots_cache=None,
+    )
+    return {**options, **SETTINGS, **GUARD}
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -153,8 +168,7 @@ def main() -> None:
                         str(root / "stage.stats.json"),
                         str(root / "stage.drops.parquet"),
                         threads=2,
-                        **SETTINGS,
-                        **GUARD,
+                        **stage_options(),
                     )
                 elapsed = time.perf_counter() - started
                 best[name] = min(best[name], elapsed)

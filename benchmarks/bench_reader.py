@@ -37,6 +37,7 @@ def photo_like_jpeg(side: int, rng: np.random.Generator) -> bytes:
 def make_shards(folder: Path, count: int, side: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from configured import shard_options
 
     from rs5m.assemble.shards import RS3, write_subset_shards
     from rs5m.columns import make_uid
@@ -63,7 +64,9 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
             }
         )
     pq.write_table(pa.Table.from_pylist(rows), folder / "final.parquet")
-    manifest = write_subset_shards(RS3, folder / "final.parquet", folder / "shards", folder / "m.json", 0.0, 256 << 20)
+    manifest = write_subset_shards(
+        RS3, folder / "final.parquet", folder / "shards", folder / "m.json", 0.0, 256 << 20, **shard_options()
+    )
     return [str(folder / "shards" / shard.path) for shard in manifest.shards]
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
+from configured import shard_options
 
 from rs5m.assemble.shards import PUB11, Sample, _pub11_provenance, pub11_img_name, sample_members, write_subset_shards
 from rs5m.assemble.split import SPLITS, split_of
@@ -115,7 +116,14 @@ def shard_write(run: Path, shards: Path) -> tuple[float, float, dict[str, str]]:
     drop_cache_hint(sorted((run / "results/pub11/download").glob("*/*.tar")))
     started, cpu = time.perf_counter(), time.process_time()
     manifest = write_subset_shards(
-        PUB11, run / "results/pub11/final.parquet", shards, shards / "m.json", 0.05, TARGET_BYTES, base_dir=run
+        PUB11,
+        run / "results/pub11/final.parquet",
+        shards,
+        shards / "m.json",
+        0.05,
+        TARGET_BYTES,
+        base_dir=run,
+        **shard_options(),
     )
     _fsync_shards(shards)
     return time.perf_counter() - started, time.process_time() - cpu, {s.path: s.sha256 for s in manifest.shards}

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from schema_defaults import download_options
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import render_image
@@ -134,7 +135,7 @@ def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
         str(workdir / "0000"),
         str(workdir / "0000.stats.json"),
         str(workdir / "0000.drops.parquet"),
-        **options,
+        **download_options(**options),
     )
     finished = time.time()
     url_of = dict(zip(uids, urls))

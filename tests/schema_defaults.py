@@ -88,3 +88,54 @@ def caption_part_args(**overrides) -> dict:
         "reduced_decode": caption["reduced_decode"],
         **overrides,
     }
+
+
+def download_options(**overrides) -> dict:
+    """run_img2dataset's keyword arguments as rules/pub11_download.smk builds them (one part, the
+    robots.txt cache in memory), without `processes` (the rule's threads)."""
+    urls = schema_defaults("urls")
+    options = {k: v for k, v in schema_defaults("download").items() if k != "processes"}
+    options.update(
+        max_pixels=schema_defaults("images")["max_pixels"],
+        allowed_networks=urls["allowed_networks"],
+        blocked_suffixes=urls["blocked_suffixes"],
+        max_url_length=urls["max_length"],
+        parts=1,
+        robots_cache=None,
+    )
+    return {**options, **overrides}
+
+
+# run_img2dataset's own arguments; the rest of download_options go to crawl_settings.
+IMG2DATASET_ONLY = (
+    "thread_count",
+    "image_size",
+    "resize_mode",
+    "resize_only_if_bigger",
+    "encode_format",
+    "encode_quality",
+    "skip_reencode",
+    "disallowed_header_directives",
+    "user_agent_token",
+    "number_sample_per_shard",
+    "max_pixels",
+    "proxy_server",
+)
+
+
+def crawl_settings_args(**overrides) -> dict:
+    """crawl_settings' keyword arguments as run_img2dataset passes them (no pacing folder)."""
+    options = {k: v for k, v in download_options().items() if k not in IMG2DATASET_ONLY}
+    return {**options, "pacing_dir": None, **overrides}
+
+
+def shard_options(**overrides) -> dict:
+    """write_subset_shards' config arguments as the shards rule passes them (config `shards`,
+    `metacaption.pub11_caption`)."""
+    shards = schema_defaults("shards")
+    options = {
+        "member_names": shards["member_names"],
+        "pub11_caption": schema_defaults("metacaption")["pub11_caption"],
+        "count": shards["count"],
+    }
+    return {**options, **overrides}

@@ -5,6 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import make_run
+from schema_defaults import shard_options
 
 from rs5m.assemble.audit import audit, main, order_chain
 from rs5m.assemble.shards import PUB11, RS3, write_subset_shards
@@ -21,6 +22,7 @@ def _shards(run):
             0.2,
             30_000,
             base_dir=run,
+            **shard_options(),
         )
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from schema_defaults import download_options
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import DemoWebServer
@@ -23,7 +24,7 @@ from rs5m.pub11.bit_depth import may_be_wide, to_uint8
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.images_part import inspect_part
 
-OPTIONS = dict(
+OPTIONS = download_options(
     thread_count=4,
     timeout=5,
     retries=0,

@@ -2,6 +2,7 @@ import json
 
 import pytest
 from assembly_fakes import make_run
+from schema_defaults import shard_options
 
 from rs5m.assemble.dataset_card import validate_croissant, write_card
 from rs5m.assemble.metafiles import write_metafiles
@@ -30,6 +31,7 @@ def card(tmp_path_factory):
             0.2,
             30_000,
             base_dir=run,
+            **shard_options(),
         )
     write_metafiles(
         run / "results/pub11/final.parquet",

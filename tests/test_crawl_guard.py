@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from schema_defaults import crawl_settings_args
 from sealed import run_sealed
 
 from rs5m.pub11.crawl_guard import PERMANENT, REASONS, reason_of, retry_after_seconds
@@ -194,7 +195,9 @@ def test_retry_after_and_reason_parsing():
 
 def test_crawl_settings_user_agent_and_rates():
     settings = crawl_settings(
-        per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4, contact_url="https://example.org/crawler"
+        **crawl_settings_args(
+            per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4, contact_url="https://example.org/crawler"
+        )
     )
     assert settings.user_agent.startswith("rs5m/") and "+https://example.org/crawler" in settings.user_agent
     assert settings.robots_token == "rs5m"

@@ -9,6 +9,7 @@ import socket
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from schema_defaults import download_options
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import BAD_CASES, DemoWebServer, bad_body
@@ -38,7 +39,7 @@ EXPECTED = {
     "drop": ("download", "download_failed"),
     "redirect-loop": ("download", "download_failed"),
 }
-OPTIONS = dict(
+OPTIONS = download_options(
     thread_count=8,
     timeout=2,
     retries=0,
@@ -161,12 +162,14 @@ def test_retry_fetches_only_failed_urls_through_the_proxy(tmp_path):
         str(tmp_path / "0001.drops.parquet"),
     ]
     with DemoWebServer() as server:
-        download_part(*paths, threads=1, proxy=server.url, **OPTIONS)
+        download_part(*paths, threads=1, **{**OPTIONS, "proxy": server.url})
         (first,) = json.loads((tmp_path / "0001.stats.json").read_text())
         assert first["kept"] == 3 and first["dropped"] == {"download_failed": 4}
         https = {r["uid"]: r["detail"] for r in pq.read_table(tmp_path / "0001.drops.parquet").to_pylist()}[uids[-1]]
         assert "502" in https  # the proxy refuses tunnels: https cannot leave the machine either
-        summary = retry_failed(*paths, report=str(tmp_path / "0001.retry.json"), threads=1, proxy=server.url, **OPTIONS)
+        summary = retry_failed(
+            *paths, report=str(tmp_path / "0001.retry.json"), threads=1, **{**OPTIONS, "proxy": server.url}
+        )
         asked = dict(server.requests)
     assert summary == {"retried": 4, "fetched": 5, "dropped": 2}
     assert all(asked[f"/img/rs/{n}.jpg"] == 1 for n in range(3))  # nothing fetched twice

@@ -174,3 +174,89 @@ def test_adapters_restate_no_config_default():
                 if len(node.args) > 1 and target.startswith(("snakemake.params", "snakemake.config")):
                     offenders.append(f"{script.name}: {ast.unparse(node)}")
     assert not offenders, f"adapters that restate a config default: {offenders}"
+
+
+# Library defaults under the name of a config key and equal to that key's schema default, each with
+# the reason it is not that config value restated. Everything else takes the value as an argument.
+SAME_NAME_DEFAULTS = {
+    (
+        "assemble/audit.py",
+        "audit",
+        "verify_images",
+    ): "the `rs5m audit` command's API on a run folder; the rule passes audit.verify_images",
+    (
+        "assemble/audit.py",
+        "audit",
+        "ledger",
+    ): "None finds the ledger files under results/ (`rs5m audit`); the rule passes the list",
+    ("assemble/audit.py", "_ledger_files", "ledger"): "as audit(ledger=None)",
+    ("assemble/audit.py", "check_ledger", "ledger"): "as audit(ledger=None)",
+    ("assemble/audit.py", "_check_drops", "ledger"): "as audit(ledger=None)",
+    (
+        "assemble/card_loading.py",
+        "open_clip_arguments",
+        "batch_size",
+    ): "the card's loading example, not outliers.batch_size",
+    (
+        "demo/decontamination_demo_eval.py",
+        "planted_copies",
+        "count",
+    ): "demo: planted copies (None = all), not shards.count",
+    ("demo/rs3_tiny_models.py", "build_tiny_clip", "seed"): "demo: the tiny models' fixed weights, not demo.seed",
+    ("demo/rs3_tiny_models.py", "build_tiny_blip2", "seed"): "demo: the tiny models' fixed weights, not demo.seed",
+    (
+        "duck.py",
+        "connect",
+        "memory_limit",
+    ): "DuckDB's own bound for callers outside the rules (browse, tests, benchmarks)",
+    ("loader.py", "make_loader", "seed"): "the loading API for researchers (shuffle seed), not a build setting",
+    (
+        "loader.py",
+        "load_hf",
+        "member_names",
+    ): "the loading API for researchers: default-named shards load without arguments",
+    ("pub11/crawl_guard.py", "fetch", "user_agent_token"): "img2dataset's download call, which it replaces, passes it",
+    ("pub11/crawl_guard.py", "fetch_once", "user_agent_token"): "robots.txt fetches send no token",
+    (
+        "pub11/images_part.py",
+        "inspect_images",
+        "batch_size",
+    ): "images per worker task; the image check has no batch setting",
+    (
+        "pub11/train_rs_detector.py",
+        "predict_rs_probability",
+        "batch_size",
+    ): "detector inference, not outliers.batch_size",
+    (
+        "pub11/train_rs_detector.py",
+        "export_training_images",
+        "seed",
+    ): "a hand tool for detector training folders; no rule calls it",
+    ("rs3/rs3_caption.py", "__init__", "batch_size"): "ClipScorer's ranking batch, not caption.batch_size (BLIP-2)",
+}
+
+
+def test_library_functions_restate_no_config_default():
+    """Below the entry functions too: a default named like a config key and equal to its schema
+    default is that config value restated, unless SAME_NAME_DEFAULTS gives another reason."""
+    schema = schema_defaults_by_key()
+    offenders, seen = [], set()
+    for path in library_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for name, default in parameter_defaults(node):
+                try:
+                    value = ast.literal_eval(default)
+                except ValueError:
+                    continue
+                if not any(d == value or (isinstance(value, tuple) and list(value) == d) for d in schema.get(name, [])):
+                    continue
+                key = (path.relative_to(LIB).as_posix(), node.name, name)
+                seen.add(key)
+                if key not in SAME_NAME_DEFAULTS:
+                    offenders.append(f"{key[0]}:{node.lineno} {node.name}({name}={ast.unparse(default)})")
+    assert not offenders, f"library defaults that restate config/schema.yaml: {offenders}"
+    assert set(SAME_NAME_DEFAULTS) <= seen, (
+        f"stale SAME_NAME_DEFAULTS entries: {sorted(set(SAME_NAME_DEFAULTS) - seen)}"
+    )

@@ -6,7 +6,7 @@ from datetime import timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from schema_defaults import pub11_metacaption_args
+from schema_defaults import pub11_metacaption_args, schema_defaults
 
 from rs5m import geo
 from rs5m.metacaption import bigearthnet_fields, fmow_fields, meta_caption, render
@@ -18,6 +18,9 @@ from rs5m.pub11.pub11_metacaption import (
     read_cc3m_labels,
 )
 from rs5m.rs3.rs3_metacaption import rs3_metacaptions
+
+SEASON_RULE = schema_defaults("metacaption")["season_rule"]
+SEED = schema_defaults("metacaption")["seed"]
 
 REAL_WKT = (
     'PROJCS["WGS 84 / UTM zone 29N",GEOGCS["WGS 84",DATUM["WGS_1984"]],'
@@ -107,7 +110,7 @@ SOUTH = {
 
 
 def test_fmow_southern_hemisphere_non_ascii_place():
-    fields = fmow_fields(SOUTH)
+    fields = fmow_fields(SOUTH, season_rule=SEASON_RULE)
     assert fields["city"] == "São Paulo" and fields["country"] == "Brazil"
     assert fields["season"] == "summer"  # January south of the equator
     assert fields["cells"] == "top-left and top-center"
@@ -119,18 +122,20 @@ def test_fmow_southern_hemisphere_non_ascii_place():
 
 
 def test_fmow_missing_fields_drop_their_clause_only():
-    fields = fmow_fields({"utm": "32T", "bounding_boxes": "not a list", "gsd": "n/a", "timestamp": "garbage"})
-    caption = meta_caption("fmow", fields, "uid-2")
+    fields = fmow_fields(
+        {"utm": "32T", "bounding_boxes": "not a list", "gsd": "n/a", "timestamp": "garbage"}, season_rule=SEASON_RULE
+    )
+    caption = meta_caption("fmow", fields, "uid-2", SEED)
     assert "UTM zone 32T" in caption
     for absent in ("ground sample", "pixel", "acquired", "dated", "azimuth", "cloud"):
         assert absent not in caption
-    assert meta_caption("fmow", fmow_fields({}), "uid-3") == ""
-    only_category = meta_caption("fmow", fmow_fields({}, category_hint="dam"), "uid-4")
+    assert meta_caption("fmow", fmow_fields({}, season_rule=SEASON_RULE), "uid-3", SEED) == ""
+    only_category = meta_caption("fmow", fmow_fields({}, category_hint="dam", season_rule=SEASON_RULE), "uid-4", SEED)
     assert "dam" in only_category and "None" not in only_category
 
 
 def test_seeded_template_choice():
-    fields = fmow_fields(SOUTH)
+    fields = fmow_fields(SOUTH, season_rule=SEASON_RULE)
     assert meta_caption("fmow", fields, "same", seed=1) == meta_caption("fmow", fields, "same", seed=1)
     captions = {meta_caption("fmow", fields, f"uid-{i}", seed=1) for i in range(30)}
     assert len(captions) > 3
@@ -143,12 +148,12 @@ def test_bigearthnet_fields_from_json():
         "projection": REAL_WKT,
         "acquisition_date": "2017-07-18 11:25:01",
     }
-    fields = bigearthnet_fields(record)
+    fields = bigearthnet_fields(record, SEASON_RULE)
     assert fields["labels"] == "'sea and ocean, beaches, dunes, sands'"
     assert (fields["utm"], fields["season"], fields["time"]) == ("29N", "summer", "11:25 UTC")
-    south = bigearthnet_fields({**record, "projection": 'PROJCS["WGS 84 / UTM zone 56S"]'})
+    south = bigearthnet_fields({**record, "projection": 'PROJCS["WGS 84 / UTM zone 56S"]'}, SEASON_RULE)
     assert south["season"] == "winter"
-    caption = meta_caption("bigearthnet", bigearthnet_fields({"labels": []}), "u")
+    caption = meta_caption("bigearthnet", bigearthnet_fields({"labels": []}, SEASON_RULE), "u", SEED)
     assert caption == ""
 
 

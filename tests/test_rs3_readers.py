@@ -20,6 +20,7 @@ from rs5m.rs3.rs3_read_millionaid import read_millionaid
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 RS3 = schema_defaults("rs3")
+SEASON_RULE = schema_defaults("metacaption")["season_rule"]
 
 
 def fmow_args(**overrides):
@@ -134,7 +135,7 @@ def test_bigearthnet_v1_and_v2_patches_to_jpegs_with_mapping(demo, tmp_path):
     # A JSON without projection/date still yields zone (raster CRS) and date (patch name).
     no_keys = next(r for r in rows.values() if "20170703" in r["source_path"])
     assert no_keys["meta_status"].startswith("missing_keys:projection")
-    fields = bigearthnet_fields(json.loads(no_keys["meta"]))
+    fields = bigearthnet_fields(json.loads(no_keys["meta"]), SEASON_RULE)
     assert fields["utm"] == "33N" and fields["date"] == "July 3, 2017"
     v2 = next(r for r in rows.values() if "T32TNS_45_23" in r["source_path"])
     assert v2["labels"] == ["Arable land", "Pastures", "Inland waters"]
@@ -172,7 +173,7 @@ def test_real_fmow_record_and_image_parse(tmp_path):
     stats = read_fmow(tmp_path, tmp_path / "f.parquet", **fmow_args())
     row = _rows(tmp_path / "f.parquet")["fmow_fountain_514_1_rgb.jpg"]
     assert stats.kept == 1 and row["meta_status"] == "ok" and (row["width"], row["height"]) == (2050, 1578)
-    fields = fmow_fields(json.loads(row["meta"]))
+    fields = fmow_fields(json.loads(row["meta"]), season_rule=SEASON_RULE)
     assert fields["country"] == "Switzerland" and fields["city"] == "Kloten"
     assert fields["utm"] == "32T" and fields["season"] == "spring" and fields["date"] == "April 2, 2012"
     assert fields["cells"] == "center"  # box [466, 299, 72, 60] in 977 x 663 lies in the middle cell
@@ -200,12 +201,12 @@ def test_real_bigearthnet_jsons_parse():
     records = [json.loads(p.read_text()) for p in sorted(real.rglob("*_labels_metadata.json"))]
     assert len(records) >= 3
     for record in records:
-        fields = bigearthnet_fields(record)
+        fields = bigearthnet_fields(record, SEASON_RULE)
         assert fields["utm"] in {"29N", "33N"} and fields["labels"] and fields["date"]
     winter = next(r for r in records if r["acquisition_time"].startswith("2017-12-21"))
-    assert bigearthnet_fields(winter)["season"] == "winter"
+    assert bigearthnet_fields(winter, SEASON_RULE)["season"] == "winter"
     # The S2 excerpt: line breaks were inserted inside the record; joining them restores it.
     lines = (real / "S2_v1_labels_metadata.EXCERPT.txt").read_text().splitlines()
     record = json.loads("".join(line for line in lines if not line.startswith("#")))
-    fields = bigearthnet_fields(record)
+    fields = bigearthnet_fields(record, SEASON_RULE)
     assert (fields["utm"], fields["date"], fields["time"]) == ("29N", "December 21, 2017", "11:25 UTC")

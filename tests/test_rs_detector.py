@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from outlier_inputs import make_run, trained_detector
+from schema_defaults import schema_defaults
 
 from rs5m.pub11.train_rs_detector import (
     NON_RS_CLASS,
@@ -17,6 +18,8 @@ from rs5m.pub11.train_rs_detector import (
     split_counts,
 )
 
+DETECTOR = schema_defaults("outliers", "detector")
+
 
 def test_split_counts_7_1_2():
     assert split_counts(5000) == (3500, 500, 1000)
@@ -28,16 +31,16 @@ def test_split_counts_7_1_2():
 def test_balanced_split_equal_classes_disjoint_and_seeded(tmp_path):
     positives = [tmp_path / f"p{i}.jpg" for i in range(20)]
     negatives = [tmp_path / f"n{i}.jpg" for i in range(50)]
-    split = balanced_split(positives, negatives, seed=3)
+    split = balanced_split(positives, negatives, seed=3, max_per_class=DETECTOR["max_per_class"])
     for name, size in (("train", 14), ("val", 2), ("test", 4)):
         assert len(split[name][RS_CLASS]) == len(split[name][NON_RS_CLASS]) == size
     all_neg = split["train"][NON_RS_CLASS] + split["val"][NON_RS_CLASS] + split["test"][NON_RS_CLASS]
     assert len(set(all_neg)) == 20 and set(all_neg) <= set(negatives)
-    assert balanced_split(positives, negatives, seed=3) == split
-    assert balanced_split(positives, negatives, seed=4) != split
-    assert len(balanced_split(positives, negatives, max_per_class=10)["train"][RS_CLASS]) == 7
+    assert balanced_split(positives, negatives, seed=3, max_per_class=DETECTOR["max_per_class"]) == split
+    assert balanced_split(positives, negatives, seed=4, max_per_class=DETECTOR["max_per_class"]) != split
+    assert len(balanced_split(positives, negatives, seed=DETECTOR["seed"], max_per_class=10)["train"][RS_CLASS]) == 7
     with pytest.raises(ValueError, match="at least 3"):
-        balanced_split(positives[:2], negatives)
+        balanced_split(positives[:2], negatives, seed=DETECTOR["seed"], max_per_class=DETECTOR["max_per_class"])
 
 
 def test_training_writes_metrics_and_weights_that_inference_loads():
@@ -57,7 +60,9 @@ def test_training_writes_metrics_and_weights_that_inference_loads():
     test_dir = work / "train/data/test"
     classes = {label: sorted((test_dir / label).iterdir()) for label in (RS_CLASS, NON_RS_CLASS)}
     assert split_accuracy(weights, classes) == metrics["test_accuracy"]
-    probabilities = predict_rs_probability(weights, classes[RS_CLASS] + classes[NON_RS_CLASS], batch_size=3)
+    probabilities = predict_rs_probability(
+        weights, classes[RS_CLASS] + classes[NON_RS_CLASS], batch_size=3, device="cpu"
+    )
     assert probabilities.shape == (4,) and ((probabilities > 0) & (probabilities < 1)).all()
     # same preprocessing and head as ultralytics' own predictor on the trained file
     from ultralytics import YOLO

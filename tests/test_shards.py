@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import CC3M_LABELS, make_run
 from PIL import Image
-from schema_defaults import pub11_metacaption_args
+from schema_defaults import pub11_metacaption_args, shard_options
 
 from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
 from rs5m.assemble.split import split_of
@@ -25,7 +25,7 @@ def _write(run, subset, out="results/shards", **kw):
         run / out,
         run / out / f"{subset}.manifest.json",
         base_dir=run,
-        **options,
+        **shard_options(**options),
     )
 
 
@@ -133,7 +133,14 @@ def test_missing_download_member_is_an_error(run, tmp_path):
     pq.write_table(pa.Table.from_pylist(table), tmp_path / "final.parquet")
     with pytest.raises(FileNotFoundError, match="missing"):
         write_subset_shards(
-            PUB11, tmp_path / "final.parquet", tmp_path / "s", tmp_path / "s/m.json", 0.05, 10_000, base_dir=run
+            PUB11,
+            tmp_path / "final.parquet",
+            tmp_path / "s",
+            tmp_path / "s/m.json",
+            0.05,
+            10_000,
+            base_dir=run,
+            **shard_options(),
         )
 
 
@@ -157,7 +164,7 @@ def test_hand_built_shard_equals_tarfile_output(tmp_path):
         )
         for n in range(1, 6)
     ]
-    writer = ShardSetWriter(tmp_path / "hand", "pub11", "train", 1 << 20, "rs5m")
+    writer = ShardSetWriter(tmp_path / "hand", "pub11", "train", 1 << 20, "rs5m", None)
     for sample in samples:
         writer.add(sample)
     [info] = writer.close()
@@ -312,10 +319,9 @@ def test_shard_groups_write_the_single_job_bytes(run, subset, options):
             parts[-1],
             base_dir=run,
             val_fraction=0.2,
-            member_names="rs5m",
             group=group,
             groups=3,
-            **{"target_bytes": 20_000, **options},
+            **shard_options(**{"member_names": "rs5m", "target_bytes": 20_000, **options}),
         )
     assert sum(bool(Manifest.read(part).shards) for part in parts) >= 2
     merged = merge_manifests(parts, out / f"{subset}.manifest.json", out)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from assembly_fakes import make_pub11, make_rs3
+from schema_defaults import shard_options
 
 from rs5m.assemble.audit import audit, main
 from rs5m.assemble.dataset_card import write_card
@@ -40,7 +41,14 @@ def _build(run, subset):
         finals = {"pub11_final": None, "rs3_final": run / "results/rs3/final.parquet", "places": None}
     manifest = run / f"results/shards/{subset}.manifest.json"
     write_subset_shards(
-        subset, run / f"results/{subset}/final.parquet", run / "results/shards", manifest, 0.2, 30_000, base_dir=run
+        subset,
+        run / f"results/{subset}/final.parquet",
+        run / "results/shards",
+        manifest,
+        0.2,
+        30_000,
+        base_dir=run,
+        **shard_options(),
     )
     counts = write_metafiles(
         out_dir=run / "results/metafiles", val_fraction=0.2, pub11_meta=None, pub11_caption="keep", **finals

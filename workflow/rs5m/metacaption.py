@@ -257,7 +257,8 @@ def fmow_fields(
     meta: Mapping[str, Any],
     image_size: tuple[int, int] | None = None,
     category_hint: str | None = None,
-    season_rule: str = "hemisphere",
+    *,
+    season_rule: str,
     place: Mapping[str, Any] | None = None,
 ) -> dict:
     """Caption fields of one fMoW JSON record (SPEC 4); absent keys give absent fields.
@@ -307,7 +308,7 @@ def fmow_fields(
     return fields
 
 
-def bigearthnet_fields(meta: Mapping[str, Any], season_rule: str = "hemisphere") -> dict:
+def bigearthnet_fields(meta: Mapping[str, Any], season_rule: str) -> dict:
     """Caption fields of one BigEarthNet patch: labels, season and time, UTM zone (SPEC 4).
 
     `meta` is the reader's record: the JSON keys (`labels`, `projection`, `acquisition_date` or
@@ -346,7 +347,7 @@ CLAUSES = {
 }
 
 
-def meta_caption(group: str, fields: Mapping[str, Any], uid: str, seed: int | str = 0) -> str:
+def meta_caption(group: str, fields: Mapping[str, Any], uid: str, seed: int | str) -> str:
     """The meta-caption of one sample; '' for groups without templates (MillionAID, most PUB11)."""
     clauses = CLAUSES.get(group)
     if not clauses:

@@ -181,7 +181,7 @@ class ShardSetWriter:
         split: str,
         target_bytes: int,
         member_names: str,
-        count: int | None = None,
+        count: int | None,
         start: int = 0,
         stop: int | None = None,
     ):
@@ -369,7 +369,7 @@ def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
 PUB11_CAPTION_MODES = ("keep", "prepend")
 
 
-def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: str = "keep") -> list[dict]:
+def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: str) -> list[dict]:
     """The PUB11 rows with `meta_caption`, `labels` and `geo` of the meta-caption table (rules
     pub11_metacaption) where it has the uid; with `prepend`, the caption becomes meta-caption +
     " " + caption, as RS3 captions are built. Rows are updated in place and returned."""
@@ -460,11 +460,12 @@ def write_subset_shards(
     manifest: str | Path,
     val_fraction: float,
     target_bytes: int,
-    member_names: str = "rs5m",
+    member_names: str,
+    *,
+    pub11_caption: str,
+    count: int | None,
     base_dir: str | Path = ".",
     pub11_meta: str | Path | None = None,
-    pub11_caption: str = "keep",
-    count: int | None = None,
     group: int = 0,
     groups: int = 1,
 ) -> Manifest:

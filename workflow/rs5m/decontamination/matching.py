@@ -203,10 +203,10 @@ def image_features(
     clip_model: str,
     clip_pretrained: str | None,
     variants: bool,
-    batch_size: int = 64,
-    workers: int = 0,
-    device: str = "auto",
-    precision: str = "auto",
+    batch_size: int,
+    workers: int,
+    device: str,
+    precision: str,
 ):
     """(ok mask, pHashes (n, v), unit embeddings (n, v, d) float32) of image files; v = 8 with variants."""
     import torch

@@ -54,11 +54,9 @@ CARRIED = [col.UID, col.SOURCE]
 # Every ledger reason of the stage (the audit refuses others).
 REASONS = ("download_failed", "download_missing", "robots_disallowed", *GUARD_REASONS)
 STATUS_FILE = re.compile(r"^(\d+)\.parquet$")
-DEFAULT_CONTACT_URL = "https://github.com/rs5m/rs5m"
-DEFAULT_USER_AGENT = "rs5m/{version} (RS5M dataset rebuild; +{contact_url})"
 
 
-def format_user_agent(template: str = DEFAULT_USER_AGENT, contact_url: str = DEFAULT_CONTACT_URL) -> str:
+def format_user_agent(template: str, contact_url: str) -> str:
     """`download.user_agent` with {version} (this package's) and {contact_url} filled in."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -70,26 +68,27 @@ def format_user_agent(template: str = DEFAULT_USER_AGENT, contact_url: str = DEF
 
 
 def crawl_settings(
-    timeout: int = 10,
-    retries: int = 0,
-    proxy: str | None = None,
-    allowed_networks: Sequence[str] = (),
-    blocked_suffixes: Sequence[str] | None = None,
-    max_url_length: int | None = None,
-    max_redirects: int = 5,
-    max_bytes: int = 50_000_000,
-    deadline: float = 60.0,
-    per_host_rate: float = 2.0,
-    per_host_burst: float = 4.0,
-    parts: int = 1,
-    parts_per_host: int = 4,
-    max_retry_wait: float = 60.0,
-    retry_backoff: float = 1.0,
-    robots_txt: bool = True,
-    robots_cache: str | None = None,
-    user_agent: str = DEFAULT_USER_AGENT,
-    contact_url: str = DEFAULT_CONTACT_URL,
-    pacing_dir: str | None = None,
+    *,
+    timeout: int,
+    retries: int,
+    proxy: str | None,
+    allowed_networks: Sequence[str],
+    blocked_suffixes: Sequence[str] | None,
+    max_url_length: int | None,
+    max_redirects: int,
+    max_bytes: int,
+    deadline: float,
+    per_host_rate: float,
+    per_host_burst: float,
+    parts: int,
+    parts_per_host: int,
+    max_retry_wait: float,
+    retry_backoff: float,
+    robots_txt: bool,
+    robots_cache: str | None,
+    user_agent: str,
+    contact_url: str,
+    pacing_dir: str | None,
 ) -> CrawlSettings:
     """The guard's settings from config keys (`download.*`, `urls.allowed_networks`, ...).
 
@@ -165,22 +164,23 @@ def _proxy(proxy: str | None, proxy_server: str | None, stall_seconds: float, ou
 def run_img2dataset(
     url_list: str,
     out_dir: str,
-    processes: int = 1,
-    thread_count: int = 16,
-    image_size: int = 4096,
-    resize_mode: str = "keep_ratio_largest",
-    resize_only_if_bigger: bool = True,
-    encode_format: str = "jpg",
-    encode_quality: int = 95,
-    skip_reencode: bool = True,
-    timeout: int = 10,
-    retries: int = 0,
-    disallowed_header_directives: Sequence[str] = ("noai", "noimageai", "noindex", "noimageindex"),
-    user_agent_token: str | None = None,
-    number_sample_per_shard: int = 10000,
-    max_pixels: int | None = None,
-    proxy: str | None = None,
-    proxy_server: str | None = None,
+    *,
+    processes: int,
+    thread_count: int,
+    image_size: int,
+    resize_mode: str,
+    resize_only_if_bigger: bool,
+    encode_format: str,
+    encode_quality: int,
+    skip_reencode: bool,
+    timeout: int,
+    retries: int,
+    disallowed_header_directives: Sequence[str],
+    user_agent_token: str | None,
+    number_sample_per_shard: int,
+    max_pixels: int | None,
+    proxy: str | None,
+    proxy_server: str | None,
     extend: bool = False,
     **crawl,
 ) -> None:

@@ -56,9 +56,10 @@ def split_counts(n: int, ratios: Sequence[int] = (7, 1, 2)) -> tuple[int, int, i
 def balanced_split(
     positives: Sequence[Path],
     negatives: Sequence[Path],
+    *,
+    seed: int,
+    max_per_class: int | None,
     ratios: Sequence[int] = (7, 1, 2),
-    seed: int = 0,
-    max_per_class: int | None = None,
 ) -> dict[str, dict[str, list[Path]]]:
     """Class-balanced split: both classes are cut to the same size (seeded sample), then each is split
     by `ratios` on its own, so train, val and test each hold equal numbers of RS and non-RS images."""
@@ -95,7 +96,7 @@ def write_split_folders(split: dict[str, dict[str, list[Path]]], root: str | Pat
     return root
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
@@ -235,7 +236,7 @@ def rs_probability(module, batch, rs_index: int):
 
 
 def predict_rs_probability(
-    weights: str | Path, images: Sequence[str | Path], batch_size: int = 64, device: str = "auto"
+    weights: str | Path, images: Sequence[str | Path], *, device: str, batch_size: int = 64
 ) -> np.ndarray:
     """P(RS) for image files, in batches."""
     import torch

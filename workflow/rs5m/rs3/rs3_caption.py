@@ -136,7 +136,7 @@ def rotations(image: Image.Image, count: int, step: float) -> list[Image.Image]:
 # --- models ----------------------------------------------------------------------------------
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
@@ -214,7 +214,7 @@ def generate_candidates(
 class ClipScorer:
     """An open_clip model that returns L2-normalised image and text embeddings as numpy."""
 
-    def __init__(self, model: str, pretrained: str | None = None, device: str = "auto", batch_size: int = 256):
+    def __init__(self, model: str, pretrained: str | None, device: str, batch_size: int = 256):
         import open_clip
         import torch
 

@@ -47,7 +47,9 @@ def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[d
         dataset = row["dataset"]
         if dataset == "fmow":
             size = (row["width"], row["height"]) if row.get("width") and row.get("height") else None
-            fields = fmow_fields(meta, size, (row.get("labels") or [None])[0], season_rule, place=places.get(index, {}))
+            fields = fmow_fields(
+                meta, size, (row.get("labels") or [None])[0], season_rule=season_rule, place=places.get(index, {})
+            )
         elif dataset == "bigearthnet":
             fields = bigearthnet_fields(meta, season_rule)
         else:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from configured import configured
 
+from rs5m.configured import defaults
 from rs5m.decontamination.matching import (
     N_VARIANTS,
     _hash_bytes,
@@ -55,7 +55,7 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
             batch_size=64,
             workers=2,
             device=device,
-            precision=configured("outliers", "precision"),
+            precision=defaults("outliers", "precision"),
         )
         seconds = time.perf_counter() - started
     print(

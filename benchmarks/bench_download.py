@@ -31,11 +31,11 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from configured import configured
 
 from rs5m.columns import make_uid
+from rs5m.configured import defaults
 from rs5m.demo.web import DemoWebServer, render_image
-from rs5m.pub11.download_part import download_part
+from rs5m.pub11.download_part import download_options, download_part
 
 DISTINCT_IMAGES = 100  # rendered once; URLs differ by a query the server ignores
 SETTINGS = dict(
@@ -55,17 +55,9 @@ GUARD = dict(allowed_networks=["127.0.0.1/32"], per_host_rate=1e6, per_host_burs
 
 
 def stage_options() -> dict:
-    """The stage's options as rules/pub11_download.smk builds them from the configured defaults
-    (config/schema.yaml), one part, with this benchmark's img2dataset settings and guard on top."""
-    options = {key: value for key, value in configured("download").items() if key != "processes"}
-    options.update(
-        max_pixels=configured("images", "max_pixels"),
-        blocked_suffixes=configured("urls", "blocked_suffixes"),
-        max_url_length=configured("urls", "max_length"),
-        parts=1,
-        robots_cache=None,
-    )
-    return {**options, **SETTINGS, **GUARD}
+    """The stage's options as rules/pub11_download.smk builds them from the configured defaults,
+    one part, with this benchmark's img2dataset settings and guard on top."""
+    return {**download_options(defaults(), parts=1, robots_cache=None), **SETTINGS, **GUARD}
 
 
 class _Forward(BaseHTTPRequestHandler):

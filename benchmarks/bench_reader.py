@@ -37,10 +37,10 @@ def photo_like_jpeg(side: int, rng: np.random.Generator) -> bytes:
 def make_shards(folder: Path, count: int, side: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from configured import shard_options
 
     from rs5m.assemble.shards import RS3, write_subset_shards
     from rs5m.columns import make_uid
+    from rs5m.configured import shard_options
 
     rng = np.random.default_rng(0)
     distinct = [photo_like_jpeg(side, rng) for _ in range(min(count, 64))]

@@ -36,11 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
-from configured import shard_options
 
 from rs5m.assemble.shards import PUB11, Sample, _pub11_provenance, pub11_img_name, sample_members, write_subset_shards
 from rs5m.assemble.split import SPLITS, split_of
 from rs5m.columns import make_uid
+from rs5m.configured import shard_options
 from rs5m.tar import BLOCK, FIXED_MODE, FIXED_MTIME, HashingFileWriter, read_tar_members
 
 TARGET_BYTES = 64 << 20

@@ -2,19 +2,11 @@
 # Retrying only the failed URLs of every part (then `snakemake` reruns what depends on them):
 #   snakemake --cores 4 retry_failed_downloads --forcerun download_retry
 
+from rs5m.pub11.download_part import download_options
 
-# img2dataset and crawl-guard settings of config `download` (its processes are the rules' threads),
-# the pixel cap, the URL rules the guard applies to redirects and addresses, and the part count
-# (each part paces a host at its share of download.per_host_rate).
-DOWNLOAD_OPTIONS = {
-    **{k: v for k, v in config["download"].items() if k != "processes"},
-    "max_pixels": config["images"]["max_pixels"],
-    "allowed_networks": config["urls"]["allowed_networks"],
-    "blocked_suffixes": config["urls"]["blocked_suffixes"],
-    "max_url_length": config["urls"]["max_length"],
-    "parts": len(PARTS),
-    "robots_cache": "results/pub11/robots_txt",  # one robots.txt per origin, shared by parts and retries
-}
+# download_part's options (rs5m.pub11.download_part.download_options); one robots.txt per origin,
+# shared by parts and retries.
+DOWNLOAD_OPTIONS = download_options(config, parts=len(PARTS), robots_cache="results/pub11/robots_txt")
 
 
 rule url_filter:

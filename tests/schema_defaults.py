@@ -6,26 +6,17 @@ schema); a test that wants "the configured default" reads it here instead of res
 
 from __future__ import annotations
 
-import copy
-from functools import cache
+import inspect
 
-from conftest import REPO
-from snakemake.utils import validate
-
-
-@cache
-def _validated_empty_config() -> dict:
-    config: dict = {}
-    validate(config, str(REPO / "config" / "schema.yaml"))  # fills every default, nested ones too
-    return config
+from rs5m.configured import defaults
+from rs5m.configured import shard_options as configured_shard_options
+from rs5m.pub11.download_part import crawl_settings
+from rs5m.pub11.download_part import download_options as configured_download_options
 
 
 def schema_defaults(*section: str) -> dict:
     """A copy of the defaults of one config section, e.g. schema_defaults("caption", "rotations")."""
-    node = _validated_empty_config()
-    for key in section:
-        node = node[key]
-    return copy.deepcopy(node)
+    return defaults(*section)
 
 
 def keyword_filter_args(**overrides) -> dict:
@@ -91,51 +82,18 @@ def caption_part_args(**overrides) -> dict:
 
 
 def download_options(**overrides) -> dict:
-    """run_img2dataset's keyword arguments as rules/pub11_download.smk builds them (one part, the
-    robots.txt cache in memory), without `processes` (the rule's threads)."""
-    urls = schema_defaults("urls")
-    options = {k: v for k, v in schema_defaults("download").items() if k != "processes"}
-    options.update(
-        max_pixels=schema_defaults("images")["max_pixels"],
-        allowed_networks=urls["allowed_networks"],
-        blocked_suffixes=urls["blocked_suffixes"],
-        max_url_length=urls["max_length"],
-        parts=1,
-        robots_cache=None,
-    )
-    return {**options, **overrides}
-
-
-# run_img2dataset's own arguments; the rest of download_options go to crawl_settings.
-IMG2DATASET_ONLY = (
-    "thread_count",
-    "image_size",
-    "resize_mode",
-    "resize_only_if_bigger",
-    "encode_format",
-    "encode_quality",
-    "skip_reencode",
-    "disallowed_header_directives",
-    "user_agent_token",
-    "number_sample_per_shard",
-    "max_pixels",
-    "proxy_server",
-)
+    """download_part's options as rules/pub11_download.smk builds them, for one part with the
+    robots.txt cache in memory."""
+    return {**configured_download_options(defaults(), parts=1, robots_cache=None), **overrides}
 
 
 def crawl_settings_args(**overrides) -> dict:
     """crawl_settings' keyword arguments as run_img2dataset passes them (no pacing folder)."""
-    options = {k: v for k, v in download_options().items() if k not in IMG2DATASET_ONLY}
+    wanted = inspect.signature(crawl_settings).parameters
+    options = {key: value for key, value in download_options().items() if key in wanted}
     return {**options, "pacing_dir": None, **overrides}
 
 
 def shard_options(**overrides) -> dict:
-    """write_subset_shards' config arguments as the shards rule passes them (config `shards`,
-    `metacaption.pub11_caption`)."""
-    shards = schema_defaults("shards")
-    options = {
-        "member_names": shards["member_names"],
-        "pub11_caption": schema_defaults("metacaption")["pub11_caption"],
-        "count": shards["count"],
-    }
-    return {**options, **overrides}
+    """write_subset_shards' config arguments as the shards rule passes them."""
+    return {**configured_shard_options(), **overrides}

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -65,6 +65,20 @@ def format_user_agent(template: str, contact_url: str) -> str:
     except PackageNotFoundError:
         package_version = "0"
     return template.format(version=package_version, contact_url=contact_url)
+
+
+def download_options(config: Mapping[str, Any], parts: int, robots_cache: str | None) -> dict[str, Any]:
+    """`download_part`'s options from the validated config: `download` (its `processes` are the job's
+    threads), the pixel cap, the URL rules the guard applies, and the part count (for host pacing)."""
+    return {
+        **{key: value for key, value in config["download"].items() if key != "processes"},
+        "max_pixels": config["images"]["max_pixels"],
+        "allowed_networks": config["urls"]["allowed_networks"],
+        "blocked_suffixes": config["urls"]["blocked_suffixes"],
+        "max_url_length": config["urls"]["max_length"],
+        "parts": parts,
+        "robots_cache": robots_cache,
+    }
 
 
 def crawl_settings(

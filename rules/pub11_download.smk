@@ -6,7 +6,9 @@ from rs5m.pub11.download_part import download_options
 
 # download_part's options (rs5m.pub11.download_part.download_options); one robots.txt per origin,
 # shared by parts and retries.
-DOWNLOAD_OPTIONS = download_options(config, parts=len(PARTS), robots_cache="results/pub11/robots_txt")
+DOWNLOAD_OPTIONS = download_options(
+    config, parts=len(PARTS), robots_cache="results/pub11/robots_txt"
+)
 
 
 rule url_filter:

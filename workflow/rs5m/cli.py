@@ -2,6 +2,7 @@
 
 `rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder; `rs5m audit`
 checks a finished run's invariant (every row one terminal state, every kept sample in one shard).
+`rs5m plan` prints a build's jobs, hours and crawl bound before it starts (rs5m.plan).
 """
 
 from __future__ import annotations
@@ -27,11 +28,57 @@ def _funnel(args: argparse.Namespace) -> int:
     return 0 if funnel.consistent else 1
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from rs5m.plan.dag import default_snakefile
+    from rs5m.plan.plan import load_config, plan_markdown, rule_threads, write_plan
+
+    snakefile = Path(args.snakefile) if args.snakefile else default_snakefile()
+    configfiles = [str(Path(c).resolve()) for c in args.configfile]
+    config = load_config(configfiles, snakefile)
+    download = config["download"]
+    out = Path(args.out) if args.out else Path(args.run_dir) / "results" / "plan"
+    plan = write_plan(
+        run_dir=args.run_dir,
+        snakefile=snakefile,
+        configfiles=configfiles,
+        out_md=out / "plan.md",
+        out_json=out / "plan.json",
+        out_png=out / "hosts.png",
+        parts=config["parts"],
+        parts_per_host=download["parts_per_host"],
+        per_host_rate=download["per_host_rate"],
+        per_host_burst=download["per_host_burst"],
+        threads=rule_threads(config),
+        published=args.published,
+        url_sample=args.url_sample,
+    )
+    print(plan_markdown(plan), end="")
+    return 0
+
+
+def _add_plan_parser(subparsers) -> None:
+    plan = subparsers.add_parser(
+        "plan", help="jobs, bytes, CPU/GPU-hours per stage and the crawl's makespan bound, before the build starts"
+    )
+    plan.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
+    plan.add_argument("--configfile", nargs="+", default=[], help="the build's config files (default: the demo)")
+    plan.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+    plan.add_argument("--published", action="store_true", help="volumes from the published counts (SPEC 2.2, 3)")
+    plan.add_argument(
+        "--url-sample",
+        help="real URLs (parquet/csv, a `url` column) whose host shares stand for "
+        "the crawl's when the URL filter has not run",
+    )
+    plan.add_argument("--out", help="folder of plan.md, plan.json, hosts.png (default: RUN_DIR/results/plan)")
+    plan.set_defaults(func=_plan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs5m", description="Tools for RS5M build folders.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_browse_parser(subparsers)
     add_audit_parser(subparsers)
+    _add_plan_parser(subparsers)
     funnel = subparsers.add_parser("funnel", help="print the PUB11 funnel of a run folder from its ledger files")
     funnel.add_argument("run_dir", nargs="?", default=".", help="folder snakemake ran in (default: here)")
     funnel.set_defaults(func=_funnel)

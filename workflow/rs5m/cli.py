@@ -2,7 +2,8 @@
 
 `rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder; `rs5m audit`
 checks a finished run's invariant (every row one terminal state, every kept sample in one shard).
-`rs5m plan` prints a build's jobs, hours and crawl bound before it starts (rs5m.plan).
+`rs5m plan` prints a build's jobs, hours and crawl bound before it starts, `rs5m status` where a
+running build stands (rs5m.plan).
 """
 
 from __future__ import annotations
@@ -73,12 +74,56 @@ def _add_plan_parser(subparsers) -> None:
     plan.set_defaults(func=_plan)
 
 
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from rs5m.plan.dag import PlannedJob, default_snakefile, planned_jobs
+    from rs5m.plan.status import build_status, status_text
+
+    run_dir = Path(args.run_dir)
+    plan_json = run_dir / "results" / "plan" / "plan.json"
+    if plan_json.is_file():
+        plan = json.loads(plan_json.read_text())
+        jobs = [PlannedJob(j["rule"], tuple(j["outputs"])) for j in plan["jobs"]]
+        stages = plan["stages"]
+    else:  # no plan written yet: Snakemake's dry run gives the jobs (no lock), the plan's hours are unknown
+        snakefile = Path(args.snakefile) if args.snakefile else default_snakefile()
+        jobs = planned_jobs(run_dir, snakefile, [str(Path(c).resolve()) for c in args.configfile])
+        stages = []
+    while True:
+        status = build_status(run_dir, jobs, stages, window_s=args.window * 60, top=args.top)
+        print(json.dumps(status, indent=1, default=str) if args.json else status_text(status), flush=True)
+        if not args.watch or status["done"] == status["total"]:
+            return 0
+        time.sleep(args.watch)
+
+
+def _add_status_parser(subparsers) -> None:
+    status = subparsers.add_parser(
+        "status", help="jobs done per rule, download rate, success and drops per source, ETA of a (running) build"
+    )
+    status.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
+    status.add_argument("--configfile", nargs="+", default=[], help="the build's config files, when no plan.json")
+    status.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+    status.add_argument(
+        "--watch", type=float, default=0, metavar="SECONDS", help="print again every SECONDS until done"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object per report, for scripts")
+    status.add_argument(
+        "--window", type=float, default=5, metavar="MIN", help="download rate over the last MIN minutes"
+    )
+    status.add_argument("--top", type=int, default=3, help="drop reasons per source and failing hosts listed")
+    status.set_defaults(func=_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs5m", description="Tools for RS5M build folders.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_browse_parser(subparsers)
     add_audit_parser(subparsers)
     _add_plan_parser(subparsers)
+    _add_status_parser(subparsers)
     funnel = subparsers.add_parser("funnel", help="print the PUB11 funnel of a run folder from its ledger files")
     funnel.add_argument("run_dir", nargs="?", default=".", help="folder snakemake ran in (default: here)")
     funnel.set_defaults(func=_funnel)

@@ -55,7 +55,7 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
 def planned_jobs(run_dir: str | Path, snakefile: str | Path, configfiles: Sequence[str]) -> list[PlannedJob]:
     """Every job of a full build of `run_dir` with `configfiles` (none: the Snakefile's default)."""
     command = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(run_dir)]
-    command += ["--dry-run", "--forceall", "--nolock", "--cores", "1"]
+    command += ["--dry-run", "--forceall", "--nolock", "--ignore-incomplete", "--cores", "1"]
     if configfiles:
         command += ["--configfile", *[str(Path(c).resolve()) for c in configfiles]]
     result = subprocess.run(command, capture_output=True, text=True, cwd=run_dir, env=os.environ.copy())

@@ -29,6 +29,8 @@ def test_status_of_a_finished_and_of_a_stopped_demo(demo_run, tmp_path, capsys):
     assert {p["rule"]: p["total"] for p in finished["jobs"]} == expected
     assert all(p["done"] == p["total"] and p["running"] == 0 for p in finished["jobs"])
     assert finished["done"] == finished["total"] == sum(expected.values())
+    wall = {p["rule"]: p["measured_s"] for p in finished["jobs"]}
+    assert all(wall[rule] > 0 for rule in ("keyword_filter", "download_part", "score_part"))
     download = finished["download"]
     assert download["shards"] >= 4 and 0 < download["successes"] <= download["attempted"]
     kept = {(s["stage"], s["source"]): s for s in finished["sources"]}

@@ -2,10 +2,11 @@
 
 Per rule the jobs done of the planned total (a job is done when every output exists and none is
 marked incomplete in `.snakemake/incomplete`, where Snakemake marks the outputs of the jobs it runs),
-the jobs running, the download rate over the last minutes (img2dataset's per-shard stats), success
-rate and top drop reasons per source from the ledgers, the hosts that fail most, and an ETA from the
-plan's per-rule hours. Read-only: it opens files for reading and takes no lock, so it can watch a
-folder that a Snakemake (or SLURM) head is writing; files half-written at that moment are skipped.
+the jobs running, their wall seconds so far (`benchmark:` files) beside the plan's, the download
+rate over the last minutes (img2dataset's per-shard stats), success rate and top drop reasons per
+source from the ledgers, the hosts that fail most, and an ETA from the plan's per-rule hours.
+Read-only: it opens files for reading and takes no lock, so it can watch a folder that a Snakemake
+(or SLURM) head is writing; files half-written at that moment are skipped.
 """
 
 from __future__ import annotations
@@ -151,6 +152,22 @@ def failing_hosts(run_dir: str | Path, top: int) -> list[dict[str, Any]]:
     ]
 
 
+def measured_seconds(run_dir: str | Path) -> dict[str, float]:
+    """Wall seconds of the finished jobs per rule, from their `benchmark:` files
+    (`results/benchmarks/<rule>.tsv` or `results/benchmarks/<rule>/...tsv`)."""
+    root = Path(run_dir) / "results" / "benchmarks"
+    seconds: dict[str, float] = {}
+    for path in root.glob("**/*.tsv"):
+        try:
+            header, first = path.read_text().splitlines()[:2]
+            value = float(first.split("\t")[header.split("\t").index("s")])
+        except (OSError, ValueError):
+            continue  # being written right now
+        rule = path.relative_to(root).parts[0].removesuffix(".tsv")
+        seconds[rule] = seconds.get(rule, 0.0) + value
+    return seconds
+
+
 def eta_hours(progress: Sequence[dict[str, Any]], stages: Sequence[dict[str, Any]]) -> float | None:
     """Job-hours left by the plan's per-rule hours (each rule's left share of its planned hours)."""
     hours = {s["rule"]: s.get("job_hours") for s in stages}
@@ -165,6 +182,11 @@ def build_status(
 ) -> dict[str, Any]:
     now = time.time()
     progress = job_progress(run_dir, jobs)
+    measured = measured_seconds(run_dir)
+    planned = {s["rule"]: s.get("job_hours") for s in stages}
+    for row in progress:
+        row["measured_s"] = measured.get(row["rule"])
+        row["planned_s"] = None if planned.get(row["rule"]) is None else planned[row["rule"]] * 3600
     return {
         "run_dir": str(run_dir),
         "time": now,
@@ -181,9 +203,11 @@ def build_status(
 
 def status_text(status: dict[str, Any]) -> str:
     lines = [f"{status['run_dir']}: {status['done']} of {status['total']} jobs done, {status['running']} running"]
-    lines += ["", f"{'rule':30} {'done':>6} {'total':>6} {'running':>8}"]
+    lines += ["", f"{'rule':30} {'done':>6} {'total':>6} {'running':>8} {'job s':>9} {'planned s':>10}"]
     for p in status["jobs"]:
-        lines.append(f"{p['rule']:30} {p['done']:>6} {p['total']:>6} {p['running']:>8}")
+        measured = "-" if p["measured_s"] is None else f"{p['measured_s']:.1f}"
+        planned = "-" if p["planned_s"] is None else f"{p['planned_s']:.1f}"
+        lines.append(f"{p['rule']:30} {p['done']:>6} {p['total']:>6} {p['running']:>8} {measured:>9} {planned:>10}")
     d = status["download"]
     if d.get("shards"):
         lines += [

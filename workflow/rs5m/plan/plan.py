@@ -38,6 +38,7 @@ VOLUMES = [
     ("outlier_kept", "outliers", "dedup_kept"),
 ]
 RS3_VOLUMES = {"fmow": "rs3_fmow", "bigearthnet": "rs3_bigearthnet", "millionaid": "rs3_millionaid"}
+VOLUME_ORDER = [v[0] for v in VOLUMES] + list(RS3_VOLUMES.values()) + ["rs3_images", "final_images"]
 # (input item kind, output item kind, volume of the outputs) per rule, for the bytes columns.
 RULE_BYTES = {
     "keyword_filter": ("metadata_row", "metadata_row", "keyword_kept"),
@@ -245,7 +246,7 @@ def build_plan(
         "volumes_from": "published counts (SPEC 2.2, SPEC 3)"
         if published
         else "the run folder's ledgers and URL filter output, the rest estimated",
-        "volumes": {k: round(v) for k, v in volumes.items()},
+        "volumes": {k: round(volumes[k]) for k in VOLUME_ORDER if k in volumes},
         "volume_origin": origin,
         "stages": rows,
         "totals": {

@@ -25,6 +25,9 @@ def plan_markdown(plan: dict[str, Any]) -> str:
     lines = ["# Build plan", ""]
     lines.append(f"Config: {', '.join(plan['configfiles']) or 'the embedded demo'}; run folder `{plan['run_dir']}`.")
     lines.append(f"Volumes from: {plan['volumes_from']}.")
+    lines += ["", "| volume | items | from |", "|---|---:|---|"]
+    for name, value in plan["volumes"].items():
+        lines.append(f"| {name} | {value:,} | {plan['volume_origin'].get(name, '-')} |")
     lines += ["", "## Stages (rules in DAG order)", ""]
     lines.append("| rule | jobs | items | of | input | output | CPU-h | GPU-h | rate (machine) |")
     lines.append("|---|---:|---:|---|---:|---:|---:|---:|---|")

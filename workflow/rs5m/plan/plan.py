@@ -228,6 +228,8 @@ def build_plan(
     if published:
         known = {k: v for k, v in counts_published.items() if k in {v[0] for v in VOLUMES} or k in RS3_VOLUMES.values()}
     volumes, origin = complete_volumes(known, counts_published)
+    if published:
+        origin.update({name: "published (rs5m/data/published_counts.yaml)" for name in known})
     if hosts is None:
         if url_sample is None:
             raise ValueError("no URL filter output in the run folder: give a sample of URLs (--url-sample)")

@@ -38,6 +38,10 @@ def _plan(args: argparse.Namespace) -> int:
     config = load_config(configfiles, snakefile)
     download = config["download"]
     out = Path(args.out) if args.out else Path(args.run_dir) / "results" / "plan"
+    hosts_known = any(Path(args.run_dir).glob("results/pub11/urldedup/*.parquet")) and not args.published
+    if args.url_sample is None and not hosts_known:
+        print("rs5m plan: no URL filter output to count hosts in: give --url-sample FILE (real URLs)", file=sys.stderr)
+        return 2
     plan = write_plan(
         run_dir=args.run_dir,
         snakefile=snakefile,

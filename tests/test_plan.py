@@ -121,6 +121,9 @@ def test_plan_command_counts_the_jobs_snakemake_plans(tmp_path, capsys):
         assert expected["download_part"] == expected["score_part"] == parts
         assert expected["keyword_filter"] == (12 if configfiles else 13)  # laion2b's two files in one chunk
         assert (run_dir / "results" / "plan" / "hosts.png").stat().st_size > 0
+        # nothing has run: the sample's 30 URLs, the PUB11 volumes after them by the SPEC 2.2 ratios, no RS3 guess
+        assert plan["volumes"]["urls"] == 30 and plan["volume_origin"]["downloaded"].startswith("estimated")
+        assert "rs3_images" not in plan["volumes"]
         assert (run_dir / "results" / "plan" / "plan.md").read_text().startswith("# Build plan")
 
 

@@ -82,7 +82,11 @@ def ledger_volumes(run_dir: str | Path) -> dict[str, int]:
 
 
 def complete_volumes(known: dict[str, int], published: dict[str, int]) -> tuple[dict[str, float], dict[str, str]]:
-    """Fill the volumes no ledger gave with the published funnel's ratios (PUB11) or counts (RS3)."""
+    """Fill the PUB11 volumes after the last one known with the published funnel's ratios.
+
+    RS3 volumes are not estimated: a run's come from its readers' ledgers (`--published` gives the
+    SPEC 3 counts); until then the RS3 rules' hours are left blank.
+    """
     volumes: dict[str, float] = dict(known)
     origin = {name: "run" for name in known}
     for name, _stage, follows in VOLUMES:
@@ -91,17 +95,14 @@ def complete_volumes(known: dict[str, int], published: dict[str, int]) -> tuple[
         if follows is not None and follows in volumes:
             volumes[name] = volumes[follows] * published[name] / published[follows]
             origin[name] = f"estimated: {follows} x SPEC 2.2 ratio"
-    for name in RS3_VOLUMES.values():
-        if name not in volumes and name in published:
-            volumes[name] = published[name]
-            origin[name] = "published (SPEC 3)"
     rs3_names = list(RS3_VOLUMES.values())
     if any(n in volumes for n in rs3_names):
         volumes["rs3_images"] = sum(volumes.get(n, 0) for n in rs3_names)
         origin["rs3_images"] = "sum of the RS3 datasets"
     if "final_images" not in volumes and "outlier_kept" in volumes:
         volumes["final_images"] = volumes["outlier_kept"] + volumes.get("rs3_images", 0)
-        origin["final_images"] = "outlier_kept + rs3_images (before decontamination)"
+        counted = "outlier_kept + rs3_images" if "rs3_images" in volumes else "outlier_kept (RS3 not counted yet)"
+        origin["final_images"] = f"{counted}, before decontamination"
     return volumes, origin
 
 

@@ -23,6 +23,7 @@ include: "rules/pub11_places.smk"
 include: "rules/pub11_metacaption.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
+include: "rules/plan.smk"
 
 
 rule all:
@@ -40,3 +41,4 @@ localrules:
     retry_failed_downloads,
     funnel,
     assemble,
+    plan,

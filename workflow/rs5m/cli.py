@@ -2,6 +2,8 @@
 
 `rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder; `rs5m audit`
 checks a finished run's invariant (every row one terminal state, every kept sample in one shard).
+`rs5m plan` prints a build's jobs, hours and crawl bound before it starts, `rs5m status` where a
+running build stands (rs5m.plan).
 """
 
 from __future__ import annotations
@@ -27,11 +29,105 @@ def _funnel(args: argparse.Namespace) -> int:
     return 0 if funnel.consistent else 1
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from rs5m.plan.dag import default_snakefile
+    from rs5m.plan.plan import load_config, plan_markdown, rule_threads, write_plan
+
+    snakefile = Path(args.snakefile) if args.snakefile else default_snakefile()
+    configfiles = [str(Path(c).resolve()) for c in args.configfile]
+    config = load_config(configfiles, snakefile)
+    download = config["download"]
+    out = Path(args.out) if args.out else Path(args.run_dir) / "results" / "plan"
+    hosts_known = any(Path(args.run_dir).glob("results/pub11/urldedup/*.parquet")) and not args.published
+    if args.url_sample is None and not hosts_known:
+        print("rs5m plan: no URL filter output to count hosts in: give --url-sample FILE (real URLs)", file=sys.stderr)
+        return 2
+    plan = write_plan(
+        run_dir=args.run_dir,
+        snakefile=snakefile,
+        configfiles=configfiles,
+        out_md=out / "plan.md",
+        out_json=out / "plan.json",
+        out_png=out / "hosts.png",
+        parts=config["parts"],
+        parts_per_host=download["parts_per_host"],
+        per_host_rate=download["per_host_rate"],
+        per_host_burst=download["per_host_burst"],
+        threads=rule_threads(config),
+        published=args.published,
+        url_sample=args.url_sample,
+    )
+    print(plan_markdown(plan), end="")
+    return 0
+
+
+def _add_plan_parser(subparsers) -> None:
+    plan = subparsers.add_parser(
+        "plan", help="jobs, bytes, CPU/GPU-hours per stage and the crawl's makespan bound, before the build starts"
+    )
+    plan.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
+    plan.add_argument("--configfile", nargs="+", default=[], help="the build's config files (default: the demo)")
+    plan.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+    plan.add_argument("--published", action="store_true", help="volumes from the published counts (SPEC 2.2, 3)")
+    plan.add_argument(
+        "--url-sample",
+        help="real URLs (parquet/csv, a `url` column) whose host shares stand for "
+        "the crawl's when the URL filter has not run",
+    )
+    plan.add_argument("--out", help="folder of plan.md, plan.json, hosts.png (default: RUN_DIR/results/plan)")
+    plan.set_defaults(func=_plan)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from rs5m.plan.dag import PlannedJob, default_snakefile, planned_jobs
+    from rs5m.plan.status import build_status, status_text
+
+    run_dir = Path(args.run_dir)
+    plan_json = run_dir / "results" / "plan" / "plan.json"
+    if plan_json.is_file():
+        plan = json.loads(plan_json.read_text())
+        jobs = [PlannedJob(j["rule"], tuple(j["outputs"])) for j in plan["jobs"]]
+        stages = plan["stages"]
+    else:  # no plan written yet: Snakemake's dry run gives the jobs (no lock), the plan's hours are unknown
+        snakefile = Path(args.snakefile) if args.snakefile else default_snakefile()
+        jobs = planned_jobs(run_dir, snakefile, [str(Path(c).resolve()) for c in args.configfile])
+        stages = []
+    while True:
+        status = build_status(run_dir, jobs, stages, window_s=args.window * 60, top=args.top)
+        print(json.dumps(status, indent=1, default=str) if args.json else status_text(status), flush=True)
+        if not args.watch or status["done"] == status["total"]:
+            return 0
+        time.sleep(args.watch)
+
+
+def _add_status_parser(subparsers) -> None:
+    status = subparsers.add_parser(
+        "status", help="jobs done per rule, download rate, success and drops per source, ETA of a (running) build"
+    )
+    status.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
+    status.add_argument("--configfile", nargs="+", default=[], help="the build's config files, when no plan.json")
+    status.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+    status.add_argument(
+        "--watch", type=float, default=0, metavar="SECONDS", help="print again every SECONDS until done"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object per report, for scripts")
+    status.add_argument(
+        "--window", type=float, default=5, metavar="MIN", help="download rate over the last MIN minutes"
+    )
+    status.add_argument("--top", type=int, default=3, help="drop reasons per source and failing hosts listed")
+    status.set_defaults(func=_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs5m", description="Tools for RS5M build folders.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_browse_parser(subparsers)
     add_audit_parser(subparsers)
+    _add_plan_parser(subparsers)
+    _add_status_parser(subparsers)
     funnel = subparsers.add_parser("funnel", help="print the PUB11 funnel of a run folder from its ledger files")
     funnel.add_argument("run_dir", nargs="?", default=".", help="folder snakemake ran in (default: here)")
     funnel.set_defaults(func=_funnel)

@@ -1,0 +1,27 @@
+# The build plan: jobs, bytes, CPU/GPU-hours per rule and the crawl's makespan bound by host, from
+# the URL filter's output (`snakemake plan`, or `rs5m plan` before anything runs). Not part of `all`.
+
+from rs5m.plan.plan import rule_threads
+
+
+rule plan:
+    input:
+        parts=expand("results/pub11/urldedup/{part}.parquet", part=PARTS),
+    output:
+        md="results/plan/plan.md",
+        json="results/plan/plan.json",
+        hosts="results/plan/hosts.png",
+    log:
+        "logs/plan.log",
+    conda:
+        "../envs/assembly.yaml"
+    params:
+        snakefile=workflow.main_snakefile,
+        configfiles=list(workflow.overwrite_configfiles),
+        parts=config["parts"],
+        parts_per_host=config["download"]["parts_per_host"],
+        per_host_rate=config["download"]["per_host_rate"],
+        per_host_burst=config["download"]["per_host_burst"],
+        rule_threads=rule_threads(config),
+    script:
+        "../workflow/scripts/plan.py"

@@ -23,6 +23,8 @@ include: "rules/pub11_places.smk"
 include: "rules/pub11_metacaption.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
+include: "rules/common_evaluation.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:
@@ -40,3 +42,5 @@ localrules:
     retry_failed_downloads,
     funnel,
     assemble,
+    evaluation,
+    evaluation_table,

@@ -19,7 +19,10 @@ def _eval_set_settings():
     eval_sets = dict(DECONTAMINATION["eval_sets"])
     for name, benchmark in config["evaluation"]["benchmarks"].items():
         if benchmark["decontaminate"] and name not in eval_sets:
-            eval_sets[name] = {"paths": benchmark["paths"], "format": benchmark["format"]}
+            eval_sets[name] = {
+                "paths": benchmark["paths"],
+                "format": benchmark["format"],
+            }
     return eval_sets
 
 

@@ -61,7 +61,9 @@ EVALUATION_MODELS = _plan_models()
 def benchmark_inputs(wildcards):
     """The demo's benchmark folder for a demo benchmark; real benchmarks are read where they are."""
     paths = BENCHMARKS[wildcards.benchmark]["paths"]
-    return [DEMO_EVALUATION_ROOT] if any(_under_demo_evaluation(p) for p in paths) else []
+    return (
+        [DEMO_EVALUATION_ROOT] if any(_under_demo_evaluation(p) for p in paths) else []
+    )
 
 
 def model_inputs(wildcards):
@@ -85,8 +87,6 @@ def evaluation_records():
 def evaluation_targets():
     """Targets of `snakemake evaluation` (not part of `all`: it trains and evaluates CLIP models)."""
     if not evaluation_records():
-        print(
-            "rs5m: evaluation: no benchmark or no model to evaluate", file=sys.stderr
-        )
+        print("rs5m: evaluation: no benchmark or no model to evaluate", file=sys.stderr)
         return []
     return [f"results/eval/results.{ext}" for ext in ("json", "csv", "md", "png")]

@@ -90,3 +90,9 @@ def evaluation_targets():
         print("rs5m: evaluation: no benchmark or no model to evaluate", file=sys.stderr)
         return []
     return [f"results/eval/results.{ext}" for ext in ("json", "csv", "md", "png")]
+
+
+def card_evaluation_table():
+    """The evaluation table as an input of the dataset card, only once it exists."""
+    table = "results/eval/results.md"
+    return [table] if os.path.exists(table) else []

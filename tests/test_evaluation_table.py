@@ -79,3 +79,14 @@ def test_compare_two_runs(tmp_path, capsys):
     assert "| threshold_a/trained | 50.00 (+10.00) |" in out
     assert "| threshold_b/trained | 53.00 (+13.00) |" in out
     assert main(["compare", str(tmp_path / "threshold_a"), str(tmp_path / "missing")]) == 2
+
+
+def test_card_evaluation_section(tmp_path):
+    from rs5m.assemble.dataset_card import evaluation_lines
+
+    assert evaluation_lines(None) == []
+    write_run(tmp_path, 40.0, 55.5, random_weights=True)
+    lines = evaluation_lines(tmp_path / "results/eval/results.md")
+    assert lines[0] == "## Evaluation" and "# Evaluation" not in lines
+    assert RANDOM_WEIGHTS_BANNER in lines
+    assert "| trained (random init) | 55.50 (+15.50) | 33.08 (+7.75) |" in lines

@@ -90,3 +90,22 @@ def test_card_evaluation_section(tmp_path):
     assert lines[0] == "## Evaluation" and "# Evaluation" not in lines
     assert RANDOM_WEIGHTS_BANNER in lines
     assert "| trained (random init) | 55.50 (+15.50) | 33.08 (+7.75) |" in lines
+
+
+def test_full_config_names_the_papers_benchmarks():
+    """config/rs5m.yaml's benchmark names are the keys of the paper's rows, so they line up."""
+    import yaml
+    from conftest import REPO
+
+    benchmarks = yaml.safe_load((REPO / "config/rs5m.yaml").read_text())["evaluation"]["benchmarks"]
+    tasks = {name: settings["task"] for name, settings in benchmarks.items()}
+    assert tasks == {
+        "eurosat": "zeroshot",
+        "resisc45": "zeroshot",
+        "aid": "zeroshot",
+        "rsitmd": "retrieval",
+        "rsicd": "retrieval",
+    }
+    for figures in PAPER_ROWS.values():
+        assert set(figures) == set(tasks)
+        assert all(("top1" in figures[name]) == (task == "zeroshot") for name, task in tasks.items())

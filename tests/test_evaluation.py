@@ -209,6 +209,17 @@ def test_train_clip_sees_the_budget_and_resumes_after_a_kill(tmp_path, tiny_clip
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     base = torch.load(tiny_clip)
     assert not torch.equal(a["visual.proj"], base["visual.proj"])  # it did train
+    # A resume state written with other settings is not resumed from: training starts over.
+    other = train_clip(
+        tmp_path / "b" / "model.pt",
+        [shards],
+        TINY,
+        tiny_clip,
+        device="cpu",
+        precision="fp32",
+        **train_settings(samples=8),
+    )
+    assert (other["steps"], other["samples_seen"]) == (2, 8) and other["losses"][0] == straight["losses"][0]
 
 
 def test_a_train_clip_checkpoint_reloaded_by_evaluate_gives_the_same_embeddings(tmp_path, tiny_clip, shards):

@@ -14,8 +14,9 @@ the logit scale) and a cosine schedule after a linear warm-up, the logit scale c
   buffer (`shuffle`, the loader recipe of SPEC 5), both from `seed` and the epoch number;
   preprocessing is the model's evaluation transform (resize + centre crop, no augmentation).
 - Checkpoints every `checkpoint_every` samples to `train_state.pt` beside the output (weights,
-  optimizer, step, samples seen, a fingerprint of the settings); a rerun after a kill resumes
-  from it by skipping the samples already seen, and reaches the weights of an uninterrupted run.
+  optimizer, step, samples seen, a fingerprint of the settings and of the manifests' bytes); a
+  rerun after a kill resumes from it by skipping the samples already seen, and reaches the weights
+  of an uninterrupted run; a state of other settings or another build is ignored.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def train_clip(
     from PIL import Image
 
     settings = dict(
-        manifests=[str(m) for m in manifests], model=model, pretrained=pretrained, samples=samples,
+        manifests={str(m): hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in manifests}, model=model, pretrained=pretrained, samples=samples,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_samples=warmup_samples,
         shuffle=shuffle, seed=seed,
     )  # fmt: skip

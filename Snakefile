@@ -24,6 +24,8 @@ include: "rules/pub11_metacaption.smk"
 include: "rules/stats.smk"
 include: "rules/assemble.smk"
 include: "rules/plan.smk"
+include: "rules/common_evaluation.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:
@@ -42,3 +44,5 @@ localrules:
     funnel,
     assemble,
     plan,
+    evaluation,
+    evaluation_table,

@@ -166,6 +166,8 @@ rule dataset_card:
         ),
         metafiles=METAFILES,
         decontamination="results/stats/decontamination.csv",
+        # The Evaluation section, once `snakemake evaluation` has written the table.
+        evaluation=lambda wildcards: card_evaluation_table(),
     output:
         readme=report(
             "results/shards/README.md",

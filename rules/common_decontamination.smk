@@ -13,10 +13,23 @@ def _under_demo_eval(path):
     return DEMO["enabled"] and os.path.normpath(path).startswith(root)
 
 
+def _eval_set_settings():
+    """decontamination.eval_sets plus every evaluation benchmark (one list, two uses), unless the
+    benchmark says decontaminate: false or an eval set of its name exists."""
+    eval_sets = dict(DECONTAMINATION["eval_sets"])
+    for name, benchmark in config["evaluation"]["benchmarks"].items():
+        if benchmark["decontaminate"] and name not in eval_sets:
+            eval_sets[name] = {
+                "paths": benchmark["paths"],
+                "format": benchmark["format"],
+            }
+    return eval_sets
+
+
 def _plan_eval_sets():
     """Eval sets with something on disk (or built by the demo); the others are skipped with a message."""
     planned = {}
-    for name, settings in DECONTAMINATION["eval_sets"].items():
+    for name, settings in _eval_set_settings().items():
         if any(_under_demo_eval(p) for p in settings["paths"]) or eval_set_available(
             settings["paths"]
         ):

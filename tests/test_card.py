@@ -52,6 +52,7 @@ def card(tmp_path_factory):
         validate=True,
         absent=None,
         decontamination_csv=None,
+        evaluation_md=None,
     )
     return run
 

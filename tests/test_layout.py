@@ -198,6 +198,11 @@ SAME_NAME_DEFAULTS = {
         "batch_size",
     ): "the card's loading example, not outliers.batch_size",
     (
+        "assemble/card_loading.py",
+        "open_clip_arguments",
+        "workers",
+    ): "the card's loading example, not evaluation.workers",
+    (
         "demo/decontamination_demo_eval.py",
         "planted_copies",
         "count",
@@ -210,6 +215,11 @@ SAME_NAME_DEFAULTS = {
         "memory_limit",
     ): "DuckDB's own bound for callers outside the rules (browse, tests, benchmarks)",
     ("loader.py", "make_loader", "seed"): "the loading API for researchers (shuffle seed), not a build setting",
+    (
+        "loader.py",
+        "make_loader",
+        "shuffle",
+    ): "the loading API for researchers (the authors' buffer), not evaluation.train.shuffle",
     (
         "loader.py",
         "load_hf",

@@ -65,6 +65,7 @@ def _build(run, subset):
         validate=CARD["validate"],
         absent=absent,
         decontamination_csv=None,
+        evaluation_md=None,
     )
     return counts, absent
 

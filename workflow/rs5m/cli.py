@@ -1,9 +1,9 @@
 """The `rs5m` command: tools that work on a finished (or running) build folder.
 
 `rs5m browse` serves the web app; `rs5m funnel` prints the funnel of a run folder; `rs5m audit`
-checks a finished run's invariant (every row one terminal state, every kept sample in one shard).
+checks a finished run's invariant (every row one terminal state, every kept sample in one shard);
 `rs5m plan` prints a build's jobs, hours and crawl bound before it starts, `rs5m status` where a
-running build stands (rs5m.plan).
+running build stands (rs5m.plan); `rs5m compare` prints the evaluation tables of two run folders side by side.
 """
 
 from __future__ import annotations
@@ -121,6 +121,17 @@ def _add_status_parser(subparsers) -> None:
     status.set_defaults(func=_status)
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from rs5m.evaluation.evaluation_table import compare_runs
+
+    try:
+        print(compare_runs(args.run_a, args.run_b), end="")
+    except FileNotFoundError as error:
+        print(f"rs5m compare: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rs5m", description="Tools for RS5M build folders.")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     funnel = subparsers.add_parser("funnel", help="print the PUB11 funnel of a run folder from its ledger files")
     funnel.add_argument("run_dir", nargs="?", default=".", help="folder snakemake ran in (default: here)")
     funnel.set_defaults(func=_funnel)
+    compare = subparsers.add_parser(
+        "compare", help="print two run folders' evaluation tables (results/eval/results.json) side by side"
+    )
+    compare.add_argument("run_a", help="run folder whose base model the deltas are taken to")
+    compare.add_argument("run_b", help="the other run folder")
+    compare.set_defaults(func=_compare)
     return parser
 
 

@@ -13,4 +13,5 @@ run(
     validate=snakemake.params.validate,
     absent=snakemake.params.absent,
     decontamination_csv=snakemake.input.decontamination,
+    evaluation_md=snakemake.input.evaluation[0] if snakemake.input.evaluation else None,
 )

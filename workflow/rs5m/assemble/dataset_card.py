@@ -140,6 +140,7 @@ def readme_text(
     versions: dict[str, str],
     absent: dict[str, str] | None = None,
     decontamination: list[str] | None = None,
+    evaluation: list[str] | None = None,
 ) -> str:
     member_names = manifests[0].member_names if manifests else "rs5m"
     names = MEMBER_NAMES[member_names]
@@ -192,6 +193,7 @@ def readme_text(
         "Image bytes are copied from the downloads unchanged. Tars are byte-identical across reruns.",
         "",
         *(decontamination or []),
+        *(evaluation or []),
         "## Licences of the sources",
         "",
         "| source | licence |",
@@ -304,6 +306,22 @@ def _data_type(column: str) -> str:
     return "sc:Text"
 
 
+def evaluation_lines(evaluation_md: str | Path | None) -> list[str]:
+    """The card's Evaluation section: the evaluation table (its title dropped), when there is one."""
+    if not evaluation_md:
+        return []
+    table = Path(evaluation_md).read_text(encoding="utf-8").splitlines()
+    body = table[1:] if table and table[0].startswith("# ") else table
+    return [
+        "## Evaluation",
+        "",
+        "CLIP models judged on the configured benchmarks (`snakemake evaluation`; every figure in "
+        "`../eval/results.csv`):",
+        *body,
+        "",
+    ]
+
+
 def write_card(
     manifests: list[str | Path],
     metafiles_dir: str | Path,
@@ -314,9 +332,11 @@ def write_card(
     validate: bool,
     absent: dict[str, str] | None,
     decontamination_csv: str | Path | None,
+    evaluation_md: str | Path | None,
 ) -> None:
     """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
-    `decontamination_csv` (results/stats/decontamination.csv) adds the eval sets checked to the card.
+    `decontamination_csv` (results/stats/decontamination.csv) adds the eval sets checked to the card;
+    `evaluation_md` (results/eval/results.md, once `snakemake evaluation` has run) an Evaluation section.
 
     `absent`: {subset: why} for a subset this build does not hold; the card says so.
 
@@ -329,7 +349,10 @@ def write_card(
     from rs5m.decontamination.decontamination_report import card_lines
 
     section = card_lines(decontamination_csv, config.get("decontamination"))
-    Path(readme).write_text(readme_text(loaded, config, software_versions(), absent, section), encoding="utf-8")
+    evaluation = evaluation_lines(evaluation_md)
+    Path(readme).write_text(
+        readme_text(loaded, config, software_versions(), absent, section, evaluation), encoding="utf-8"
+    )
     description = card["description"] + "".join(
         f" The {subset} subset is absent from this build: {why}." for subset, why in sorted((absent or {}).items())
     )

@@ -1,0 +1,217 @@
+"""The evaluation table (rule `evaluation_table`): merges the `evaluate` jobs' JSON files into
+`results/eval/results.{json,csv,md}` and a bar plot `results.png`, one row per model, the paper's
+GeoRSCLIP rows (SPEC 8) beside them and every figure's delta to the base model.
+
+The main figure of a benchmark is its zero-shot top-1 accuracy or its retrieval mean recall; the
+JSON and CSV carry every recall too. `compare_runs` puts two run folders' tables side by side
+(`rs5m compare RUN_A RUN_B`), with deltas to RUN_A's base.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+# The paper's table (SPEC 8), keyed by the benchmark names config/rs5m.yaml uses.
+PAPER_ROWS = {
+    "paper: GeoRSCLIP ViT-B/32": {
+        "eurosat": {"top1": 61.40},
+        "resisc45": {"top1": 72.74},
+        "aid": {"top1": 74.42},
+        "rsitmd": {
+            "i2t_R@1": 17.92, "i2t_R@5": 34.96, "i2t_R@10": 46.02,
+            "t2i_R@1": 14.12, "t2i_R@5": 41.46, "t2i_R@10": 57.52, "mean_recall": 35.33,
+        },
+        "rsicd": {
+            "i2t_R@1": 12.17, "i2t_R@5": 28.45, "i2t_R@10": 38.61,
+            "t2i_R@1": 9.31, "t2i_R@5": 26.51, "t2i_R@10": 41.28, "mean_recall": 26.06,
+        },
+    },
+    "paper: GeoRSCLIP ViT-H/14": {
+        "eurosat": {"top1": 67.47},
+        "resisc45": {"top1": 73.83},
+        "aid": {"top1": 76.33},
+        "rsitmd": {
+            "i2t_R@1": 23.45, "i2t_R@5": 42.92, "i2t_R@10": 53.32,
+            "t2i_R@1": 18.01, "t2i_R@5": 44.60, "t2i_R@10": 59.96, "mean_recall": 40.38,
+        },
+        "rsicd": {
+            "i2t_R@1": 14.27, "i2t_R@5": 29.55, "i2t_R@10": 40.44,
+            "t2i_R@1": 11.38, "t2i_R@5": 30.80, "t2i_R@10": 44.41, "mean_recall": 28.48,
+        },
+    },
+}  # fmt: skip
+
+MAIN_METRIC = {"zeroshot": "top1", "retrieval": "mean_recall"}
+RANDOM_WEIGHTS_BANNER = (
+    "**WARNING: rows marked (random init) come from RANDOM-INIT TOY MODELS (the demo's tiny CLIP). "
+    "Their numbers are chance level and say NOTHING about the dataset; only the layout of this table is real.**"
+)
+
+
+def build_table(records: list[dict], base: str) -> dict:
+    """The table as a JSON-able dict from the `evaluate` records (one per model x benchmark)."""
+    benchmarks: dict[str, str] = {}
+    models: dict[str, dict] = {}
+    for record in records:
+        benchmarks.setdefault(record["benchmark"], record["task"])
+        row = models.setdefault(
+            record["model"],
+            {"model": record["model"], "source": "run", "random_weights": False, "metrics": {}, "checkpoint": {}},
+        )
+        row["random_weights"] |= bool(record["random_weights"])
+        row["metrics"][record["benchmark"]] = record["metrics"]
+        if record.get("checkpoint"):
+            row["checkpoint"] = {
+                "path": record["checkpoint"],
+                "missing_keys": len(record["missing_keys"]),
+                "unexpected_keys": len(record["unexpected_keys"]),
+            }
+    base_metrics = models.get(base, {}).get("metrics", {})
+    rows = list(models.values()) + [
+        {"model": name, "source": "paper", "random_weights": False, "metrics": figures, "checkpoint": {}}
+        for name, figures in PAPER_ROWS.items()
+    ]
+    for row in rows:
+        row["delta"] = {
+            bench: {
+                key: round(value - base_metrics[bench][key], 4)
+                for key, value in figures.items()
+                if bench in base_metrics and key in base_metrics[bench]
+            }
+            for bench, figures in row["metrics"].items()
+            if bench in benchmarks
+        }
+    return {"base": base, "benchmarks": benchmarks, "rows": rows}
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def table_markdown(table: dict, title: str = "Evaluation") -> str:
+    """The main figure of each benchmark per model, its delta to the base in brackets."""
+    benchmarks = table["benchmarks"]
+    header = ["model"] + [f"{name} ({MAIN_METRIC[task]})" for name, task in benchmarks.items()]
+    lines = [f"# {title}", ""]
+    if any(row["random_weights"] for row in table["rows"]):
+        lines += [RANDOM_WEIGHTS_BANNER, ""]
+    lines += [
+        f"Zero-shot top-1 accuracy (%) and retrieval mean recall (%, the mean of R@1/5/10 both ways); "
+        f"(±x) = difference to the base model `{table['base']}`. Paper rows: SPEC 8 (the RS5M paper's table).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in table["rows"]:
+        label = row["model"] + (" (random init)" if row["random_weights"] else "")
+        cells = [label]
+        for name, task in benchmarks.items():
+            key = MAIN_METRIC[task]
+            value = row["metrics"].get(name, {}).get(key)
+            delta = row["delta"].get(name, {}).get(key)
+            cell = _fmt(value)
+            if value is not None and delta is not None and row["model"] != table["base"]:
+                cell += f" ({delta:+.2f})"
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(table: dict) -> str:
+    """One row per model: every figure of every benchmark (`<benchmark>:<metric>`) and its delta."""
+    columns = []
+    for name in table["benchmarks"]:
+        keys = sorted({key for row in table["rows"] for key in row["metrics"].get(name, {})})
+        columns += [(name, key) for key in keys]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["model", "source", "random_weights"]
+        + [f"{b}:{k}" for b, k in columns]
+        + [f"{b}:{k}:delta" for b, k in columns]
+    )
+    for row in table["rows"]:
+        values = [row["metrics"].get(b, {}).get(k) for b, k in columns]
+        deltas = [row["delta"].get(b, {}).get(k) for b, k in columns]
+        writer.writerow(
+            [row["model"], row["source"], row["random_weights"]]
+            + ["" if v is None else f"{v:.4f}" for v in values + deltas]
+        )
+    return buffer.getvalue()
+
+
+def plot_table(table: dict, path: str | Path) -> None:
+    """Grouped bars: the main figure of each benchmark, one bar per model (paper rows hatched)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benchmarks = list(table["benchmarks"].items())
+    # Paper rows only where the paper has a figure for one of the plotted benchmarks.
+    rows = [row for row in table["rows"] if row["source"] == "run" or set(row["metrics"]) & set(table["benchmarks"])]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(benchmarks) + 2), 4))
+    width = 0.8 / max(1, len(rows))
+    for index, row in enumerate(rows):
+        values = [row["metrics"].get(name, {}).get(MAIN_METRIC[task], 0.0) for name, task in benchmarks]
+        positions = [b + (index - (len(rows) - 1) / 2) * width for b in range(len(benchmarks))]
+        label = row["model"] + (" (random init)" if row["random_weights"] else "")
+        ax.bar(positions, values, width, label=label, hatch="//" if row["source"] == "paper" else None)
+    ax.set_xticks(range(len(benchmarks)))
+    ax.set_xticklabels([f"{name}\n{MAIN_METRIC[task]}" for name, task in benchmarks])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    title = "CLIP evaluation"
+    if any(row["random_weights"] for row in rows):
+        title += "\nRANDOM-INIT TOY MODELS: the numbers are meaningless"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def evaluation_table(records: list[str | Path], output_dir: str | Path, base: str) -> dict:
+    """Write results.{json,csv,md,png} to `output_dir` from the `evaluate` JSON files."""
+    table = build_table([json.loads(Path(p).read_text()) for p in records], base)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(table, indent=1) + "\n")
+    (output_dir / "results.csv").write_text(table_csv(table))
+    (output_dir / "results.md").write_text(table_markdown(table))
+    plot_table(table, output_dir / "results.png")
+    return table
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path) -> str:
+    """Markdown: the models of two run folders' tables, labelled by run, deltas to RUN_A's base."""
+    tables = []
+    for run in (run_a, run_b):
+        path = Path(run) / "results" / "eval" / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no evaluation table (run `snakemake evaluation` there)")
+        tables.append(json.loads(path.read_text()))
+    label_a, label_b = Path(run_a).resolve().name or str(run_a), Path(run_b).resolve().name or str(run_b)
+    if label_a == label_b:
+        label_a, label_b = "A", "B"
+    records = []
+    for label, table in ((label_a, tables[0]), (label_b, tables[1])):
+        for row in table["rows"]:
+            if row["source"] != "run":
+                continue
+            for bench, metrics in row["metrics"].items():
+                records.append(
+                    {
+                        "model": f"{label}/{row['model']}",
+                        "benchmark": bench,
+                        "task": table["benchmarks"][bench],
+                        "metrics": metrics,
+                        "random_weights": row["random_weights"],
+                    }
+                )
+    table = build_table(records, f"{label_a}/{tables[0]['base']}")
+    return table_markdown(table, title=f"Evaluation: {label_a} vs {label_b}")

@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from rs5m.adapter import run
+from rs5m.evaluation.evaluation_table import evaluation_table
+
+run(
+    snakemake,
+    evaluation_table,
+    records=list(snakemake.input),
+    output_dir=str(Path(snakemake.output.json).parent),
+    base=snakemake.params.base,
+)

@@ -11,6 +11,10 @@ CORES ?= 2
 # install the `cv2` package, and the one installed last wins. After the install, both go and the
 # pinned headless one is put back: one owner of `cv2`, whatever pip's order.
 OPENCV_PIN := $(shell grep -o '"opencv-python-headless==[^"]*"' pyproject.toml | head -1 | tr -d '"')
+# The evaluation tests compare our metrics with clip-benchmark's on the same embeddings. Its own
+# requirements (scikit-learn, pycocoevalcap, opencv-python) serve parts the tests do not import, so it
+# is installed without them, after the rest.
+CLIP_BENCHMARK_PIN := clip-benchmark==1.6.2
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +22,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip uninstall --quiet -y opencv-python opencv-python-headless
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall '$(OPENCV_PIN)'
+	$(BIN)/python -m pip install --quiet --no-deps '$(CLIP_BENCHMARK_PIN)'
 	touch $@
 
 setup: $(BIN)/.installed

@@ -11,7 +11,9 @@ per URL (sha256) and what each server saw.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import select
 import socket
 import socketserver
 import sys
@@ -126,6 +128,69 @@ class InternalServer(socketserver.ThreadingTCPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
+class _Tarpit(socketserver.BaseRequestHandler):
+    """Answers robots.txt with a 404 and holds every other request: `/continue` sends
+    `100 Continue` responses, `/trailers` a chunked image followed by trailer lines, `/drip`
+    (and `/robots-drip/...` on the robots port) the header one byte per 0.5 s, each for ever.
+    Logs when each connection opened and when the client closed it."""
+
+    def handle(self) -> None:
+        sock = self.request
+        entry = {"opened": time.time(), "closed": None, "path": None}
+        with self.server.lock:
+            self.server.log.append(entry)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = sock.recv(4096)
+            if not data:
+                entry["closed"] = time.time()
+                return
+            request += data
+        path = request.split(b" ")[1].decode()
+        entry["path"] = path
+        if path == "/robots.txt" and not self.server.robots_drip:
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            entry["closed"] = time.time()
+            return
+        if path.startswith("/continue"):
+            pieces = itertools.repeat(b"HTTP/1.1 100 Continue\r\n\r\n")
+            interval = 0.4  # slower than MAX_INFORMATIONAL in the deadline: the deadline ends it
+        elif path.startswith("/trailers"):
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+            body = b"%x\r\n" % len(IMAGE) + IMAGE + b"\r\n0\r\n"
+            pieces = itertools.chain([head + body], (b"X-Trailer-%d: x\r\n" % i for i in itertools.count()))
+            interval = 0.2
+        else:  # drip, and robots.txt on the robots port
+            header = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n" + b"X-Pad: " + b"x" * 1000 + b"\r\n\r\n"
+            pieces = (header[i : i + 1] for i in range(len(header)))
+            interval = 0.5
+        for piece in pieces:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break
+            ready, _, _ = select.select([sock], [], [], interval)
+            if ready:
+                try:
+                    if not sock.recv(4096):
+                        break
+                except OSError:
+                    break
+        entry["closed"] = time.time()
+
+
+class TarpitServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, robots_drip: bool = False):
+        super().__init__(("127.0.0.1", 0), _Tarpit)
+        self.lock = threading.Lock()
+        self.log: list[dict] = []
+        self.robots_drip = robots_drip
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
 def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
     uids = [make_uid("laion2b", url) for url in urls]
     pq.write_table(pa.table({"uid": uids, "source": ["laion2b"] * len(urls), "url": urls}), workdir / "urls.parquet")
@@ -237,9 +302,40 @@ def pacing(workdir: Path) -> dict:
     return result
 
 
+def tarpit(workdir: Path) -> dict:
+    """Servers that hold a connection open with a trickle of bytes; deadline 2 s, per-operation timeout 5 s."""
+    pit = TarpitServer()
+    robots_pit = TarpitServer(robots_drip=True)
+    base = f"http://www.rs5m.test:{pit.server_address[1]}"
+    cases = {
+        "continue_flood": f"{base}/continue.jpg",
+        "endless_trailers": f"{base}/trailers.jpg",
+        "header_drip": f"{base}/drip.jpg",
+        "robots_drip": f"http://www.rs5m.test:{robots_pit.server_address[1]}/img.jpg",
+    }
+    deadline = 2.0
+    result = _run_stage(
+        workdir,
+        list(cases.values()),
+        threads=1,
+        thread_count=4,
+        timeout=5,
+        retries=0,
+        number_sample_per_shard=10,
+        allowed_networks=["127.0.0.1/32"],
+        deadline=deadline,
+        per_host_rate=1000,
+        per_host_burst=10,
+        robots_cache=str(workdir / "robots"),
+    )
+    time.sleep(0.5)  # let the servers notice the last closes
+    result.update(cases=cases, deadline=deadline, pit_log=pit.log, robots_pit_log=robots_pit.log)
+    return result
+
+
 if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
     assert socket.gethostbyname("www.rs5m.test").startswith("127."), "not in the sealed namespace"
     folder.mkdir(parents=True, exist_ok=True)
-    output = {"guard": guard, "pacing": pacing}[scenario](folder)
+    output = {"guard": guard, "pacing": pacing, "tarpit": tarpit}[scenario](folder)
     (folder / "result.json").write_text(json.dumps(output, indent=1))

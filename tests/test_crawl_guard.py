@@ -9,8 +9,10 @@ are tested as pure functions here and in test_urls.py.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -21,7 +23,15 @@ import pytest
 from schema_defaults import crawl_settings_args
 from sealed import run_sealed
 
-from rs5m.pub11.crawl_guard import PERMANENT, REASONS, reason_of, retry_after_seconds
+from rs5m.pub11.crawl_guard import (
+    MAX_INFORMATIONAL,
+    MAX_TRAILER_LINES,
+    PERMANENT,
+    REASONS,
+    _Response,
+    reason_of,
+    retry_after_seconds,
+)
 from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate, spread_order
 from rs5m.pub11.download_part import crawl_settings
 
@@ -138,6 +148,22 @@ def test_pacing_holds_per_host_and_the_stage_finishes(tmp_path):
         assert stamps[-1] - stamps[0] >= (len(stamps) - burst) / rate - JITTER
 
 
+def test_tarpits_end_at_the_deadline_with_the_connection_closed(tmp_path):
+    """A server that trickles 100 Continue, trailer lines or header bytes (robots.txt too) holds
+    neither the worker nor the connection past the attempt's deadline (+ 1 s)."""
+    run = _scenario("tarpit", tmp_path)
+    deadline = run["deadline"]
+    for case, url in run["cases"].items():
+        assert run["drops"].get(url, {}).get("reason") == "download_timeout", (case, run["drops"].get(url))
+    held = [e for e in run["pit_log"] + run["robots_pit_log"] if e["path"] != "/robots.txt" or e["closed"] is None]
+    held += [e for e in run["robots_pit_log"] if e["path"] == "/robots.txt"]
+    paths = {e["path"] for e in held}
+    assert {"/continue.jpg", "/trailers.jpg", "/drip.jpg", "/robots.txt"} <= paths, paths
+    for entry in held:
+        assert entry["closed"] is not None and entry["closed"] - entry["opened"] <= deadline + 1.0, entry
+    assert run["seconds"] < 30  # was: until the servers gave up
+
+
 # -- pure functions -------------------------------------------------------------------------------
 def test_pacer_schedule_bound_across_threads(tmp_path):
     rate, burst = 20.0, 3.0
@@ -182,6 +208,32 @@ def test_spread_order_spreads_each_host():
     positions = [i for i, index in enumerate(order) if hosts[index] == "big"]
     assert max(b - a for a, b in zip(positions, positions[1:])) <= 3  # not back to back at one end
     assert spread_order(hosts, uids) == order
+
+
+def _response(raw: bytes):
+    client, server = socket.socketpair()
+    server.sendall(raw)
+    server.close()
+    response = _Response(client)
+    client.close()  # the response keeps its own file
+    return response
+
+
+def test_1xx_responses_and_trailer_lines_are_bounded():
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    response = _response(b"HTTP/1.1 100 Continue\r\n\r\n" * MAX_INFORMATIONAL + final)
+    response.begin()
+    assert response.status == 200 and response.read() == b"ok"
+    with pytest.raises(http.client.HTTPException, match="1xx"):
+        _response(b"HTTP/1.1 100 Continue\r\n\r\n" * (MAX_INFORMATIONAL + 1) + final).begin()
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    response = _response(chunked + b"X-T: 1\r\n" * MAX_TRAILER_LINES + b"\r\n")
+    response.begin()
+    assert response.read() == b"ok"
+    response = _response(chunked + b"X-T: 1\r\n" * (MAX_TRAILER_LINES + 1) + b"\r\n")
+    response.begin()
+    with pytest.raises(http.client.HTTPException, match="trailer"):
+        response.read()
 
 
 def test_retry_after_and_reason_parsing():

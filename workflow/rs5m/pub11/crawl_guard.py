@@ -11,8 +11,12 @@ into each spawned worker, installs it before the first shard) with `fetch`, whic
 - follows only http/https redirects, at most `max_redirects` hops, each hop checked with the URL
   rules and, when resolved, the address rules: a failing hop ends as `blocked_redirect` (detail: the
   hop's URL);
-- reads at most `max_bytes` (`download_too_large`) within `deadline` seconds for the whole attempt,
-  redirects included (`download_timeout`), besides the per-operation `timeout`;
+- reads at most `max_bytes` (`download_too_large`) within `deadline` seconds of wall-clock time for
+  the whole attempt (`download_timeout`): connect, TLS, status line, headers, 1xx responses, body,
+  chunk trailers, every redirect hop and the robots.txt fetch it triggers. A watchdog thread
+  (`WATCHDOG`) shuts each socket down when its attempt's deadline passes, so no server can stretch
+  it by trickling bytes; 1xx responses (`MAX_INFORMATIONAL`) and trailer lines
+  (`MAX_TRAILER_LINES`) are bounded too; the per-operation `timeout` still applies within;
 - paces every host (`rs5m.pub11.crawl_pacing.HostPacer`), asks robots.txt once per origin per run (cached
   in `robots_cache`, shared by parts and retries; `robots_disallowed`) and honours X-Robots-Tag;
 - waits for 429/503 `Retry-After` up to `max_retry_wait` (longer: `rate_limited`), retries other
@@ -36,9 +40,11 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import heapq
 import http.client
 import io
 import ipaddress
+import itertools
 import json
 import logging
 import random
@@ -80,6 +86,8 @@ ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB
 ROBOTS_MAX_AGE = 24 * 3600  # RFC 9309: a cached robots.txt should not be used for more than 24 h
 DNS_TTL = 300.0
 READ_SIZE = 1 << 16
+MAX_INFORMATIONAL = 8  # 1xx responses before the final one
+MAX_TRAILER_LINES = 64  # trailer lines after a chunked body
 
 
 @dataclass
@@ -252,11 +260,22 @@ class Guard:
             attempt += 1
 
     def fetch_once(
-        self, url: str, user_agent_token=None, directives=None, max_bytes: int | None = None, robots: bool = True
+        self,
+        url: str,
+        user_agent_token=None,
+        directives=None,
+        max_bytes: int | None = None,
+        robots: bool = True,
+        deadline_at: float | None = None,
     ) -> bytes:
-        """One attempt: the redirect chain, within the deadline, checked at every hop."""
+        """One attempt: the redirect chain, within the deadline, checked at every hop.
+
+        `deadline_at` (time.monotonic()): the attempt's deadline when this fetch is part of one (the
+        robots.txt fetch of a hop); else `deadline` seconds from now.
+        """
         settings = self.settings
-        deadline_at = time.monotonic() + settings.deadline
+        if deadline_at is None:
+            deadline_at = time.monotonic() + settings.deadline
         current = url.strip()
         for hop in range(settings.max_redirects + 1):
             if self.url_refused(current):
@@ -297,16 +316,20 @@ class Guard:
         if self.pacer is not None:
             self.pacer.wait(host)
 
+        def timed_out() -> CrawlError:
+            return CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
+
         def remaining() -> float:
             left = deadline_at - time.monotonic()
             if left <= 0:
-                raise CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
+                raise timed_out()
             return min(settings.timeout, left)
 
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
         connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        watched: list[int] = []  # watchdog tokens of this request's sockets
         if self.proxy:
             if scheme == "https":
                 conn = http.client.HTTPSConnection(self.proxy[0], self.proxy[1], timeout=remaining())
@@ -314,6 +337,7 @@ class Guard:
             else:
                 conn = http.client.HTTPConnection(self.proxy[0], self.proxy[1], timeout=remaining())
                 target = url.split("#", 1)[0]
+            conn._create_connection = _watched([self.proxy[0]], deadline_at, remaining, watched)
         else:
             try:
                 resolved = self.dns.addresses(host, port)
@@ -325,62 +349,174 @@ class Guard:
                     raise CrawlError(BLOCKED_REDIRECT, url)
                 raise CrawlError(BLOCKED_ADDRESS, f"{host} resolves only to blocked addresses ({', '.join(resolved)})")
             conn = connection_class(host, port, timeout=remaining())
-            conn._create_connection = _pinned(usable)  # connect to the checked addresses, never re-resolve
+            # connect to the checked addresses, never re-resolve
+            conn._create_connection = _watched(usable, deadline_at, remaining, watched)
+        conn.response_class = _Response
         try:
-            try:
-                conn.connect()
-                sock = conn.sock
-                sock.settimeout(remaining())
-                conn.putrequest("GET", target, skip_accept_encoding=True)
-                conn.putheader("User-Agent", settings.user_agent)
-                conn.putheader("Accept", "image/*,*/*;q=0.8")
-                conn.endheaders()
-                sock.settimeout(remaining())
-                response = conn.getresponse()
-            except socket.timeout:
-                remaining()
+            answer = self._exchange(conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes)
+            if time.monotonic() >= deadline_at:  # an end of file from the watchdog is no complete answer
+                raise timed_out()
+            return answer
+        except CrawlError:
+            raise
+        except (OSError, http.client.HTTPException) as error:
+            if time.monotonic() >= deadline_at:  # the watchdog shut the socket down (or about to)
+                raise timed_out() from None
+            if isinstance(error, socket.timeout):
                 raise OSError("<urlopen error timed out>") from None
-            headers = response.msg
-            status = response.status
-            if not 200 <= status < 300:
-                return status, response.reason, headers, b""
-            if directives and _x_robots_disallowed(headers, user_agent_token, directives):
-                raise OSError("Use of image disallowed by X-Robots-Tag directive")
-            length = headers.get("Content-Length")
-            if length and length.strip().isdigit() and int(length) > max_bytes:
-                raise CrawlError(TOO_LARGE, f"{url}: Content-Length {int(length)} > max_bytes {max_bytes}")
-            chunks, total = [], 0
-            while True:
-                sock.settimeout(remaining())
-                try:
-                    chunk = response.read1(READ_SIZE)
-                except socket.timeout:
-                    remaining()
-                    raise OSError("timed out") from None
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > max_bytes:
-                    raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
-                chunks.append(chunk)
-            return status, response.reason, headers, b"".join(chunks)
+            raise
         finally:
+            for token in watched:
+                WATCHDOG.release(token)
             conn.close()
 
+    def _exchange(self, conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes):
+        """Send the request and read the answer: (status, reason, headers, body); body only for 2xx."""
+        settings = self.settings
+        conn.connect()
+        sock = conn.sock
+        sock.settimeout(remaining())
+        conn.putrequest("GET", target, skip_accept_encoding=True)
+        conn.putheader("User-Agent", settings.user_agent)
+        conn.putheader("Accept", "image/*,*/*;q=0.8")
+        conn.endheaders()
+        sock.settimeout(remaining())
+        response = conn.getresponse()
+        headers = response.msg
+        status = response.status
+        if not 200 <= status < 300:
+            return status, response.reason, headers, b""
+        if directives and _x_robots_disallowed(headers, user_agent_token, directives):
+            raise OSError("Use of image disallowed by X-Robots-Tag directive")
+        length = headers.get("Content-Length")
+        if length and length.strip().isdigit() and int(length) > max_bytes:
+            raise CrawlError(TOO_LARGE, f"{url}: Content-Length {int(length)} > max_bytes {max_bytes}")
+        chunks, total = [], 0
+        while True:
+            sock.settimeout(remaining())
+            chunk = response.read1(READ_SIZE)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
+            chunks.append(chunk)
+        return status, response.reason, headers, b"".join(chunks)
 
-def _pinned(addresses: list[str]):
-    """A create_connection for http.client that connects to the checked addresses in turn."""
+
+def _watched(addresses: list[str], deadline_at: float, remaining, watched: list[int]):
+    """A create_connection for http.client that connects to `addresses` in turn (the checked ones:
+    never re-resolved), all within the one deadline, each socket watched by WATCHDOG from before its
+    connect() until the request releases it (TLS wraps the same file descriptor)."""
 
     def create_connection(address, timeout=None, source_address=None):
         error: OSError | None = None
         for candidate in addresses:
+            infos = _ORIGINAL_GETADDRINFO(candidate, address[1], 0, socket.SOCK_STREAM)
+            family, kind, proto, _, sockaddr = infos[0]
+            sock = socket.socket(family, kind, proto)
+            token = WATCHDOG.watch(sock, deadline_at)
+            watched.append(token)
             try:
-                return socket.create_connection((candidate, address[1]), timeout, source_address)
+                sock.settimeout(remaining())
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
             except OSError as exc:
+                WATCHDOG.release(token)
+                sock.close()
                 error = exc
+                if isinstance(exc, CrawlError) or time.monotonic() >= deadline_at:
+                    raise
         raise error if error is not None else OSError("no address")
 
     return create_connection
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client's response with a bound on 1xx responses and on trailer lines (each of which
+    would otherwise restart the per-operation timeout for ever)."""
+
+    _informational = 0
+
+    def _read_status(self):
+        version, status, reason = super()._read_status()
+        if 100 <= status < 200:
+            self._informational += 1
+            if self._informational > MAX_INFORMATIONAL:
+                raise http.client.HTTPException(f"more than {MAX_INFORMATIONAL} 1xx responses")
+        return version, status, reason
+
+    def _read_and_discard_trailer(self):
+        for _ in range(MAX_TRAILER_LINES + 1):  # and the blank line
+            line = self.fp.readline(http.client._MAXLINE + 1)
+            if len(line) > http.client._MAXLINE:
+                raise http.client.LineTooLong("trailer line")
+            if line in (b"\r\n", b"\n", b""):
+                return
+        raise http.client.HTTPException(f"more than {MAX_TRAILER_LINES} trailer lines")
+
+
+class _Watchdog:
+    """Shuts down every socket whose attempt's deadline has passed (one thread per process), so a
+    server that trickles bytes (1xx responses, headers, trailers, body) cannot hold a worker: the
+    blocked read returns at once and the request ends as `download_timeout`."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._fds: dict[int, int] = {}  # token -> file descriptor, while watched
+        self._heap: list[tuple[float, int]] = []
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline_at: float) -> int:
+        with self._lock:
+            token = next(self._tokens)
+            self._fds[token] = sock.fileno()
+            heapq.heappush(self._heap, (deadline_at, token))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="crawl-deadline", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+        return token
+
+    def release(self, token: int) -> None:
+        """Stop watching (before the socket is closed, so its descriptor is never reused meanwhile)."""
+        with self._lock:
+            self._fds.pop(token, None)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                while self._heap and self._heap[0][1] not in self._fds:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._lock.wait()
+                    continue
+                deadline_at, token = self._heap[0]
+                wait = deadline_at - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                _shutdown(self._fds.pop(token))
+
+
+def _shutdown(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()
+
+
+WATCHDOG = _Watchdog()
 
 
 def _x_robots_disallowed(headers, user_agent_token, directives) -> bool:
@@ -411,18 +547,25 @@ class _Robots:
         origin = f"{scheme}://{url_host(url)}:{parts.port or (443 if scheme == 'https' else 80)}"
         with self._lock:
             origin_lock = self._origin_locks.setdefault(origin, threading.Lock())
-        with origin_lock:
+        # waiting for another thread's fetch of this origin counts against this attempt's deadline too
+        if not origin_lock.acquire(timeout=max(0.0, deadline_at - time.monotonic())):
+            raise CrawlError(TIMEOUT, f"{url}: robots.txt of {origin} not read within the deadline")
+        try:
             parser = self._parsers.get(origin)
             if parser is None:
-                parser = self._parsers[origin] = self._load(origin)
+                parser = self._parsers[origin] = self._load(origin, deadline_at)
+        finally:
+            origin_lock.release()
         if isinstance(parser, str):
+            if time.monotonic() >= deadline_at:
+                raise CrawlError(TIMEOUT, f"{url}: robots.txt of {origin} not read within the deadline")
             raise OSError(f"robots.txt of {origin} unreachable ({parser})")
         path = parts.path or "/"
         return parser.can_fetch(self.guard.settings.robots_token, path + ("?" + parts.query if parts.query else ""))
 
-    def _load(self, origin: str):
+    def _load(self, origin: str, deadline_at: float):
         if self.folder is None:
-            record = self._fetch(origin)
+            record = self._fetch(origin, deadline_at)
         else:
             import fcntl
 
@@ -430,10 +573,17 @@ class _Robots:
             name = hashlib.sha1(origin.encode()).hexdigest()[:20]
             path = self.folder / f"{name}.json"
             with open(self.folder / f"{name}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                while True:  # another process may be fetching it: wait, within this attempt's deadline
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline_at:
+                            raise CrawlError(TIMEOUT, f"robots.txt of {origin} not read within the deadline") from None
+                        time.sleep(0.02)
                 record = json.loads(path.read_text()) if path.exists() else None
                 if record is None or time.time() - record["fetched"] > ROBOTS_MAX_AGE:
-                    record = self._fetch(origin)
+                    record = self._fetch(origin, deadline_at)
                     if record.get("unreachable") is None:
                         tmp = path.with_suffix(".tmp")
                         tmp.write_text(json.dumps(record))
@@ -444,16 +594,16 @@ class _Robots:
         parser.parse(record["body"].splitlines())
         return parser
 
-    def _fetch(self, origin: str) -> dict:
+    def _fetch(self, origin: str, deadline_at: float) -> dict:
         scheme, rest = origin.split("://", 1)
         host, port = rest.rsplit(":", 1)
         netloc = host if int(port) == (443 if scheme == "https" else 80) else f"{host}:{port}"
         url = f"{scheme}://{netloc}/robots.txt"
         record = {"origin": origin, "fetched": time.time(), "body": "", "status": None, "unreachable": None}
         try:
-            record["body"] = self.guard.fetch_once(url, max_bytes=ROBOTS_MAX_BYTES, robots=False).decode(
-                "utf-8", errors="replace"
-            )
+            record["body"] = self.guard.fetch_once(
+                url, max_bytes=ROBOTS_MAX_BYTES, robots=False, deadline_at=deadline_at
+            ).decode("utf-8", errors="replace")
             record["status"] = 200
         except _Status as error:
             record["status"] = error.status

@@ -302,6 +302,123 @@ def pacing(workdir: Path) -> dict:
     return result
 
 
+class _RobotsHandler(BaseHTTPRequestHandler):
+    """Serves `server.robots[host]` (status, body) at /robots.txt, an image elsewhere; `X-Robots-Tag`
+    from the query's `xrt`."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        server = self.server
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        target = urlsplit(self.path)
+        with server.lock:
+            server.log.append({"time": time.time(), "host": host, "path": self.path})
+            if target.path == "/robots.txt":
+                plan = server.robots[host]
+                status, body = plan.pop(0) if len(plan) > 1 else plan[0]
+            else:
+                status, body = 200, IMAGE
+        self.send_response(status)
+        for value in parse_qs(target.query).get("xrt", []):
+            self.send_header("X-Robots-Tag", value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def robots(workdir: Path) -> dict:
+    """robots.txt as RFC 9309 reads it, fetched by the guard itself (no img2dataset): per host, what
+    each path gave (bytes, or the guard's reason / error class) and when the server was asked."""
+    from rs5m.pub11 import crawl_guard
+    from rs5m.pub11.crawl_guard import CrawlError, CrawlSettings, Guard
+
+    crawl_guard.ROBOTS_UNREACHABLE_SECONDS = 1.0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RobotsHandler)
+    server.lock, server.log = threading.Lock(), []
+    oversize = b"User-agent: *\nDisallow: /early\n" + b"#" * (500 * 1024) + b"\nDisallow: /late\n"
+    server.robots = {
+        "rfc.rs5m.test": [
+            (
+                200,
+                b"User-agent: *\nDisallow: /*.gif$\nDisallow: /fish*.php\nAllow: /page\nDisallow: /*.html\n"
+                b"Allow: /folder\nDisallow: /folder\n\nUser-agent: other\nDisallow: /\n\n"
+                b"User-agent: *\nDisallow: /second-group\n",
+            )
+        ],
+        "token.rs5m.test": [(200, b"User-agent: *\nDisallow: /\n\nUser-agent: rs5m\nDisallow: /mine\n")],
+        "bom.rs5m.test": [(200, b"\xef\xbb\xbfUser-agent: *\nDisallow: /private\n")],
+        "big.rs5m.test": [(200, oversize)],
+        "gone.rs5m.test": [(404, b"User-agent: *\nDisallow: /\n")],
+        "down.rs5m.test": [(503, b""), (200, b"User-agent: *\nDisallow: /private\n")],
+        "slow.rs5m.test": [(200, b"User-agent: *\nCrawl-delay: 0.5\n")],
+        "rate.rs5m.test": [(200, b"User-agent: rs5m\nRequest-rate: 2/1s\n")],
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    guard = Guard(
+        CrawlSettings(
+            allowed_networks=["127.0.0.1/32"],
+            deadline=3,
+            timeout=3,
+            rate=1000,
+            burst=10,
+            pacing_dir=str(workdir / "pacing"),
+            robots_cache=str(workdir / "robots"),
+            user_agent="rs5m/0.1 (+https://example.org)",
+        )
+    )
+
+    def get(host: str, path: str) -> str:
+        try:
+            guard.fetch_once(f"http://{host}:{port}{path}", None, ["noai"])
+            return "fetched"
+        except CrawlError as error:
+            return error.reason
+        except Exception as error:  # noqa: BLE001 - the class tells what failed
+            return type(error).__name__
+
+    paths = {
+        "rfc.rs5m.test": [
+            "/a.gif",
+            "/a.gif?x=1",
+            "/a.GIF",
+            "/fish.php",
+            "/fishheads/catfish.php?p=1",
+            "/Fish.PHP",
+            "/page",
+            "/page.html",
+            "/folder/x",
+            "/second-group/x",
+            "/other",
+        ],
+        "token.rs5m.test": ["/mine/x", "/yours"],
+        "bom.rs5m.test": ["/private/x", "/public"],
+        "big.rs5m.test": ["/early/x", "/late/x"],
+        "gone.rs5m.test": ["/x"],
+        "down.rs5m.test": ["/private/x"],
+    }
+    outcome = {host: {path: get(host, path) for path in items} for host, items in paths.items()}
+    time.sleep(1.2)  # past ROBOTS_UNREACHABLE_SECONDS: asked again
+    outcome["down.rs5m.test"]["/private/x again"] = get("down.rs5m.test", "/private/x")
+    outcome["down.rs5m.test"]["/public again"] = get("down.rs5m.test", "/public")
+    outcome["xrt"] = {
+        "scoped": get("gone.rs5m.test", "/img?xrt=rs5m:+noai"),
+        "other": get("gone.rs5m.test", "/img?xrt=otherbot:+noai"),
+        "all": get("gone.rs5m.test", "/img?xrt=noai"),
+    }
+    for host in ("slow.rs5m.test", "rate.rs5m.test"):
+        outcome[host] = [get(host, f"/img/{i}") for i in range(4)]
+    ipv6 = {
+        "origin": crawl_guard.origin_of("http://[::1]:8080/a"),
+        "origin_default": crawl_guard.origin_of("https://[2001:DB8::1]/a"),
+    }
+    return {"outcome": outcome, "log": server.log, "ipv6": ipv6}
+
+
 def tarpit(workdir: Path) -> dict:
     """Servers that hold a connection open with a trickle of bytes; deadline 2 s, per-operation timeout 5 s."""
     pit = TarpitServer()
@@ -337,5 +454,5 @@ if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
     assert socket.gethostbyname("www.rs5m.test").startswith("127."), "not in the sealed namespace"
     folder.mkdir(parents=True, exist_ok=True)
-    output = {"guard": guard, "pacing": pacing, "tarpit": tarpit}[scenario](folder)
+    output = {"guard": guard, "pacing": pacing, "tarpit": tarpit, "robots": robots}[scenario](folder)
     (folder / "result.json").write_text(json.dumps(output, indent=1))

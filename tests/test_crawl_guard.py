@@ -36,8 +36,10 @@ from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate, spread_orde
 from rs5m.pub11.download_part import crawl_settings
 
 TESTS = Path(__file__).resolve().parent
+ROBOTS_HOSTS = ("rfc", "token", "bom", "big", "gone", "down", "slow", "rate")
 HOSTS = {
     "www.rs5m.test": "127.0.0.1",
+    **{f"{name}.rs5m.test": "127.0.0.1" for name in ROBOTS_HOSTS},
     "secret.rs5m.test": "127.0.0.2",
     **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)},
 }
@@ -162,6 +164,71 @@ def test_tarpits_end_at_the_deadline_with_the_connection_closed(tmp_path):
     for entry in held:
         assert entry["closed"] is not None and entry["closed"] - entry["opened"] <= deadline + 1.0, entry
     assert run["seconds"] < 30  # was: until the servers gave up
+
+
+@pytest.fixture(scope="module")
+def robots_run(tmp_path_factory):
+    return _scenario("robots", tmp_path_factory.mktemp("robots"))
+
+
+@pytest.mark.parametrize(
+    "host, path, expected",
+    [
+        # RFC 9309 2.2.3: `*` and `$`
+        ("rfc", "/a.gif", "robots_disallowed"),
+        ("rfc", "/a.gif?x=1", "fetched"),
+        ("rfc", "/a.GIF", "fetched"),  # paths match case-sensitively
+        ("rfc", "/fish.php", "robots_disallowed"),
+        ("rfc", "/fishheads/catfish.php?p=1", "robots_disallowed"),  # `*` spans slashes too
+        ("rfc", "/Fish.PHP", "fetched"),
+        # 2.2.2: the longest match wins, allow on a tie
+        ("rfc", "/page", "fetched"),
+        ("rfc", "/page.html", "robots_disallowed"),
+        ("rfc", "/folder/x", "fetched"),
+        # 2.2.1: groups of the same agent are merged; another agent's group does not apply
+        ("rfc", "/second-group/x", "robots_disallowed"),
+        ("rfc", "/other", "fetched"),
+        ("token", "/mine/x", "robots_disallowed"),  # our product token's group, not `*`
+        ("token", "/yours", "fetched"),
+        ("bom", "/private/x", "robots_disallowed"),  # a UTF-8 BOM does not hide the first group
+        ("bom", "/public", "fetched"),
+        ("big", "/early/x", "robots_disallowed"),  # the first 500 KiB of a larger file are parsed
+        ("big", "/late/x", "fetched"),
+        ("gone", "/x", "fetched"),  # 4xx: unavailable, all allowed
+        ("down", "/private/x", "OSError"),  # 5xx: unreachable, all disallowed for a while (download_failed)
+        ("down", "/private/x again", "robots_disallowed"),  # then asked again
+        ("down", "/public again", "fetched"),
+    ],
+)
+def test_robots_txt_as_rfc_9309_reads_it(robots_run, host, path, expected):
+    assert robots_run["outcome"][f"{host}.rs5m.test"][path] == expected
+
+
+def test_robots_txt_unreachable_is_asked_again_and_nothing_fetched_meanwhile(robots_run):
+    down = [e["path"] for e in robots_run["log"] if e["host"] == "down.rs5m.test"]
+    assert down == ["/robots.txt", "/robots.txt", "/public"]
+
+
+def test_x_robots_tag_scoped_to_our_token_by_default(robots_run):
+    assert robots_run["outcome"]["xrt"] == {
+        "scoped": "robots_disallowed",
+        "other": "fetched",
+        "all": "robots_disallowed",
+    }
+
+
+@pytest.mark.parametrize("host, interval", [("slow", 0.5), ("rate", 0.5)])
+def test_crawl_delay_and_request_rate_lower_the_hosts_pace(robots_run, host, interval):
+    assert robots_run["outcome"][f"{host}.rs5m.test"] == ["fetched"] * 4
+    stamps = sorted(
+        e["time"] for e in robots_run["log"] if e["host"] == f"{host}.rs5m.test" and e["path"] != "/robots.txt"
+    )
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert min(gaps) >= interval - 0.05, gaps  # per_host_rate here is 1000/s
+
+
+def test_robots_origin_keeps_ipv6_brackets(robots_run):
+    assert robots_run["ipv6"] == {"origin": "http://[::1]:8080", "origin_default": "https://[2001:db8::1]:443"}
 
 
 # -- pure functions -------------------------------------------------------------------------------

@@ -51,10 +51,12 @@ import random
 import socket
 import threading
 import time
-import urllib.robotparser
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
+
+from protego import Protego
 
 from rs5m.pub11.crawl_pacing import HostPacer
 from rs5m.pub11.urls import (
@@ -82,8 +84,10 @@ PERMANENT = (BLOCKED_ADDRESS, BLOCKED_REDIRECT, TOO_LARGE, ROBOTS)
 REDIRECTS = (301, 302, 303, 307, 308)
 TRANSIENT = (429, 500, 502, 503, 504)
 RETRY_AFTER_WAITS = 3  # Retry-After waits per URL, besides `retries`
-ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB
+ROBOTS_PARSE_BYTES = 500 * 1024  # RFC 9309: parse at least 500 KiB (the rest is not read)
 ROBOTS_MAX_AGE = 24 * 3600  # RFC 9309: a cached robots.txt should not be used for more than 24 h
+ROBOTS_UNREACHABLE_SECONDS = 300.0  # an unreachable robots.txt disallows its origin this long, then is asked again
+ROBOTS_CACHE_ENTRIES = 4096  # parsed robots.txt kept per process
 DNS_TTL = 300.0
 READ_SIZE = 1 << 16
 MAX_INFORMATIONAL = 8  # 1xx responses before the final one
@@ -105,6 +109,7 @@ class CrawlSettings:
     retry_backoff: float = 1.0
     max_retry_wait: float = 60.0
     rate: float = 2.0  # this part's share of per_host_rate (rs5m.pub11.crawl_pacing.part_rate)
+    host_share: float = 1.0  # that share as a fraction (1 / parts a host's URLs go to)
     burst: float = 1.0
     pacing_dir: str | None = None
     robots_txt: bool = True
@@ -267,11 +272,13 @@ class Guard:
         max_bytes: int | None = None,
         robots: bool = True,
         deadline_at: float | None = None,
+        truncate: bool = False,
     ) -> bytes:
         """One attempt: the redirect chain, within the deadline, checked at every hop.
 
         `deadline_at` (time.monotonic()): the attempt's deadline when this fetch is part of one (the
-        robots.txt fetch of a hop); else `deadline` seconds from now.
+        robots.txt fetch of a hop); else `deadline` seconds from now. `truncate`: a body longer than
+        `max_bytes` is cut there (robots.txt) instead of failing as `download_too_large`.
         """
         settings = self.settings
         if deadline_at is None:
@@ -282,8 +289,11 @@ class Guard:
                 if hop:
                     raise CrawlError(BLOCKED_REDIRECT, current)
                 raise CrawlError(BLOCKED_ADDRESS, f"{current} (refused by the URL rules)")
-            if robots and settings.robots_txt and not self.robots.allowed(current, deadline_at):
-                raise CrawlError(ROBOTS, f"robots.txt disallows {current} for {settings.robots_token}")
+            host_rate = None
+            if robots and settings.robots_txt:
+                allowed, host_rate = self.robots.verdict(current, deadline_at)
+                if not allowed:
+                    raise CrawlError(ROBOTS, f"robots.txt disallows {current} for {settings.robots_token}")
             status, reason, headers, body = self._request(
                 current,
                 hop,
@@ -291,6 +301,8 @@ class Guard:
                 user_agent_token,
                 directives,
                 settings.max_bytes if max_bytes is None else max_bytes,
+                truncate,
+                host_rate,
             )
             if status in REDIRECTS:
                 location = headers.get("Location")
@@ -306,15 +318,19 @@ class Guard:
             raise _Status(status, reason, retry_after_seconds(headers.get("Retry-After")))
         raise _Status(status, f"{reason}: too many redirects (more than {settings.max_redirects})")
 
-    def _request(self, url, hop, deadline_at, user_agent_token, directives, max_bytes):
-        """(status, reason, headers, body); body only for 2xx."""
+    def _request(self, url, hop, deadline_at, user_agent_token, directives, max_bytes, truncate, host_rate):
+        """(status, reason, headers, body); body only for 2xx. `host_rate`: the host's robots.txt
+        Crawl-delay / Request-rate in requests per second (None: none), which may only lower its pace."""
         settings = self.settings
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = url_host(url)
         port = parts.port or (443 if scheme == "https" else 80)
         if self.pacer is not None:
-            self.pacer.wait(host)
+            if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
+                self.pacer.wait(host, host_rate * settings.host_share, 1.0)
+            else:
+                self.pacer.wait(host)
 
         def timed_out() -> CrawlError:
             return CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
@@ -353,7 +369,9 @@ class Guard:
             conn._create_connection = _watched(usable, deadline_at, remaining, watched)
         conn.response_class = _Response
         try:
-            answer = self._exchange(conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes)
+            answer = self._exchange(
+                conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes, truncate
+            )
             if time.monotonic() >= deadline_at:  # an end of file from the watchdog is no complete answer
                 raise timed_out()
             return answer
@@ -370,7 +388,7 @@ class Guard:
                 WATCHDOG.release(token)
             conn.close()
 
-    def _exchange(self, conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes):
+    def _exchange(self, conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes, truncate):
         """Send the request and read the answer: (status, reason, headers, body); body only for 2xx."""
         settings = self.settings
         conn.connect()
@@ -386,10 +404,11 @@ class Guard:
         status = response.status
         if not 200 <= status < 300:
             return status, response.reason, headers, b""
-        if directives and _x_robots_disallowed(headers, user_agent_token, directives):
-            raise OSError("Use of image disallowed by X-Robots-Tag directive")
+        token = (user_agent_token or settings.robots_token).lower()
+        if directives and _x_robots_disallowed(headers, token, directives):
+            raise CrawlError(ROBOTS, "Use of image disallowed by X-Robots-Tag directive")
         length = headers.get("Content-Length")
-        if length and length.strip().isdigit() and int(length) > max_bytes:
+        if not truncate and length and length.strip().isdigit() and int(length) > max_bytes:
             raise CrawlError(TOO_LARGE, f"{url}: Content-Length {int(length)} > max_bytes {max_bytes}")
         chunks, total = [], 0
         while True:
@@ -398,6 +417,9 @@ class Guard:
             if not chunk:
                 break
             total += len(chunk)
+            if total > max_bytes and truncate:
+                chunks.append(chunk[: len(chunk) - (total - max_bytes)])
+                break
             if total > max_bytes:
                 raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
             chunks.append(chunk)
@@ -519,49 +541,94 @@ def _shutdown(fd: int) -> None:
 WATCHDOG = _Watchdog()
 
 
-def _x_robots_disallowed(headers, user_agent_token, directives) -> bool:
-    from img2dataset.downloader import is_disallowed
+def _x_robots_disallowed(headers, token: str, directives) -> bool:
+    """img2dataset's `is_disallowed`: an X-Robots-Tag value "[<token>:] d1, d2" with a directive of
+    `directives`, unscoped or scoped to `token` (lower case)."""
+    for value in headers.get_all("X-Robots-Tag", []):
+        scoped = value.split(":", 1)
+        scope = scoped[0].lower() if len(scoped) == 2 else None
+        if (scope is None or scope == token) and any(d.strip().lower() in directives for d in scoped[-1].split(",")):
+            return True
+    return False
 
-    return is_disallowed(headers, user_agent_token, directives)
+
+def origin_of(url: str) -> str:
+    """scheme://host:port of a URL (IPv6 hosts in brackets), the key of its robots.txt."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = url_host(url)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{parts.port or (443 if scheme == 'https' else 80)}"
+
+
+def parse_robots(body: bytes) -> Protego:
+    """RFC 9309 rules of a robots.txt: its first ROBOTS_PARSE_BYTES bytes, UTF-8 (a BOM skipped)."""
+    text = body[:ROBOTS_PARSE_BYTES].decode("utf-8-sig", errors="replace")
+    return Protego.parse(text)
+
+
+def robots_rate(parser: Protego, token: str) -> float | None:
+    """Requests per second that robots.txt's Crawl-delay / Request-rate allow `token` (the lower), or None."""
+    rates = []
+    delay = parser.crawl_delay(token)
+    if delay is not None:
+        rates.append(1.0 / delay if delay > 0 else float("inf"))
+    rate = parser.request_rate(token)
+    if rate is not None:
+        rates.append(rate.requests / rate.seconds)
+    return min(rates) if rates else None
 
 
 class _Robots:
-    """robots.txt of each origin, fetched once per run: a file per origin in `robots_cache`
-    (written under a lock, so parts, processes and retries share one fetch), else kept in memory.
+    """robots.txt of each origin (RFC 9309, parsed by protego), fetched once per run: a file per
+    origin in `robots_cache` (written under a lock, so parts, processes and retries share one
+    fetch), and the parsed rules in a bounded in-memory cache (ROBOTS_CACHE_ENTRIES, ROBOTS_MAX_AGE).
 
-    2xx: its rules; 4xx, a redirect out of bounds or a refused address: no rules (RFC 9309
-    "unavailable"); 5xx, 429 or no answer: "unreachable", remembered in this process only, and the
-    image fails as download_failed (a later retry asks again).
+    2xx: its rules (the first 500 KiB); 4xx, a redirect out of bounds or a refused address: no
+    rules (RFC 9309 "unavailable": all allowed); 5xx, 429 or no answer: "unreachable", everything
+    disallowed for ROBOTS_UNREACHABLE_SECONDS (kept in this process only: the images fail as
+    download_failed, so a later retry asks again), then asked again.
     """
 
     def __init__(self, guard: Guard):
         self.guard = guard
         self.folder = Path(guard.settings.robots_cache) if guard.settings.robots_cache else None
         self._lock = threading.Lock()
-        self._parsers: dict[str, urllib.robotparser.RobotFileParser | str] = {}
-        self._origin_locks: dict[str, threading.Lock] = {}
+        self._parsers: OrderedDict[str, tuple[float, Protego | str]] = OrderedDict()
+        self._origin_locks = [threading.Lock() for _ in range(64)]
 
-    def allowed(self, url: str, deadline_at: float) -> bool:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        origin = f"{scheme}://{url_host(url)}:{parts.port or (443 if scheme == 'https' else 80)}"
-        with self._lock:
-            origin_lock = self._origin_locks.setdefault(origin, threading.Lock())
+    def verdict(self, url: str, deadline_at: float) -> tuple[bool, float | None]:
+        """(allowed, the origin's requests per second by Crawl-delay / Request-rate or None)."""
+        origin = origin_of(url)
         # waiting for another thread's fetch of this origin counts against this attempt's deadline too
+        origin_lock = self._origin_locks[hash(origin) % len(self._origin_locks)]
         if not origin_lock.acquire(timeout=max(0.0, deadline_at - time.monotonic())):
             raise CrawlError(TIMEOUT, f"{url}: robots.txt of {origin} not read within the deadline")
         try:
-            parser = self._parsers.get(origin)
-            if parser is None:
-                parser = self._parsers[origin] = self._load(origin, deadline_at)
+            with self._lock:
+                hit = self._parsers.get(origin)
+            if hit is None or hit[0] < time.monotonic():
+                parser = self._load(origin, deadline_at)
+                ttl = ROBOTS_UNREACHABLE_SECONDS if isinstance(parser, str) else ROBOTS_MAX_AGE
+                hit = (time.monotonic() + ttl, parser)
+                with self._lock:
+                    self._parsers[origin] = hit
+                    self._parsers.move_to_end(origin)
+                    while len(self._parsers) > ROBOTS_CACHE_ENTRIES:
+                        self._parsers.popitem(last=False)
         finally:
             origin_lock.release()
+        parser = hit[1]
         if isinstance(parser, str):
             if time.monotonic() >= deadline_at:
                 raise CrawlError(TIMEOUT, f"{url}: robots.txt of {origin} not read within the deadline")
             raise OSError(f"robots.txt of {origin} unreachable ({parser})")
-        path = parts.path or "/"
-        return parser.can_fetch(self.guard.settings.robots_token, path + ("?" + parts.query if parts.query else ""))
+        token = self.guard.settings.robots_token
+        return parser.can_fetch(url, token), robots_rate(parser, token)
+
+    def allowed(self, url: str, deadline_at: float) -> bool:
+        return self.verdict(url, deadline_at)[0]
 
     def _load(self, origin: str, deadline_at: float):
         if self.folder is None:
@@ -590,9 +657,7 @@ class _Robots:
                         tmp.replace(path)
         if record.get("unreachable") is not None:
             return record["unreachable"]
-        parser = urllib.robotparser.RobotFileParser()
-        parser.parse(record["body"].splitlines())
-        return parser
+        return parse_robots(record["body"].encode("utf-8"))
 
     def _fetch(self, origin: str, deadline_at: float) -> dict:
         scheme, rest = origin.split("://", 1)
@@ -601,9 +666,11 @@ class _Robots:
         url = f"{scheme}://{netloc}/robots.txt"
         record = {"origin": origin, "fetched": time.time(), "body": "", "status": None, "unreachable": None}
         try:
-            record["body"] = self.guard.fetch_once(
-                url, max_bytes=ROBOTS_MAX_BYTES, robots=False, deadline_at=deadline_at
-            ).decode("utf-8", errors="replace")
+            body = self.guard.fetch_once(
+                url, max_bytes=ROBOTS_PARSE_BYTES, robots=False, deadline_at=deadline_at, truncate=True
+            )
+            # kept as text (the cache is JSON): the first 500 KiB, BOM dropped
+            record["body"] = body[:ROBOTS_PARSE_BYTES].decode("utf-8-sig", errors="replace")
             record["status"] = 200
         except _Status as error:
             record["status"] = error.status
@@ -613,7 +680,7 @@ class _Robots:
             if error.reason in (TIMEOUT,):
                 record["unreachable"] = str(error)
             else:
-                record["status"] = error.reason  # blocked or too large: treated as no rules
+                record["status"] = error.reason  # blocked: treated as no rules
         except OSError as error:
             record["unreachable"] = str(error) or type(error).__name__
         log.info("robots.txt of %s: %s", origin, record["unreachable"] or record["status"])

@@ -76,12 +76,17 @@ class HostPacer:
         self.burst = max(1.0, float(burst))
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def reserve(self, host: str) -> float:
-        """The wall-clock time at which the next request to `host` may be sent (reserved for the caller)."""
+    def reserve(self, host: str, rate: float | None = None, burst: float | None = None) -> float:
+        """The wall-clock time at which the next request to `host` may be sent (reserved for the caller).
+
+        `rate`, `burst`: this host's own, lower ones (robots.txt's Crawl-delay or Request-rate).
+        """
         now = time.time()
-        if self.rate <= 0:
+        rate = self.rate if rate is None else min(self.rate, rate) if self.rate > 0 else rate
+        burst = self.burst if burst is None else max(1.0, min(self.burst, burst))
+        if rate <= 0:
             return now
-        interval = 1.0 / self.rate
+        interval = 1.0 / rate
         path = self.folder / f"{_hash('pacer', host):016x}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -89,14 +94,14 @@ class HostPacer:
             raw = os.pread(fd, 64, 0)
             tat = float(raw.decode() or 0.0)
             now = time.time()
-            send_at = max(now, tat - (self.burst - 1.0) * interval)
+            send_at = max(now, tat - (burst - 1.0) * interval)
             record = repr(max(tat, send_at) + interval).encode().ljust(32)
             os.pwrite(fd, record, 0)
         finally:
             os.close(fd)  # releases the lock
         return send_at
 
-    def wait(self, host: str) -> None:
-        delay = self.reserve(host) - time.time()
+    def wait(self, host: str, rate: float | None = None, burst: float | None = None) -> None:
+        delay = self.reserve(host, rate, burst) - time.time()
         if delay > 0:
             time.sleep(delay)

@@ -121,6 +121,7 @@ def crawl_settings(
         max_retry_wait=float(max_retry_wait),
         rate=rate,
         burst=burst,
+        host_share=1.0 / max(1, min(int(parts_per_host), int(parts))),
         pacing_dir=pacing_dir,
         robots_txt=bool(robots_txt),
         robots_cache=str(Path(robots_cache).resolve()) if robots_cache else None,

@@ -29,7 +29,7 @@ from schema_defaults import download_options
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import render_image
-from rs5m.pub11.download_part import download_part, read_status
+from rs5m.pub11.download_part import download_part, failure_reason, read_status
 
 IMAGE = render_image("rs", 3, None)
 BIG = 300_000
@@ -416,7 +416,56 @@ def robots(workdir: Path) -> dict:
         "origin": crawl_guard.origin_of("http://[::1]:8080/a"),
         "origin_default": crawl_guard.origin_of("https://[2001:DB8::1]/a"),
     }
-    return {"outcome": outcome, "log": server.log, "ipv6": ipv6}
+    # a server whose status line reads like a guard reason
+    spoof = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Spoof)
+    spoof.daemon_threads = True
+    threading.Thread(target=spoof.serve_forever, daemon=True).start()
+    crawl_guard._GUARD = guard
+    spoofed = {}
+    for line in ("blocked_address: spoofed", "robots_disallowed: x", "HTTP/1.1 404 blocked_redirect: x"):
+        spoof.status_line = line.encode()
+        url = f"http://127.0.0.1:{spoof.server_address[1]}/robots-free.jpg"
+        _, _, message = crawl_guard.download_image_with_retry((0, url), 3, 0, None, [])
+        spoofed[line] = [message, list(failure_reason("failed_to_download", message))]
+    return {"outcome": outcome, "log": server.log, "ipv6": ipv6, "spoofed": spoofed}
+
+
+class _Spoof(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(4096)
+        self.request.sendall(self.server.status_line + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def backstop(workdir: Path) -> dict:
+    """The socket backstop of a worker: every way to connect or send to a blocked address is refused."""
+    import _socket
+
+    from rs5m.pub11.crawl_guard import BlockedConnection, CrawlSettings, Guard, install_socket_guard
+
+    internal = InternalServer()
+    target = ("127.0.0.2", internal.server_address[1])
+    install_socket_guard(Guard(CrawlSettings(allowed_networks=["127.0.0.1/32"])))
+    attempts = {
+        "connect": lambda: socket.socket().connect(target),
+        "connect_ex": lambda: socket.socket().connect_ex(target),
+        "create_connection": lambda: socket.create_connection(target, timeout=2),
+        "raw_socket_connect": lambda: _socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(target),
+        "sendto_fastopen": lambda: socket.socket().sendto(b"GET / HTTP/1.0\r\n\r\n", socket.MSG_FASTOPEN, target),
+        "sendmsg_fastopen": lambda: socket.socket().sendmsg([b"GET /\r\n\r\n"], [], socket.MSG_FASTOPEN, target),
+        "udp_sendto": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", target),
+        "name": lambda: socket.socket().connect(("secret.rs5m.test", target[1])),
+    }
+    outcome = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            outcome[name] = "passed"
+        except BlockedConnection:
+            outcome[name] = "blocked"
+        except OSError as error:
+            outcome[name] = f"{type(error).__name__}: {error}"
+    time.sleep(0.2)
+    return {"outcome": outcome, "internal_connections": internal.connections}
 
 
 def tarpit(workdir: Path) -> dict:
@@ -454,5 +503,6 @@ if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
     assert socket.gethostbyname("www.rs5m.test").startswith("127."), "not in the sealed namespace"
     folder.mkdir(parents=True, exist_ok=True)
-    output = {"guard": guard, "pacing": pacing, "tarpit": tarpit, "robots": robots}[scenario](folder)
+    scenarios = {"guard": guard, "pacing": pacing, "tarpit": tarpit, "robots": robots, "backstop": backstop}
+    output = scenarios[scenario](folder)
     (folder / "result.json").write_text(json.dumps(output, indent=1))

@@ -231,6 +231,18 @@ def test_robots_origin_keeps_ipv6_brackets(robots_run):
     assert robots_run["ipv6"] == {"origin": "http://[::1]:8080", "origin_default": "https://[2001:db8::1]:443"}
 
 
+def test_no_server_text_chooses_a_ledger_reason(robots_run):
+    for line, (message, (reason, _)) in robots_run["spoofed"].items():
+        assert reason == "download_failed", (line, message)
+        assert line.removeprefix("HTTP/1.1 404 ") in message  # the server's words stay in the detail
+
+
+def test_socket_backstop_refuses_every_way_to_a_blocked_address(tmp_path):
+    run = _scenario("backstop", tmp_path)
+    assert run["outcome"] == dict.fromkeys(run["outcome"], "blocked")
+    assert len(run["outcome"]) == 8 and run["internal_connections"] == []
+
+
 # -- pure functions -------------------------------------------------------------------------------
 def test_pacer_schedule_bound_across_threads(tmp_path):
     rate, burst = 20.0, 3.0
@@ -305,6 +317,8 @@ def test_1xx_responses_and_trailer_lines_are_bounded():
 
 def test_retry_after_and_reason_parsing():
     assert retry_after_seconds("120") == 120
+    assert retry_after_seconds("²") is None and retry_after_seconds("1²") is None  # str.isdigit() says yes
+    assert retry_after_seconds("١٢") is None and retry_after_seconds("-5") is None
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111777 - 30) == pytest.approx(30)
     assert reason_of("blocked_redirect: http://127.0.0.2/x") == ("blocked_redirect", "http://127.0.0.2/x")

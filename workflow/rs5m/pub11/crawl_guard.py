@@ -38,6 +38,7 @@ Retry-After) is one path through urllib; the pacing lives in rs5m.pub11.crawl_pa
 
 from __future__ import annotations
 
+import _socket
 import email.utils
 import hashlib
 import heapq
@@ -48,6 +49,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -89,6 +91,7 @@ ROBOTS_MAX_AGE = 24 * 3600  # RFC 9309: a cached robots.txt should not be used f
 ROBOTS_UNREACHABLE_SECONDS = 300.0  # an unreachable robots.txt disallows its origin this long, then is asked again
 ROBOTS_CACHE_ENTRIES = 4096  # parsed robots.txt kept per process
 DNS_TTL = 300.0
+DNS_CACHE_ENTRIES = 65536  # names kept per process
 READ_SIZE = 1 << 16
 MAX_INFORMATIONAL = 8  # 1xx responses before the final one
 MAX_TRAILER_LINES = 64  # trailer lines after a chunked body
@@ -135,7 +138,9 @@ class CrawlError(Exception):
 
 
 class BlockedConnection(ConnectionRefusedError):
-    pass
+    """A connection the socket backstop refused (ledger reason blocked_address)."""
+
+    reason = BLOCKED_ADDRESS
 
 
 class _Status(Exception):
@@ -160,7 +165,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):  # ASCII digits only ("²".isdigit() is True)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -172,12 +177,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class _Dns:
-    """A per-process cache of name -> addresses (also of failures), TTL DNS_TTL."""
+    """A per-process cache of name -> addresses (also of failures), TTL DNS_TTL, at most
+    DNS_CACHE_ENTRIES names (the least recently resolved go first)."""
 
     def __init__(self, resolve):
         self._resolve = resolve
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int], tuple[float, list[str] | OSError]] = {}
+        self._cache: OrderedDict[tuple[str, int], tuple[float, list[str] | OSError]] = OrderedDict()
 
     def addresses(self, host: str, port: int) -> list[str]:
         try:
@@ -196,6 +202,9 @@ class _Dns:
             hit = (now + DNS_TTL, result)
             with self._lock:
                 self._cache[(host, port)] = hit
+                self._cache.move_to_end((host, port))
+                while len(self._cache) > DNS_CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
         if isinstance(hit[1], OSError):
             raise hit[1]
         return hit[1]
@@ -204,6 +213,9 @@ class _Dns:
 _ORIGINAL_GETADDRINFO = socket.getaddrinfo
 _ORIGINAL_CONNECT = socket.socket.connect
 _ORIGINAL_CONNECT_EX = socket.socket.connect_ex
+_ORIGINAL_SENDTO = socket.socket.sendto
+_ORIGINAL_SENDMSG = socket.socket.sendmsg
+_ORIGINAL_RAW_SOCKET = _socket.socket
 
 
 class Guard:
@@ -712,8 +724,25 @@ def install_socket_guard(guard: Guard) -> None:
     def connect_ex(self, address):
         return _ORIGINAL_CONNECT_EX(self, check(self, address))
 
+    def sendto(self, data, *args):  # (data, address) or (data, flags, address); MSG_FASTOPEN connects
+        return _ORIGINAL_SENDTO(self, data, *args[:-1], check(self, args[-1]))
+
+    def sendmsg(self, buffers, *args, **kwargs):  # (buffers, ancdata, flags, address)
+        if "address" in kwargs:
+            kwargs["address"] = check(self, kwargs["address"])
+        elif len(args) >= 3:
+            args = (*args[:2], check(self, args[2]), *args[3:])
+        return _ORIGINAL_SENDMSG(self, buffers, *args, **kwargs)
+
+    # `_socket.socket` (below the `socket` module) made after the install: the same checks
+    methods = {"connect": connect, "connect_ex": connect_ex, "sendto": sendto, "sendmsg": sendmsg}
+    RawSocket = type("socket", (_ORIGINAL_RAW_SOCKET,), methods)  # noqa: N806 - a class
+
     socket.socket.connect = connect
     socket.socket.connect_ex = connect_ex
+    socket.socket.sendto = sendto
+    socket.socket.sendmsg = sendmsg
+    _socket.socket = _socket.SocketType = RawSocket
 
 
 def activate(settings_json: str) -> Guard:
@@ -736,4 +765,18 @@ def download_image_with_retry(row, timeout, retries, user_agent_token, disallowe
     try:
         return key, io.BytesIO(_GUARD.fetch(url, user_agent_token, disallowed_header_directives)), None
     except Exception as error:  # noqa: BLE001 - img2dataset records the message of any failure
-        return key, None, str(error) or type(error).__name__
+        return key, None, error_message(error)
+
+
+def error_message(error: BaseException) -> str:
+    """The message img2dataset records for a failure: "<reason>: <detail>" only for the guard's own
+    exceptions; any other message that would read as a guard reason (a server's status line
+    "blocked_address: ...", say) is prefixed with the exception's class, so `reason_of` sees none."""
+    if isinstance(error, CrawlError):
+        return f"{error.reason}: {error.detail}"
+    if isinstance(error, BlockedConnection):
+        return str(error)  # "blocked_address: connection to ... refused by the crawl guard"
+    message = str(error) or type(error).__name__
+    if reason_of(message) is not None or reason_of(message.strip()) is not None:
+        message = f"{type(error).__name__}: {message}"
+    return message

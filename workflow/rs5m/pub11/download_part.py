@@ -48,7 +48,6 @@ SUCCESS = "success"
 FAILED_TO_DOWNLOAD = "failed_to_download"
 FAILED_TO_RESIZE = "failed_to_resize"
 FETCHED = (SUCCESS, FAILED_TO_RESIZE)
-ROBOTS_MESSAGE = "disallowed by X-Robots-Tag"
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
 # Every ledger reason of the stage (the audit refuses others).
@@ -368,11 +367,11 @@ def failure_reason(state: str | None, message: str | None) -> tuple[str, str | N
     """(ledger reason, detail) of a row that img2dataset did not fetch."""
     if state is None:
         return "download_missing", "no status row (img2dataset shard failed)"
+    # Only the guard writes "<reason>: <detail>" messages (crawl_guard.error_message): no text a
+    # server sent can choose a reason.
     guard = reason_of(message)
     if guard is not None:
         return guard
-    if message and ROBOTS_MESSAGE in message:
-        return "robots_disallowed", message
     return "download_failed", message
 
 

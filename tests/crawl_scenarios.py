@@ -468,6 +468,59 @@ def backstop(workdir: Path) -> dict:
     return {"outcome": outcome, "internal_connections": internal.connections}
 
 
+def redirect_pacing(workdir: Path) -> dict:
+    """Four parts (each its own guard and part schedule, the stage-wide schedules shared), each with
+    a host of its own whose URLs redirect to one host, and URLs to one address in three IPv6
+    spellings: what the server saw, per Host header."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from schema_defaults import crawl_settings_args
+
+    from rs5m.pub11.crawl_guard import Guard
+    from rs5m.pub11.download_part import crawl_settings
+
+    web = LoggingServer("127.0.0.1")
+    port = web.port
+    rate, burst, parts = 4.0, 2.0, 4
+    spellings = ["[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:7f00:1]"]
+    guards, urls = [], []
+    for part in range(parts):
+        settings = crawl_settings(
+            **crawl_settings_args(
+                allowed_networks=["127.0.0.1/32"],
+                per_host_rate=rate,
+                per_host_burst=burst,
+                parts=parts,
+                parts_per_host=1,
+                robots_txt=False,
+                pacing_dir=str(workdir / f"part{part}"),
+                host_schedule=str(workdir / "host_schedule"),
+                deadline=30,
+            )
+        )
+        guards.append(Guard(settings))
+        target = f"http://t.rs5m.test:{port}/img/{part}-{{n}}.jpg"
+        urls.append(
+            [f"http://a{part}.rs5m.test:{port}/redirect?to={quote(target.format(n=n), safe='')}" for n in range(3)]
+            + [f"http://{spelling}:{port}/img/v6-{part}-{n}.jpg" for n, spelling in enumerate(spellings)]
+        )
+
+    def run_part(part: int) -> list[str]:
+        def one(url: str) -> str:
+            try:
+                guards[part].fetch_once(url)
+                return "fetched"
+            except Exception as error:  # noqa: BLE001 - the class tells what failed
+                return f"{type(error).__name__}: {error}"
+
+        with ThreadPoolExecutor(3) as pool:
+            return list(pool.map(one, urls[part]))
+
+    with ThreadPoolExecutor(parts) as pool:
+        outcome = list(pool.map(run_part, range(parts)))
+    return {"outcome": outcome, "log": web.log, "rate": rate, "burst": burst}
+
+
 def tarpit(workdir: Path) -> dict:
     """Servers that hold a connection open with a trickle of bytes; deadline 2 s, per-operation timeout 5 s."""
     pit = TarpitServer()
@@ -503,6 +556,13 @@ if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
     assert socket.gethostbyname("www.rs5m.test").startswith("127."), "not in the sealed namespace"
     folder.mkdir(parents=True, exist_ok=True)
-    scenarios = {"guard": guard, "pacing": pacing, "tarpit": tarpit, "robots": robots, "backstop": backstop}
+    scenarios = {
+        "guard": guard,
+        "pacing": pacing,
+        "tarpit": tarpit,
+        "robots": robots,
+        "backstop": backstop,
+        "redirect_pacing": redirect_pacing,
+    }
     output = scenarios[scenario](folder)
     (folder / "result.json").write_text(json.dumps(output, indent=1))

@@ -32,7 +32,7 @@ from rs5m.pub11.crawl_guard import (
     reason_of,
     retry_after_seconds,
 )
-from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate, spread_order
+from rs5m.pub11.crawl_pacing import HostPacer, host_key, host_part, part_rate, spread_order
 from rs5m.pub11.download_part import crawl_settings
 
 TESTS = Path(__file__).resolve().parent
@@ -40,6 +40,7 @@ ROBOTS_HOSTS = ("rfc", "token", "bom", "big", "gone", "down", "slow", "rate")
 HOSTS = {
     "www.rs5m.test": "127.0.0.1",
     **{f"{name}.rs5m.test": "127.0.0.1" for name in ROBOTS_HOSTS},
+    **{f"{name}.rs5m.test": "127.0.0.1" for name in ("t", "a0", "a1", "a2", "a3")},
     "secret.rs5m.test": "127.0.0.2",
     **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)},
 }
@@ -241,6 +242,31 @@ def test_socket_backstop_refuses_every_way_to_a_blocked_address(tmp_path):
     run = _scenario("backstop", tmp_path)
     assert run["outcome"] == dict.fromkeys(run["outcome"], "blocked")
     assert len(run["outcome"]) == 8 and run["internal_connections"] == []
+
+
+def test_redirects_from_several_parts_and_ipv6_spellings_are_paced_per_canonical_host(tmp_path):
+    run = _scenario("redirect_pacing", tmp_path)
+    assert run["outcome"] == [["fetched"] * 6] * 4
+    rate, burst = run["rate"], run["burst"]
+    times = defaultdict(list)
+    for entry in run["web_log"] if "web_log" in run else run["log"]:
+        times[host_key(entry["host"].rsplit(":", 1)[0])].append(entry["time"])
+    assert len(times["t.rs5m.test"]) == 12 and len(times["127.0.0.1"]) == 12, {h: len(t) for h, t in times.items()}
+    for host, stamps in times.items():
+        stamps.sort()
+        for i in range(len(stamps)):
+            for j in range(i, len(stamps)):
+                window = stamps[j] - stamps[i]
+                assert j - i + 1 <= rate * (window + JITTER) + burst, (host, i, j, window)
+
+
+def test_host_keys_are_canonical():
+    spellings = ["[::ffff:127.0.0.1]", "::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:1", "127.0.0.1"]
+    assert {host_key(h) for h in spellings} == {"127.0.0.1"}
+    assert host_key("[2001:DB8:0::1]") == host_key("2001:db8::0:1") == "2001:db8::1"
+    assert host_key("WWW.Example.COM.") == "www.example.com"
+    assert host_key("bücher.example") == "xn--bcher-kva.example"
+    assert host_part("[::ffff:7f00:1]", "u", 64, 1) == host_part("127.0.0.1", "u", 64, 1)
 
 
 # -- pure functions -------------------------------------------------------------------------------

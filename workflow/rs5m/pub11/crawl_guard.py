@@ -115,6 +115,9 @@ class CrawlSettings:
     host_share: float = 1.0  # that share as a fraction (1 / parts a host's URLs go to)
     burst: float = 1.0
     pacing_dir: str | None = None
+    stage_pacing_dir: str | None = None  # the stage-wide schedules (all parts), at stage_rate / stage_burst
+    stage_rate: float = 2.0
+    stage_burst: float = 1.0
     robots_txt: bool = True
     robots_cache: str | None = None
     user_agent: str = "rs5m"
@@ -226,6 +229,11 @@ class Guard:
         self.networks = allowed_networks(settings.allowed_networks)
         self.dns = _Dns(_ORIGINAL_GETADDRINFO)
         self.pacer = HostPacer(settings.pacing_dir, settings.rate, settings.burst) if settings.pacing_dir else None
+        self.stage_pacer = (
+            HostPacer(settings.stage_pacing_dir, settings.stage_rate, settings.stage_burst)
+            if settings.stage_pacing_dir
+            else None
+        )
         self.proxy = None
         self.proxy_addresses: frozenset[str] = frozenset()
         if settings.proxy:
@@ -338,11 +346,7 @@ class Guard:
         scheme = parts.scheme.lower()
         host = url_host(url)
         port = parts.port or (443 if scheme == "https" else 80)
-        if self.pacer is not None:
-            if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
-                self.pacer.wait(host, host_rate * settings.host_share, 1.0)
-            else:
-                self.pacer.wait(host)
+        self._pace(host, host_rate)
 
         def timed_out() -> CrawlError:
             return CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
@@ -400,6 +404,21 @@ class Guard:
                 WATCHDOG.release(token)
             conn.close()
 
+    def _pace(self, host: str, host_rate: float | None) -> None:
+        """Wait for this request's slot: in the part's schedule of the host (its share of the rate),
+        then in the stage-wide one (the whole rate; not before the first slot)."""
+        settings = self.settings
+        slot = 0.0
+        lower = host_rate is not None and host_rate < settings.stage_rate
+        if self.pacer is not None:
+            if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
+                slot = self.pacer.reserve(host, host_rate * settings.host_share, 1.0)
+            else:
+                slot = self.pacer.reserve(host)
+        if self.stage_pacer is not None:
+            slot = self.stage_pacer.reserve(host, host_rate if lower else None, 1.0 if lower else None, slot)
+        _sleep_until(slot)
+
     def _exchange(self, conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes, truncate):
         """Send the request and read the answer: (status, reason, headers, body); body only for 2xx."""
         settings = self.settings
@@ -436,6 +455,12 @@ class Guard:
                 raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
             chunks.append(chunk)
         return status, response.reason, headers, b"".join(chunks)
+
+
+def _sleep_until(when: float) -> None:
+    delay = when - time.time()
+    if delay > 0:
+        time.sleep(delay)
 
 
 def _watched(addresses: list[str], deadline_at: float, remaining, watched: list[int]):

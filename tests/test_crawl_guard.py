@@ -28,7 +28,9 @@ from rs5m.pub11.crawl_guard import (
     MAX_TRAILER_LINES,
     PERMANENT,
     REASONS,
+    CrawlError,
     _Response,
+    error_message,
     reason_of,
     retry_after_seconds,
 )
@@ -349,6 +351,9 @@ def test_retry_after_and_reason_parsing():
     assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111777 - 30) == pytest.approx(30)
     assert reason_of("blocked_redirect: http://127.0.0.2/x") == ("blocked_redirect", "http://127.0.0.2/x")
     assert reason_of("HTTP Error 404: Not Found") is None and reason_of(None) is None
+    assert reason_of(error_message(CrawlError("download_timeout", "http://x/"))) == ("download_timeout", "http://x/")
+    assert reason_of(error_message(http.client.BadStatusLine("blocked_address: spoofed"))) is None
+    assert reason_of(error_message(OSError(" robots_disallowed: x"))) is None
     assert set(PERMANENT) < set(REASONS) and "rate_limited" not in PERMANENT
 
 

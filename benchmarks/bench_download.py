@@ -57,7 +57,7 @@ GUARD = dict(allowed_networks=["127.0.0.1/32"], per_host_rate=1e6, per_host_burs
 def stage_options() -> dict:
     """The stage's options as rules/pub11_download.smk builds them from the configured defaults,
     one part, with this benchmark's img2dataset settings and guard on top."""
-    return {**download_options(defaults(), parts=1, robots_cache=None), **SETTINGS, **GUARD}
+    return {**download_options(defaults(), parts=1, robots_cache=None, host_schedule=None), **SETTINGS, **GUARD}
 
 
 class _Forward(BaseHTTPRequestHandler):

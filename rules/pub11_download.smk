@@ -4,10 +4,13 @@
 
 from rs5m.pub11.download_part import download_options
 
-# download_part's options (rs5m.pub11.download_part.download_options); one robots.txt per origin,
-# shared by parts and retries.
+# download_part's options (rs5m.pub11.download_part.download_options); one robots.txt per origin
+# and one stage-wide schedule per host, shared by parts and retries.
 DOWNLOAD_OPTIONS = download_options(
-    config, parts=len(PARTS), robots_cache="results/pub11/robots_txt"
+    config,
+    parts=len(PARTS),
+    robots_cache="results/pub11/robots_txt",
+    host_schedule="results/pub11/host_schedule",
 )
 
 

@@ -11,7 +11,9 @@ per URL (sha256) and what each server saw.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import select
 import socket
 import socketserver
 import sys
@@ -27,7 +29,7 @@ from schema_defaults import download_options
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import render_image
-from rs5m.pub11.download_part import download_part, read_status
+from rs5m.pub11.download_part import download_part, failure_reason, read_status
 
 IMAGE = render_image("rs", 3, None)
 BIG = 300_000
@@ -123,6 +125,69 @@ class InternalServer(socketserver.ThreadingTCPServer):
     def __init__(self):
         super().__init__(("127.0.0.2", 0), _Recorder)
         self.connections: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _Tarpit(socketserver.BaseRequestHandler):
+    """Answers robots.txt with a 404 and holds every other request: `/continue` sends
+    `100 Continue` responses, `/trailers` a chunked image followed by trailer lines, `/drip`
+    (and `/robots-drip/...` on the robots port) the header one byte per 0.5 s, each for ever.
+    Logs when each connection opened and when the client closed it."""
+
+    def handle(self) -> None:
+        sock = self.request
+        entry = {"opened": time.time(), "closed": None, "path": None}
+        with self.server.lock:
+            self.server.log.append(entry)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = sock.recv(4096)
+            if not data:
+                entry["closed"] = time.time()
+                return
+            request += data
+        path = request.split(b" ")[1].decode()
+        entry["path"] = path
+        if path == "/robots.txt" and not self.server.robots_drip:
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            entry["closed"] = time.time()
+            return
+        if path.startswith("/continue"):
+            pieces = itertools.repeat(b"HTTP/1.1 100 Continue\r\n\r\n")
+            interval = 0.4  # slower than MAX_INFORMATIONAL in the deadline: the deadline ends it
+        elif path.startswith("/trailers"):
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n"
+            body = b"%x\r\n" % len(IMAGE) + IMAGE + b"\r\n0\r\n"
+            pieces = itertools.chain([head + body], (b"X-Trailer-%d: x\r\n" % i for i in itertools.count()))
+            interval = 0.2
+        else:  # drip, and robots.txt on the robots port
+            header = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n" + b"X-Pad: " + b"x" * 1000 + b"\r\n\r\n"
+            pieces = (header[i : i + 1] for i in range(len(header)))
+            interval = 0.5
+        for piece in pieces:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break
+            ready, _, _ = select.select([sock], [], [], interval)
+            if ready:
+                try:
+                    if not sock.recv(4096):
+                        break
+                except OSError:
+                    break
+        entry["closed"] = time.time()
+
+
+class TarpitServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, robots_drip: bool = False):
+        super().__init__(("127.0.0.1", 0), _Tarpit)
+        self.lock = threading.Lock()
+        self.log: list[dict] = []
+        self.robots_drip = robots_drip
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
@@ -237,9 +302,267 @@ def pacing(workdir: Path) -> dict:
     return result
 
 
+class _RobotsHandler(BaseHTTPRequestHandler):
+    """Serves `server.robots[host]` (status, body) at /robots.txt, an image elsewhere; `X-Robots-Tag`
+    from the query's `xrt`."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        server = self.server
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        target = urlsplit(self.path)
+        with server.lock:
+            server.log.append({"time": time.time(), "host": host, "path": self.path})
+            if target.path == "/robots.txt":
+                plan = server.robots[host]
+                status, body = plan.pop(0) if len(plan) > 1 else plan[0]
+            else:
+                status, body = 200, IMAGE
+        self.send_response(status)
+        for value in parse_qs(target.query).get("xrt", []):
+            self.send_header("X-Robots-Tag", value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def robots(workdir: Path) -> dict:
+    """robots.txt as RFC 9309 reads it, fetched by the guard itself (no img2dataset): per host, what
+    each path gave (bytes, or the guard's reason / error class) and when the server was asked."""
+    from rs5m.pub11 import crawl_guard
+    from rs5m.pub11.crawl_guard import CrawlError, CrawlSettings, Guard
+
+    crawl_guard.ROBOTS_UNREACHABLE_SECONDS = 1.0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RobotsHandler)
+    server.lock, server.log = threading.Lock(), []
+    oversize = b"User-agent: *\nDisallow: /early\n" + b"#" * (500 * 1024) + b"\nDisallow: /late\n"
+    server.robots = {
+        "rfc.rs5m.test": [
+            (
+                200,
+                b"User-agent: *\nDisallow: /*.gif$\nDisallow: /fish*.php\nAllow: /page\nDisallow: /*.html\n"
+                b"Allow: /folder\nDisallow: /folder\n\nUser-agent: other\nDisallow: /\n\n"
+                b"User-agent: *\nDisallow: /second-group\n",
+            )
+        ],
+        "token.rs5m.test": [(200, b"User-agent: *\nDisallow: /\n\nUser-agent: rs5m\nDisallow: /mine\n")],
+        "bom.rs5m.test": [(200, b"\xef\xbb\xbfUser-agent: *\nDisallow: /private\n")],
+        "big.rs5m.test": [(200, oversize)],
+        "gone.rs5m.test": [(404, b"User-agent: *\nDisallow: /\n")],
+        "down.rs5m.test": [(503, b""), (200, b"User-agent: *\nDisallow: /private\n")],
+        "slow.rs5m.test": [(200, b"User-agent: *\nCrawl-delay: 0.5\n")],
+        "rate.rs5m.test": [(200, b"User-agent: rs5m\nRequest-rate: 2/1s\n")],
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    guard = Guard(
+        CrawlSettings(
+            allowed_networks=["127.0.0.1/32"],
+            deadline=3,
+            timeout=3,
+            rate=1000,
+            burst=10,
+            pacing_dir=str(workdir / "pacing"),
+            robots_cache=str(workdir / "robots"),
+            user_agent="rs5m/0.1 (+https://example.org)",
+        )
+    )
+
+    def get(host: str, path: str) -> str:
+        try:
+            guard.fetch_once(f"http://{host}:{port}{path}", None, ["noai"])
+            return "fetched"
+        except CrawlError as error:
+            return error.reason
+        except Exception as error:  # noqa: BLE001 - the class tells what failed
+            return type(error).__name__
+
+    paths = {
+        "rfc.rs5m.test": [
+            "/a.gif",
+            "/a.gif?x=1",
+            "/a.GIF",
+            "/fish.php",
+            "/fishheads/catfish.php?p=1",
+            "/Fish.PHP",
+            "/page",
+            "/page.html",
+            "/folder/x",
+            "/second-group/x",
+            "/other",
+        ],
+        "token.rs5m.test": ["/mine/x", "/yours"],
+        "bom.rs5m.test": ["/private/x", "/public"],
+        "big.rs5m.test": ["/early/x", "/late/x"],
+        "gone.rs5m.test": ["/x"],
+        "down.rs5m.test": ["/private/x"],
+    }
+    outcome = {host: {path: get(host, path) for path in items} for host, items in paths.items()}
+    time.sleep(1.2)  # past ROBOTS_UNREACHABLE_SECONDS: asked again
+    outcome["down.rs5m.test"]["/private/x again"] = get("down.rs5m.test", "/private/x")
+    outcome["down.rs5m.test"]["/public again"] = get("down.rs5m.test", "/public")
+    outcome["xrt"] = {
+        "scoped": get("gone.rs5m.test", "/img?xrt=rs5m:+noai"),
+        "other": get("gone.rs5m.test", "/img?xrt=otherbot:+noai"),
+        "all": get("gone.rs5m.test", "/img?xrt=noai"),
+    }
+    for host in ("slow.rs5m.test", "rate.rs5m.test"):
+        outcome[host] = [get(host, f"/img/{i}") for i in range(4)]
+    ipv6 = {
+        "origin": crawl_guard.origin_of("http://[::1]:8080/a"),
+        "origin_default": crawl_guard.origin_of("https://[2001:DB8::1]/a"),
+    }
+    # a server whose status line reads like a guard reason
+    spoof = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Spoof)
+    spoof.daemon_threads = True
+    threading.Thread(target=spoof.serve_forever, daemon=True).start()
+    crawl_guard._GUARD = guard
+    spoofed = {}
+    for line in ("blocked_address: spoofed", "robots_disallowed: x", "HTTP/1.1 404 blocked_redirect: x"):
+        spoof.status_line = line.encode()
+        url = f"http://127.0.0.1:{spoof.server_address[1]}/robots-free.jpg"
+        _, _, message = crawl_guard.download_image_with_retry((0, url), 3, 0, None, [])
+        spoofed[line] = [message, list(failure_reason("failed_to_download", message))]
+    return {"outcome": outcome, "log": server.log, "ipv6": ipv6, "spoofed": spoofed}
+
+
+class _Spoof(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(4096)
+        self.request.sendall(self.server.status_line + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def backstop(workdir: Path) -> dict:
+    """The socket backstop of a worker: every way to connect or send to a blocked address is refused."""
+    import _socket
+
+    from rs5m.pub11.crawl_guard import BlockedConnection, CrawlSettings, Guard, install_socket_guard
+
+    internal = InternalServer()
+    target = ("127.0.0.2", internal.server_address[1])
+    install_socket_guard(Guard(CrawlSettings(allowed_networks=["127.0.0.1/32"])))
+    attempts = {
+        "connect": lambda: socket.socket().connect(target),
+        "connect_ex": lambda: socket.socket().connect_ex(target),
+        "create_connection": lambda: socket.create_connection(target, timeout=2),
+        "raw_socket_connect": lambda: _socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(target),
+        "sendto_fastopen": lambda: socket.socket().sendto(b"GET / HTTP/1.0\r\n\r\n", socket.MSG_FASTOPEN, target),
+        "sendmsg_fastopen": lambda: socket.socket().sendmsg([b"GET /\r\n\r\n"], [], socket.MSG_FASTOPEN, target),
+        "udp_sendto": lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", target),
+        "name": lambda: socket.socket().connect(("secret.rs5m.test", target[1])),
+    }
+    outcome = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            outcome[name] = "passed"
+        except BlockedConnection:
+            outcome[name] = "blocked"
+        except OSError as error:
+            outcome[name] = f"{type(error).__name__}: {error}"
+    time.sleep(0.2)
+    return {"outcome": outcome, "internal_connections": internal.connections}
+
+
+def redirect_pacing(workdir: Path) -> dict:
+    """Four parts (each its own guard and part schedule, the stage-wide schedules shared), each with
+    a host of its own whose URLs redirect to one host, and URLs to one address in three IPv6
+    spellings: what the server saw, per Host header."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from schema_defaults import crawl_settings_args
+
+    from rs5m.pub11.crawl_guard import Guard
+    from rs5m.pub11.download_part import crawl_settings
+
+    web = LoggingServer("127.0.0.1")
+    port = web.port
+    rate, burst, parts = 4.0, 2.0, 4
+    spellings = ["[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:7f00:1]"]
+    guards, urls = [], []
+    for part in range(parts):
+        settings = crawl_settings(
+            **crawl_settings_args(
+                allowed_networks=["127.0.0.1/32"],
+                per_host_rate=rate,
+                per_host_burst=burst,
+                parts=parts,
+                parts_per_host=1,
+                robots_txt=False,
+                pacing_dir=str(workdir / f"part{part}"),
+                host_schedule=str(workdir / "host_schedule"),
+                deadline=30,
+            )
+        )
+        guards.append(Guard(settings))
+        target = f"http://t.rs5m.test:{port}/img/{part}-{{n}}.jpg"
+        urls.append(
+            [f"http://a{part}.rs5m.test:{port}/redirect?to={quote(target.format(n=n), safe='')}" for n in range(3)]
+            + [f"http://{spelling}:{port}/img/v6-{part}-{n}.jpg" for n, spelling in enumerate(spellings)]
+        )
+
+    def run_part(part: int) -> list[str]:
+        def one(url: str) -> str:
+            try:
+                guards[part].fetch_once(url)
+                return "fetched"
+            except Exception as error:  # noqa: BLE001 - the class tells what failed
+                return f"{type(error).__name__}: {error}"
+
+        with ThreadPoolExecutor(3) as pool:
+            return list(pool.map(one, urls[part]))
+
+    with ThreadPoolExecutor(parts) as pool:
+        outcome = list(pool.map(run_part, range(parts)))
+    return {"outcome": outcome, "log": web.log, "rate": rate, "burst": burst}
+
+
+def tarpit(workdir: Path) -> dict:
+    """Servers that hold a connection open with a trickle of bytes; deadline 2 s, per-operation timeout 5 s."""
+    pit = TarpitServer()
+    robots_pit = TarpitServer(robots_drip=True)
+    base = f"http://www.rs5m.test:{pit.server_address[1]}"
+    cases = {
+        "continue_flood": f"{base}/continue.jpg",
+        "endless_trailers": f"{base}/trailers.jpg",
+        "header_drip": f"{base}/drip.jpg",
+        "robots_drip": f"http://www.rs5m.test:{robots_pit.server_address[1]}/img.jpg",
+    }
+    deadline = 2.0
+    result = _run_stage(
+        workdir,
+        list(cases.values()),
+        threads=1,
+        thread_count=4,
+        timeout=5,
+        retries=0,
+        number_sample_per_shard=10,
+        allowed_networks=["127.0.0.1/32"],
+        deadline=deadline,
+        per_host_rate=1000,
+        per_host_burst=10,
+        robots_cache=str(workdir / "robots"),
+    )
+    time.sleep(0.5)  # let the servers notice the last closes
+    result.update(cases=cases, deadline=deadline, pit_log=pit.log, robots_pit_log=robots_pit.log)
+    return result
+
+
 if __name__ == "__main__":
     scenario, folder = sys.argv[1], Path(sys.argv[2])
     assert socket.gethostbyname("www.rs5m.test").startswith("127."), "not in the sealed namespace"
     folder.mkdir(parents=True, exist_ok=True)
-    output = {"guard": guard, "pacing": pacing}[scenario](folder)
+    scenarios = {
+        "guard": guard,
+        "pacing": pacing,
+        "tarpit": tarpit,
+        "robots": robots,
+        "backstop": backstop,
+        "redirect_pacing": redirect_pacing,
+    }
+    output = scenarios[scenario](folder)
     (folder / "result.json").write_text(json.dumps(output, indent=1))

@@ -84,7 +84,7 @@ def caption_part_args(**overrides) -> dict:
 def download_options(**overrides) -> dict:
     """download_part's options as rules/pub11_download.smk builds them, for one part with the
     robots.txt cache in memory."""
-    return {**configured_download_options(defaults(), parts=1, robots_cache=None), **overrides}
+    return {**configured_download_options(defaults(), parts=1, robots_cache=None, host_schedule=None), **overrides}
 
 
 def crawl_settings_args(**overrides) -> dict:

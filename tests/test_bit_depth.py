@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
+import tracemalloc
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,7 +21,7 @@ from schema_defaults import download_options
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import DemoWebServer
-from rs5m.pub11.bit_depth import may_be_wide, to_uint8
+from rs5m.pub11.bit_depth import may_be_wide, normalised_stream, to_uint8
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.images_part import inspect_part
 
@@ -91,6 +92,58 @@ def test_to_uint8_stretches_instead_of_clipping():
     assert (to_uint8(rgba)[..., 3] == 255).all()
     eight = (ramp >> 8).astype(np.uint8)
     assert to_uint8(eight) is eight
+
+
+def _float_formula(pixels: np.ndarray) -> np.ndarray:
+    """to_uint8 as it was first written (float64 over the whole image): the reference for its outputs."""
+    alpha, colour = None, pixels
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        colour, alpha = pixels[..., :3], pixels[..., 3]
+    values = colour.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    out = np.rint(scaled).clip(0, 255).astype(np.uint8)
+    if alpha is not None:
+        top = float(np.iinfo(alpha.dtype).max) if np.issubdtype(alpha.dtype, np.integer) else 1.0
+        out = np.dstack([out, np.rint(alpha.astype(np.float64) * (255.0 / top)).clip(0, 255).astype(np.uint8)])
+    return out
+
+
+@pytest.mark.parametrize("shape", [(700, 600), (700, 600, 3), (700, 600, 4), (3, 5, 4)])
+@pytest.mark.parametrize("span", [65535, 1000, 2, 1, 510])
+def test_to_uint8_outputs_as_the_float_formula(shape, span):
+    rng = np.random.default_rng(span)
+    pixels = (rng.integers(0, span + 1, shape) + 7).astype(np.uint16)
+    assert np.array_equal(to_uint8(pixels), _float_formula(pixels))
+    floats = rng.normal(0, 3, shape).astype(np.float32)
+    assert np.array_equal(to_uint8(floats), _float_formula(floats))
+    for scene in (_scene(1, 1), _scene(3, 3)):
+        assert np.array_equal(to_uint8(scene), _float_formula(scene))
+
+
+def test_normalising_a_large_16bit_image_costs_a_small_multiple_of_its_8bit_output():
+    """A 16-bit RGBA PNG of zeros (a small file) once cost ~97 MiB per megapixel in float64 temporaries."""
+    pixels = np.zeros((2000, 1500, 4), np.uint16)
+    data = png16(pixels)
+    output_size = pixels.size  # bytes of the 8-bit result
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = to_uint8(pixels)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        assert out.shape == pixels.shape and out.dtype == np.uint8 and not out.any()
+        del out
+        assert peak < 1.5 * output_size, peak / output_size  # the output and a few bands of temporaries
+        # the whole step, decoding included (the decoded 16-bit image is itself 2x the output)
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        stream = normalised_stream(io.BytesIO(data))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert cv2.imdecode(np.frombuffer(stream.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+    assert peak < 4 * output_size, peak / output_size
 
 
 def test_only_possibly_wide_formats_are_decoded_twice():

@@ -9,8 +9,10 @@ are tested as pure functions here and in test_urls.py.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -21,13 +23,26 @@ import pytest
 from schema_defaults import crawl_settings_args
 from sealed import run_sealed
 
-from rs5m.pub11.crawl_guard import PERMANENT, REASONS, reason_of, retry_after_seconds
-from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate, spread_order
+from rs5m.pub11.crawl_guard import (
+    MAX_INFORMATIONAL,
+    MAX_TRAILER_LINES,
+    PERMANENT,
+    REASONS,
+    CrawlError,
+    _Response,
+    error_message,
+    reason_of,
+    retry_after_seconds,
+)
+from rs5m.pub11.crawl_pacing import HostPacer, host_key, host_part, part_rate, spread_order
 from rs5m.pub11.download_part import crawl_settings
 
 TESTS = Path(__file__).resolve().parent
+ROBOTS_HOSTS = ("rfc", "token", "bom", "big", "gone", "down", "slow", "rate")
 HOSTS = {
     "www.rs5m.test": "127.0.0.1",
+    **{f"{name}.rs5m.test": "127.0.0.1" for name in ROBOTS_HOSTS},
+    **{f"{name}.rs5m.test": "127.0.0.1" for name in ("t", "a0", "a1", "a2", "a3")},
     "secret.rs5m.test": "127.0.0.2",
     **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)},
 }
@@ -138,6 +153,124 @@ def test_pacing_holds_per_host_and_the_stage_finishes(tmp_path):
         assert stamps[-1] - stamps[0] >= (len(stamps) - burst) / rate - JITTER
 
 
+def test_tarpits_end_at_the_deadline_with_the_connection_closed(tmp_path):
+    """A server that trickles 100 Continue, trailer lines or header bytes (robots.txt too) holds
+    neither the worker nor the connection past the attempt's deadline (+ 1 s)."""
+    run = _scenario("tarpit", tmp_path)
+    deadline = run["deadline"]
+    for case, url in run["cases"].items():
+        assert run["drops"].get(url, {}).get("reason") == "download_timeout", (case, run["drops"].get(url))
+    held = [e for e in run["pit_log"] + run["robots_pit_log"] if e["path"] != "/robots.txt" or e["closed"] is None]
+    held += [e for e in run["robots_pit_log"] if e["path"] == "/robots.txt"]
+    paths = {e["path"] for e in held}
+    assert {"/continue.jpg", "/trailers.jpg", "/drip.jpg", "/robots.txt"} <= paths, paths
+    for entry in held:
+        assert entry["closed"] is not None and entry["closed"] - entry["opened"] <= deadline + 1.0, entry
+    assert run["seconds"] < 30  # was: until the servers gave up
+
+
+@pytest.fixture(scope="module")
+def robots_run(tmp_path_factory):
+    return _scenario("robots", tmp_path_factory.mktemp("robots"))
+
+
+@pytest.mark.parametrize(
+    "host, path, expected",
+    [
+        # RFC 9309 2.2.3: `*` and `$`
+        ("rfc", "/a.gif", "robots_disallowed"),
+        ("rfc", "/a.gif?x=1", "fetched"),
+        ("rfc", "/a.GIF", "fetched"),  # paths match case-sensitively
+        ("rfc", "/fish.php", "robots_disallowed"),
+        ("rfc", "/fishheads/catfish.php?p=1", "robots_disallowed"),  # `*` spans slashes too
+        ("rfc", "/Fish.PHP", "fetched"),
+        # 2.2.2: the longest match wins, allow on a tie
+        ("rfc", "/page", "fetched"),
+        ("rfc", "/page.html", "robots_disallowed"),
+        ("rfc", "/folder/x", "fetched"),
+        # 2.2.1: groups of the same agent are merged; another agent's group does not apply
+        ("rfc", "/second-group/x", "robots_disallowed"),
+        ("rfc", "/other", "fetched"),
+        ("token", "/mine/x", "robots_disallowed"),  # our product token's group, not `*`
+        ("token", "/yours", "fetched"),
+        ("bom", "/private/x", "robots_disallowed"),  # a UTF-8 BOM does not hide the first group
+        ("bom", "/public", "fetched"),
+        ("big", "/early/x", "robots_disallowed"),  # the first 500 KiB of a larger file are parsed
+        ("big", "/late/x", "fetched"),
+        ("gone", "/x", "fetched"),  # 4xx: unavailable, all allowed
+        ("down", "/private/x", "OSError"),  # 5xx: unreachable, all disallowed for a while (download_failed)
+        ("down", "/private/x again", "robots_disallowed"),  # then asked again
+        ("down", "/public again", "fetched"),
+    ],
+)
+def test_robots_txt_as_rfc_9309_reads_it(robots_run, host, path, expected):
+    assert robots_run["outcome"][f"{host}.rs5m.test"][path] == expected
+
+
+def test_robots_txt_unreachable_is_asked_again_and_nothing_fetched_meanwhile(robots_run):
+    down = [e["path"] for e in robots_run["log"] if e["host"] == "down.rs5m.test"]
+    assert down == ["/robots.txt", "/robots.txt", "/public"]
+
+
+def test_x_robots_tag_scoped_to_our_token_by_default(robots_run):
+    assert robots_run["outcome"]["xrt"] == {
+        "scoped": "robots_disallowed",
+        "other": "fetched",
+        "all": "robots_disallowed",
+    }
+
+
+@pytest.mark.parametrize("host, interval", [("slow", 0.5), ("rate", 0.5)])
+def test_crawl_delay_and_request_rate_lower_the_hosts_pace(robots_run, host, interval):
+    assert robots_run["outcome"][f"{host}.rs5m.test"] == ["fetched"] * 4
+    stamps = sorted(
+        e["time"] for e in robots_run["log"] if e["host"] == f"{host}.rs5m.test" and e["path"] != "/robots.txt"
+    )
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert min(gaps) >= interval - 0.05, gaps  # per_host_rate here is 1000/s
+
+
+def test_robots_origin_keeps_ipv6_brackets(robots_run):
+    assert robots_run["ipv6"] == {"origin": "http://[::1]:8080", "origin_default": "https://[2001:db8::1]:443"}
+
+
+def test_no_server_text_chooses_a_ledger_reason(robots_run):
+    for line, (message, (reason, _)) in robots_run["spoofed"].items():
+        assert reason == "download_failed", (line, message)
+        assert line.removeprefix("HTTP/1.1 404 ") in message  # the server's words stay in the detail
+
+
+def test_socket_backstop_refuses_every_way_to_a_blocked_address(tmp_path):
+    run = _scenario("backstop", tmp_path)
+    assert run["outcome"] == dict.fromkeys(run["outcome"], "blocked")
+    assert len(run["outcome"]) == 8 and run["internal_connections"] == []
+
+
+def test_redirects_from_several_parts_and_ipv6_spellings_are_paced_per_canonical_host(tmp_path):
+    run = _scenario("redirect_pacing", tmp_path)
+    assert run["outcome"] == [["fetched"] * 6] * 4
+    rate, burst = run["rate"], run["burst"]
+    times = defaultdict(list)
+    for entry in run["web_log"] if "web_log" in run else run["log"]:
+        times[host_key(entry["host"].rsplit(":", 1)[0])].append(entry["time"])
+    assert len(times["t.rs5m.test"]) == 12 and len(times["127.0.0.1"]) == 12, {h: len(t) for h, t in times.items()}
+    for host, stamps in times.items():
+        stamps.sort()
+        for i in range(len(stamps)):
+            for j in range(i, len(stamps)):
+                window = stamps[j] - stamps[i]
+                assert j - i + 1 <= rate * (window + JITTER) + burst, (host, i, j, window)
+
+
+def test_host_keys_are_canonical():
+    spellings = ["[::ffff:127.0.0.1]", "::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:1", "127.0.0.1"]
+    assert {host_key(h) for h in spellings} == {"127.0.0.1"}
+    assert host_key("[2001:DB8:0::1]") == host_key("2001:db8::0:1") == "2001:db8::1"
+    assert host_key("WWW.Example.COM.") == "www.example.com"
+    assert host_key("bücher.example") == "xn--bcher-kva.example"
+    assert host_part("[::ffff:7f00:1]", "u", 64, 1) == host_part("127.0.0.1", "u", 64, 1)
+
+
 # -- pure functions -------------------------------------------------------------------------------
 def test_pacer_schedule_bound_across_threads(tmp_path):
     rate, burst = 20.0, 3.0
@@ -184,12 +317,43 @@ def test_spread_order_spreads_each_host():
     assert spread_order(hosts, uids) == order
 
 
+def _response(raw: bytes):
+    client, server = socket.socketpair()
+    server.sendall(raw)
+    server.close()
+    response = _Response(client)
+    client.close()  # the response keeps its own file
+    return response
+
+
+def test_1xx_responses_and_trailer_lines_are_bounded():
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    response = _response(b"HTTP/1.1 100 Continue\r\n\r\n" * MAX_INFORMATIONAL + final)
+    response.begin()
+    assert response.status == 200 and response.read() == b"ok"
+    with pytest.raises(http.client.HTTPException, match="1xx"):
+        _response(b"HTTP/1.1 100 Continue\r\n\r\n" * (MAX_INFORMATIONAL + 1) + final).begin()
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    response = _response(chunked + b"X-T: 1\r\n" * MAX_TRAILER_LINES + b"\r\n")
+    response.begin()
+    assert response.read() == b"ok"
+    response = _response(chunked + b"X-T: 1\r\n" * (MAX_TRAILER_LINES + 1) + b"\r\n")
+    response.begin()
+    with pytest.raises(http.client.HTTPException, match="trailer"):
+        response.read()
+
+
 def test_retry_after_and_reason_parsing():
     assert retry_after_seconds("120") == 120
+    assert retry_after_seconds("²") is None and retry_after_seconds("1²") is None  # str.isdigit() says yes
+    assert retry_after_seconds("١٢") is None and retry_after_seconds("-5") is None
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111777 - 30) == pytest.approx(30)
     assert reason_of("blocked_redirect: http://127.0.0.2/x") == ("blocked_redirect", "http://127.0.0.2/x")
     assert reason_of("HTTP Error 404: Not Found") is None and reason_of(None) is None
+    assert reason_of(error_message(CrawlError("download_timeout", "http://x/"))) == ("download_timeout", "http://x/")
+    assert reason_of(error_message(http.client.BadStatusLine("blocked_address: spoofed"))) is None
+    assert reason_of(error_message(OSError(" robots_disallowed: x"))) is None
     assert set(PERMANENT) < set(REASONS) and "rate_limited" not in PERMANENT
 
 

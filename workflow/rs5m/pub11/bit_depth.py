@@ -36,24 +36,79 @@ def may_be_wide(data: bytes) -> bool:
     return True
 
 
+TILE_ELEMENTS = 1 << 16  # samples converted at a time: temporaries stay about 3 MiB whatever the image
+
+
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """8 bits per sample: uint8 as it is; wider integers and floats contrast-normalised (min..max
-    of the colour samples to 0..255; a fourth channel, alpha, scaled by its type's range)."""
+    of the colour samples to 0..255; a fourth channel, alpha, scaled by its type's range).
+
+    Memory: the output plus about 3 MiB, whatever the image (it is written a band of rows at a time).
+    Integer samples use exact integer arithmetic, rounded half to even as np.rint rounds the float
+    formula (v - low) * 255 / (high - low); floats use that formula.
+    """
     if pixels.dtype == np.uint8:
         return pixels
     alpha = None
     colour = pixels
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         colour, alpha = pixels[..., :3], pixels[..., 3]
-    values = colour.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    out = np.rint(scaled).clip(0, 255).astype(np.uint8)
+    out = np.empty(pixels.shape, np.uint8)
+    out_colour = out[..., :3] if alpha is not None else out
+    low, high = _range(colour)
+    _scale_into(colour, out_colour, low, high)
     if alpha is not None:
-        top = float(np.iinfo(alpha.dtype).max) if np.issubdtype(alpha.dtype, np.integer) else 1.0
-        alpha8 = np.rint(alpha.astype(np.float64) * (255.0 / top)).clip(0, 255).astype(np.uint8)
-        out = np.dstack([out, alpha8])
+        if np.issubdtype(alpha.dtype, np.integer):
+            _scale_into(alpha, out[..., 3], 0, np.iinfo(alpha.dtype).max)
+        else:
+            _scale_into(alpha, out[..., 3], 0.0, 1.0)
     return out
+
+
+def _bands(values: np.ndarray):
+    """Slices of the first axis holding about TILE_ELEMENTS samples each."""
+    rows = values.shape[0] if values.ndim else 1
+    step = max(1, TILE_ELEMENTS // max(1, values.size // max(1, rows)))
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def _range(values: np.ndarray):
+    """(min, max), band by band (a reduction over a strided view may copy it whole)."""
+    lows, highs = zip(*((band.min(), band.max()) for band in (values[b] for b in _bands(values))))
+    return min(lows), max(highs)
+
+
+def _scale_into(values: np.ndarray, out: np.ndarray, low, high) -> None:
+    """out = rint((values - low) * 255 / (high - low)) clipped to 0..255 (zeros when high <= low),
+    band by band of rows."""
+    exact = np.issubdtype(values.dtype, np.integer) and values.dtype.itemsize <= 4
+    if exact:
+        low, high = int(low), int(high)
+    else:
+        low, high = float(low), float(high)
+    if not high > low:
+        out[...] = 0
+        return
+    for rows in _bands(values):
+        band = values[rows]
+        if exact:
+            # numerator / span, rounded half to even, in int64 (255 * 2^32 fits)
+            numerator = band.astype(np.int64)
+            numerator -= low
+            numerator *= 255
+            span = high - low
+            quotient, remainder = np.divmod(numerator, span)
+            remainder *= 2
+            quotient += (remainder > span) | ((remainder == span) & (quotient % 2 == 1))
+            np.clip(quotient, 0, 255, out=quotient)
+            out[rows] = quotient
+        else:
+            scaled = band.astype(np.float64)
+            scaled -= low
+            scaled *= 255.0 / (high - low)
+            np.rint(scaled, out=scaled)
+            np.clip(scaled, 0, 255, out=scaled)
+            out[rows] = scaled
 
 
 def normalised_stream(img_stream):

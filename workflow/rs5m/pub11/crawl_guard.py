@@ -11,8 +11,12 @@ into each spawned worker, installs it before the first shard) with `fetch`, whic
 - follows only http/https redirects, at most `max_redirects` hops, each hop checked with the URL
   rules and, when resolved, the address rules: a failing hop ends as `blocked_redirect` (detail: the
   hop's URL);
-- reads at most `max_bytes` (`download_too_large`) within `deadline` seconds for the whole attempt,
-  redirects included (`download_timeout`), besides the per-operation `timeout`;
+- reads at most `max_bytes` (`download_too_large`) within `deadline` seconds of wall-clock time for
+  the whole attempt (`download_timeout`): connect, TLS, status line, headers, 1xx responses, body,
+  chunk trailers, every redirect hop and the robots.txt fetch it triggers. A watchdog thread
+  (`WATCHDOG`) shuts each socket down when its attempt's deadline passes, so no server can stretch
+  it by trickling bytes; 1xx responses (`MAX_INFORMATIONAL`) and trailer lines
+  (`MAX_TRAILER_LINES`) are bounded too; the per-operation `timeout` still applies within;
 - paces every host (`rs5m.pub11.crawl_pacing.HostPacer`), asks robots.txt once per origin per run (cached
   in `robots_cache`, shared by parts and retries; `robots_disallowed`) and honours X-Robots-Tag;
 - waits for 429/503 `Retry-After` up to `max_retry_wait` (longer: `rate_limited`), retries other
@@ -34,21 +38,27 @@ Retry-After) is one path through urllib; the pacing lives in rs5m.pub11.crawl_pa
 
 from __future__ import annotations
 
+import _socket
 import email.utils
 import hashlib
+import heapq
 import http.client
 import io
 import ipaddress
+import itertools
 import json
 import logging
 import random
+import re
 import socket
 import threading
 import time
-import urllib.robotparser
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
+
+from protego import Protego
 
 from rs5m.pub11.crawl_pacing import HostPacer
 from rs5m.pub11.urls import (
@@ -76,10 +86,15 @@ PERMANENT = (BLOCKED_ADDRESS, BLOCKED_REDIRECT, TOO_LARGE, ROBOTS)
 REDIRECTS = (301, 302, 303, 307, 308)
 TRANSIENT = (429, 500, 502, 503, 504)
 RETRY_AFTER_WAITS = 3  # Retry-After waits per URL, besides `retries`
-ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least 500 KiB
+ROBOTS_PARSE_BYTES = 500 * 1024  # RFC 9309: parse at least 500 KiB (the rest is not read)
 ROBOTS_MAX_AGE = 24 * 3600  # RFC 9309: a cached robots.txt should not be used for more than 24 h
+ROBOTS_UNREACHABLE_SECONDS = 300.0  # an unreachable robots.txt disallows its origin this long, then is asked again
+ROBOTS_CACHE_ENTRIES = 4096  # parsed robots.txt kept per process
 DNS_TTL = 300.0
+DNS_CACHE_ENTRIES = 65536  # names kept per process
 READ_SIZE = 1 << 16
+MAX_INFORMATIONAL = 8  # 1xx responses before the final one
+MAX_TRAILER_LINES = 64  # trailer lines after a chunked body
 
 
 @dataclass
@@ -97,8 +112,12 @@ class CrawlSettings:
     retry_backoff: float = 1.0
     max_retry_wait: float = 60.0
     rate: float = 2.0  # this part's share of per_host_rate (rs5m.pub11.crawl_pacing.part_rate)
+    host_share: float = 1.0  # that share as a fraction (1 / parts a host's URLs go to)
     burst: float = 1.0
     pacing_dir: str | None = None
+    stage_pacing_dir: str | None = None  # the stage-wide schedules (all parts), at stage_rate / stage_burst
+    stage_rate: float = 2.0
+    stage_burst: float = 1.0
     robots_txt: bool = True
     robots_cache: str | None = None
     user_agent: str = "rs5m"
@@ -122,7 +141,9 @@ class CrawlError(Exception):
 
 
 class BlockedConnection(ConnectionRefusedError):
-    pass
+    """A connection the socket backstop refused (ledger reason blocked_address)."""
+
+    reason = BLOCKED_ADDRESS
 
 
 class _Status(Exception):
@@ -147,7 +168,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):  # ASCII digits only ("²".isdigit() is True)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -159,12 +180,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class _Dns:
-    """A per-process cache of name -> addresses (also of failures), TTL DNS_TTL."""
+    """A per-process cache of name -> addresses (also of failures), TTL DNS_TTL, at most
+    DNS_CACHE_ENTRIES names (the least recently resolved go first)."""
 
     def __init__(self, resolve):
         self._resolve = resolve
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, int], tuple[float, list[str] | OSError]] = {}
+        self._cache: OrderedDict[tuple[str, int], tuple[float, list[str] | OSError]] = OrderedDict()
 
     def addresses(self, host: str, port: int) -> list[str]:
         try:
@@ -183,6 +205,9 @@ class _Dns:
             hit = (now + DNS_TTL, result)
             with self._lock:
                 self._cache[(host, port)] = hit
+                self._cache.move_to_end((host, port))
+                while len(self._cache) > DNS_CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
         if isinstance(hit[1], OSError):
             raise hit[1]
         return hit[1]
@@ -191,6 +216,9 @@ class _Dns:
 _ORIGINAL_GETADDRINFO = socket.getaddrinfo
 _ORIGINAL_CONNECT = socket.socket.connect
 _ORIGINAL_CONNECT_EX = socket.socket.connect_ex
+_ORIGINAL_SENDTO = socket.socket.sendto
+_ORIGINAL_SENDMSG = socket.socket.sendmsg
+_ORIGINAL_RAW_SOCKET = _socket.socket
 
 
 class Guard:
@@ -201,6 +229,11 @@ class Guard:
         self.networks = allowed_networks(settings.allowed_networks)
         self.dns = _Dns(_ORIGINAL_GETADDRINFO)
         self.pacer = HostPacer(settings.pacing_dir, settings.rate, settings.burst) if settings.pacing_dir else None
+        self.stage_pacer = (
+            HostPacer(settings.stage_pacing_dir, settings.stage_rate, settings.stage_burst)
+            if settings.stage_pacing_dir
+            else None
+        )
         self.proxy = None
         self.proxy_addresses: frozenset[str] = frozenset()
         if settings.proxy:
@@ -252,19 +285,35 @@ class Guard:
             attempt += 1
 
     def fetch_once(
-        self, url: str, user_agent_token=None, directives=None, max_bytes: int | None = None, robots: bool = True
+        self,
+        url: str,
+        user_agent_token=None,
+        directives=None,
+        max_bytes: int | None = None,
+        robots: bool = True,
+        deadline_at: float | None = None,
+        truncate: bool = False,
     ) -> bytes:
-        """One attempt: the redirect chain, within the deadline, checked at every hop."""
+        """One attempt: the redirect chain, within the deadline, checked at every hop.
+
+        `deadline_at` (time.monotonic()): the attempt's deadline when this fetch is part of one (the
+        robots.txt fetch of a hop); else `deadline` seconds from now. `truncate`: a body longer than
+        `max_bytes` is cut there (robots.txt) instead of failing as `download_too_large`.
+        """
         settings = self.settings
-        deadline_at = time.monotonic() + settings.deadline
+        if deadline_at is None:
+            deadline_at = time.monotonic() + settings.deadline
         current = url.strip()
         for hop in range(settings.max_redirects + 1):
             if self.url_refused(current):
                 if hop:
                     raise CrawlError(BLOCKED_REDIRECT, current)
                 raise CrawlError(BLOCKED_ADDRESS, f"{current} (refused by the URL rules)")
-            if robots and settings.robots_txt and not self.robots.allowed(current, deadline_at):
-                raise CrawlError(ROBOTS, f"robots.txt disallows {current} for {settings.robots_token}")
+            host_rate = None
+            if robots and settings.robots_txt:
+                allowed, host_rate = self.robots.verdict(current, deadline_at)
+                if not allowed:
+                    raise CrawlError(ROBOTS, f"robots.txt disallows {current} for {settings.robots_token}")
             status, reason, headers, body = self._request(
                 current,
                 hop,
@@ -272,6 +321,8 @@ class Guard:
                 user_agent_token,
                 directives,
                 settings.max_bytes if max_bytes is None else max_bytes,
+                truncate,
+                host_rate,
             )
             if status in REDIRECTS:
                 location = headers.get("Location")
@@ -287,26 +338,30 @@ class Guard:
             raise _Status(status, reason, retry_after_seconds(headers.get("Retry-After")))
         raise _Status(status, f"{reason}: too many redirects (more than {settings.max_redirects})")
 
-    def _request(self, url, hop, deadline_at, user_agent_token, directives, max_bytes):
-        """(status, reason, headers, body); body only for 2xx."""
+    def _request(self, url, hop, deadline_at, user_agent_token, directives, max_bytes, truncate, host_rate):
+        """(status, reason, headers, body); body only for 2xx. `host_rate`: the host's robots.txt
+        Crawl-delay / Request-rate in requests per second (None: none), which may only lower its pace."""
         settings = self.settings
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         host = url_host(url)
         port = parts.port or (443 if scheme == "https" else 80)
-        if self.pacer is not None:
-            self.pacer.wait(host)
+        self._pace(host, host_rate)
+
+        def timed_out() -> CrawlError:
+            return CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
 
         def remaining() -> float:
             left = deadline_at - time.monotonic()
             if left <= 0:
-                raise CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
+                raise timed_out()
             return min(settings.timeout, left)
 
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
         connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        watched: list[int] = []  # watchdog tokens of this request's sockets
         if self.proxy:
             if scheme == "https":
                 conn = http.client.HTTPSConnection(self.proxy[0], self.proxy[1], timeout=remaining())
@@ -314,6 +369,7 @@ class Guard:
             else:
                 conn = http.client.HTTPConnection(self.proxy[0], self.proxy[1], timeout=remaining())
                 target = url.split("#", 1)[0]
+            conn._create_connection = _watched([self.proxy[0]], deadline_at, remaining, watched)
         else:
             try:
                 resolved = self.dns.addresses(host, port)
@@ -325,104 +381,295 @@ class Guard:
                     raise CrawlError(BLOCKED_REDIRECT, url)
                 raise CrawlError(BLOCKED_ADDRESS, f"{host} resolves only to blocked addresses ({', '.join(resolved)})")
             conn = connection_class(host, port, timeout=remaining())
-            conn._create_connection = _pinned(usable)  # connect to the checked addresses, never re-resolve
+            # connect to the checked addresses, never re-resolve
+            conn._create_connection = _watched(usable, deadline_at, remaining, watched)
+        conn.response_class = _Response
         try:
-            try:
-                conn.connect()
-                sock = conn.sock
-                sock.settimeout(remaining())
-                conn.putrequest("GET", target, skip_accept_encoding=True)
-                conn.putheader("User-Agent", settings.user_agent)
-                conn.putheader("Accept", "image/*,*/*;q=0.8")
-                conn.endheaders()
-                sock.settimeout(remaining())
-                response = conn.getresponse()
-            except socket.timeout:
-                remaining()
+            answer = self._exchange(
+                conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes, truncate
+            )
+            if time.monotonic() >= deadline_at:  # an end of file from the watchdog is no complete answer
+                raise timed_out()
+            return answer
+        except CrawlError:
+            raise
+        except (OSError, http.client.HTTPException) as error:
+            if time.monotonic() >= deadline_at:  # the watchdog shut the socket down (or about to)
+                raise timed_out() from None
+            if isinstance(error, socket.timeout):
                 raise OSError("<urlopen error timed out>") from None
-            headers = response.msg
-            status = response.status
-            if not 200 <= status < 300:
-                return status, response.reason, headers, b""
-            if directives and _x_robots_disallowed(headers, user_agent_token, directives):
-                raise OSError("Use of image disallowed by X-Robots-Tag directive")
-            length = headers.get("Content-Length")
-            if length and length.strip().isdigit() and int(length) > max_bytes:
-                raise CrawlError(TOO_LARGE, f"{url}: Content-Length {int(length)} > max_bytes {max_bytes}")
-            chunks, total = [], 0
-            while True:
-                sock.settimeout(remaining())
-                try:
-                    chunk = response.read1(READ_SIZE)
-                except socket.timeout:
-                    remaining()
-                    raise OSError("timed out") from None
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > max_bytes:
-                    raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
-                chunks.append(chunk)
-            return status, response.reason, headers, b"".join(chunks)
+            raise
         finally:
+            for token in watched:
+                WATCHDOG.release(token)
             conn.close()
 
+    def _pace(self, host: str, host_rate: float | None) -> None:
+        """Wait for this request's slot: in the part's schedule of the host (its share of the rate),
+        then in the stage-wide one (the whole rate; not before the first slot)."""
+        settings = self.settings
+        slot = 0.0
+        lower = host_rate is not None and host_rate < settings.stage_rate
+        if self.pacer is not None:
+            if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
+                slot = self.pacer.reserve(host, host_rate * settings.host_share, 1.0)
+            else:
+                slot = self.pacer.reserve(host)
+        if self.stage_pacer is not None:
+            slot = self.stage_pacer.reserve(host, host_rate if lower else None, 1.0 if lower else None, slot)
+        _sleep_until(slot)
 
-def _pinned(addresses: list[str]):
-    """A create_connection for http.client that connects to the checked addresses in turn."""
+    def _exchange(self, conn, url, target, deadline_at, remaining, user_agent_token, directives, max_bytes, truncate):
+        """Send the request and read the answer: (status, reason, headers, body); body only for 2xx."""
+        settings = self.settings
+        conn.connect()
+        sock = conn.sock
+        sock.settimeout(remaining())
+        conn.putrequest("GET", target, skip_accept_encoding=True)
+        conn.putheader("User-Agent", settings.user_agent)
+        conn.putheader("Accept", "image/*,*/*;q=0.8")
+        conn.endheaders()
+        sock.settimeout(remaining())
+        response = conn.getresponse()
+        headers = response.msg
+        status = response.status
+        if not 200 <= status < 300:
+            return status, response.reason, headers, b""
+        token = (user_agent_token or settings.robots_token).lower()
+        if directives and _x_robots_disallowed(headers, token, directives):
+            raise CrawlError(ROBOTS, "Use of image disallowed by X-Robots-Tag directive")
+        length = headers.get("Content-Length")
+        if not truncate and length and length.strip().isdigit() and int(length) > max_bytes:
+            raise CrawlError(TOO_LARGE, f"{url}: Content-Length {int(length)} > max_bytes {max_bytes}")
+        chunks, total = [], 0
+        while True:
+            sock.settimeout(remaining())
+            chunk = response.read1(READ_SIZE)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes and truncate:
+                chunks.append(chunk[: len(chunk) - (total - max_bytes)])
+                break
+            if total > max_bytes:
+                raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
+            chunks.append(chunk)
+        return status, response.reason, headers, b"".join(chunks)
+
+
+def _sleep_until(when: float) -> None:
+    delay = when - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _watched(addresses: list[str], deadline_at: float, remaining, watched: list[int]):
+    """A create_connection for http.client that connects to `addresses` in turn (the checked ones:
+    never re-resolved), all within the one deadline, each socket watched by WATCHDOG from before its
+    connect() until the request releases it (TLS wraps the same file descriptor)."""
 
     def create_connection(address, timeout=None, source_address=None):
         error: OSError | None = None
         for candidate in addresses:
+            infos = _ORIGINAL_GETADDRINFO(candidate, address[1], 0, socket.SOCK_STREAM)
+            family, kind, proto, _, sockaddr = infos[0]
+            sock = socket.socket(family, kind, proto)
+            token = WATCHDOG.watch(sock, deadline_at)
+            watched.append(token)
             try:
-                return socket.create_connection((candidate, address[1]), timeout, source_address)
+                sock.settimeout(remaining())
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                return sock
             except OSError as exc:
+                WATCHDOG.release(token)
+                sock.close()
                 error = exc
+                if isinstance(exc, CrawlError) or time.monotonic() >= deadline_at:
+                    raise
         raise error if error is not None else OSError("no address")
 
     return create_connection
 
 
-def _x_robots_disallowed(headers, user_agent_token, directives) -> bool:
-    from img2dataset.downloader import is_disallowed
+class _Response(http.client.HTTPResponse):
+    """http.client's response with a bound on 1xx responses and on trailer lines (each of which
+    would otherwise restart the per-operation timeout for ever)."""
 
-    return is_disallowed(headers, user_agent_token, directives)
+    _informational = 0
+
+    def _read_status(self):
+        version, status, reason = super()._read_status()
+        if 100 <= status < 200:
+            self._informational += 1
+            if self._informational > MAX_INFORMATIONAL:
+                raise http.client.HTTPException(f"more than {MAX_INFORMATIONAL} 1xx responses")
+        return version, status, reason
+
+    def _read_and_discard_trailer(self):
+        for _ in range(MAX_TRAILER_LINES + 1):  # and the blank line
+            line = self.fp.readline(http.client._MAXLINE + 1)
+            if len(line) > http.client._MAXLINE:
+                raise http.client.LineTooLong("trailer line")
+            if line in (b"\r\n", b"\n", b""):
+                return
+        raise http.client.HTTPException(f"more than {MAX_TRAILER_LINES} trailer lines")
+
+
+class _Watchdog:
+    """Shuts down every socket whose attempt's deadline has passed (one thread per process), so a
+    server that trickles bytes (1xx responses, headers, trailers, body) cannot hold a worker: the
+    blocked read returns at once and the request ends as `download_timeout`."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._fds: dict[int, int] = {}  # token -> file descriptor, while watched
+        self._heap: list[tuple[float, int]] = []
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline_at: float) -> int:
+        with self._lock:
+            token = next(self._tokens)
+            self._fds[token] = sock.fileno()
+            heapq.heappush(self._heap, (deadline_at, token))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="crawl-deadline", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+        return token
+
+    def release(self, token: int) -> None:
+        """Stop watching (before the socket is closed, so its descriptor is never reused meanwhile)."""
+        with self._lock:
+            self._fds.pop(token, None)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                while self._heap and self._heap[0][1] not in self._fds:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._lock.wait()
+                    continue
+                deadline_at, token = self._heap[0]
+                wait = deadline_at - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                _shutdown(self._fds.pop(token))
+
+
+def _shutdown(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()
+
+
+WATCHDOG = _Watchdog()
+
+
+def _x_robots_disallowed(headers, token: str, directives) -> bool:
+    """img2dataset's `is_disallowed`: an X-Robots-Tag value "[<token>:] d1, d2" with a directive of
+    `directives`, unscoped or scoped to `token` (lower case)."""
+    for value in headers.get_all("X-Robots-Tag", []):
+        scoped = value.split(":", 1)
+        scope = scoped[0].lower() if len(scoped) == 2 else None
+        if (scope is None or scope == token) and any(d.strip().lower() in directives for d in scoped[-1].split(",")):
+            return True
+    return False
+
+
+def origin_of(url: str) -> str:
+    """scheme://host:port of a URL (IPv6 hosts in brackets), the key of its robots.txt."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = url_host(url)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{parts.port or (443 if scheme == 'https' else 80)}"
+
+
+def parse_robots(body: bytes) -> Protego:
+    """RFC 9309 rules of a robots.txt: its first ROBOTS_PARSE_BYTES bytes, UTF-8 (a BOM skipped)."""
+    text = body[:ROBOTS_PARSE_BYTES].decode("utf-8-sig", errors="replace")
+    return Protego.parse(text)
+
+
+def robots_rate(parser: Protego, token: str) -> float | None:
+    """Requests per second that robots.txt's Crawl-delay / Request-rate allow `token` (the lower), or None."""
+    rates = []
+    delay = parser.crawl_delay(token)
+    if delay is not None:
+        rates.append(1.0 / delay if delay > 0 else float("inf"))
+    rate = parser.request_rate(token)
+    if rate is not None:
+        rates.append(rate.requests / rate.seconds)
+    return min(rates) if rates else None
 
 
 class _Robots:
-    """robots.txt of each origin, fetched once per run: a file per origin in `robots_cache`
-    (written under a lock, so parts, processes and retries share one fetch), else kept in memory.
+    """robots.txt of each origin (RFC 9309, parsed by protego), fetched once per run: a file per
+    origin in `robots_cache` (written under a lock, so parts, processes and retries share one
+    fetch), and the parsed rules in a bounded in-memory cache (ROBOTS_CACHE_ENTRIES, ROBOTS_MAX_AGE).
 
-    2xx: its rules; 4xx, a redirect out of bounds or a refused address: no rules (RFC 9309
-    "unavailable"); 5xx, 429 or no answer: "unreachable", remembered in this process only, and the
-    image fails as download_failed (a later retry asks again).
+    2xx: its rules (the first 500 KiB); 4xx, a redirect out of bounds or a refused address: no
+    rules (RFC 9309 "unavailable": all allowed); 5xx, 429 or no answer: "unreachable", everything
+    disallowed for ROBOTS_UNREACHABLE_SECONDS (kept in this process only: the images fail as
+    download_failed, so a later retry asks again), then asked again.
     """
 
     def __init__(self, guard: Guard):
         self.guard = guard
         self.folder = Path(guard.settings.robots_cache) if guard.settings.robots_cache else None
         self._lock = threading.Lock()
-        self._parsers: dict[str, urllib.robotparser.RobotFileParser | str] = {}
-        self._origin_locks: dict[str, threading.Lock] = {}
+        self._parsers: OrderedDict[str, tuple[float, Protego | str]] = OrderedDict()
+        self._origin_locks = [threading.Lock() for _ in range(64)]
+
+    def verdict(self, url: str, deadline_at: float) -> tuple[bool, float | None]:
+        """(allowed, the origin's requests per second by Crawl-delay / Request-rate or None)."""
+        origin = origin_of(url)
+        # waiting for another thread's fetch of this origin counts against this attempt's deadline too
+        origin_lock = self._origin_locks[hash(origin) % len(self._origin_locks)]
+        if not origin_lock.acquire(timeout=max(0.0, deadline_at - time.monotonic())):
+            raise CrawlError(TIMEOUT, f"{url}: robots.txt of {origin} not read within the deadline")
+        try:
+            with self._lock:
+                hit = self._parsers.get(origin)
+            if hit is None or hit[0] < time.monotonic():
+                parser = self._load(origin, deadline_at)
+                ttl = ROBOTS_UNREACHABLE_SECONDS if isinstance(parser, str) else ROBOTS_MAX_AGE
+                hit = (time.monotonic() + ttl, parser)
+                with self._lock:
+                    self._parsers[origin] = hit
+                    self._parsers.move_to_end(origin)
+                    while len(self._parsers) > ROBOTS_CACHE_ENTRIES:
+                        self._parsers.popitem(last=False)
+        finally:
+            origin_lock.release()
+        parser = hit[1]
+        if isinstance(parser, str):
+            if time.monotonic() >= deadline_at:
+                raise CrawlError(TIMEOUT, f"{url}: robots.txt of {origin} not read within the deadline")
+            raise OSError(f"robots.txt of {origin} unreachable ({parser})")
+        token = self.guard.settings.robots_token
+        return parser.can_fetch(url, token), robots_rate(parser, token)
 
     def allowed(self, url: str, deadline_at: float) -> bool:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        origin = f"{scheme}://{url_host(url)}:{parts.port or (443 if scheme == 'https' else 80)}"
-        with self._lock:
-            origin_lock = self._origin_locks.setdefault(origin, threading.Lock())
-        with origin_lock:
-            parser = self._parsers.get(origin)
-            if parser is None:
-                parser = self._parsers[origin] = self._load(origin)
-        if isinstance(parser, str):
-            raise OSError(f"robots.txt of {origin} unreachable ({parser})")
-        path = parts.path or "/"
-        return parser.can_fetch(self.guard.settings.robots_token, path + ("?" + parts.query if parts.query else ""))
+        return self.verdict(url, deadline_at)[0]
 
-    def _load(self, origin: str):
+    def _load(self, origin: str, deadline_at: float):
         if self.folder is None:
-            record = self._fetch(origin)
+            record = self._fetch(origin, deadline_at)
         else:
             import fcntl
 
@@ -430,30 +677,37 @@ class _Robots:
             name = hashlib.sha1(origin.encode()).hexdigest()[:20]
             path = self.folder / f"{name}.json"
             with open(self.folder / f"{name}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                while True:  # another process may be fetching it: wait, within this attempt's deadline
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline_at:
+                            raise CrawlError(TIMEOUT, f"robots.txt of {origin} not read within the deadline") from None
+                        time.sleep(0.02)
                 record = json.loads(path.read_text()) if path.exists() else None
                 if record is None or time.time() - record["fetched"] > ROBOTS_MAX_AGE:
-                    record = self._fetch(origin)
+                    record = self._fetch(origin, deadline_at)
                     if record.get("unreachable") is None:
                         tmp = path.with_suffix(".tmp")
                         tmp.write_text(json.dumps(record))
                         tmp.replace(path)
         if record.get("unreachable") is not None:
             return record["unreachable"]
-        parser = urllib.robotparser.RobotFileParser()
-        parser.parse(record["body"].splitlines())
-        return parser
+        return parse_robots(record["body"].encode("utf-8"))
 
-    def _fetch(self, origin: str) -> dict:
+    def _fetch(self, origin: str, deadline_at: float) -> dict:
         scheme, rest = origin.split("://", 1)
         host, port = rest.rsplit(":", 1)
         netloc = host if int(port) == (443 if scheme == "https" else 80) else f"{host}:{port}"
         url = f"{scheme}://{netloc}/robots.txt"
         record = {"origin": origin, "fetched": time.time(), "body": "", "status": None, "unreachable": None}
         try:
-            record["body"] = self.guard.fetch_once(url, max_bytes=ROBOTS_MAX_BYTES, robots=False).decode(
-                "utf-8", errors="replace"
+            body = self.guard.fetch_once(
+                url, max_bytes=ROBOTS_PARSE_BYTES, robots=False, deadline_at=deadline_at, truncate=True
             )
+            # kept as text (the cache is JSON): the first 500 KiB, BOM dropped
+            record["body"] = body[:ROBOTS_PARSE_BYTES].decode("utf-8-sig", errors="replace")
             record["status"] = 200
         except _Status as error:
             record["status"] = error.status
@@ -463,7 +717,7 @@ class _Robots:
             if error.reason in (TIMEOUT,):
                 record["unreachable"] = str(error)
             else:
-                record["status"] = error.reason  # blocked or too large: treated as no rules
+                record["status"] = error.reason  # blocked: treated as no rules
         except OSError as error:
             record["unreachable"] = str(error) or type(error).__name__
         log.info("robots.txt of %s: %s", origin, record["unreachable"] or record["status"])
@@ -495,8 +749,25 @@ def install_socket_guard(guard: Guard) -> None:
     def connect_ex(self, address):
         return _ORIGINAL_CONNECT_EX(self, check(self, address))
 
+    def sendto(self, data, *args):  # (data, address) or (data, flags, address); MSG_FASTOPEN connects
+        return _ORIGINAL_SENDTO(self, data, *args[:-1], check(self, args[-1]))
+
+    def sendmsg(self, buffers, *args, **kwargs):  # (buffers, ancdata, flags, address)
+        if "address" in kwargs:
+            kwargs["address"] = check(self, kwargs["address"])
+        elif len(args) >= 3:
+            args = (*args[:2], check(self, args[2]), *args[3:])
+        return _ORIGINAL_SENDMSG(self, buffers, *args, **kwargs)
+
+    # `_socket.socket` (below the `socket` module) made after the install: the same checks
+    methods = {"connect": connect, "connect_ex": connect_ex, "sendto": sendto, "sendmsg": sendmsg}
+    RawSocket = type("socket", (_ORIGINAL_RAW_SOCKET,), methods)  # noqa: N806 - a class
+
     socket.socket.connect = connect
     socket.socket.connect_ex = connect_ex
+    socket.socket.sendto = sendto
+    socket.socket.sendmsg = sendmsg
+    _socket.socket = _socket.SocketType = RawSocket
 
 
 def activate(settings_json: str) -> Guard:
@@ -519,4 +790,18 @@ def download_image_with_retry(row, timeout, retries, user_agent_token, disallowe
     try:
         return key, io.BytesIO(_GUARD.fetch(url, user_agent_token, disallowed_header_directives)), None
     except Exception as error:  # noqa: BLE001 - img2dataset records the message of any failure
-        return key, None, str(error) or type(error).__name__
+        return key, None, error_message(error)
+
+
+def error_message(error: BaseException) -> str:
+    """The message img2dataset records for a failure: "<reason>: <detail>" only for the guard's own
+    exceptions; any other message that would read as a guard reason (a server's status line
+    "blocked_address: ...", say) is prefixed with the exception's class, so `reason_of` sees none."""
+    if isinstance(error, CrawlError):
+        return f"{error.reason}: {error.detail}"
+    if isinstance(error, BlockedConnection):
+        return str(error)  # "blocked_address: connection to ... refused by the crawl guard"
+    message = str(error) or type(error).__name__
+    if reason_of(message) is not None or reason_of(message.strip()) is not None:
+        message = f"{type(error).__name__}: {message}"
+    return message

@@ -13,6 +13,9 @@ an X-Robots-Tag opt-out), `blocked_address`, `blocked_redirect` (detail: the hop
 `download_too_large`, `download_timeout`, `rate_limited`, `download_failed` (detail: the error
 message) or, should a shard have crashed, `download_missing`. After a retry the latest attempt of a
 uid counts.
+
+Size: one stage's job from config to ledger (options, guard settings, the img2dataset process and
+its proxy, the status tables); the fetching itself lives in crawl_guard and crawl_pacing.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ SUCCESS = "success"
 FAILED_TO_DOWNLOAD = "failed_to_download"
 FAILED_TO_RESIZE = "failed_to_resize"
 FETCHED = (SUCCESS, FAILED_TO_RESIZE)
-ROBOTS_MESSAGE = "disallowed by X-Robots-Tag"
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
 # Every ledger reason of the stage (the audit refuses others).
@@ -67,9 +69,14 @@ def format_user_agent(template: str, contact_url: str) -> str:
     return template.format(version=package_version, contact_url=contact_url)
 
 
-def download_options(config: Mapping[str, Any], parts: int, robots_cache: str | None) -> dict[str, Any]:
+def download_options(
+    config: Mapping[str, Any], parts: int, robots_cache: str | None, host_schedule: str | None
+) -> dict[str, Any]:
     """`download_part`'s options from the validated config: `download` (its `processes` are the job's
-    threads), the pixel cap, the URL rules the guard applies, and the part count (for host pacing)."""
+    threads), the pixel cap, the URL rules the guard applies, and the part count (for host pacing).
+
+    `robots_cache`, `host_schedule`: folders of the run shared by all parts (robots.txt files, the
+    stage-wide per-host schedules); None: per job."""
     return {
         **{key: value for key, value in config["download"].items() if key != "processes"},
         "max_pixels": config["images"]["max_pixels"],
@@ -78,6 +85,7 @@ def download_options(config: Mapping[str, Any], parts: int, robots_cache: str | 
         "max_url_length": config["urls"]["max_length"],
         "parts": parts,
         "robots_cache": robots_cache,
+        "host_schedule": host_schedule,
     }
 
 
@@ -100,6 +108,7 @@ def crawl_settings(
     retry_backoff: float,
     robots_txt: bool,
     robots_cache: str | None,
+    host_schedule: str | None,
     user_agent: str,
     contact_url: str,
     pacing_dir: str | None,
@@ -121,7 +130,11 @@ def crawl_settings(
         max_retry_wait=float(max_retry_wait),
         rate=rate,
         burst=burst,
+        host_share=1.0 / max(1, min(int(parts_per_host), int(parts))),
         pacing_dir=pacing_dir,
+        stage_pacing_dir=str(Path(host_schedule).resolve()) if host_schedule else None,
+        stage_rate=float(per_host_rate),
+        stage_burst=max(1.0, float(per_host_burst)),
         robots_txt=bool(robots_txt),
         robots_cache=str(Path(robots_cache).resolve()) if robots_cache else None,
         user_agent=format_user_agent(user_agent, contact_url),
@@ -367,11 +380,11 @@ def failure_reason(state: str | None, message: str | None) -> tuple[str, str | N
     """(ledger reason, detail) of a row that img2dataset did not fetch."""
     if state is None:
         return "download_missing", "no status row (img2dataset shard failed)"
+    # Only the guard writes "<reason>: <detail>" messages (crawl_guard.error_message): no text a
+    # server sent can choose a reason.
     guard = reason_of(message)
     if guard is not None:
         return guard
-    if message and ROBOTS_MESSAGE in message:
-        return "robots_disallowed", message
     return "download_failed", message
 
 

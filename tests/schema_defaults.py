@@ -24,6 +24,9 @@ def keyword_filter_args(**overrides) -> dict:
     metadata = schema_defaults("metadata")
     return {
         "format": None,
+        "columns": None,
+        "filters": [],
+        "index": None,
         "max_caption_bytes": metadata["max_caption_bytes"],
         "on_bad_file": metadata["on_bad_file"],
         "threads": 1,

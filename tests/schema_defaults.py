@@ -43,6 +43,8 @@ def url_filter_args(**overrides) -> dict:
         "blocked_suffixes": urls["blocked_suffixes"],
         "max_length": urls["max_length"],
         "parts_per_host": schema_defaults("download")["parts_per_host"],
+        "sha256_columns": {},
+        "phash_columns": {},
         "threads": 1,
         "memory_limit": None,
         **overrides,

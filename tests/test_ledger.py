@@ -75,7 +75,7 @@ def test_funnel_columns_and_arithmetic(tmp_path):
         write_stats(tmp_path / f"{i}.stats.json", [s])
         files.append(tmp_path / f"{i}.stats.json")
     write_funnel(files, tmp_path / "f.csv", tmp_path / "f.md", tmp_path / "f.json")
-    assert "| laion2b | 1,000 | 100 | 10 | 2 | 8 | 80 | 1 | 5 | 9 | 3 | 62 |" in (tmp_path / "f.md").read_text()
+    assert "| laion2b | 1,000 | 100 | 10 | 0 | 2 | 8 | 80 | 1 | 5 | 9 | 3 | 62 |" in (tmp_path / "f.md").read_text()
     assert json.loads((tmp_path / "f.json").read_text())["consistent"] is True
 
 

@@ -116,7 +116,7 @@ def main() -> None:
                 format=None,
                 columns=None,
                 filters=[],
-                index=None,
+                index_file=None,
                 max_caption_bytes=65536,
                 on_bad_file="fail",
                 threads=args.threads,

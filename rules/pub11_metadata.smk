@@ -5,8 +5,8 @@ rule keyword_filter:
     input:
         files=chunk_files,
         keywords=repo_path(config["keywords"]),
-        # a DFN-style index file (sources.<name>.index), if any
-        index=lambda wildcards: config["sources"][wildcards.source]["index"] or [],
+        # a DFN-style index file (sources.<name>.index_file), if any
+        index_file=lambda wildcards: config["sources"][wildcards.source]["index_file"] or [],
     output:
         kept="results/pub11/metadata/{source}/{chunk}.parquet",
         stats="results/pub11/metadata/{source}/{chunk}.stats.json",

@@ -26,7 +26,7 @@ def keyword_filter_args(**overrides) -> dict:
         "format": None,
         "columns": None,
         "filters": [],
-        "index": None,
+        "index_file": None,
         "max_caption_bytes": metadata["max_caption_bytes"],
         "on_bad_file": metadata["on_bad_file"],
         "threads": 1,

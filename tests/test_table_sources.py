@@ -177,7 +177,7 @@ def test_dfn_index_selects_exactly_the_indexed_rows(tmp_path):
     assert index.dtype == INDEX_DTYPE
     index_path = tmp_path / "dfn_2b_inds.npy"
     np.save(index_path, index)
-    stats, kept, _, accounts = run(tmp_path, "dfn2b", parts, format="dfn", index=str(index_path))
+    stats, kept, _, accounts = run(tmp_path, "dfn2b", parts, format="dfn", index_file=str(index_path))
     assert sorted(kept.column("src_uid").to_pylist()) == sorted(selected[:3])
     assert (stats.rows_in, stats.kept, stats.dropped) == (8, 3, {"not_in_index": 5})
     assert [a["dropped"] for a in accounts] == [{"not_in_index": 2}, {"not_in_index": 3}]
@@ -227,5 +227,5 @@ def test_mappings_are_checked_up_front():
         build_format("coyo700m", {"url": "u"}, [], None)
     with pytest.raises(SourceFormatError, match="columns.url"):
         build_format("table", {"caption": "c"}, [], None)
-    with pytest.raises(SourceFormatError, match="needs `index`"):
+    with pytest.raises(SourceFormatError, match="needs `index_file`"):
         build_format("dfn", None, [], None)

@@ -11,7 +11,7 @@ run(
     format=snakemake.params.format,
     columns=snakemake.params.columns,
     filters=list(snakemake.params.filters),
-    index=snakemake.input.index or None,
+    index_file=snakemake.input.index_file or None,
     max_caption_bytes=snakemake.params.max_caption_bytes,
     on_bad_file=snakemake.params.on_bad_file,
     threads=snakemake.threads,

@@ -15,6 +15,9 @@ message) or, should a shard have crashed, `download_missing`. After a retry the 
 uid counts. Rows of a source that maps a `sha256` column (`sources.<name>.columns.sha256`) are
 fetched in an img2dataset run of their own with `verify_hash`: bytes of another digest are
 dropped as `hash_mismatch`.
+
+Size: the img2dataset call, its URL lists (host order, expected digests) and the reading of its
+status into the ledger are one contract with img2dataset, kept in one place.
 """
 
 from __future__ import annotations

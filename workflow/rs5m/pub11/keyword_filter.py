@@ -336,7 +336,7 @@ def filter_chunk(
     format: str | None,  # noqa: A002 - the config key's name (sources.<name>.format)
     columns: dict | None,
     filters: list[str],
-    index: str | None,
+    index_file: str | None,
     max_caption_bytes: int,
     on_bad_file: str,
     threads: int,
@@ -345,9 +345,9 @@ def filter_chunk(
     """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts.
 
     DuckDB runs on `threads` within `memory_limit` (rs5m.duck); the candidate scan uses as many.
-    `columns`, `filters`, `index`: `sources.<name>.*` (rs5m.pub11.sources.build_format).
+    `columns`, `filters`, `index_file`: `sources.<name>.*` (rs5m.pub11.sources.build_format).
     """
-    fmt = build_format(format or source, columns, filters, index)
+    fmt = build_format(format or source, columns, filters, index_file)
     patterns = load_patterns(keywords)
     con = duck.connect(threads, memory_limit)
     ledger = Ledger(STAGE)

@@ -3,8 +3,11 @@
 Reads the sources' own files (parquet, CSV/TSV, JSON/JSONL); no output of its own (see `rs5m.pub11.keyword_filter`).
 
 Table sources (`format: table` and the presets `datacomp`, `relaion`, `pd12m`, `dfn`) name their
-columns in `sources.<name>.columns`; `filters` (SQL over the native columns) and a DFN-style `index`
-file become row filters, each with its own count-only drop reason.
+columns in `sources.<name>.columns`; `filters` (SQL over the native columns) and a DFN-style `index_file`
+become row filters, each with its own count-only drop reason.
+
+Size: every format, native or mapped, ends in the one SourceFormat the keyword filter reads, so
+the relations, the presets and the index lookup they share live together.
 """
 
 from __future__ import annotations
@@ -332,10 +335,10 @@ def build_format(
     format: str,  # noqa: A002 - the config key's name (sources.<name>.format)
     columns: Mapping[str, Any] | None,
     filters: Sequence[str],
-    index: str | None,
+    index_file: str | None,
 ) -> SourceFormat:
     """The SourceFormat of one source's config: a native format (with optional `filters`), or a table
-    source from its column mapping, `filters` and (for `dfn`) `index`."""
+    source from its column mapping, `filters` and (for `dfn`) `index_file`."""
     if format not in TABLE_FORMATS:
         fmt = FORMATS[format]
         extra = set(table_columns(None, columns)) - {"sha256", "phash"}
@@ -343,20 +346,20 @@ def build_format(
             raise SourceFormatError(
                 f"format {format!r} has its own columns; `columns` may only name sha256/phash here (got {sorted(extra)})"
             )
-        if index:
-            raise SourceFormatError(f"format {format!r}: `index` is for table sources (format dfn or table)")
+        if index_file:
+            raise SourceFormatError(f"format {format!r}: `index_file` is for table sources (format dfn or table)")
         return replace(fmt, row_filters=fmt.row_filters + tuple((f, FILTER_REASON) for f in filters))
     mapping = table_columns(format, columns)
     if "url" not in mapping or "caption" not in mapping:
         raise SourceFormatError(f"format {format!r} needs `columns.url` and `columns.caption` (got {mapping})")
-    if format == "dfn" and not index:
-        raise SourceFormatError("format 'dfn' needs `index`: the .npy file of selected CommonPool uids")
-    if index and "id" not in mapping:
-        raise SourceFormatError("an `index` selects rows by uid: set `columns.id` (CommonPool: uid)")
+    if format == "dfn" and not index_file:
+        raise SourceFormatError("format 'dfn' needs `index_file`: the .npy file of selected CommonPool uids")
+    if index_file and "id" not in mapping:
+        raise SourceFormatError("an `index_file` selects rows by uid: set `columns.id` (CommonPool: uid)")
     caption = mapping["caption"]
     captions = (caption,) if isinstance(caption, str) else tuple(caption)
     row_filters = tuple((f, FILTER_REASON) for f in filters)
-    if index:
+    if index_file:
         row_filters = (
             (f"{quote_ident(mapping['id'])} IN (SELECT uid FROM {INDEX_TABLE})", INDEX_REASON),
         ) + row_filters
@@ -369,8 +372,8 @@ def build_format(
         height=mapping.get("height"),
         row_filters=row_filters,
         rejects_lines=True,
-        index_file=index,
-        index_column=mapping["id"] if index else None,
+        index_file=index_file,
+        index_column=mapping["id"] if index_file else None,
     )
 
 

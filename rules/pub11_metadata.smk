@@ -5,8 +5,7 @@ rule keyword_filter:
     input:
         files=chunk_files,
         keywords=repo_path(config["keywords"]),
-        # a DFN-style index file (sources.<name>.index_file), if any
-        index_file=lambda wildcards: config["sources"][wildcards.source]["index_file"] or [],
+        index_file=source_index_file,
     output:
         kept="results/pub11/metadata/{source}/{chunk}.parquet",
         stats="results/pub11/metadata/{source}/{chunk}.stats.json",

@@ -229,3 +229,19 @@ def test_mappings_are_checked_up_front():
         build_format("table", {"caption": "c"}, [], None)
     with pytest.raises(SourceFormatError, match="needs `index_file`"):
         build_format("dfn", None, [], None)
+
+
+def test_refresh_example_is_a_valid_config_of_coherent_sources():
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    example = yaml.safe_load((REPO / "config" / "examples" / "refresh-2026.yaml").read_text())
+    jsonschema.validate(example, schema)
+    for name, source in example["sources"].items():
+        fmt = build_format(source.get("format") or name, source.get("columns"), source.get("filters", []), None)
+        assert fmt.url and fmt.captions
+    assert pool_hash_columns(example["sources"], "sha256") == {"commonpool": "sha256"}
+    assert pool_hash_columns(example["sources"], "phash") == {"coyo700m": "image_phash"}
+    archives = [d for d in example["rs3"]["datasets"] if isinstance(d, dict)]
+    assert {a["format"] for a in archives} == {"folder", "table"}

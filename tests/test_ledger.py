@@ -110,3 +110,11 @@ def test_ledger_absorbs_a_per_file_ledger(tmp_path):
     assert [r["uid"] for r in pq.read_table(tmp_path / "j.drops.parquet").to_pylist()] == ["u1", "u2"]
     with pytest.raises(ValueError, match="cannot add"):
         job.absorb(Ledger("download"))
+
+
+def test_funnel_rows_are_the_keyword_filter_sources_and_rs3_stays_out():
+    stats = chain("laion2b", 100, 10, 1, 0, 1, 0, 0, 0) + chain("commonpool", 50, 6, 0, 0, 0, 0, 0, 0)
+    stats.append(StageStats("decontamination", "fmow", 5, 5, {}))  # RS3 shares the stage
+    funnel = build_funnel(stats)
+    assert [row["source"] for row in funnel.rows] == ["laion2b", "commonpool", "total"]
+    assert funnel.consistent and funnel.rows[-1]["remain"] == funnel.rows[0]["remain"] + funnel.rows[1]["remain"]

@@ -78,11 +78,12 @@ def build_funnel(stats: Iterable[StageStats], sources: Iterable[str] | None = No
     """One row per source plus a total; the chain rows_in(stage) == kept(previous stage) is checked.
 
     `sources`: the rows, in order; None = the eleven PUB11 sources in SPEC order, then any other
-    source of the ledger (table sources such as CommonPool) by name.
+    source the keyword filter read (table sources such as CommonPool) by name. RS3 datasets share
+    the decontamination stage but are no PUB11 source.
     """
     merged = merge_stats(s for s in stats if s.stage in PUB11_STAGES)
     if sources is None:
-        present = {src for (_, src) in merged}
+        present = {src for (stage, src) in merged if stage == PUB11_STAGES[0]}
         sources = [s for s in PUB11_SOURCES if s in present] + sorted(present - set(PUB11_SOURCES))
     problems: list[str] = []
     rows = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -381,17 +382,17 @@ def build_format(
 # The DuckDB table a file's selected uids are registered as before it is read.
 INDEX_TABLE = "_index_uids"
 INDEX_DTYPE = np.dtype("u8,u8")
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def uid_pairs(uids: Sequence[str | None]) -> np.ndarray:
     """CommonPool uids (32 hex digits) as DataComp's subset-file pairs (high 64 bits, low 64 bits);
     a missing or malformed uid becomes (0, 0), which no index holds in practice."""
+    clean = "".join(u if isinstance(u, str) and _HEX32.fullmatch(u) else "0" * 32 for u in uids)
+    halves = np.frombuffer(bytes.fromhex(clean), ">u8").reshape(-1, 2).astype(np.uint64)
     pairs = np.zeros(len(uids), INDEX_DTYPE)
-    for i, uid in enumerate(uids):
-        try:
-            pairs[i] = (int(uid[:16], 16), int(uid[16:32], 16)) if uid and len(uid) == 32 else (0, 0)
-        except ValueError:
-            pairs[i] = (0, 0)
+    if len(uids):
+        pairs["f0"], pairs["f1"] = halves[:, 0], halves[:, 1]
     return pairs
 
 

@@ -76,6 +76,11 @@ def chunk_files(wildcards):
     return CHUNKS[wildcards.source][wildcards.chunk]
 
 
+def source_index_file(wildcards):
+    """A source's DFN-style index file (sources.<name>.index_file), or no input."""
+    return config["sources"][wildcards.source]["index_file"] or []
+
+
 def keyword_outputs(kind="parquet"):
     """Every keyword-filter output (`parquet`, `stats.json`, `drops.parquet`, `files.json`)."""
     return [

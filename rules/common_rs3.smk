@@ -3,9 +3,19 @@
 RS3 = config["rs3"]
 CAPTION = config["caption"]
 RS3_DEMO_ROOT = os.path.join(DEMO["root"], "rs3")
+# Labelled RS archives of any kind (rs3.datasets entries with a `format`), by name.
+RS3_ARCHIVES = {
+    entry["name"]: entry for entry in RS3["datasets"] if isinstance(entry, dict)
+}
+
+
+def _rs3_name(entry):
+    return entry["name"] if isinstance(entry, dict) else entry
 
 
 def _rs3_roots(dataset):
+    if dataset in RS3_ARCHIVES:
+        return [RS3_ARCHIVES[dataset]["root"]]
     settings = RS3.get(dataset, {})
     return settings.get("roots") or [settings.get("root")]
 
@@ -27,7 +37,9 @@ def _rs3_available(dataset):
     return False
 
 
-RS3_DATASETS = [d for d in RS3["datasets"] if _rs3_available(d)]
+RS3_DATASETS = [_rs3_name(d) for d in RS3["datasets"] if _rs3_available(_rs3_name(d))]
+# rs3_read_archive's dataset wildcard matches the archives' names only.
+RS3_ARCHIVE_PATTERN = "|".join(sorted(RS3_ARCHIVES)) or "(?!)"
 
 
 def rs3_input(path):

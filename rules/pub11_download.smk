@@ -3,6 +3,7 @@
 #   snakemake --cores 4 retry_failed_downloads --forcerun download_retry
 
 from rs5m.pub11.download_part import download_options
+from rs5m.pub11.sources import pool_hash_columns
 
 # download_part's options (rs5m.pub11.download_part.download_options); one robots.txt per origin
 # and one stage-wide schedule per host, shared by parts and retries.
@@ -35,6 +36,9 @@ rule url_filter:
         blocked_suffixes=config["urls"]["blocked_suffixes"],
         max_length=config["urls"]["max_length"],
         parts_per_host=config["download"]["parts_per_host"],
+        # pool hashes of the sources that map them (sources.<name>.columns.sha256 / .phash)
+        sha256_columns=pool_hash_columns(config["sources"], "sha256"),
+        phash_columns=pool_hash_columns(config["sources"], "phash"),
         # DuckDB spills beyond this: the configured limit, else 3/4 of the job's memory.
         memory_limit=lambda wildcards, resources: config["urls"]["memory_limit"]
         or f"{resources.mem_mb * 3 // 4}MB",

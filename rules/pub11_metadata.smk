@@ -5,6 +5,7 @@ rule keyword_filter:
     input:
         files=chunk_files,
         keywords=repo_path(config["keywords"]),
+        index_file=source_index_file,
     output:
         kept="results/pub11/metadata/{source}/{chunk}.parquet",
         stats="results/pub11/metadata/{source}/{chunk}.stats.json",
@@ -21,6 +22,8 @@ rule keyword_filter:
         mem_mb=4000,
     params:
         format=lambda wildcards: source_format(wildcards.source),
+        columns=lambda wildcards: config["sources"][wildcards.source]["columns"],
+        filters=lambda wildcards: config["sources"][wildcards.source]["filters"],
         max_caption_bytes=config["metadata"]["max_caption_bytes"],
         on_bad_file=config["metadata"]["on_bad_file"],
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).

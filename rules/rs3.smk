@@ -104,6 +104,36 @@ rule rs3_read_millionaid:
         "../workflow/scripts/rs3_read_millionaid.py"
 
 
+# Any labelled RS archive (rs3.datasets entries with a `format`), one job per archive.
+rule rs3_read_archive:
+    input:
+        root=lambda wildcards: rs3_input(RS3_ARCHIVES[wildcards.dataset]["root"]),
+    output:
+        table="results/rs3/read/{dataset}.parquet",
+        stats="results/rs3/read/{dataset}.stats.json",
+        drops="results/rs3/read/{dataset}.drops.parquet",
+        images=directory("results/rs3/images/{dataset}"),
+    log:
+        "logs/rs3_read_archive/{dataset}.log",
+    benchmark:
+        "results/benchmarks/rs3_read_archive/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=RS3_ARCHIVE_PATTERN,
+    conda:
+        "../envs/rs3.yaml"
+    threads: RS3["threads"]  # image and GeoTIFF reader threads; an upper bound, clamped by --cores
+    params:
+        format=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["format"],
+        table=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["table"],
+        bands=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["bands"],
+        reflectance_clip=lambda wildcards: RS3_ARCHIVES[wildcards.dataset][
+            "reflectance_clip"
+        ],
+        jpeg_quality=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["jpeg_quality"],
+    script:
+        "../workflow/scripts/rs3_read_archive.py"
+
+
 rule rs3_metacaption:
     input:
         tables=rs3_read_outputs(),

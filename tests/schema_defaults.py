@@ -24,6 +24,9 @@ def keyword_filter_args(**overrides) -> dict:
     metadata = schema_defaults("metadata")
     return {
         "format": None,
+        "columns": None,
+        "filters": [],
+        "index_file": None,
         "max_caption_bytes": metadata["max_caption_bytes"],
         "on_bad_file": metadata["on_bad_file"],
         "threads": 1,
@@ -40,6 +43,8 @@ def url_filter_args(**overrides) -> dict:
         "blocked_suffixes": urls["blocked_suffixes"],
         "max_length": urls["max_length"],
         "parts_per_host": schema_defaults("download")["parts_per_host"],
+        "sha256_columns": {},
+        "phash_columns": {},
         "threads": 1,
         "memory_limit": None,
         **overrides,

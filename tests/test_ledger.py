@@ -75,7 +75,7 @@ def test_funnel_columns_and_arithmetic(tmp_path):
         write_stats(tmp_path / f"{i}.stats.json", [s])
         files.append(tmp_path / f"{i}.stats.json")
     write_funnel(files, tmp_path / "f.csv", tmp_path / "f.md", tmp_path / "f.json")
-    assert "| laion2b | 1,000 | 100 | 10 | 2 | 8 | 80 | 1 | 5 | 9 | 3 | 62 |" in (tmp_path / "f.md").read_text()
+    assert "| laion2b | 1,000 | 100 | 10 | 0 | 2 | 8 | 80 | 1 | 5 | 9 | 3 | 62 |" in (tmp_path / "f.md").read_text()
     assert json.loads((tmp_path / "f.json").read_text())["consistent"] is True
 
 
@@ -110,3 +110,11 @@ def test_ledger_absorbs_a_per_file_ledger(tmp_path):
     assert [r["uid"] for r in pq.read_table(tmp_path / "j.drops.parquet").to_pylist()] == ["u1", "u2"]
     with pytest.raises(ValueError, match="cannot add"):
         job.absorb(Ledger("download"))
+
+
+def test_funnel_rows_are_the_keyword_filter_sources_and_rs3_stays_out():
+    stats = chain("laion2b", 100, 10, 1, 0, 1, 0, 0, 0) + chain("commonpool", 50, 6, 0, 0, 0, 0, 0, 0)
+    stats.append(StageStats("decontamination", "fmow", 5, 5, {}))  # RS3 shares the stage
+    funnel = build_funnel(stats)
+    assert [row["source"] for row in funnel.rows] == ["laion2b", "commonpool", "total"]
+    assert funnel.consistent and funnel.rows[-1]["remain"] == funnel.rows[0]["remain"] + funnel.rows[1]["remain"]

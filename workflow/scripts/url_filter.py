@@ -13,5 +13,7 @@ run(
     blocked_suffixes=snakemake.params.blocked_suffixes,
     max_length=snakemake.params.max_length,
     parts_per_host=snakemake.params.parts_per_host,
+    sha256_columns=snakemake.params.sha256_columns,
+    phash_columns=snakemake.params.phash_columns,
     memory_limit=snakemake.params.memory_limit,
 )

@@ -23,6 +23,7 @@ FUNNEL_COLUMNS = (
     "rows_in",
     "after_keyword_filter",
     "url_duplicates",
+    "pool_hash_duplicates",
     "blocked_urls",
     "download_failed",
     "downloaded",
@@ -61,7 +62,8 @@ def _row(source: str, by_stage: dict[str, StageStats]) -> dict:
         "rows_in": by_stage["keyword_filter"].rows_in if "keyword_filter" in by_stage else None,
         "after_keyword_filter": kept("keyword_filter"),
         "url_duplicates": dropped("url_filter", {"duplicate_url"}),
-        "blocked_urls": dropped("url_filter", exclude={"duplicate_url"}),
+        "pool_hash_duplicates": dropped("url_filter", {"duplicate_pool_hash"}),
+        "blocked_urls": dropped("url_filter", exclude={"duplicate_url", "duplicate_pool_hash"}),
         "download_failed": dropped("download"),
         "downloaded": kept("download"),
         "invalid": dropped("invalid"),
@@ -72,9 +74,17 @@ def _row(source: str, by_stage: dict[str, StageStats]) -> dict:
     }
 
 
-def build_funnel(stats: Iterable[StageStats], sources: Iterable[str] = PUB11_SOURCES) -> Funnel:
-    """One row per source plus a total; the chain rows_in(stage) == kept(previous stage) is checked."""
+def build_funnel(stats: Iterable[StageStats], sources: Iterable[str] | None = None) -> Funnel:
+    """One row per source plus a total; the chain rows_in(stage) == kept(previous stage) is checked.
+
+    `sources`: the rows, in order; None = the eleven PUB11 sources in SPEC order, then any other
+    source the keyword filter read (table sources such as CommonPool) by name. RS3 datasets share
+    the decontamination stage but are no PUB11 source.
+    """
     merged = merge_stats(s for s in stats if s.stage in PUB11_STAGES)
+    if sources is None:
+        present = {src for (stage, src) in merged if stage == PUB11_STAGES[0]}
+        sources = [s for s in PUB11_SOURCES if s in present] + sorted(present - set(PUB11_SOURCES))
     problems: list[str] = []
     rows = []
     for source in sources:
@@ -112,7 +122,8 @@ def funnel_markdown(funnel: Funnel) -> str:
     rule = "|" + "|".join("---" if c == "source" else "---:" for c in FUNNEL_COLUMNS) + "|"
     body = ["| " + " | ".join(_cell(row[c]) for c in FUNNEL_COLUMNS) + " |" for row in funnel.rows]
     note = (
-        "\nEvery row: after_keyword_filter - url_duplicates - blocked_urls - download_failed = downloaded, "
+        "\nEvery row: after_keyword_filter - url_duplicates - pool_hash_duplicates - blocked_urls - download_failed "
+        "= downloaded (download_failed includes hash_mismatch: bytes other than the pool's sha256), "
         "and downloaded - invalid - duplicates - outliers - eval_overlap = remain (eval_overlap: samples "
         "dropped by the eval-set decontamination, results/stats/decontamination.md). Empty cells: stage not run.\n"
     )

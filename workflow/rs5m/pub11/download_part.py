@@ -12,10 +12,13 @@ the bytes arrived but are not an image). Other rows are dropped: `robots_disallo
 an X-Robots-Tag opt-out), `blocked_address`, `blocked_redirect` (detail: the hop's URL),
 `download_too_large`, `download_timeout`, `rate_limited`, `download_failed` (detail: the error
 message) or, should a shard have crashed, `download_missing`. After a retry the latest attempt of a
-uid counts.
+uid counts. Rows of a source that maps a `sha256` column (`sources.<name>.columns.sha256`) are
+fetched in an img2dataset run of their own with `verify_hash`: bytes of another digest are
+dropped as `hash_mismatch`.
 
-Size: one stage's job from config to ledger (options, guard settings, the img2dataset process and
-its proxy, the status tables); the fetching itself lives in crawl_guard and crawl_pacing.
+Size: one stage's job from config to ledger (options, guard settings, the img2dataset runs and
+their proxy, URL lists with expected digests, the status tables); the fetching itself lives in
+crawl_guard and crawl_pacing.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from rs5m.ledger import Ledger, StageStats
 from rs5m.pub11.crawl_guard import REASONS as GUARD_REASONS
 from rs5m.pub11.crawl_guard import CrawlSettings, reason_of
 from rs5m.pub11.crawl_pacing import part_rate, spread_order
+from rs5m.pub11.sources import pool_hash_columns
 from rs5m.pub11.urls import url_host
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,11 @@ FETCHED = (SUCCESS, FAILED_TO_RESIZE)
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
 # Every ledger reason of the stage (the audit refuses others).
-REASONS = ("download_failed", "download_missing", "robots_disallowed", *GUARD_REASONS)
+REASONS = ("download_failed", "download_missing", "robots_disallowed", "hash_mismatch", *GUARD_REASONS)
+# img2dataset's error message when `verify_hash` finds other bytes than the pool described.
+HASH_MISMATCH_MESSAGE = "hash mismatch"
+# The column of the expected digest in a URL list (img2dataset's `verify_hash` names it by hash type).
+SHA256 = "sha256"
 STATUS_FILE = re.compile(r"^(\d+)\.parquet$")
 
 
@@ -86,6 +94,7 @@ def download_options(
         "parts": parts,
         "robots_cache": robots_cache,
         "host_schedule": host_schedule,
+        "verify_sha256": pool_hash_columns(config["sources"], "sha256"),
     }
 
 
@@ -209,11 +218,13 @@ def run_img2dataset(
     proxy: str | None,
     proxy_server: str | None,
     extend: bool = False,
+    verify_hash: bool = False,
     **crawl,
 ) -> None:
     """One img2dataset call over a parquet URL list (columns url, uid, source) into WebDataset shards.
 
-    `crawl`: the crawl guard's keyword arguments (`crawl_settings`).
+    `crawl`: the crawl guard's keyword arguments (`crawl_settings`). `verify_hash`: the list has a
+    `sha256` column, which img2dataset checks the fetched bytes against.
     """
     if not extend and Path(out_dir).exists():
         # img2dataset's own "overwrite" mode deletes its temporary folder along with the output.
@@ -242,6 +253,8 @@ def run_img2dataset(
         enable_wandb=False,
         incremental_mode="extend" if extend else "incremental",
     )
+    if verify_hash:
+        arguments.update(verify_hash=[SHA256, "sha256"], compute_hash="sha256")
     with (
         _proxy(proxy, proxy_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy,
         tempfile.TemporaryDirectory(prefix="rs5m-pacing-") as pacing_dir,
@@ -385,28 +398,68 @@ def failure_reason(state: str | None, message: str | None) -> tuple[str, str | N
     guard = reason_of(message)
     if guard is not None:
         return guard
+    if message == HASH_MISMATCH_MESSAGE:
+        return "hash_mismatch", None
     return "download_failed", message
 
 
-def write_url_list(table: pa.Table, folder: str) -> str:
+def write_url_list(table: pa.Table, folder: str, name: str = "urls.parquet") -> str:
     """The URL list in the order that spreads each host's requests over the run."""
-    path = os.path.join(folder, "urls.parquet")
+    path = os.path.join(folder, name)
     hosts = [url_host(u or "") for u in table.column(col.URL).to_pylist()]
     order = spread_order(hosts, table.column(col.UID).to_pylist())
-    pq.write_table(table.select([col.URL, *CARRIED]).take(pa.array(order, pa.int64())), path)
+    carried = [col.URL, *CARRIED, *([SHA256] if SHA256 in table.column_names else [])]
+    pq.write_table(table.select(carried).take(pa.array(order, pa.int64())), path)
     return path
 
 
-def download_part(urls: str, out_dir: str, stats: str, drops: str, threads: int, **options) -> list[StageStats]:
+def read_url_rows(urls: str, verify_sha256: Mapping[str, str]) -> pa.Table:
+    """A part's URL rows (url, uid, source) and, where `verify_sha256` maps the row's source to a
+    native column, the expected `sha256` (lower-case hex; null where the pool gives none)."""
+    table = pq.read_table(urls, columns=[col.URL, *CARRIED, *([col.NATIVE] if verify_sha256 else [])])
+    if not verify_sha256:
+        return table
+    expected = []
+    for source, native in zip(table.column(col.SOURCE).to_pylist(), table.column(col.NATIVE).to_pylist()):
+        value = json.loads(native).get(verify_sha256[source]) if source in verify_sha256 and native else None
+        value = str(value).strip().lower() if value is not None else ""
+        expected.append(value if re.fullmatch(r"[0-9a-f]{64}", value) else None)
+    return table.drop_columns([col.NATIVE]).append_column(SHA256, pa.array(expected, pa.string()))
+
+
+def fetch(table: pa.Table, folder: str, out_dir: str, processes: int, extend: bool, **options) -> None:
+    """img2dataset over `table`'s URLs; rows with an expected `sha256` in a run of their own that
+    verifies it (img2dataset's verify_hash takes a missing digest for a mismatch)."""
+    if SHA256 not in table.column_names:
+        run_img2dataset(write_url_list(table, folder), out_dir, processes=processes, extend=extend, **options)
+        return
+    has_hash = pc.is_valid(table.column(SHA256))
+    groups = [(table.filter(pc.invert(has_hash)).drop_columns([SHA256]), False), (table.filter(has_hash), True)]
+    for rows, verify in [g for g in groups if len(g[0])]:
+        name = "verified.parquet" if verify else "urls.parquet"
+        run_img2dataset(
+            write_url_list(rows, folder, name),
+            out_dir,
+            processes=processes,
+            extend=extend,
+            verify_hash=verify,
+            **options,
+        )
+        extend = True  # a second run adds shards to the first's
+
+
+def download_part(
+    urls: str, out_dir: str, stats: str, drops: str, threads: int, verify_sha256: Mapping[str, str], **options
+) -> list[StageStats]:
     """Download every URL of a part (img2dataset `processes` = the job's threads) and write its ledger.
 
     `options` are `run_img2dataset`'s keyword arguments (config section `download`, plus
-    `max_pixels` from `images`).
+    `max_pixels` from `images`); `verify_sha256`: {source: native sha256 column}.
     """
-    table = pq.read_table(urls, columns=[col.URL, *CARRIED])
+    table = read_url_rows(urls, verify_sha256)
     if len(table):
         with tempfile.TemporaryDirectory(prefix="rs5m-urls-") as folder:
-            run_img2dataset(write_url_list(table, folder), out_dir, processes=threads, **options)
+            fetch(table, folder, out_dir, threads, False, **options)
     else:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     return download_ledger(urls, out_dir, stats, drops)

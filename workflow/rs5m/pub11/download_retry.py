@@ -10,35 +10,46 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m.pub11.crawl_guard import PERMANENT
 from rs5m.pub11.download_part import (
-    CARRIED,
     FETCHED,
     download_ledger,
     failure_reason,
+    fetch,
     read_status,
-    run_img2dataset,
-    write_url_list,
+    read_url_rows,
 )
 
 log = logging.getLogger(__name__)
+# Failures a retry cannot change: the guard's permanent ones, and bytes other than the pool's.
+NOT_RETRIED = (*PERMANENT, "hash_mismatch")
 
 
-def retry_failed(urls: str, out_dir: str, stats: str, drops: str, report: str, threads: int, **options) -> dict:
+def retry_failed(
+    urls: str,
+    out_dir: str,
+    stats: str,
+    drops: str,
+    report: str,
+    threads: int,
+    verify_sha256: Mapping[str, str],
+    **options,
+) -> dict:
     """Fetch again only the URLs of a part whose latest attempt failed; rewrite the part's ledger.
 
     New attempts go into new shards of the same folder (img2dataset's `extend` mode), so nothing
     already downloaded is fetched again; `read_status` then takes the latest attempt of each uid.
     Opt-outs (robots.txt, X-Robots-Tag) and what a retry cannot change (`crawl_guard.PERMANENT`:
-    blocked addresses and redirects, oversized images) are not retried.
+    blocked addresses and redirects, oversized images) are not retried, nor bytes that failed
+    their pool's sha256 (`hash_mismatch`); the others are verified again (`verify_sha256`).
     """
     status = read_status(out_dir)
-    wanted = pq.read_table(urls, columns=[col.URL, *CARRIED])
+    wanted = read_url_rows(urls, verify_sha256)
     fetched = {
         uid
         for uid, state, message in zip(
@@ -46,12 +57,12 @@ def retry_failed(urls: str, out_dir: str, stats: str, drops: str, report: str, t
             status.column("status").to_pylist(),
             status.column("error_message").to_pylist(),
         )
-        if state in FETCHED or (state is not None and failure_reason(state, message)[0] in PERMANENT)
+        if state in FETCHED or (state is not None and failure_reason(state, message)[0] in NOT_RETRIED)
     }
     failed = wanted.filter(pa.array([uid not in fetched for uid in wanted.column(col.UID).to_pylist()]))
     if len(failed):
         with tempfile.TemporaryDirectory(prefix="rs5m-retry-") as folder:
-            run_img2dataset(write_url_list(failed, folder), out_dir, processes=threads, extend=True, **options)
+            fetch(failed, folder, out_dir, threads, True, **options)
     ledger = download_ledger(urls, out_dir, stats, drops)
     summary = {
         "retried": len(failed),

@@ -32,14 +32,23 @@ from rs5m import duck
 from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
-from rs5m.pub11.sources import FORMATS, SourceFormat, SourceFormatError, quote_ident, sql_string
+from rs5m.pub11.sources import (
+    INDEX_TABLE,
+    SourceFormat,
+    SourceFormatError,
+    build_format,
+    in_index,
+    load_index,
+    quote_ident,
+    sql_string,
+)
 from rs5m.tables import KEYWORD_SCHEMA
 
 log = logging.getLogger(__name__)
 
 STAGE = "keyword_filter"
 # Reasons recorded as counts only: they cover almost every row of a web crawl.
-COUNT_ONLY_REASONS = ("no_keyword_match", "not_english")
+COUNT_ONLY_REASONS = ("no_keyword_match", "not_english", "source_filter", "not_in_index")
 
 NORMALISED_SCHEMA = KEYWORD_SCHEMA  # the stage's columns before the native ones (rs5m.tables)
 
@@ -231,14 +240,25 @@ def _read_one_file(
         raise SourceFormatError(
             f"{path}: format {fmt.name!r} needs column(s) {', '.join(missing)}; the file has {', '.join(sorted(available)) or 'none'}"
         )
-    filter_count = f"count(*) FILTER (WHERE NOT coalesce({fmt.row_filter}, false))" if fmt.row_filter else "0"
+    if fmt.index_file:
+        _register_index_rows(con, fmt, relation)
+    # Per row filter: the rows that pass the ones before it and fail it.
+    passed = "true"
+    filter_counts = []
+    for sql, _ in fmt.row_filters:
+        filter_counts.append(f"count(*) FILTER (WHERE {passed} AND NOT coalesce(({sql}), false))")
+        passed = f"{passed} AND coalesce(({sql}), false)"
     # For text formats count(COLUMNS(*)) makes DuckDB parse every field, so bad UTF-8 is seen (and
     # rejected) here too; parquet row counts come from the footer without reading any column.
-    parse_all = ", count(COLUMNS(*))" if fmt.rejects_lines else ""
+    rejects_lines = fmt.rejects(path)
+    parse_all = ", count(COLUMNS(*))" if rejects_lines else ""
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
-    scanned, filtered_out = con.sql(f"SELECT count(*), {filter_count}{parse_all} FROM {relation}").fetchall()[0][:2]
+    counts = con.sql(f"SELECT count(*), {', '.join(filter_counts) or '0'}{parse_all} FROM {relation}").fetchall()[0]
+    scanned = counts[0]
+    filtered = [(reason, counts[1 + i]) for i, (_, reason) in enumerate(fmt.row_filters)]
+    filtered_out = sum(n for _, n in filtered)
 
-    if fmt.rejects_lines:
+    if rejects_lines:
         rejects = con.sql(
             "SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ') FROM reject_errors GROUP BY line ORDER BY line"
         ).fetchall()
@@ -246,7 +266,7 @@ def _read_one_file(
             uid = C.make_uid(source, f"#line{line}", file=Path(path).name)
             ledger.drop(uid, source, "undecodable_row", f"line {line}: {message}")
 
-    if fmt.is_parquet:
+    if fmt.reads_parquet(path):
         # Bulk pre-selection (see _candidate_rows); the SQL below then decides on those rows alone.
         con.register("_candidates", pa.table({"row": _candidate_rows(con, fmt, path, patterns, threads)}))
         relation = (
@@ -269,10 +289,23 @@ def _read_one_file(
     kept = kept.add_column(0, C.UID, pa.array([uids[i] for i in keep_index], pa.string()))
     kept = kept.add_column(1, C.SOURCE, pa.array([source] * kept.num_rows, pa.string()))
     ledger.keep(source, kept.num_rows)
-    ledger.drop_count(source, fmt.row_filter_reason, filtered_out)
+    for reason, count in filtered:
+        ledger.drop_count(source, reason, count)
     per_row = len(reasons) - len(keep_index)
     ledger.drop_count(source, "no_keyword_match", scanned - filtered_out - per_row - kept.num_rows)
     return kept, ledger
+
+
+def _register_index_rows(con: duckdb.DuckDBPyConnection, fmt: SourceFormat, relation: str) -> None:
+    """The file's uids that the index file holds, as the table INDEX_TABLE its row filter reads."""
+    uids = [
+        u
+        for (u,) in con.execute(
+            f"SELECT DISTINCT CAST({quote_ident(fmt.index_column)} AS VARCHAR) FROM {relation}"
+        ).fetchall()
+    ]
+    selected = in_index(load_index(fmt.index_file), uids)
+    con.register(INDEX_TABLE, pa.table({"uid": pa.array([u for u, keep in zip(uids, selected) if keep], pa.string())}))
 
 
 def _uids(source: str, urls: list[str | None], file_name: str) -> list[str]:
@@ -301,6 +334,9 @@ def filter_chunk(
     output: str,
     keywords: str,
     format: str | None,  # noqa: A002 - the config key's name (sources.<name>.format)
+    columns: dict | None,
+    filters: list[str],
+    index_file: str | None,
     max_caption_bytes: int,
     on_bad_file: str,
     threads: int,
@@ -309,8 +345,9 @@ def filter_chunk(
     """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts.
 
     DuckDB runs on `threads` within `memory_limit` (rs5m.duck); the candidate scan uses as many.
+    `columns`, `filters`, `index_file`: `sources.<name>.*` (rs5m.pub11.sources.build_format).
     """
-    fmt = FORMATS[format or source]
+    fmt = build_format(format or source, columns, filters, index_file)
     patterns = load_patterns(keywords)
     con = duck.connect(threads, memory_limit)
     ledger = Ledger(STAGE)

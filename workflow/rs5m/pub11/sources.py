@@ -1,6 +1,13 @@
-"""PUB11 sources: the eleven native metadata formats, as DuckDB relations with one column mapping.
+"""PUB11 sources: the eleven native metadata formats and table sources with a column mapping, as DuckDB relations.
 
-Reads the sources' own files (parquet, TSV, JSON); no output of its own (see `rs5m.pub11.keyword_filter`).
+Reads the sources' own files (parquet, CSV/TSV, JSON/JSONL); no output of its own (see `rs5m.pub11.keyword_filter`).
+
+Table sources (`format: table` and the presets `datacomp`, `relaion`, `pd12m`, `dfn`) name their
+columns in `sources.<name>.columns`; `filters` (SQL over the native columns) and a DFN-style `index_file`
+become row filters, each with its own count-only drop reason.
+
+Size: every format, native or mapped, ends in the one SourceFormat the keyword filter reads, so
+the relations, the presets and the index lookup they share live together.
 """
 
 from __future__ import annotations
@@ -8,9 +15,12 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -140,20 +150,34 @@ class SourceFormat:
     list_captions: tuple[str, ...] = ()
     width: str | None = None
     height: str | None = None
-    # SQL over the native columns; rows failing it are counted under `row_filter_reason`.
-    row_filter: str | None = None
-    row_filter_reason: str | None = None
+    # (SQL over the native columns, drop reason) in order: a row failing one is counted under the
+    # reason of the first filter it fails.
+    row_filters: tuple[tuple[str, str], ...] = ()
     # SQL expressions for caption fields that need decoding (default: the column itself).
     caption_sql: dict[str, str] = field(default_factory=dict)
     rejects_lines: bool = False
+    # A DFN-style index (`index_rows`): the .npy file and the column holding the pool's uid.
+    index_file: str | None = None
+    index_column: str | None = None
 
     @property
     def required_columns(self) -> tuple[str, ...]:
-        return (self.url, *self.captions, *self.list_captions)
+        return (self.url, *self.captions, *self.list_captions, *([self.index_column] if self.index_column else []))
+
+    def rejects(self, path: str) -> bool:
+        """Whether reading `path` records unparsable lines in DuckDB's reject tables (CSV/TSV)."""
+        return self.rejects_lines and (self.relation is not _table or _table_kind(path) in ("csv", "tsv"))
+
+    def reads_parquet(self, path: str) -> bool:
+        """Whether `path` is read with read_parquet (then the keyword scan pre-selects rows in bulk)."""
+        return self.relation is _parquet or (self.relation is _table and _table_kind(path) == "parquet")
 
     @property
-    def is_parquet(self) -> bool:
-        return self.relation is _parquet
+    def row_filter(self) -> str | None:
+        """All row filters together (NULL counts as failing)."""
+        if not self.row_filters:
+            return None
+        return " AND ".join(f"coalesce(({sql}), false)" for sql, _ in self.row_filters)
 
     def caption_expression(self, column: str) -> str:
         return self.caption_sql.get(column, f"CAST({quote_ident(column)} AS VARCHAR)")
@@ -187,8 +211,7 @@ FORMATS: dict[str, SourceFormat] = {
             ),
             width="original_width",
             height="original_height",
-            row_filter="language = 'en'",
-            row_filter_reason="not_english",
+            row_filters=(("language = 'en'", "not_english"),),
             rejects_lines=True,
         ),
         SourceFormat(
@@ -218,6 +241,193 @@ FORMATS: dict[str, SourceFormat] = {
         ),
     )
 }
+
+# ------------------------------------------------------------------------------ table sources
+_TABLE_SUFFIXES = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def _table_kind(path: str) -> str:
+    """parquet, csv, tsv or jsonl, from the file name (a `.gz`/`.zst` suffix is looked through)."""
+    name = path.lower()
+    for compressed in (".gz", ".zst"):
+        name = name.removesuffix(compressed)
+    kind = _TABLE_SUFFIXES.get(os.path.splitext(name)[1])
+    if kind is None:
+        raise SourceFormatError(
+            f"{path}: a table source reads .parquet, .csv, .tsv or .jsonl files (optionally .gz); "
+            "this name has none of these suffixes"
+        )
+    return kind
+
+
+def _table(path: str) -> str:
+    kind = _table_kind(path)
+    if kind == "parquet":
+        return _parquet(path)
+    if kind == "jsonl":
+        return (
+            f"read_json({sql_string(path)}, format='newline_delimited', maximum_object_size={json_object_limit(path)})"
+        )
+    # Column types are sniffed (numbers stay numbers for `filters:`); a line that does not parse is
+    # rejected and recorded as `undecodable_row`, not guessed.
+    delim = "\\t" if kind == "tsv" else ","
+    return (
+        f"read_csv({sql_string(path)}, delim='{delim}', header=true, quote='\"', escape='\"', "
+        f"ignore_errors=true, store_rejects=true)"
+    )
+
+
+# Column roles of `sources.<name>.columns`; any other key is kept as a name for the reader.
+TABLE_COLUMN_ROLES = ("url", "caption", "id", "width", "height", "sha256", "phash")
+# Drop reasons of the row filters of a table source (count-only, like no_keyword_match).
+FILTER_REASON = "source_filter"
+INDEX_REASON = "not_in_index"
+
+# Presets: the public column layouts of today's pools (README, "Sources of 2026").
+TABLE_PRESETS: dict[str, dict[str, Any]] = {
+    # DataComp CommonPool metadata parquet (mlfoundations/datacomp_pools): sha256 of the image bytes.
+    "datacomp": {
+        "url": "url",
+        "caption": "text",
+        "id": "uid",
+        "width": "original_width",
+        "height": "original_height",
+        "sha256": "sha256",
+    },
+    # Re-LAION-5B research / research-safe parquet: LAION's layout (its `hash` hashes URL and text).
+    "relaion": {"url": "URL", "caption": "TEXT", "width": "WIDTH", "height": "HEIGHT"},
+    # PD12M (Spawning/PD12M metadata/*.parquet): `hash` is an MD5 of the image, not a sha256.
+    "pd12m": {"url": "url", "caption": "caption", "id": "id", "width": "width", "height": "height"},
+}
+# DFN-2B: CommonPool parquet parts, restricted to the uids of an index file.
+TABLE_PRESETS["dfn"] = dict(TABLE_PRESETS["datacomp"])
+TABLE_FORMATS = ("table", *TABLE_PRESETS)
+
+
+def table_columns(format: str | None, columns: Mapping[str, Any] | None) -> dict[str, Any]:  # noqa: A002
+    """A source's column mapping: the preset's (if any) with the non-null `columns` on top; an empty
+    string unsets a preset's column."""
+    merged = {**TABLE_PRESETS.get(format or "", {}), **{k: v for k, v in (columns or {}).items() if v is not None}}
+    return {role: name for role, name in merged.items() if name not in ([], "")}
+
+
+def pool_hash_columns(sources: Mapping[str, Mapping[str, Any]], kind: str) -> dict[str, str]:
+    """{source: native column} of the sources whose mapping names a `kind` (sha256 or phash) column.
+
+    `sources`: the validated `sources` config; a native format's `columns` may name only these two.
+    """
+    found = {}
+    for name, settings in sources.items():
+        column = table_columns(settings.get("format"), settings.get("columns")).get(kind)
+        if column:
+            found[name] = str(column)
+    return dict(sorted(found.items()))
+
+
+def build_format(
+    format: str,  # noqa: A002 - the config key's name (sources.<name>.format)
+    columns: Mapping[str, Any] | None,
+    filters: Sequence[str],
+    index_file: str | None,
+) -> SourceFormat:
+    """The SourceFormat of one source's config: a native format (with optional `filters`), or a table
+    source from its column mapping, `filters` and (for `dfn`) `index_file`."""
+    if format not in TABLE_FORMATS:
+        fmt = FORMATS[format]
+        extra = set(table_columns(None, columns)) - {"sha256", "phash"}
+        if extra:
+            raise SourceFormatError(
+                f"format {format!r} has its own columns; `columns` may only name sha256/phash here (got {sorted(extra)})"
+            )
+        if index_file:
+            raise SourceFormatError(f"format {format!r}: `index_file` is for table sources (format dfn or table)")
+        return replace(fmt, row_filters=fmt.row_filters + tuple((f, FILTER_REASON) for f in filters))
+    mapping = table_columns(format, columns)
+    if "url" not in mapping or "caption" not in mapping:
+        raise SourceFormatError(f"format {format!r} needs `columns.url` and `columns.caption` (got {mapping})")
+    if format == "dfn" and not index_file:
+        raise SourceFormatError("format 'dfn' needs `index_file`: the .npy file of selected CommonPool uids")
+    if index_file and "id" not in mapping:
+        raise SourceFormatError("an `index_file` selects rows by uid: set `columns.id` (CommonPool: uid)")
+    caption = mapping["caption"]
+    captions = (caption,) if isinstance(caption, str) else tuple(caption)
+    row_filters = tuple((f, FILTER_REASON) for f in filters)
+    if index_file:
+        row_filters = (
+            (f"{quote_ident(mapping['id'])} IN (SELECT uid FROM {INDEX_TABLE})", INDEX_REASON),
+        ) + row_filters
+    return SourceFormat(
+        format,
+        relation=_table,
+        url=mapping["url"],
+        captions=captions,
+        width=mapping.get("width"),
+        height=mapping.get("height"),
+        row_filters=row_filters,
+        rejects_lines=True,
+        index_file=index_file,
+        index_column=mapping["id"] if index_file else None,
+    )
+
+
+# --------------------------------------------------------------------------- DFN-style index files
+# The DuckDB table a file's selected uids are registered as before it is read.
+INDEX_TABLE = "_index_uids"
+INDEX_DTYPE = np.dtype("u8,u8")
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def uid_pairs(uids: Sequence[str | None]) -> np.ndarray:
+    """CommonPool uids (32 hex digits) as DataComp's subset-file pairs (high 64 bits, low 64 bits);
+    a missing or malformed uid becomes (0, 0), which no index holds in practice."""
+    clean = "".join(u if isinstance(u, str) and _HEX32.fullmatch(u) else "0" * 32 for u in uids)
+    halves = np.frombuffer(bytes.fromhex(clean), ">u8").reshape(-1, 2).astype(np.uint64)
+    pairs = np.zeros(len(uids), INDEX_DTYPE)
+    if len(uids):
+        pairs["f0"], pairs["f1"] = halves[:, 0], halves[:, 1]
+    return pairs
+
+
+def load_index(path: str) -> np.ndarray:
+    """A DataComp subset file (dfn_2b_inds.npy): a sorted structured array of (u8, u8) uid pairs,
+    memory-mapped (DFN-2B's is ~30 GB; a lookup touches ~log2(n) pages per uid)."""
+    index = np.load(path, mmap_mode="r")
+    if index.dtype != INDEX_DTYPE:
+        raise SourceFormatError(
+            f"{path}: an index holds DataComp uid pairs (dtype {INDEX_DTYPE}); this file has dtype {index.dtype}"
+        )
+    return index
+
+
+def in_index(index: np.ndarray, uids: Sequence[str | None]) -> np.ndarray:
+    """Which `uids` the sorted `index` holds: one vectorised binary search over the memory map."""
+    pairs = uid_pairs(uids)
+    hi, lo = pairs["f0"], pairs["f1"]
+    low = np.zeros(len(pairs), np.int64)
+    high = np.full(len(pairs), len(index), np.int64)
+    while True:
+        active = low < high
+        if not active.any():
+            break
+        mid = (low + high) // 2
+        probe = index[np.minimum(mid, max(len(index) - 1, 0))] if len(index) else np.zeros(len(pairs), INDEX_DTYPE)
+        less = (probe["f0"] < hi) | ((probe["f0"] == hi) & (probe["f1"] < lo))
+        low = np.where(active & less, mid + 1, low)
+        high = np.where(active & ~less, mid, high)
+    found = low < len(index)
+    if len(index):
+        at = index[np.minimum(low, len(index) - 1)]
+        found &= (at["f0"] == hi) & (at["f1"] == lo)
+    return found
+
 
 # Each source's native format when its config names none.
 DEFAULT_FORMAT = {

@@ -7,6 +7,11 @@ one JSON string column `native` (object keyed by the native column name without 
 lets every part share one schema. Parts are split by host (`rs5m.pub11.crawl_pacing.host_part`): a host's
 URLs go to at most `download.parts_per_host` parts, which is what lets each download job pace a host
 at its share of `download.per_host_rate`.
+
+Pool hashes: where a source's `columns` name a `sha256` or `phash` column (the value travels in
+`native`), a URL-dedup survivor whose hash equals an earlier survivor's (same priority rule: source
+order, then uid) is dropped as `duplicate_pool_hash` (detail: the uid kept), first by sha256, then
+by phash, before a single request is sent.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "url_filter"
 REASON_DUPLICATE = "duplicate_url"
+REASON_POOL_HASH = "duplicate_pool_hash"
 NATIVE = col.NATIVE
 OUTPUT_SCHEMA = URLDEDUP_SCHEMA  # the keyword columns + `native` (rs5m.tables)
 
@@ -77,6 +83,35 @@ def _schema_groups(files: Sequence[str]) -> list[list[str]]:
     return list(groups.values())
 
 
+def _drop_pool_hash_duplicates(con: duckdb.DuckDBPyConnection, columns: Mapping[str, str]) -> None:
+    """Mark every survivor but the first (by rank, uid) of each pool hash value as REASON_POOL_HASH.
+
+    `columns`: {source: native column of the hash}; hex digests are compared case-insensitively,
+    blank values never match.
+    """
+    if not columns:
+        return
+    cases = " ".join(
+        f"WHEN {sql_string(source)} THEN json_extract_string(r.native, {sql_string('$.' + _quote(column))})"
+        for source, column in columns.items()
+    )
+    con.execute(
+        f"""
+        UPDATE judged SET reason = '{REASON_POOL_HASH}', detail = d.kept
+        FROM (
+            SELECT uid, first_value(uid) OVER (PARTITION BY hash ORDER BY rank, uid) AS kept
+            FROM (
+                SELECT j.uid, k.rank, lower(trim(CASE r.source {cases} END)) AS hash
+                FROM judged j JOIN rows r ON j.uid = r.uid JOIN ranks k ON j.uid = k.uid
+                WHERE j.reason IS NULL
+            )
+            WHERE hash IS NOT NULL AND hash <> ''
+        ) AS d
+        WHERE judged.uid = d.uid AND d.uid <> d.kept
+        """
+    )
+
+
 def filter_and_dedup_urls(
     metadata: Sequence[str],
     parts: Sequence[str],
@@ -86,6 +121,8 @@ def filter_and_dedup_urls(
     blocked_suffixes: Sequence[str],
     max_length: int,
     parts_per_host: int,
+    sha256_columns: Mapping[str, str],
+    phash_columns: Mapping[str, str],
     threads: int,
     memory_limit: str | None,
 ) -> list[StageStats]:
@@ -93,7 +130,8 @@ def filter_and_dedup_urls(
 
     `parts` are the output files in part order: a row goes to `parts[host_part(host, uid, len(parts),
     parts_per_host)]`. `allowed` (CIDR), `blocked_suffixes`, `max_length`: `urls.allowed_networks`,
-    `urls.blocked_suffixes`, `urls.max_length`.
+    `urls.blocked_suffixes`, `urls.max_length`. `sha256_columns`, `phash_columns`: {source: native
+    column} of the sources whose `columns` name a pool hash (rs5m.pub11.sources.pool_hash_columns).
     """
     con = duck.connect(threads, memory_limit)
     files = [str(p) for p in metadata if pq.read_metadata(p).num_rows > 0]
@@ -146,6 +184,8 @@ def filter_and_dedup_urls(
               FROM classified WHERE unsafe IS NULL)
         """
     )
+    for columns in (sha256_columns, phash_columns):
+        _drop_pool_hash_duplicates(con, columns)
     n_rows = con.execute("SELECT count(*) FROM rows").fetchall()[0][0]
     n_judged = con.execute("SELECT count(*) FROM judged").fetchall()[0][0]
     if n_rows != n_judged:

@@ -1,6 +1,6 @@
-"""What the three RS3 readers share (SPEC 3): the reader table's schema and one job's ledger.
+"""What the RS3 readers share (SPEC 3): the reader table's schema, one job's ledger, the band composite.
 
-Every reader (rs3_read_fmow, rs3_read_bigearthnet, rs3_read_millionaid) writes one table
+Every reader (rs3_read_fmow, rs3_read_bigearthnet, rs3_read_millionaid, rs3_read_archive) writes one table
 (`uid, dataset, img_name, image_path, source_path, split, labels, meta, meta_status, width,
 height`) plus the ledger files through `finish`.
 """
@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
@@ -63,6 +64,19 @@ def finish(dataset: str, outcomes: Iterable[Outcome], out_path: str | Path) -> S
     ledger.write(stats_path(out_path), drops_path(out_path))
     log.info("%s: %d samples, %d kept, dropped %s", dataset, stats.rows_in, stats.kept, stats.dropped)
     return stats
+
+
+def rgb_composite(red: np.ndarray, green: np.ndarray, blue: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
+    """8-bit RGB from reflectance bands by a fixed clip: lo -> 0, hi -> 255, linear, rounded half up.
+
+    A fixed clip (not a per-image stretch) keeps colours comparable between patches (SPEC 3).
+    """
+    low, high = float(clip[0]), float(clip[1])
+    if not high > low:
+        raise ValueError(f"reflectance clip must be [low, high] with high > low, got {clip}")
+    stack = np.stack([red, green, blue], axis=-1).astype(np.float64)
+    scaled = (np.clip(stack, low, high) - low) * (255.0 / (high - low))
+    return np.floor(scaled + 0.5).astype(np.uint8)
 
 
 def map_threads(function: Callable, items: list, threads: int) -> list:

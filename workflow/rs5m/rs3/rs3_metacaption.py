@@ -15,10 +15,75 @@ import pyarrow.parquet as pq
 
 from rs5m import geo
 from rs5m.columns import UID, uid_bucket
-from rs5m.metacaption import bigearthnet_fields, fmow_fields, geo_json, meta_caption
+from rs5m.metacaption import (
+    _labels_text,
+    bigearthnet_fields,
+    compose,
+    date_fields,
+    fmow_fields,
+    geo_json,
+    meta_caption,
+    parse_float,
+    place_name,
+    sample_rng,
+)
 from rs5m.tables import RS3_META_SCHEMA
 
 log = logging.getLogger(__name__)
+
+# Labelled RS archives of any kind (rs3.datasets entries with a `format`, rs5m.rs3.rs3_read_archive):
+# a clause per field group, so whichever fields a sample has make its sentence.
+ARCHIVE_CLAUSES: tuple[tuple[str, ...], ...] = (
+    (
+        "a {sensor} image[ from {season}] labelled {labels}",
+        "a remote sensing image[ taken in {season}] showing {labels}",
+        "an overhead view[ from {season}] classified as {labels}",
+        "a {sensor} image[ from {season}]",
+        "a remote sensing image taken in {season}",
+    ),
+    (
+        "it was taken over {place}",
+        "the scene lies in {place}",
+        "its location is {place}",
+    ),
+    (
+        "the ground sample distance is {gsd}",
+        "each pixel covers about {gsd} on the ground",
+    ),
+    (
+        "it was acquired on {date}",
+        "the acquisition date is {date}",
+    ),
+)
+
+
+def archive_fields(meta: dict, labels: list[str], season_rule: str, place: dict) -> dict:
+    """Caption fields of one archive sample: labels, sensor, place (the `country` field over the
+    reverse-geocoded place's), gsd, date and season."""
+    latitude, longitude = parse_float(meta.get("lat")), parse_float(meta.get("lon"))
+    gsd = parse_float(meta.get("gsd"))
+    country = str(meta["country"]).strip() if meta.get("country") else place.get("country")
+    fields = {
+        "lat": latitude,
+        "lon": longitude,
+        "labels": _labels_text(labels),
+        "sensor": str(meta["sensor"]).strip() or None if meta.get("sensor") else None,
+        "city": place.get("city"),
+        "country": country,
+        "place": place_name(place.get("city"), country),
+        "gsd": None if gsd is None else f"{gsd:g} m",
+    }
+    fields.update(date_fields(meta.get("date"), latitude, season_rule))
+    return fields
+
+
+def geo_point(meta: dict) -> tuple[float | None, float | None]:
+    """(lat, lon) of an archive sample, when both are numbers in range."""
+    try:
+        lat, lon = float(meta.get("lat")), float(meta.get("lon"))
+    except (TypeError, ValueError):
+        return None, None
+    return (lat, lon) if -90 <= lat <= 90 and -180 <= lon <= 180 else (None, None)
 
 
 def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[dict]:
@@ -31,10 +96,15 @@ def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[d
         except json.JSONDecodeError:
             meta = {}
         metas.append(meta if isinstance(meta, dict) else {})
-    # One KD-tree query for every fMoW vertex instead of one per image.
+    # One KD-tree query for every fMoW vertex (and archive position) instead of one per image.
     points, owners = [], []
     for index, (row, meta) in enumerate(zip(rows, metas)):
-        if row["dataset"] == "fmow":
+        if meta.get("archive"):
+            lat, lon = geo_point(meta)
+            if lat is not None:
+                points.append((lat, lon))
+                owners.append(index)
+        elif row["dataset"] == "fmow":
             boxes = meta.get("bounding_boxes") if isinstance(meta.get("bounding_boxes"), list) else []
             box0 = boxes[0] if boxes and isinstance(boxes[0], dict) else {}
             vertex = geo.wkt_first_vertex(box0.get("raw_location")) or geo.wkt_first_vertex(meta.get("raw_location"))
@@ -52,6 +122,8 @@ def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[d
             )
         elif dataset == "bigearthnet":
             fields = bigearthnet_fields(meta, season_rule)
+        elif meta.get("archive"):
+            fields = archive_fields(meta, row.get("labels") or [], season_rule, places.get(index, {}))
         else:
             fields = {}
         out.append(
@@ -60,7 +132,9 @@ def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[d
                 "dataset": dataset,
                 "img_name": row["img_name"],
                 "image_path": row["image_path"],
-                "meta_caption": meta_caption(dataset, fields, row["uid"], seed),
+                "meta_caption": compose(ARCHIVE_CLAUSES, fields, sample_rng(seed, row["uid"]))
+                if meta.get("archive")
+                else meta_caption(dataset, fields, row["uid"], seed),
                 "labels": list(row.get("labels") or []),
                 "geo": geo_json(fields),
             }

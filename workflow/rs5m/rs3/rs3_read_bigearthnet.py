@@ -19,7 +19,7 @@ from PIL import Image
 
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-from rs5m.rs3.readers import Outcome, finish, keys_status, load_json, map_threads
+from rs5m.rs3.readers import Outcome, finish, keys_status, load_json, map_threads, rgb_composite
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +43,6 @@ RGB_BANDS = ("B04", "B03", "B02")
 
 
 _PATCH_TIME = re.compile(r"_(\d{8}T\d{6})(?:_|$)")
-
-
-def rgb_composite(red: np.ndarray, green: np.ndarray, blue: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
-    """8-bit RGB from reflectance bands by a fixed clip: lo -> 0, hi -> 255, linear, rounded half up.
-
-    A fixed clip (not a per-image stretch) keeps colours comparable between patches (SPEC 3).
-    """
-    low, high = float(clip[0]), float(clip[1])
-    if not high > low:
-        raise ValueError(f"reflectance clip must be [low, high] with high > low, got {clip}")
-    stack = np.stack([red, green, blue], axis=-1).astype(np.float64)
-    scaled = (np.clip(stack, low, high) - low) * (255.0 / (high - low))
-    return np.floor(scaled + 0.5).astype(np.uint8)
 
 
 def _read_band(path: Path) -> tuple[np.ndarray, str | None, tuple]:

@@ -120,7 +120,7 @@ def test_confirmation_confirms_every_planted_kind_and_rejects_distinct_close_pai
         distances = hamming(np.full(8, phash_int(first)), dihedral_phashes(second))
         assert distances.min() == bits <= DEFAULT_RADIUS
         score, _ = confirmation_score(confirm_thumb(first, CONFIRM_SIZE), confirm_thumb(second, CONFIRM_SIZE), range(8))
-        assert score < CONFIRM_THRESHOLD - 0.1, (a, b, score)
+        assert score < CONFIRM_THRESHOLD - 0.3, (a, b, score)
 
 
 def _write_eval_table(path: Path, name: str, images: dict[str, Image.Image], folder: Path) -> None:

@@ -100,16 +100,20 @@ def find_matches(
 ) -> list[dict]:
     """Every candidate pair of both matchers, one per (dataset image, method, eval image): the pHash
     pairs within `radius` bits (the closest variant) and each image's nearest eval embedding when it
-    reaches `threshold`. MATCH_SCHEMA rows less the confirmation, with `_row`/`_eval` positions."""
+    reaches `threshold`. MATCH_SCHEMA rows less the confirmation, with `_variants`: the eval image's
+    variants within the radius (a near-symmetric image can hash alike in several)."""
     uids = table.column(UID).to_pylist()
     sources = table.column(source_column).to_pylist()
     row_of = {uid: i for i, uid in enumerate(uids)}
     eval_rows = evals.table.to_pydict()
     found: dict[tuple[int, str, int], tuple[float, int]] = {}  # (row, method, eval image) -> (score, variant row)
 
+    aligned: dict[tuple[int, str, int], set[int]] = {}  # the variants within the radius / the nearest
+
     def record(rows, eval_variant_rows, scores, method, better):
         for row, ev, score in zip(rows.tolist(), eval_variant_rows.tolist(), scores.tolist()):
             key = (row, method, ev // N_VARIANTS)
+            aligned.setdefault(key, set()).add(ev % N_VARIANTS)
             if key not in found or better(score, found[key][0]) or (score == found[key][0] and ev < found[key][1]):
                 found[key] = (score, ev)
 
@@ -151,8 +155,7 @@ def find_matches(
                 "variant": VARIANT_NAMES[ev % N_VARIANTS],
                 "score": score,
                 "location": location[row],
-                "_row": row,
-                "_eval": image,
+                "_variants": sorted(aligned[(row, method, image)]),
             }
         )
     rows.sort(key=lambda m: (m[UID], m["method"], m["eval_set"], m["image_id"]))
@@ -188,8 +191,8 @@ def _open_images(locations: Sequence[str]) -> dict[str, Image.Image | None]:
 
 
 def confirm_candidates(candidates: list[dict], size: int, threshold: float, batch: int = 4096) -> pa.Table:
-    """Score every candidate pair with confirmation_score (the candidate's variant for pHash, all
-    eight for embedding) and mark those reaching `threshold`; MATCH_SCHEMA rows. Dataset images are
+    """Score every candidate pair with confirmation_score (the variants within the radius for pHash,
+    all eight for embedding) and mark those reaching `threshold`; MATCH_SCHEMA rows. Dataset images are
     read in batches of `batch` candidates; eval images once each."""
     eval_thumbs: dict[str, np.ndarray | None] = {}
     out = []
@@ -202,7 +205,7 @@ def confirm_candidates(candidates: list[dict], size: int, threshold: float, batc
             eval_thumbs[path] = None if image is None else confirm_thumb(image, size)
         for m in chunk:
             dataset, eval_thumb = thumbs[m["location"]], eval_thumbs[m["eval_path"]]
-            variants = [VARIANT_NAMES.index(m["variant"])] if m["method"] == "phash" else range(N_VARIANTS)
+            variants = m["_variants"] if m["method"] == "phash" else range(N_VARIANTS)
             score = (
                 math.nan
                 if dataset is None or eval_thumb is None
@@ -214,8 +217,11 @@ def confirm_candidates(candidates: list[dict], size: int, threshold: float, batc
 
 
 def _best_match(matches: list[dict]) -> dict:
-    """The confirmed pair a drop names: the highest confirmation score (then eval set and image)."""
-    return max(matches, key=lambda m: (m["confirmation"], [-ord(c) for c in m["eval_set"] + m["image_id"]]))
+    """The confirmed pair a drop names: the closest pHash pair, else the most similar embedding pair."""
+    hashed = [m for m in matches if m["method"] == "phash"]
+    if hashed:
+        return min(hashed, key=lambda m: (m["score"], m["eval_set"], m["image_id"]))
+    return max(matches, key=lambda m: (m["score"], [-ord(c) for c in m["eval_set"] + m["image_id"]]))
 
 
 def decontaminate(

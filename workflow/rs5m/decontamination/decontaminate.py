@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
+from PIL import Image, ImageOps
 
 from rs5m.columns import SOURCE, UID
 from rs5m.decontamination.matching import (
@@ -163,8 +163,9 @@ def find_matches(
 
 
 def _open_images(locations: Sequence[str]) -> dict[str, Image.Image | None]:
-    """The images at `locations` ("tar::member" or a file path), None where unreadable; each tar is
-    indexed once."""
+    """The images at `locations` ("tar::member", turned upright by its EXIF orientation as the image
+    stage hashes it, or a file path, as the feature jobs read it), None where unreadable; each tar
+    is indexed once."""
     out: dict[str, Image.Image | None] = {}
     members = sorted({loc for loc in locations if "::" in loc})
     reader = MemberReader()
@@ -174,7 +175,9 @@ def _open_images(locations: Sequence[str]) -> dict[str, Image.Image | None]:
         try:
             if tar not in indexes:
                 indexes[tar] = index_tar(tar)
-            out[loc] = Image.open(io.BytesIO(reader.read(indexes[tar][member]))).convert("RGB")
+            # Upright as the image stage hashed it (EXIF orientation applied), so the pHash variants hold.
+            image = Image.open(io.BytesIO(reader.read(indexes[tar][member])))
+            out[loc] = ImageOps.exif_transpose(image).convert("RGB")
         except Exception as error:  # noqa: BLE001 - an unreadable image leaves its candidates unconfirmed
             logger.warning("cannot read %s: %s", loc, error)
             indexes.setdefault(tar, {})

@@ -100,4 +100,6 @@ DECONTAMINATION_MATCH = {
         if DECONTAMINATION["embedding"]["enabled"]
         else None
     ),
+    "confirm_size": DECONTAMINATION["confirm"]["size"],
+    "confirm_threshold": DECONTAMINATION["confirm"]["threshold"],
 }

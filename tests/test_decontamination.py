@@ -3,8 +3,10 @@ with the demo's tiny CLIP, drop/report and the ledger."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +22,18 @@ from rs5m.decontamination.decontamination_report import write_report
 from rs5m.decontamination.decontamination_rs3_features import rs3_features
 from rs5m.decontamination.eval_sets import read_eval_set
 from rs5m.decontamination.matching import (
+    EVAL_SCHEMA,
     FLAT_LIMIT,
     REASON,
+    confirm_thumb,
+    confirmation_score,
     dihedral_phashes,
     embedding_index,
     embedding_search,
     hamming,
     hash_search,
 )
+from rs5m.demo.aerial_scenes import aerial_scene
 from rs5m.demo.decontamination_demo_eval import distinct_images, planted_copies
 from rs5m.demo.rs3_demo_inputs import _scene
 from rs5m.demo.rs3_tiny_models import build_tiny_clip
@@ -38,6 +44,9 @@ from rs5m.pub11.images_part import phash_int
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["decontamination"]["properties"]
 DEFAULT_RADIUS = SCHEMA["phash"]["properties"]["radius"]["default"]
+CONFIRM_SIZE = SCHEMA["confirm"]["properties"]["size"]["default"]
+CONFIRM_THRESHOLD = SCHEMA["confirm"]["properties"]["threshold"]["default"]
+CONFIRM = {"confirm_size": CONFIRM_SIZE, "confirm_threshold": CONFIRM_THRESHOLD}
 
 
 def _originals() -> list[Image.Image]:
@@ -82,6 +91,135 @@ def test_hash_path_recall_and_false_matches_on_planted_transforms():
             assert (k, e) in found
 
 
+# Distinct procedural scenes (rs5m.demo.aerial_scenes, 160 px) whose pHash lies within 12 bits (the
+# smallest distance over the eight variants), found by a search over 20,000 x 5,000 seeded scenes:
+# (dataset scene, eval scene, bits).
+DISTINCT_CLOSE_PAIRS = [
+    (462, 1004828, 4),
+    (1395, 1002410, 4),
+    (868, 1001370, 6),
+    (937, 1003081, 8),
+    (1014, 1001407, 10),
+    (343, 1001470, 12),
+]
+
+
+def test_confirmation_confirms_every_planted_kind_and_rejects_distinct_close_pairs():
+    """Each planted kind of 8 demo aerial images, compared in the variant its pHash names, reaches
+    the default confirmation threshold; the distinct pHash-close pairs stay far below it."""
+    rng = random.Random(5)
+    for n in range(8):
+        original = render_aerial(300 + n)
+        hash_, thumb = phash_int(original), confirm_thumb(original, CONFIRM_SIZE)
+        for name, copy in planted_copies(original, rng):
+            variant = int(np.argmin(hamming(np.full(8, hash_), dihedral_phashes(copy))))
+            score, _ = confirmation_score(thumb, confirm_thumb(copy, CONFIRM_SIZE), [variant])
+            assert score >= CONFIRM_THRESHOLD, (n, name, score)
+    for a, b, bits in DISTINCT_CLOSE_PAIRS:
+        first, second = aerial_scene(a, 160), aerial_scene(b, 160)
+        distances = hamming(np.full(8, phash_int(first)), dihedral_phashes(second))
+        assert distances.min() == bits <= DEFAULT_RADIUS
+        score, _ = confirmation_score(confirm_thumb(first, CONFIRM_SIZE), confirm_thumb(second, CONFIRM_SIZE), range(8))
+        assert score < CONFIRM_THRESHOLD - 0.3, (a, b, score)
+
+
+def _write_eval_table(path: Path, name: str, images: dict[str, Image.Image], folder: Path) -> None:
+    """An eval-set table as decontamination_eval writes it (pHashes of the eight variants), with
+    zero embeddings (the pHash path only)."""
+    rows = []
+    for image_id, image in images.items():
+        (folder / image_id).parent.mkdir(parents=True, exist_ok=True)
+        image.save(folder / image_id)
+        rows.append(
+            {
+                "eval_set": name,
+                "image_id": image_id,
+                "path": str(folder / image_id),
+                "captions": [],
+                "phash": dihedral_phashes(image).tolist(),
+            }
+        )
+    pq.write_table(pa.Table.from_pylist(rows, schema=EVAL_SCHEMA), path)
+    np.save(str(path)[: -len(".parquet")] + ".npy", np.zeros((len(rows), 8, 4), np.float16))
+
+
+def test_planted_copies_dropped_distinct_close_pairs_reported_and_kept(tmp_path):
+    """End to end on the pHash path: every planted kind of two images is a confirmed pair and its
+    sample is dropped; the distinct images within the radius are candidates, listed unconfirmed in
+    the matches and counted in the report, and kept."""
+    rng = random.Random(7)
+    originals = {f"orig{n}": render_aerial(400 + n) for n in range(2)}
+    distinct = {f"near{a}": aerial_scene(a, 160) for a, _, _ in DISTINCT_CLOSE_PAIRS}
+    dataset = {**originals, **distinct}
+    tar = _write_tar(tmp_path / "pub.tar", {f"{uid}.png": image for uid, image in dataset.items()})
+    pq.write_table(
+        pa.table(
+            {
+                "uid": list(dataset),
+                "source": ["laion2b"] * len(dataset),
+                "tar": [tar] * len(dataset),
+                "member": [f"{uid}.png" for uid in dataset],
+                "phash": [phash_int(image) for image in dataset.values()],
+            }
+        ),
+        tmp_path / "pub.parquet",
+    )
+    pq.write_table(pa.table({"uid": list(dataset)}), tmp_path / "scores.parquet")
+    np.save(tmp_path / "pub.npy", np.zeros((len(dataset), 4), np.float16))
+    evals = {}
+    for uid, image in originals.items():
+        evals.update({f"copies/{uid}_{name}.png": copy for name, copy in planted_copies(image, rng)})
+    evals.update({f"near/{b}.png": aerial_scene(b, 160) for _, b, _ in DISTINCT_CLOSE_PAIRS})
+    _write_eval_table(tmp_path / "bench.parquet", "bench", evals, tmp_path / "eval")
+
+    summary = decontaminate(
+        "pub11",
+        tmp_path / "pub.parquet",
+        tmp_path / "final.parquet",
+        tmp_path / "final.stats.json",
+        tmp_path / "final.drops.parquet",
+        tmp_path / "pub.matches.parquet",
+        [tmp_path / "bench.parquet"],
+        embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
+        phash_parts=[],
+        action="drop",
+        phash_radius=DEFAULT_RADIUS,
+        embedding_threshold=None,
+        **CONFIRM,
+    )
+    matches = pq.read_table(tmp_path / "pub.matches.parquet").to_pylist()
+    confirmed = {(m["uid"], m["image_id"]) for m in matches if m["confirmed"]}
+    for image_id in (i for i in evals if i.startswith("copies/")):
+        assert (image_id.split("/")[1].split("_")[0], image_id) in confirmed, image_id
+    assert {uid for uid, _ in confirmed} == set(originals)
+    assert all(m["confirmation"] >= CONFIRM_THRESHOLD for m in matches if m["confirmed"])
+    near = {(m["uid"], m["image_id"]): m for m in matches if m["uid"] in distinct}
+    for a, b, bits in DISTINCT_CLOSE_PAIRS:
+        pair = near[(f"near{a}", f"near/{b}.png")]
+        assert pair["method"] == "phash" and pair["score"] == bits and not pair["confirmed"]
+        assert pair["confirmation"] < CONFIRM_THRESHOLD
+    drops = pq.read_table(tmp_path / "final.drops.parquet").to_pylist()
+    assert {d["uid"] for d in drops} == set(originals) and all(d["reason"] == REASON for d in drops)
+    assert set(pq.read_table(tmp_path / "final.parquet").column("uid").to_pylist()) == set(distinct)
+    assert summary["candidates"] == len(dataset) and summary["dropped"] == len(originals)
+    rows = write_report(
+        [tmp_path / "bench.parquet"],
+        [tmp_path / "pub.matches.parquet"],
+        tmp_path / "d.csv",
+        tmp_path / "d.md",
+        tmp_path / "d.png",
+        {"bench": "folder"},
+        {"pub11": "drop", "rs3": "report"},
+        DEFAULT_RADIUS,
+        None,
+        clip_model="",
+        clip_pretrained=None,
+    )
+    total = rows[-1]
+    assert total["pub11_phash"] == len(dataset) and total["pub11_matched"] == total["pub11_dropped"] == 2
+    assert total["pub11_unconfirmed"] == len(distinct)
+
+
 def test_hash_search_finds_every_pair_within_the_radius():
     rng = np.random.default_rng(0)
     index = rng.integers(-(2**63), 2**63 - 1, 2000, dtype=np.int64)
@@ -114,6 +252,18 @@ def test_embedding_search_above_the_flat_limit_finds_planted_copies():
     found = {(int(a), int(b)) for a, b in zip(q, i)}
     assert len(found & {(n, int(s)) for n, s in enumerate(sources)}) >= 0.98 * 300
     assert all(a < 300 for a, _ in found) and (cosine >= 0.92).all()
+
+
+def _write_tar(path: Path, images: dict[str, Image.Image]) -> str:
+    with tarfile.open(path, "w") as tar:
+        for name, image in images.items():
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG")
+            info = tarfile.TarInfo(name)
+            info.size = buffer.tell()
+            buffer.seek(0)
+            tar.addfile(info, buffer)
+    return str(path)
 
 
 def _write_images(folder: Path, images: dict[str, Image.Image]) -> None:
@@ -200,12 +350,13 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     )
 
     # PUB11: three rows (their "stored" pHash and embeddings computed here); RS3: three image files.
+    tar = _write_tar(tmp_path / "t.tar", {f"{n}.png": dataset[f"img{n}.png"] for n in range(3)})
     pub = pa.table(
         {
             "uid": ["p0", "p1", "p2"],
             "source": ["laion2b", "laion2b", "cc3m"],
-            "tar": ["t.tar"] * 3,
-            "member": ["0.jpg", "1.jpg", "2.jpg"],
+            "tar": [tar] * 3,
+            "member": ["0.png", "1.png", "2.png"],
             "phash": [phash_int(dataset[f"img{n}.png"]) for n in range(3)],
         }
     )
@@ -239,6 +390,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         action="drop",
         phash_radius=DEFAULT_RADIUS,
         embedding_threshold=0.99999,
+        **CONFIRM,
     )
     assert summary["dropped"] >= 1
     matches = pq.read_table(tmp_path / "pub.matches.parquet").to_pylist()
@@ -254,6 +406,29 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     stats = read_stats([tmp_path / "pub_final.stats.json"])
     assert sum(s.rows_in for s in stats) == 3 and sum(s.dropped.get(REASON, 0) for s in stats) == len(drops)
 
+    # The embedding matcher alone never drops: at cosine >= -1 every image has an embedding candidate,
+    # only the copy the confirmation accepts (p0) leaves.
+    loose = decontaminate(
+        "pub11",
+        tmp_path / "pub.parquet",
+        tmp_path / "loose.parquet",
+        tmp_path / "loose.stats.json",
+        tmp_path / "loose.drops.parquet",
+        tmp_path / "loose.matches.parquet",
+        [eval_out],
+        embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
+        phash_parts=[],
+        action="drop",
+        phash_radius=0,
+        embedding_threshold=-1.0,
+        **CONFIRM,
+    )
+    loose_matches = pq.read_table(tmp_path / "loose.matches.parquet").to_pylist()
+    assert {m["uid"] for m in loose_matches if m["method"] == "embedding"} == {"p0", "p1", "p2"}
+    assert {m["uid"] for m in loose_matches if m["confirmed"]} == {"p0"}
+    assert [d["uid"] for d in pq.read_table(tmp_path / "loose.drops.parquet").to_pylist()] == ["p0"]
+    assert loose["candidates"] == 3 and loose["dropped"] == 1
+
     decontaminate(
         "rs3",
         tmp_path / "rs3.parquet",
@@ -267,6 +442,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         action="report",
         phash_radius=DEFAULT_RADIUS,
         embedding_threshold=0.99999,
+        **CONFIRM,
     )
     assert pq.read_table(tmp_path / "rs3_final.parquet").num_rows == 3
     assert pq.read_table(tmp_path / "rs3_final.drops.parquet").num_rows == 0

@@ -207,6 +207,11 @@ SAME_NAME_DEFAULTS = {
         "planted_copies",
         "count",
     ): "demo: planted copies (None = all), not shards.count",
+    (
+        "decontamination/decontamination_report.py",
+        "_load_thumb",
+        "size",
+    ): "the pairs figure's thumbnails, not decontamination.confirm.size",
     ("demo/rs3_tiny_models.py", "build_tiny_clip", "seed"): "demo: the tiny models' fixed weights, not demo.seed",
     ("demo/rs3_tiny_models.py", "build_tiny_blip2", "seed"): "demo: the tiny models' fixed weights, not demo.seed",
     (

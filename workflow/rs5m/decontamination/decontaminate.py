@@ -1,5 +1,7 @@
-"""Decontamination of one subset (rules decontaminate_pub11, decontaminate_rs3): match its kept samples
-against every eval set by pHash and CLIP embedding; drop (`eval_overlap`) or only report the matches.
+"""Decontamination of one subset (rules decontaminate_pub11, decontaminate_rs3): find candidate pairs
+against every eval set by pHash and CLIP embedding, confirm each by comparing the two images
+(rs5m.decontamination.matching.confirmation_score); drop (`eval_overlap`) or only report the
+samples with a confirmed pair. Unconfirmed candidates are kept and listed in the matches.
 
 Reads the subset's table (PUB11 outliers.parquet, RS3 captioned.parquet), its stored pHashes and
 embeddings and the eval-set features; writes `results/{subset}/final.parquet` with its ledger and
@@ -8,7 +10,9 @@ embeddings and the eval-set features; writes `results/{subset}/final.parquet` wi
 
 from __future__ import annotations
 
+import io
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image, ImageOps
 
 from rs5m.columns import SOURCE, UID
 from rs5m.decontamination.matching import (
@@ -27,11 +32,14 @@ from rs5m.decontamination.matching import (
     REASON,
     STAGE,
     VARIANT_NAMES,
+    confirm_thumb,
+    confirmation_score,
     embedding_index,
     embedding_search,
     hash_search,
 )
 from rs5m.ledger import Ledger
+from rs5m.tar import MemberReader, index_tar
 
 logger = logging.getLogger(__name__)
 
@@ -89,17 +97,23 @@ def find_matches(
     evals: EvalData,
     radius: int,
     threshold: float | None,
-) -> pa.Table:
-    """The best match per (dataset image, method, eval set) of both matchers, as MATCH_SCHEMA rows."""
+) -> list[dict]:
+    """Every candidate pair of both matchers, one per (dataset image, method, eval image): the pHash
+    pairs within `radius` bits (the closest variant) and each image's nearest eval embedding when it
+    reaches `threshold`. MATCH_SCHEMA rows less the confirmation, with `_variants`: the eval image's
+    variants within the radius (a near-symmetric image can hash alike in several)."""
     uids = table.column(UID).to_pylist()
     sources = table.column(source_column).to_pylist()
     row_of = {uid: i for i, uid in enumerate(uids)}
     eval_rows = evals.table.to_pydict()
-    found: dict[tuple[int, str, str], tuple[float, int]] = {}  # (row, method, set) -> (score, eval variant row)
+    found: dict[tuple[int, str, int], tuple[float, int]] = {}  # (row, method, eval image) -> (score, variant row)
+
+    aligned: dict[tuple[int, str, int], set[int]] = {}  # the variants within the radius / the nearest
 
     def record(rows, eval_variant_rows, scores, method, better):
         for row, ev, score in zip(rows.tolist(), eval_variant_rows.tolist(), scores.tolist()):
-            key = (row, method, eval_rows["eval_set"][ev // N_VARIANTS])
+            key = (row, method, ev // N_VARIANTS)
+            aligned.setdefault(key, set()).add(ev % N_VARIANTS)
             if key not in found or better(score, found[key][0]) or (score == found[key][0] and ev < found[key][1]):
                 found[key] = (score, ev)
 
@@ -128,29 +142,85 @@ def find_matches(
         logger.info("%s: %d images with an embedding match (cosine >= %s)", subset, pairs, threshold)
 
     rows = []
-    for (row, method, eval_set), (score, ev) in sorted(
-        found.items(), key=lambda kv: (uids[kv[0][0]], kv[0][1], kv[0][2])
-    ):
-        image = ev // N_VARIANTS
+    for (row, method, image), (score, ev) in found.items():
         rows.append(
             {
                 "subset": subset,
                 UID: uids[row],
                 SOURCE: sources[row],
                 "method": method,
-                "eval_set": eval_set,
+                "eval_set": eval_rows["eval_set"][image],
                 "image_id": eval_rows["image_id"][image],
                 "eval_path": eval_rows["path"][image],
                 "variant": VARIANT_NAMES[ev % N_VARIANTS],
                 "score": score,
                 "location": location[row],
+                "_variants": sorted(aligned[(row, method, image)]),
             }
         )
-    return pa.Table.from_pylist(rows, schema=MATCH_SCHEMA)
+    rows.sort(key=lambda m: (m[UID], m["method"], m["eval_set"], m["image_id"]))
+    return rows
+
+
+def _open_images(locations: Sequence[str]) -> dict[str, Image.Image | None]:
+    """The images at `locations` ("tar::member", turned upright by its EXIF orientation as the image
+    stage hashes it, or a file path, as the feature jobs read it), None where unreadable; each tar
+    is indexed once."""
+    out: dict[str, Image.Image | None] = {}
+    members = sorted({loc for loc in locations if "::" in loc})
+    reader = MemberReader()
+    indexes: dict[str, dict] = {}
+    for loc in members:
+        tar, member = loc.split("::", 1)
+        try:
+            if tar not in indexes:
+                indexes[tar] = index_tar(tar)
+            # Upright as the image stage hashed it (EXIF orientation applied), so the pHash variants hold.
+            image = Image.open(io.BytesIO(reader.read(indexes[tar][member])))
+            out[loc] = ImageOps.exif_transpose(image).convert("RGB")
+        except Exception as error:  # noqa: BLE001 - an unreadable image leaves its candidates unconfirmed
+            logger.warning("cannot read %s: %s", loc, error)
+            indexes.setdefault(tar, {})
+            out[loc] = None
+    reader.close()
+    for loc in sorted({loc for loc in locations if "::" not in loc}):
+        try:
+            with Image.open(loc) as image:
+                out[loc] = image.convert("RGB")
+        except Exception as error:  # noqa: BLE001
+            logger.warning("cannot read %s: %s", loc, error)
+            out[loc] = None
+    return out
+
+
+def confirm_candidates(candidates: list[dict], size: int, threshold: float, batch: int = 4096) -> pa.Table:
+    """Score every candidate pair with confirmation_score (the variants within the radius for pHash,
+    all eight for embedding) and mark those reaching `threshold`; MATCH_SCHEMA rows. Dataset images are
+    read in batches of `batch` candidates; eval images once each."""
+    eval_thumbs: dict[str, np.ndarray | None] = {}
+    out = []
+    for start in range(0, len(candidates), batch):
+        chunk = candidates[start : start + batch]
+        images = _open_images([m["location"] for m in chunk])
+        thumbs = {loc: None if im is None else confirm_thumb(im, size) for loc, im in images.items()}
+        missing = sorted({m["eval_path"] for m in chunk} - set(eval_thumbs))
+        for path, image in _open_images(missing).items():
+            eval_thumbs[path] = None if image is None else confirm_thumb(image, size)
+        for m in chunk:
+            dataset, eval_thumb = thumbs[m["location"]], eval_thumbs[m["eval_path"]]
+            variants = m["_variants"] if m["method"] == "phash" else range(N_VARIANTS)
+            score = (
+                math.nan
+                if dataset is None or eval_thumb is None
+                else confirmation_score(dataset, eval_thumb, variants)[0]
+            )
+            row = {k: v for k, v in m.items() if not k.startswith("_")}
+            out.append({**row, "confirmation": score, "confirmed": bool(score >= threshold)})
+    return pa.Table.from_pylist(out, schema=MATCH_SCHEMA)
 
 
 def _best_match(matches: list[dict]) -> dict:
-    """The match a drop names: the closest pHash match, else the most similar embedding match."""
+    """The confirmed pair a drop names: the closest pHash pair, else the most similar embedding pair."""
     hashed = [m for m in matches if m["method"] == "phash"]
     if hashed:
         return min(hashed, key=lambda m: (m["score"], m["eval_set"], m["image_id"]))
@@ -170,9 +240,12 @@ def decontaminate(
     action: str,
     phash_radius: int,
     embedding_threshold: float | None,
+    confirm_size: int,
+    confirm_threshold: float,
 ) -> dict:
-    """Match one subset (`pub11` or `rs3`) against every eval set; `drop` removes the matched rows
-    (ledger reason `eval_overlap`), `report` keeps them. Writes the final table, its ledger and the
+    """Match one subset (`pub11` or `rs3`) against every eval set; `drop` removes the rows with a
+    confirmed pair (ledger reason `eval_overlap`), `report` keeps them; candidates that fail the
+    confirmation are only listed (matches, `confirmed` false). Writes the final table, its ledger and the
     matches. PUB11's pHash is the table's `phash` column; RS3's comes from `phash_parts`."""
     if action not in ACTIONS:
         raise ValueError(f"decontamination action must be one of {ACTIONS}, got {action!r}")
@@ -196,7 +269,7 @@ def decontaminate(
             logger.warning("%d RS3 images have no pHash (unreadable)", int((~hash_valid).sum()))
         location = table.column("image_path").to_pylist()
     evals = load_eval(eval_tables)
-    matches = find_matches(
+    candidates = find_matches(
         subset,
         table,
         source_column,
@@ -208,12 +281,16 @@ def decontaminate(
         int(phash_radius),
         embedding_threshold,
     )
+    matches = confirm_candidates(candidates, int(confirm_size), float(confirm_threshold))
     Path(matches_out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(matches, matches_out)
 
     by_uid: dict[str, list[dict]] = {}
+    candidates_of: set[str] = set()
     for match in matches.to_pylist():
-        by_uid.setdefault(match[UID], []).append(match)
+        candidates_of.add(match[UID])
+        if match["confirmed"]:
+            by_uid.setdefault(match[UID], []).append(match)
     drop = action == "drop"
     ledger = Ledger(STAGE)
     keep = np.ones(table.num_rows, bool)
@@ -231,6 +308,7 @@ def decontaminate(
         "subset": subset,
         "action": action,
         "rows_in": table.num_rows,
+        "candidates": len(candidates_of),
         "matched": len(by_uid),
         "dropped": len(ledger.drop_rows),
     }

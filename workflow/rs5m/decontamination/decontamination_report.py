@@ -37,14 +37,17 @@ REPORT_COLUMNS = (
     "rs3_embedding",
     "rs3_matched",
     "rs3_dropped",
+    "pub11_unconfirmed",
+    "rs3_unconfirmed",
 )
 
 
 def report_rows(
     eval_tables: Sequence[str | Path], formats: dict[str, str], matches: Sequence[str | Path], actions: dict[str, str]
 ) -> list[dict]:
-    """One row per eval set (plus a total): images read, dataset images matched per subset and
-    method (an image matched by both methods counts once in `*_matched`), and dropped."""
+    """One row per eval set (plus a total): images read, dataset images with a candidate pair per
+    subset and method, with a confirmed pair (`*_matched`, an image counts once), with candidates
+    only (`*_unconfirmed`: reported, never dropped), and dropped."""
     tables = [pq.read_table(p, schema=MATCH_SCHEMA) for p in matches]
     all_matches = pa.concat_tables(tables).to_pylist() if tables else []
     rows = []
@@ -52,23 +55,26 @@ def report_rows(
         name = Path(path).name[: -len(".parquet")]
         row = {"eval_set": name, "format": formats.get(name, ""), "images_read": pq.read_metadata(path).num_rows}
         for subset in ("pub11", "rs3"):
-            mine = [m for m in all_matches if m["subset"] == subset and m["eval_set"] == name]
-            for method in METHODS:
-                row[f"{subset}_{method}"] = len({m[UID] for m in mine if m["method"] == method})
-            row[f"{subset}_matched"] = len({m[UID] for m in mine})
-            row[f"{subset}_dropped"] = row[f"{subset}_matched"] if actions.get(subset) == "drop" else 0
+            _count(row, subset, [m for m in all_matches if m["subset"] == subset and m["eval_set"] == name], actions)
         rows.append(row)
     total = {"eval_set": "total", "format": ""}
     for column in REPORT_COLUMNS[2:]:
         total[column] = sum(r[column] for r in rows)
     # An image matched by two eval sets is dropped once: the total counts distinct images.
     for subset in ("pub11", "rs3"):
-        mine = [m for m in all_matches if m["subset"] == subset]
-        for method in METHODS:
-            total[f"{subset}_{method}"] = len({m[UID] for m in mine if m["method"] == method})
-        total[f"{subset}_matched"] = len({m[UID] for m in mine})
-        total[f"{subset}_dropped"] = total[f"{subset}_matched"] if actions.get(subset) == "drop" else 0
+        _count(total, subset, [m for m in all_matches if m["subset"] == subset], actions)
     return rows + [total]
+
+
+def _count(row: dict, subset: str, mine: list[dict], actions: dict[str, str]) -> None:
+    """Candidates by method (`*_phash`, `*_embedding`: dataset images with a candidate pair),
+    confirmed (`*_matched`), candidates of images with no confirmed pair (`*_unconfirmed`), dropped."""
+    for method in METHODS:
+        row[f"{subset}_{method}"] = len({m[UID] for m in mine if m["method"] == method})
+    confirmed = {m[UID] for m in mine if m["confirmed"]}
+    row[f"{subset}_matched"] = len(confirmed)
+    row[f"{subset}_unconfirmed"] = len({m[UID] for m in mine} - confirmed)
+    row[f"{subset}_dropped"] = len(confirmed) if actions.get(subset) == "drop" else 0
 
 
 def _load_thumb(path: str, size: int = 128) -> Image.Image:
@@ -101,7 +107,7 @@ def pairs_figure(matches: Sequence[str | Path], out_png: str | Path, max_pairs: 
 
     tables = [pq.read_table(p, schema=MATCH_SCHEMA) for p in matches]
     rows = pa.concat_tables(tables).to_pylist() if tables else []
-    rows.sort(key=lambda m: (m["eval_set"], m["subset"], m["method"], m["image_id"], m[UID]))
+    rows.sort(key=lambda m: (not m["confirmed"], m["eval_set"], m["subset"], m["method"], m["image_id"], m[UID]))
     # Spread the shown pairs over sets, subsets and methods: round-robin over the groups.
     groups: dict[tuple, list[dict]] = {}
     for m in rows:
@@ -119,6 +125,7 @@ def pairs_figure(matches: Sequence[str | Path], out_png: str | Path, max_pairs: 
     for k, m in enumerate(shown):
         r, c = divmod(k, 2)
         score = f"{int(m['score'])} bits" if m["method"] == "phash" else f"cos {m['score']:.3f}"
+        score += f", ncc {m['confirmation']:.2f}" + ("" if m["confirmed"] else " unconfirmed")
         axes[r][2 * c].imshow(_load_thumb(m["eval_path"]))
         axes[r][2 * c].set_title(f"{m['eval_set'][:28]}\n{m['image_id'][-28:]}", fontsize=6)
         axes[r][2 * c + 1].imshow(_load_thumb(m["location"]))
@@ -165,8 +172,10 @@ def write_report(
             f"CLIP image embedding {embedding}. Actions: PUB11 `{actions.get('pub11')}`, RS3 `{actions.get('rs3')}` "
             "(`drop` removes the matched samples before assembly with reason `eval_overlap`; `report` keeps them).",
             "",
-            "Columns: images of the eval set read; dataset images matched by pHash, by embedding, by either "
-            "(`*_matched`); dropped. The total counts distinct dataset images (one matched by two sets counts once).",
+            "Columns: images of the eval set read; dataset images with a candidate pair by pHash, by embedding; "
+            "with a confirmed pair (`*_matched`: the two images agree, confirmation score >= the threshold); "
+            "dropped; with candidates that all failed the confirmation (`*_unconfirmed`: kept, only reported). "
+            "The total counts distinct dataset images (one matched by two sets counts once).",
             "",
             header,
             rule,

@@ -41,7 +41,7 @@ from rs5m.decontamination.matching import (
 )
 from rs5m.demo.aerial_scenes import aerial_scene
 from rs5m.demo.decontamination_demo_eval import planted_copies, planted_transforms
-from rs5m.pub11.images_part import phash_int
+from rs5m.phash import phash_int
 
 EVAL_OFFSET = 10_000_000  # eval scenes are drawn from seeds no dataset scene uses
 FULL_DATASET, FULL_EVAL = 3_000_000, 100_000

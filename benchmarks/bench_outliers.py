@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.models import load_clip
 from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS
-from rs5m.pub11.score_part import ShardImages, load_clip, rs_probability, score_part
+from rs5m.pub11.score_part import ShardImages, rs_probability, score_part
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 from rs5m.tar import locate_members  # noqa: E402
 
@@ -42,7 +43,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-outliers-"))
     kept = write_run(root, images)
     weights = untrained_detector(root / "detector.pt", imgsz=args.detector_imgsz)
-    clip, clip_preprocess, _ = load_clip(TINY_CLIP_NAME, None)
+    loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
+    clip, clip_preprocess = loaded.model, loaded.preprocess
     detector, detector_preprocess, rs_index, _ = load_detector(weights)
     rows = pq.read_table(kept)
     locations = locate_members(zip(rows.column("tar").to_pylist(), rows.column("member").to_pylist()), root=root)

@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
+from rs5m.models import load_clip
 from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS
-from rs5m.pub11.score_part import load_clip, rs_probability, score_part
+from rs5m.pub11.score_part import rs_probability, score_part
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
@@ -112,7 +113,7 @@ def main() -> int:
     sweep(f"{args.yolo}@224", lambda x: rs_probability(detector, x, rs_index), 224, batches, device, budget, results)
 
     for name in clip_models:
-        clip, preprocess, _ = load_clip(name, None, device=device)
+        clip = load_clip(name, None, None, device).model
         if device == "cuda":
             clip = clip.to(memory_format=torch.channels_last)
         size = clip.visual.image_size

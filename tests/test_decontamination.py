@@ -39,7 +39,7 @@ from rs5m.demo.rs3_demo_inputs import _scene
 from rs5m.demo.rs3_tiny_models import build_tiny_clip
 from rs5m.demo.web import render_aerial
 from rs5m.ledger import read_stats
-from rs5m.pub11.images_part import phash_int
+from rs5m.phash import phash_int
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["decontamination"]["properties"]

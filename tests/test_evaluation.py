@@ -15,10 +15,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from rs5m.demo.rs3_tiny_models import build_tiny_clip  # noqa: E402
-from rs5m.evaluation.clip_models import embed_images, embed_texts, load_clip  # noqa: E402
+from rs5m.evaluation.clip_models import embed_images, embed_texts  # noqa: E402
 from rs5m.evaluation.evaluate import evaluate  # noqa: E402
 from rs5m.evaluation.metrics import RS_PROMPT_TEMPLATES  # noqa: E402
 from rs5m.evaluation.train_clip import train_clip  # noqa: E402
+from rs5m.models import load_clip  # noqa: E402
 
 TINY = "rs5m-tiny-clip"
 COLOURS = {"BareLand": (200, 180, 120), "dense_forest": (30, 110, 40), "SeaLake": (40, 80, 190)}

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from rs5m.demo.web import bad_body, render_image
-from rs5m.pub11.images_part import classify_resize_failure, inspect_image, phash_int, to_grayscale
+from rs5m.phash import phash_int, to_grayscale
+from rs5m.pub11.images_part import classify_resize_failure, inspect_image
 
 MAX_PIXELS = 50_000_000
 

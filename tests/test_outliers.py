@@ -13,6 +13,7 @@ from schema_defaults import schema_defaults
 
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.ledger import read_stats
+from rs5m.models import load_clip
 from rs5m.pub11.outlier_qa import GRID_LEVELS, fig13_grid, grid_markdown, outlier_qa
 from rs5m.pub11.outlier_threshold import (
     LOW_BOTH,
@@ -24,7 +25,7 @@ from rs5m.pub11.outlier_threshold import (
     top_percent_threshold,
 )
 from rs5m.pub11.prompts import build_prompts
-from rs5m.pub11.score_part import SCORES_SCHEMA, load_clip, prompt_embedding, score_part
+from rs5m.pub11.score_part import SCORES_SCHEMA, prompt_embedding, score_part
 from rs5m.pub11.train_rs_detector import predict_rs_probability
 
 OUTLIERS = schema_defaults("outliers")
@@ -226,25 +227,27 @@ def _image_batch(preprocess, seed=0):
 
 def test_local_checkpoint_loads_through_config_path(tmp_path):
     torch.manual_seed(0)
-    model, preprocess, _ = load_clip(TINY_CLIP_NAME, None)
+    loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
+    model, preprocess = loaded.model, loaded.preprocess
     checkpoint = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), checkpoint)
     torch.manual_seed(123)  # a fresh random init differs from the saved one...
-    fresh, _, _ = load_clip(TINY_CLIP_NAME, None)
+    fresh = load_clip(TINY_CLIP_NAME, None, None, "cpu").model
     torch.manual_seed(456)
-    loaded, _, _ = load_clip(TINY_CLIP_NAME, str(checkpoint))  # ...the loaded one does not
+    loaded = load_clip(TINY_CLIP_NAME, str(checkpoint), None, "cpu").model  # ...the loaded one does not
     batch = _image_batch(preprocess)
     with torch.inference_mode():
         saved_emb, fresh_emb, loaded_emb = (m.encode_image(batch) for m in (model, fresh, loaded))
     assert not torch.allclose(saved_emb, fresh_emb)
     torch.testing.assert_close(loaded_emb, saved_emb)
     with pytest.raises(RuntimeError, match="not a known tag or valid file"):
-        load_clip(TINY_CLIP_NAME, str(tmp_path / "missing.pt"))
+        load_clip(TINY_CLIP_NAME, str(tmp_path / "missing.pt"), None, "cpu")
 
 
 def test_prompt_embedding_is_unit_mean_of_unit_vectors():
     torch.manual_seed(0)
-    model, _, tokenizer = load_clip(TINY_CLIP_NAME, None)
+    loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
     prompts = build_prompts()
     text = prompt_embedding(model, tokenizer, prompts)
     with torch.inference_mode():
@@ -262,7 +265,8 @@ def test_prompt_embedding_is_unit_mean_of_unit_vectors():
 def test_score_part_on_a_tiny_shard(tmp_path):
     weights, _, _ = trained_detector()
     torch.manual_seed(0)
-    clip, preprocess, tokenizer = load_clip(TINY_CLIP_NAME, None)
+    loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
+    clip, preprocess, tokenizer = loaded.model, loaded.preprocess, loaded.tokenizer
     checkpoint = tmp_path / "clip.pt"
     torch.save(clip.state_dict(), checkpoint)
 

@@ -9,7 +9,7 @@ detail `<eval_set>:<image id>`) and the matches; then `results/stats/decontamina
 `decontamination_pairs.png`.
 
 Two independent matchers:
-- pHash: the 64-bit pHash of the image stage (rs5m.pub11.images_part.phash_int). Aerial images have no up, so
+- pHash: the 64-bit pHash of the image stage (rs5m.phash.phash_int). Aerial images have no up, so
   each eval image is hashed in its eight dihedral variants (rotations by 0/90/180/270 degrees, with
   and without a flip); a dataset image matches when one variant is within `phash.radius` bits. The
   search is exact: faiss's brute-force binary range search (IndexBinaryFlat, SIMD popcount over
@@ -46,7 +46,7 @@ import pyarrow as pa
 from PIL import Image
 
 from rs5m.columns import SOURCE, UID
-from rs5m.pub11.images_part import phash_int
+from rs5m.phash import phash_int
 
 logger = logging.getLogger("rs5m.decontamination.matching")
 
@@ -102,7 +102,7 @@ def dihedral_variants(image: Image.Image) -> list[Image.Image]:
 
 
 def dihedral_phashes(image: Image.Image) -> np.ndarray:
-    """The pHash (rs5m.pub11.images_part.phash_int) of each of the eight rotations/flips, as int64."""
+    """The pHash (rs5m.phash.phash_int) of each of the eight rotations/flips, as int64."""
     return np.array([phash_int(v) for v in dihedral_variants(image)], dtype=np.int64)
 
 
@@ -296,12 +296,12 @@ def image_features(
     import torch
     import torch.nn.functional as F
 
-    from rs5m.pub11.score_part import autocast_dtype, load_clip
-    from rs5m.pub11.train_rs_detector import resolve_device
+    from rs5m.models import autocast_dtype, load_clip, resolve_device
 
     device = resolve_device(device)
     dtype = autocast_dtype(device, precision)
-    clip, preprocess, _ = load_clip(clip_model, clip_pretrained, device=device)
+    loaded = load_clip(clip_model, clip_pretrained, None, device)
+    clip, preprocess = loaded.model, loaded.preprocess
     dataset = _ImageFiles(paths, preprocess, variants)
     per_batch = max(1, int(batch_size) // (N_VARIANTS if variants else 1))
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_batch, num_workers=int(workers))

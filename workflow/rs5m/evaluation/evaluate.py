@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from rs5m.evaluation.benchmarks import read_retrieval, read_zeroshot
-from rs5m.evaluation.clip_models import embed_images, embed_texts, load_clip
+from rs5m.evaluation.clip_models import embed_images, embed_texts
 from rs5m.evaluation.metrics import RS_PROMPT_TEMPLATES, class_embeddings, retrieval_recalls, zeroshot_accuracy
+from rs5m.models import load_clip
 
 logger = logging.getLogger("rs5m.evaluation.evaluate")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rs5m import offline
-from rs5m.models import RANDOM_WEIGHTS_MARKER, is_random_weights, register_clip_config
+from rs5m.models import RANDOM_WEIGHTS_MARKER, is_random_weights, load_clip, resolve_device
 from rs5m.tar import iter_shard_samples
 
 logger = logging.getLogger("rs5m.evaluation.train_clip")
@@ -137,7 +137,6 @@ def train_clip(
     """Fine-tune `model` (`pretrained` weights) on the train shards for `samples` samples; writes
     the weights to `output` and a summary (`<output>.json`); returns the summary."""
     offline.setup()
-    import open_clip
     import torch
     from open_clip.loss import ClipLoss
     from PIL import Image
@@ -151,14 +150,12 @@ def train_clip(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     state_path = output.with_name(STATE_NAME)
-    device = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    device = resolve_device(device)
     tars = train_tars(manifests)
 
     torch.manual_seed(seed)
-    register_clip_config(model, pretrained)
-    clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None)
-    clip = clip.to(device).train()
-    tokenizer = open_clip.get_tokenizer(model)
+    loaded = load_clip(model, pretrained, None, device)
+    clip, preprocess, tokenizer = loaded.model.train(), loaded.preprocess, loaded.tokenizer
     # open_clip_train's parameter groups: no weight decay on gains, biases, embeddings, logit scale.
     no_decay = [
         p

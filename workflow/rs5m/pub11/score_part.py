@@ -16,11 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rs5m import offline
 from rs5m.columns import UID
-from rs5m.models import is_random_weights, register_clip_config
+from rs5m.models import autocast_dtype, load_clip, resolve_device
 from rs5m.pub11.prompts import build_prompts
-from rs5m.pub11.train_rs_detector import load_detector, resolve_device, rs_probability
+from rs5m.pub11.train_rs_detector import load_detector, rs_probability
 from rs5m.reduced_decode import input_side
 from rs5m.tar import MemberLocation, MemberReader, locate_members
 
@@ -34,28 +33,6 @@ SCORES_SCHEMA = pa.schema([(UID, pa.string()), (CLIP_SCORE, pa.float32()), (RS_S
 
 
 # --------------------------------------------------------------------------------------------- CLIP
-def load_clip(model: str, pretrained: str | None, device: str = "cpu"):
-    """(model in eval mode, image preprocess, tokenizer) for an open_clip architecture.
-
-    `pretrained` is an open_clip tag (needs the hub or its cache), a local checkpoint file, or None
-    for random weights, which only the demo should use: it is logged as a warning.
-    """
-    offline.setup()
-    import open_clip
-
-    register_clip_config(model, pretrained)
-    clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained or None, device=device)
-    if not pretrained or is_random_weights(pretrained):
-        logger.warning(
-            "!!! CLIP %s has RANDOM weights (no trained checkpoint): clip_score carries no "
-            "meaning; use this only for the demo !!!",
-            model,
-        )
-    else:
-        logger.info("CLIP %s with weights %s", model, pretrained)
-    return clip.eval(), preprocess, open_clip.get_tokenizer(model)
-
-
 def prompt_embedding(clip, tokenizer, prompts: Sequence[str], device: str = "cpu"):
     """Unit vector: the mean of the L2-normalised prompt embeddings, normalised again (SPEC 2.5)."""
     import torch
@@ -64,17 +41,6 @@ def prompt_embedding(clip, tokenizer, prompts: Sequence[str], device: str = "cpu
     with torch.inference_mode():
         text = F.normalize(clip.encode_text(tokenizer(list(prompts)).to(device)).float(), dim=-1)
         return F.normalize(text.mean(dim=0), dim=-1)
-
-
-def autocast_dtype(device: str, precision: str):
-    """The autocast dtype for `precision`: auto is bf16 (fp16 where bf16 is missing) on GPU, fp32 on CPU."""
-    import torch
-
-    if precision == "fp32" or (precision == "auto" and not device.startswith("cuda")):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 # ------------------------------------------------------------------------------------ image loading
@@ -155,7 +121,8 @@ def score_part(
         workers,
     )
 
-    clip, clip_preprocess, tokenizer = load_clip(clip_model, clip_pretrained, device=device)
+    loaded = load_clip(clip_model, clip_pretrained, None, device)
+    clip, clip_preprocess, tokenizer = loaded.model, loaded.preprocess, loaded.tokenizer
     prompts = build_prompts(prompt_modifiers, prompt_nouns)
     text = prompt_embedding(clip, tokenizer, prompts, device=device)
     detector, detector_preprocess, rs_index, imgsz = load_detector(detector_weights, device=device)

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from rs5m import offline
+from rs5m.models import resolve_device
 from rs5m.tar import MemberReader, locate_members
 
 logger = logging.getLogger("rs5m.pub11.train_rs_detector")
@@ -94,14 +95,6 @@ def write_split_folders(split: dict[str, dict[str, list[Path]]], root: str | Pat
                 # Index prefix: two source folders may hold files of the same name.
                 (folder / f"{i:06d}{image.suffix.lower()}").symlink_to(Path(image).resolve())
     return root
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def train_rs_detector(

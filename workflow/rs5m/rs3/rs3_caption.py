@@ -23,7 +23,7 @@ from PIL import Image
 from rs5m import offline
 from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.metacaption import sample_rng
-from rs5m.models import is_random_weights, register_clip_config
+from rs5m.models import is_random_weights, load_clip, resolve_device
 from rs5m.reduced_decode import input_side, open_rgb
 from rs5m.tables import RS3_CAPTION_SCHEMA
 
@@ -136,14 +136,6 @@ def rotations(image: Image.Image, count: int, step: float) -> list[Image.Image]:
 # --- models ----------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def load_blip2(model: str, lora: str | None, device: str, dtype: str):
     """(processor, model) from a hub name or local folder; an optional peft LoRA adapter is
     merged into the weights. fp16 on GPU, fp32 on CPU unless `dtype` says otherwise."""
@@ -215,24 +207,12 @@ class ClipScorer:
     """An open_clip model that returns L2-normalised image and text embeddings as numpy."""
 
     def __init__(self, model: str, pretrained: str | None, device: str, batch_size: int = 256):
-        import open_clip
         import torch
 
-        offline.setup()
-        register_clip_config(model, pretrained)
         self.device = resolve_device(device)
         precision = "fp16" if self.device.startswith("cuda") else "fp32"
-        if not pretrained:
-            log.warning("CLIP %s has no pretrained weights configured: RANDOM WEIGHTS, rankings are noise", model)
-        elif Path(pretrained).exists() and is_random_weights(pretrained):
-            log.warning(
-                "CLIP %s checkpoint %s has RANDOM WEIGHTS (a tiny test model): rankings are noise", model, pretrained
-            )
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            model, pretrained=pretrained or None, device=self.device, precision=precision
-        )
-        self.model.eval()
-        self.tokenizer = open_clip.get_tokenizer(model)
+        loaded = load_clip(model, pretrained, None, self.device, weights_precision=precision)
+        self.model, self.preprocess, self.tokenizer = loaded.model, loaded.preprocess, loaded.tokenizer
         self.batch_size = batch_size
         self.name = model
         self._torch = torch

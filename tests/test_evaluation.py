@@ -242,3 +242,25 @@ def test_a_train_clip_checkpoint_reloaded_by_evaluate_gives_the_same_embeddings(
     assert ours == pytest.approx(direct.numpy(), abs=1e-5)
     base = embed_texts(load_clip(TINY, tiny_clip, None, "cpu"), texts, 8, "fp32")
     assert not np.allclose(ours, base, atol=1e-4)
+
+
+def test_train_clip_on_two_processes_sees_the_global_batch(tmp_path, tiny_clip, shards):
+    """Two gloo processes under torchrun, 3 samples each per step: the global budget is met, only
+    rank 0 writes, and since ClipLoss gathers the features with their gradients (averaged by DDP)
+    the run matches one process with the global batch of 6."""
+    from rs5m.evaluation.train_clip import STATE_NAME, train_clip_launch
+
+    common = dict(model=TINY, pretrained=tiny_clip, device="cpu", precision="fp32", manifests=[shards])
+    two = train_clip_launch(
+        gpus=2, output=tmp_path / "two" / "model.pt", **common, **train_settings(samples=12, batch_size=3)
+    )
+    assert (two["samples_seen"], two["steps"]) == (12, 2) and all(np.isfinite(two["losses"]))
+    assert torch.load(tmp_path / "two" / STATE_NAME, weights_only=False)["samples_seen"] == 12
+    reloaded = load_clip(TINY, tiny_clip, str(tmp_path / "two" / "model.pt"), "cpu")
+    assert reloaded.missing_keys == [] and reloaded.unexpected_keys == []
+    one = train_clip_launch(
+        gpus=1, output=tmp_path / "one" / "model.pt", **common, **train_settings(samples=12, batch_size=6)
+    )
+    assert two["losses"] == pytest.approx(one["losses"], abs=1e-4)
+    a, b = torch.load(tmp_path / "two" / "model.pt"), torch.load(tmp_path / "one" / "model.pt")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -17,6 +17,14 @@ the logit scale) and a cosine schedule after a linear warm-up, the logit scale c
   optimizer, step, samples seen, a fingerprint of the settings and of the manifests' bytes); a
   rerun after a kill resumes from it by skipping the samples already seen, and reaches the weights
   of an uninterrupted run; a state of other settings or another build is ignored.
+- Several GPUs (`gpus` > 1): `train_clip_launch` runs this module under
+  `torchrun --standalone --nproc_per_node gpus`; each process (`WORLD_SIZE` > 1) joins the process
+  group (nccl on CUDA, gloo on CPU), wraps the model in DistributedDataParallel (gradients
+  averaged) and decodes its rank-strided share of each global batch of the one seeded stream;
+  ClipLoss gathers the features with their gradients, so the contrastive loss sees the global
+  batch (`batch_size` per process). The budget and the checkpoints count samples seen globally;
+  only rank 0 writes the checkpoints, the weights and the summary. `samples` must then be a
+  multiple of the process count, so that the last global batch splits evenly.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ import logging
 import math
 import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -151,6 +162,15 @@ def train_clip(
     output.parent.mkdir(parents=True, exist_ok=True)
     state_path = output.with_name(STATE_NAME)
     device = resolve_device(device)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:
+        if samples % world:
+            raise ValueError(f"samples ({samples}) must be a multiple of the {world} processes")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     tars = train_tars(manifests)
 
     torch.manual_seed(seed)
@@ -167,9 +187,16 @@ def train_clip(
         [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}],
         lr=lr, betas=(0.9, 0.98), eps=1e-6,
     )  # fmt: skip
-    loss_fn = ClipLoss()
-    total_steps = math.ceil(samples / batch_size)
-    warmup_steps = min(total_steps, math.ceil(warmup_samples / batch_size))
+    if world > 1:
+        loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=rank, world_size=world)
+        forward = torch.nn.parallel.DistributedDataParallel(
+            clip, device_ids=[device] if device.startswith("cuda") else None
+        )
+    else:
+        loss_fn, forward = ClipLoss(), clip
+    global_batch = batch_size * world
+    total_steps = math.ceil(samples / global_batch)
+    warmup_steps = min(total_steps, math.ceil(warmup_samples / global_batch))
 
     step, seen, losses = 0, 0, []
     if state_path.exists():
@@ -199,14 +226,15 @@ def train_clip(
     next_checkpoint = (seen // checkpoint_every + 1) * checkpoint_every
     with ThreadPoolExecutor(max(1, workers)) as pool:
         while seen < samples:
-            batch = [next(stream) for _ in range(min(batch_size, samples - seen))]
+            batch = [next(stream) for _ in range(min(global_batch, samples - seen))]
+            size, batch = len(batch), batch[rank::world]  # each process decodes its own share
             images = torch.stack(list(pool.map(prepare, batch))).to(device)
             texts = tokenizer([caption for _, caption in batch]).to(device)
             for group in optimizer.param_groups:
                 group["lr"] = cosine_lr(step, total_steps, warmup_steps, lr)
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                out = clip(images, texts)
+                out = forward(images, texts)
                 if isinstance(out, dict):
                     image_features, text_features, logit_scale = (
                         out["image_features"], out["text_features"], out["logit_scale"]
@@ -221,9 +249,9 @@ def train_clip(
             with torch.no_grad():
                 clip.logit_scale.clamp_(0, math.log(100))
             step += 1
-            seen += len(batch)
+            seen += size
             losses.append(round(float(loss.item()), 6))
-            if seen >= next_checkpoint or seen >= samples:
+            if rank == 0 and (seen >= next_checkpoint or seen >= samples):
                 next_checkpoint = (seen // checkpoint_every + 1) * checkpoint_every
                 state = {
                     "fingerprint": fingerprint, "model": clip.state_dict(), "optimizer": optimizer.state_dict(),
@@ -232,6 +260,11 @@ def train_clip(
                 save_state(state, state_path)
                 logger.info("step %d, %d/%d samples seen, loss %.4f", step, seen, samples, losses[-1])
     seconds = time.perf_counter() - started
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        if rank:
+            return {}
     _atomic_save({k: v.detach().cpu() for k, v in clip.state_dict().items()}, output)
     marker = output.with_name(output.name + "." + RANDOM_WEIGHTS_MARKER)
     if not pretrained or is_random_weights(pretrained):
@@ -245,3 +278,31 @@ def train_clip(
     }  # fmt: skip
     Path(str(output) + ".json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def train_clip_launch(gpus: int, **settings) -> dict:
+    """`train_clip(**settings)` in this process for one GPU; for more, under
+    `torchrun --standalone --nproc_per_node gpus` (this module's `__main__`, the settings passed as
+    a JSON file), returning the summary rank 0 wrote."""
+    if gpus <= 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return train_clip(**settings)
+    settings = {
+        k: [str(m) for m in v] if k == "manifests" else str(v) if k == "output" else v for k, v in settings.items()
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        arguments = Path(folder) / "train_clip.json"
+        arguments.write_text(json.dumps(settings))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+        command += ["-m", __name__, str(arguments)]
+        logger.info("launching %s", " ".join(command))
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            for line in process.stdout:  # the processes' logs into the rule's log
+                logger.info("%s", line.rstrip())
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, command)
+    return json.loads(Path(settings["output"] + ".json").read_text())
+
+
+if __name__ == "__main__":  # one torchrun process of train_clip_launch
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s [%(process)d] %(levelname)s %(message)s")
+    train_clip(**json.loads(Path(sys.argv[1]).read_text()))

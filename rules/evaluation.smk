@@ -43,7 +43,7 @@ rule train_clip:
         "../envs/models.yaml"
     threads: EVALUATION_TRAIN["workers"]  # image decode threads feeding one GPU; an upper bound
     resources:
-        gpu=1,
+        gpu=EVALUATION_TRAIN["gpus"],  # > 1: one torchrun process per GPU on one node
     params:
         model=EVALUATION["models"][EVALUATION_TRAIN["base"]]["model"],
         pretrained=EVALUATION["models"][EVALUATION_TRAIN["base"]]["pretrained"],

@@ -89,3 +89,13 @@ def test_profile_avoids_the_status_check_trap(profile):
     assert profile["executor"] == "slurm"
     assert profile["retries"] >= 1
     assert profile["cores"] >= 256
+
+
+def test_train_clip_asks_for_its_configured_gpus_on_one_node(tmp_path):
+    # evaluation.train.gpus > 1: torchrun on one node, so the job gets every GPU there.
+    (tmp_path / "gpus.yaml").write_text("evaluation:\n  train:\n    gpus: 4\n")
+    output = dry_run(
+        tmp_path, "evaluation", "--configfile", str(REPO / "config" / "config.yaml"), str(tmp_path / "gpus.yaml")
+    )
+    [(_, _, resources)] = [job for job in planned(output) if job[0] == "train_clip"]
+    assert (resources["gpu"], resources["nodes"], resources["slurm_partition"]) == ("4", "1", "gpu")

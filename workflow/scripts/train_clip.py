@@ -1,10 +1,11 @@
 from rs5m.adapter import run
-from rs5m.evaluation.train_clip import train_clip
+from rs5m.evaluation.train_clip import train_clip_launch
 
 train = snakemake.params.train
 run(
     snakemake,
-    train_clip,
+    train_clip_launch,
+    gpus=train["gpus"],
     output=snakemake.output[0],
     manifests=list(snakemake.input.manifests),
     model=snakemake.params.model,

@@ -157,12 +157,14 @@ def train_clip(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_samples=warmup_samples,
         shuffle=shuffle, seed=seed,
     )  # fmt: skip
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1:  # the global batch is batch_size x processes: a state of another count is not resumed
+        settings["processes"] = world
     fingerprint = settings_fingerprint(settings)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     state_path = output.with_name(STATE_NAME)
     device = resolve_device(device)
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1:
         if samples % world:
             raise ValueError(f"samples ({samples}) must be a multiple of the {world} processes")

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from rs5m.columns import PUB11_SOURCES
 from rs5m.demo.demo_metadata import DEMO_FILES, EXTRA_FILES as DEMO_EXTRA_FILES
+from rs5m.duck import memory_limit_for
 from rs5m.pub11.sources import DEFAULT_FORMAT, plan_chunks, resolve_files
 
 validate(config, schema="../config/schema.yaml")

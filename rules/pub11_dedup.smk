@@ -50,6 +50,6 @@ rule image_dedup:
             "bands": config["dedup"]["bands"],
         },
         # DuckDB spills beyond this: 3/4 of the job's memory.
-        memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
+        memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:
         "../workflow/scripts/image_dedup.py"

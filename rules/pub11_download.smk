@@ -41,7 +41,7 @@ rule url_filter:
         phash_columns=pool_hash_columns(config["sources"], "phash"),
         # DuckDB spills beyond this: the configured limit, else 3/4 of the job's memory.
         memory_limit=lambda wildcards, resources: config["urls"]["memory_limit"]
-        or f"{resources.mem_mb * 3 // 4}MB",
+        or memory_limit_for(resources.mem_mb),
     script:
         "../workflow/scripts/url_filter.py"
 

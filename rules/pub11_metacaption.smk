@@ -21,6 +21,6 @@ rule pub11_metacaption:
         seed=METACAPTION["seed"],
         season_rule=METACAPTION["season_rule"],
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
-        memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
+        memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:
         "../workflow/scripts/pub11_metacaption.py"

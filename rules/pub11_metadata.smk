@@ -27,6 +27,6 @@ rule keyword_filter:
         max_caption_bytes=config["metadata"]["max_caption_bytes"],
         on_bad_file=config["metadata"]["on_bad_file"],
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
-        memory_limit=lambda wildcards, resources: f"{resources.mem_mb * 3 // 4}MB",
+        memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:
         "../workflow/scripts/keyword_filter.py"

@@ -57,6 +57,18 @@ def test_every_script_calls_the_module_of_its_name():
         assert all(m.rsplit(".", 1)[-1] == script.stem for m in libs), f"{script.name} imports {sorted(libs)}"
 
 
+def test_every_duckdb_memory_limit_of_a_rule_comes_from_the_helper():
+    """A rule's DuckDB `memory_limit` param is rs5m.duck.memory_limit_for(resources.mem_mb) (or a
+    configured limit), never the fraction written out again."""
+    params = []
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        assert not re.search(r"mem_mb\s*\*\s*\d+\s*//", text), f"{smk.name} restates DuckDB's memory fraction"
+        params += [(smk.name, m) for m in re.findall(r"memory_limit=lambda[^\n]*(?:\n\s+or [^\n]*)?", text)]
+    assert len(params) >= 4
+    assert all("memory_limit_for(resources.mem_mb)" in body for _, body in params), params
+
+
 def test_production_code_never_imports_the_demo():
     offenders = []
     for path in library_modules():

@@ -262,12 +262,22 @@ def wait_for_running_job(run: str, process: subprocess.Popen, log: Path, rule: s
 
 
 def executed_jobs(log_text: str) -> tuple[Counter, Counter]:
-    """(rule, wildcards) of the jobs a head submitted and of those it ran itself (localrules)."""
+    """(rule, wildcards) of the jobs a head submitted and of those it ran itself (localrules).
+
+    A head prints a job's `rule` block when it selects the job and a `Job N has been submitted with
+    SLURM jobid` line once sbatch took it: a head killed in between selected the job but never
+    submitted it (seen in CI: three RS3 readers printed, the head killed before their sbatch)."""
+    sbatched = set(re.findall(r"^Job (\d+) has been submitted with SLURM jobid", log_text, flags=re.M))
     submitted, local = Counter(), Counter()
     for kind, rule, body in re.findall(r"^(localrule|rule) (\w+):\n((?:    .*\n)*)", log_text, flags=re.M):
         wildcards = re.search(r"^    wildcards: (.*)$", body, flags=re.M)
         values = "_".join(pair.split("=", 1)[1] for pair in wildcards.group(1).split(", ")) if wildcards else ""
-        (local if kind == "localrule" else submitted)[(rule, values)] += 1
+        if kind == "localrule":
+            local[(rule, values)] += 1
+            continue
+        jobid = re.search(r"^    jobid: (\d+)$", body, flags=re.M)
+        if jobid is None or jobid.group(1) in sbatched:
+            submitted[(rule, values)] += 1
     return submitted, local
 
 

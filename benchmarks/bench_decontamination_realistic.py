@@ -31,10 +31,9 @@ from multiprocessing import Pool
 import numpy as np
 
 from rs5m.configured import defaults
+from rs5m.confirm import confirm_thumb, confirmation_score
 from rs5m.decontamination.matching import (
     N_VARIANTS,
-    confirm_thumb,
-    confirmation_score,
     dihedral_phashes,
     hash_index,
     hash_search,

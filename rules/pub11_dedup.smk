@@ -31,10 +31,13 @@ rule image_dedup:
     input:
         images=expand("results/pub11/images/{part}.parquet", part=PARTS),
         urls=expand("results/pub11/urldedup/{part}.parquet", part=PARTS),
+        # the candidate pairs' images are read from the shards to confirm them
+        shards=expand("results/pub11/download/{part}", part=PARTS),
     output:
         kept="results/pub11/dedup/kept.parquet",
         stats="results/pub11/dedup/kept.stats.json",
         drops="results/pub11/dedup/kept.drops.parquet",
+        pairs="results/pub11/dedup/pairs.parquet",
     log:
         "logs/image_dedup.log",
     benchmark:
@@ -48,6 +51,7 @@ rule image_dedup:
         options={
             "phash_radius": config["dedup"]["phash_radius"],
             "bands": config["dedup"]["bands"],
+            "confirm": config["dedup"]["confirm"],
         },
         # DuckDB spills beyond this: 3/4 of the job's memory.
         memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),

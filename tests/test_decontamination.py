@@ -16,6 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from rs5m.confirm import confirm_thumb, confirmation_score
 from rs5m.decontamination.decontaminate import decontaminate
 from rs5m.decontamination.decontamination_eval import eval_set_features
 from rs5m.decontamination.decontamination_report import write_report
@@ -25,8 +26,6 @@ from rs5m.decontamination.matching import (
     EVAL_SCHEMA,
     FLAT_LIMIT,
     REASON,
-    confirm_thumb,
-    confirmation_score,
     dihedral_phashes,
     embedding_index,
     embedding_search,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from schema_defaults import schema_defaults
 
 from rs5m.columns import make_uid
+from rs5m.demo.web import render_aerial
 from rs5m.pub11.image_dedup import (
     choose_bands,
     dedup_images,
@@ -119,26 +123,51 @@ def test_kept_follows_the_priority_rule_in_every_group():
     assert tie_uids[winners[0]] == pick_kept([("laion2b", u) for u in tie_uids])
 
 
+def _jpeg_bytes(image, quality=95) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _jpeg(image, quality):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(_jpeg_bytes(image, quality)))
+
+
 def test_dedup_images_stage(tmp_path):
+    # (source, pHash, part, picture): the pictures are what confirmation compares; a candidate pair
+    # joins a group only when its two pictures agree.
+    scene = {name: render_aerial(n) for name, n in (("a", 1), ("b", 2), ("c", 3), ("d", 4))}
     rows = [
         # part 0000
-        ("laioncoco", 0x1111_0000_FFFF_0000, "0000"),
-        ("coyo700m", 0x1111_0000_FFFF_0001, "0000"),  # near-dup of the first: kept (preferred source)
-        ("cc3m", 0x7777_7777_0000_0000, "0000"),
+        ("laioncoco", 0x1111_0000_FFFF_0000, "0000", scene["a"]),
+        ("coyo700m", 0x1111_0000_FFFF_0001, "0000", _jpeg(scene["a"], 70)),  # near-dup of the first: kept (preferred)
+        ("cc3m", 0x7777_7777_0000_0000, "0000", scene["b"]),
         # part 0001
-        ("sbu", 0x1111_0000_FFFF_0003, "0001"),  # same group
-        ("wit", 0x7777_7777_0000_0000, "0001"),  # exact copy of the cc3m image
-        ("vg", 0x0F0F_0F0F_0F0F_0F0F, "0001"),
+        ("sbu", 0x1111_0000_FFFF_0003, "0001", _jpeg(scene["a"].resize((200, 200)), 85)),  # same group
+        ("wit", 0x7777_7777_0000_0000, "0001", scene["b"]),  # exact copy of the cc3m image
+        ("vg", 0x0F0F_0F0F_0F0F_0F0F, "0001", scene["c"]),
+        # a chance collision: 1 bit from the vg hash, another picture: a candidate, not confirmed, kept
+        ("cc12m", 0x0F0F_0F0F_0F0F_0F0E, "0001", scene["d"]),
     ]
-    uids = [make_uid(s, f"http://x/{i}.jpg") for i, (s, _, _) in enumerate(rows)]
+    uids = [make_uid(s, f"http://x/{i}.jpg") for i, (s, _, _, _) in enumerate(rows)]
     images, urls = [], []
     for part in ("0000", "0001"):
         members = [i for i, row in enumerate(rows) if row[2] == part]
+        tar = tmp_path / f"download/{part}/00000.tar"
+        tar.parent.mkdir(parents=True)
+        with tarfile.open(tar, "w") as archive:
+            for k, i in enumerate(members):
+                data = _jpeg_bytes(rows[i][3])
+                info = tarfile.TarInfo(f"{k:09d}.jpg")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
         table = pa.table(
             {
                 "uid": [uids[i] for i in members],
                 "source": [rows[i][0] for i in members],
-                "tar": [f"results/pub11/download/{part}/00000.tar"] * len(members),
+                "tar": [str(tar)] * len(members),
                 "member": [f"{k:09d}.jpg" for k in range(len(members))],
                 "width": pa.array([256] * len(members), pa.int32()),
                 "height": pa.array([256] * len(members), pa.int32()),
@@ -171,15 +200,17 @@ def test_dedup_images_stage(tmp_path):
         str(kept_path),
         str(tmp_path / "dedup/kept.stats.json"),
         str(tmp_path / "dedup/kept.drops.parquet"),
+        str(tmp_path / "dedup/pairs.parquet"),
         phash_radius=4,
         bands=0,
+        confirm=schema_defaults()["dedup"]["confirm"],
         threads=1,
         memory_limit=None,
     )
 
     kept = {row["uid"]: row for row in pq.read_table(kept_path).to_pylist()}
     winner_of_copy = pick_kept([("cc3m", uids[2]), ("wit", uids[4])])
-    assert set(kept) == {uids[1], winner_of_copy, uids[5]}
+    assert set(kept) == {uids[1], winner_of_copy, uids[5], uids[6]}
     assert kept[uids[1]]["part"] == "0000" and kept[uids[1]]["url"] == "http://x/1.jpg"
     assert kept[uids[5]]["part"] == "0001" and kept[uids[5]]["caption"] == "caption 5"
     assert kept[uids[5]]["member"] == "000000002.jpg"
@@ -194,4 +225,10 @@ def test_dedup_images_stage(tmp_path):
     assert {d["reason"] for d in drops.values()} == {"duplicate_image"}
     stats = {e["source"]: e for e in json.loads((tmp_path / "dedup/kept.stats.json").read_text())}
     assert stats["laioncoco"]["dropped"] == {"duplicate_image": 1} and stats["coyo700m"]["kept"] == 1
-    assert sum(e["rows_in"] for e in stats.values()) == 6
+    assert sum(e["rows_in"] for e in stats.values()) == 7
+    # every candidate pair is listed with its confirmation; only the chance collision fails it
+    pairs = pq.read_table(tmp_path / "dedup/pairs.parquet").to_pylist()
+    assert len(pairs) == 5  # the three "a" hashes pairwise, wit with cc3m (equal hashes), vg with cc12m
+    unconfirmed = [(p["uid"], p["other_uid"]) for p in pairs if not p["confirmed"]]
+    assert [set(u) for u in unconfirmed] == [{uids[5], uids[6]}]
+    assert all(p["confirmation"] >= 0.7 for p in pairs if p["confirmed"])

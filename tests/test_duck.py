@@ -83,8 +83,10 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
                 kept=tmp_path / "k.parquet",
                 stats=tmp_path / "k.stats.json",
                 drops=tmp_path / "k.drops.parquet",
+                pairs=tmp_path / "k.pairs.parquet",
                 phash_radius=4,
                 bands=0,
+                confirm={"size": 128, "threshold": 0.7},
                 threads=2,
                 memory_limit="700MB",
             )

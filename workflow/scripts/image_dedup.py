@@ -9,6 +9,7 @@ run(
     kept=snakemake.output.kept,
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
+    pairs=snakemake.output.pairs,
     threads=snakemake.threads,
     memory_limit=snakemake.params.memory_limit,
     **snakemake.params.options,

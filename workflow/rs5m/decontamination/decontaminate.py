@@ -1,6 +1,6 @@
 """Decontamination of one subset (rules decontaminate_pub11, decontaminate_rs3): find candidate pairs
 against every eval set by pHash and CLIP embedding, confirm each by comparing the two images
-(rs5m.decontamination.matching.confirmation_score); drop (`eval_overlap`) or only report the
+(rs5m.confirm.confirmation_score); drop (`eval_overlap`) or only report the
 samples with a confirmed pair. Unconfirmed candidates are kept and listed in the matches.
 
 Reads the subset's table (PUB11 outliers.parquet, RS3 captioned.parquet), its stored pHashes and
@@ -10,7 +10,6 @@ embeddings and the eval-set features; writes `results/{subset}/final.parquet` wi
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -20,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image, ImageOps
 
 from rs5m.columns import SOURCE, UID
+from rs5m.confirm import confirm_thumb, confirmation_score, open_images
 from rs5m.decontamination.matching import (
     ACTIONS,
     EVAL_SCHEMA,
@@ -32,14 +31,11 @@ from rs5m.decontamination.matching import (
     REASON,
     STAGE,
     VARIANT_NAMES,
-    confirm_thumb,
-    confirmation_score,
     embedding_index,
     embedding_search,
     hash_search,
 )
 from rs5m.ledger import Ledger
-from rs5m.tar import MemberReader, index_tar
 
 logger = logging.getLogger(__name__)
 
@@ -162,37 +158,6 @@ def find_matches(
     return rows
 
 
-def _open_images(locations: Sequence[str]) -> dict[str, Image.Image | None]:
-    """The images at `locations` ("tar::member", turned upright by its EXIF orientation as the image
-    stage hashes it, or a file path, as the feature jobs read it), None where unreadable; each tar
-    is indexed once."""
-    out: dict[str, Image.Image | None] = {}
-    members = sorted({loc for loc in locations if "::" in loc})
-    reader = MemberReader()
-    indexes: dict[str, dict] = {}
-    for loc in members:
-        tar, member = loc.split("::", 1)
-        try:
-            if tar not in indexes:
-                indexes[tar] = index_tar(tar)
-            # Upright as the image stage hashed it (EXIF orientation applied), so the pHash variants hold.
-            image = Image.open(io.BytesIO(reader.read(indexes[tar][member])))
-            out[loc] = ImageOps.exif_transpose(image).convert("RGB")
-        except Exception as error:  # noqa: BLE001 - an unreadable image leaves its candidates unconfirmed
-            logger.warning("cannot read %s: %s", loc, error)
-            indexes.setdefault(tar, {})
-            out[loc] = None
-    reader.close()
-    for loc in sorted({loc for loc in locations if "::" not in loc}):
-        try:
-            with Image.open(loc) as image:
-                out[loc] = image.convert("RGB")
-        except Exception as error:  # noqa: BLE001
-            logger.warning("cannot read %s: %s", loc, error)
-            out[loc] = None
-    return out
-
-
 def confirm_candidates(candidates: list[dict], size: int, threshold: float, batch: int = 4096) -> pa.Table:
     """Score every candidate pair with confirmation_score (the variants within the radius for pHash,
     all eight for embedding) and mark those reaching `threshold`; MATCH_SCHEMA rows. Dataset images are
@@ -201,10 +166,10 @@ def confirm_candidates(candidates: list[dict], size: int, threshold: float, batc
     out = []
     for start in range(0, len(candidates), batch):
         chunk = candidates[start : start + batch]
-        images = _open_images([m["location"] for m in chunk])
+        images = open_images([m["location"] for m in chunk])
         thumbs = {loc: None if im is None else confirm_thumb(im, size) for loc, im in images.items()}
         missing = sorted({m["eval_path"] for m in chunk} - set(eval_thumbs))
-        for path, image in _open_images(missing).items():
+        for path, image in open_images(missing).items():
             eval_thumbs[path] = None if image is None else confirm_thumb(image, size)
         for m in chunk:
             dataset, eval_thumb = thumbs[m["location"]], eval_thumbs[m["eval_path"]]

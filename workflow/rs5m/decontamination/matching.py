@@ -24,7 +24,7 @@ Two independent matchers:
 Both matchers only name candidates. Aerial images share coarse layouts, so at 12 bits distinct images
 collide by chance (1e-4 a pair on procedural aerial scenes, 2-4e-5 reported for real tiles): at
 3 M dataset x 100 k eval images that is millions of candidate pairs. A candidate pair is confirmed
-by a finer, independent check of the two images (`confirmation_score`): both are reduced to
+by a finer, independent check of the two images (`rs5m.confirm.confirmation_score`): both are reduced to
 `confirm.size` px grayscale, the coarse layout the pHash sees is removed (minus a Gaussian blur of
 sigma size/40, leaving the detail), and the normalised cross-correlation of the aligned pair is
 used to align them: the eval image in the candidate's rotations/flips (all eight for an embedding
@@ -140,75 +140,6 @@ def hash_search(index_hashes: np.ndarray, queries: np.ndarray, radius: int, batc
     q, i, d = np.concatenate(q_rows), np.concatenate(i_rows), np.concatenate(dists)
     keep = d <= radius
     return q[keep], i[keep], d[keep]
-
-
-# ------------------------------------------------------------------------------------ confirmation
-CONFIRM_MARGIN = 0.08  # the template is the eval image less 8 % at each edge (crops of up to 5 % fit)
-# Template scales, 0.95 to 1/0.95 in nine geometric steps of 1.3 %: a crop of <= 5 % either way
-# (steps of 2.5 % lose up to a third of a crop's score).
-CONFIRM_SCALES = tuple(round(0.95 * (1 / 0.95**2) ** (k / 8), 4) for k in range(9))
-
-
-def confirm_thumb(image: Image.Image, size: int) -> np.ndarray:
-    """The image as the confirmation compares it: grayscale, `size` x `size` (area resampling),
-    minus its Gaussian blur (sigma size/40): the detail finer than the pHash's 8 x 8 layout."""
-    import cv2
-
-    gray = np.asarray(image.convert("L"), dtype=np.float32)
-    thumb = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    return thumb - cv2.GaussianBlur(thumb, (0, 0), size / 40)
-
-
-def dihedral_array(array: np.ndarray, variant: int) -> np.ndarray:
-    """DIHEDRAL[variant] applied to a (rows, cols) array, as PIL's transpose does to an image."""
-    out = (
-        array,
-        np.rot90(array, 1),
-        np.rot90(array, 2),
-        np.rot90(array, 3),
-        array[:, ::-1],
-        array[::-1],
-        array.T,
-        np.rot90(array, 2).T,
-    )[variant]
-    return np.ascontiguousarray(out)
-
-
-def _quadrant_ncc(patch: np.ndarray, template: np.ndarray) -> float:
-    """The smallest normalised cross-correlation of the four quadrants of two aligned arrays."""
-    half_r, half_c = template.shape[0] // 2, template.shape[1] // 2
-    scores = []
-    for rows in (slice(0, half_r), slice(half_r, 2 * half_r)):
-        for cols in (slice(0, half_c), slice(half_c, 2 * half_c)):
-            a = patch[rows, cols] - patch[rows, cols].mean()
-            b = template[rows, cols] - template[rows, cols].mean()
-            norm = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
-            scores.append(float((a * b).sum()) / norm if norm > 0 else 0.0)
-    return min(scores)
-
-
-def confirmation_score(dataset: np.ndarray, eval_thumb: np.ndarray, variants: Sequence[int]) -> tuple[float, int]:
-    """(score, variant) of two confirm_thumb arrays. Alignment: the eval image in each of `variants`
-    (DIHEDRAL indices), its centre at CONFIRM_SCALES, slid over the dataset image; the best
-    normalised cross-correlation fixes variant, scale and shift. Score: the smallest correlation of
-    the four quadrants of the aligned pair. A copy agrees in every quadrant; two distinct images
-    that share a layout (a shoreline, field stripes) rarely do, which makes the score's tail on
-    distinct pairs much thinner than the global correlation's."""
-    import cv2
-
-    size = dataset.shape[0]
-    margin = round(size * CONFIRM_MARGIN)
-    best, best_variant, aligned = -2.0, int(variants[0]), None
-    for variant in variants:
-        template = dihedral_array(eval_thumb, int(variant))[margin : size - margin, margin : size - margin]
-        for scale in CONFIRM_SCALES:
-            side = round(template.shape[0] * scale)
-            scaled = template if side == template.shape[0] else cv2.resize(template, (side, side))
-            _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(dataset, scaled, cv2.TM_CCOEFF_NORMED))
-            if score > best:
-                best, best_variant, aligned = score, int(variant), (scaled, x, y)
-    scaled, x, y = aligned
-    return _quadrant_ncc(dataset[y : y + scaled.shape[0], x : x + scaled.shape[1]], scaled), best_variant
 
 
 # -------------------------------------------------------------------------------------- embeddings

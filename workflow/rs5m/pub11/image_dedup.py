@@ -10,6 +10,14 @@ hash join in DuckDB (each band value XOR every mask of at most floor(r / m) bits
 candidates are verified with the full 64-bit distance and the components found with a sparse
 connected-components pass (union-find). Exact-equal hashes are merged first, so a flood of copies
 of one image costs one row. The group keeps the copy ranked first by `rs5m.pub11.urls.priority_rank`.
+
+A pHash pair is a candidate, not a verdict: aerial images share coarse layouts, and distinct ones
+collide at 4 bits ~1.3e-7 a pair (procedural aerial scenes, benchmarks/bench_decontamination_realistic.py),
+~5.6e5 chance pairs at 3 M images, ~19 % of them dropped if pHash alone decided. So every candidate
+edge (a row and the first row of its hash; the first rows of two hashes within the radius) is
+confirmed by rs5m.confirm.confirmation_score of the two images (identity alignment, as the hashes
+compare) before it joins a group; `pairs` lists every candidate with its score. Confirmation reads
+only the images of candidate pairs, so its cost grows with the candidates, not with all pairs.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from scipy.sparse.csgraph import connected_components
 
 from rs5m import columns as col
 from rs5m import duck
+from rs5m.confirm import confirm_thumb, confirmation_score, open_images
 from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import priority_ranks
@@ -137,6 +146,74 @@ def near_duplicate_groups(
     return labels[inverse].astype(np.int64)
 
 
+PAIRS_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),  # the first row of its hash (the group's probe side)
+        ("other_uid", pa.string()),
+        ("distance", pa.int64()),  # pHash bits
+        ("confirmation", pa.float64()),  # rs5m.confirm.confirmation_score; NaN when an image is unreadable
+        ("confirmed", pa.bool_()),
+    ]
+)
+CONFIRM_BATCH = 4096  # candidate pairs whose images are read together
+
+
+def candidate_edges(hashes: np.ndarray, radius: int, bands: int, threads: int, memory_limit: str | None):
+    """(row a, row b, distance) of every candidate edge: each row whose hash an earlier row has, with
+    that first row (distance 0); and the first rows of every two distinct hashes within `radius`."""
+    hashes = np.asarray(hashes, dtype=np.int64)
+    n = len(hashes)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
+    distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    repeated = np.flatnonzero(first[inverse] != np.arange(n))
+    rows_a, rows_b, distances = [first[inverse[repeated]]], [repeated], [np.zeros(len(repeated), np.int64)]
+    if radius > 0 and len(distinct) >= 2:
+        pairs = near_duplicate_pairs(distinct, radius, bands, threads, memory_limit)
+        if len(pairs):
+            rows_a.append(first[pairs[:, 0]])
+            rows_b.append(first[pairs[:, 1]])
+            xor = (distinct[pairs[:, 0]] ^ distinct[pairs[:, 1]]).view(np.uint64)
+            distances.append(np.bitwise_count(xor).astype(np.int64))
+    return np.concatenate(rows_a), np.concatenate(rows_b), np.concatenate(distances)
+
+
+def confirm_edges(locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarray, size: int) -> np.ndarray:
+    """rs5m.confirm.confirmation_score of the two images of each edge (identity alignment), NaN
+    where one is unreadable; images are read per batch of CONFIRM_BATCH edges."""
+    scores = np.full(len(rows_a), np.nan)
+    for start in range(0, len(rows_a), CONFIRM_BATCH):
+        a, b = rows_a[start : start + CONFIRM_BATCH], rows_b[start : start + CONFIRM_BATCH]
+        images = open_images([locations[i] for i in np.concatenate([a, b]).tolist()])
+        thumbs = {loc: None if image is None else confirm_thumb(image, size) for loc, image in images.items()}
+        for k, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+            first, second = thumbs[locations[i]], thumbs[locations[j]]
+            if first is not None and second is not None:
+                scores[start + k] = confirmation_score(first, second, [0])[0]
+    return scores
+
+
+def confirmed_groups(
+    hashes: np.ndarray,
+    locations: Sequence[str],
+    radius: int,
+    bands: int,
+    threads: int,
+    memory_limit: str | None,
+    confirm: dict,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Group label per row: connected components of the candidate edges that the two images confirm
+    (`confirm`: {size, threshold}); and the edges (row a, row b, distance, confirmation score)."""
+    n = len(hashes)
+    rows_a, rows_b, distances = candidate_edges(hashes, radius, bands, threads, memory_limit)
+    scores = confirm_edges(locations, rows_a, rows_b, int(confirm["size"]))
+    keep = scores >= float(confirm["threshold"])
+    graph = coo_matrix((np.ones(int(keep.sum()), np.int8), (rows_a[keep], rows_b[keep])), shape=(n, n))
+    labels = connected_components(graph, directed=False)[1] if n else np.empty(0, np.int64)
+    return labels.astype(np.int64), (rows_a, rows_b, distances, scores)
+
+
 def kept_in_groups(labels: np.ndarray, sources: Sequence[str], uids: Sequence[str]) -> np.ndarray:
     """Index of the kept row of each row's group (the row itself when it is kept)."""
     ranks = priority_ranks(sources, uids)
@@ -153,15 +230,18 @@ def dedup_images(
     kept: str,
     stats: str,
     drops: str,
+    pairs: str,
     phash_radius: int,
     bands: int,
+    confirm: dict,
     threads: int,
     memory_limit: str | None,
 ) -> list[StageStats]:
-    """Drop every near-duplicate image but the one the priority rule keeps; write kept.parquet.
+    """Drop every near-duplicate image but the one the priority rule keeps; write kept.parquet, and
+    every candidate pair with its confirmation to `pairs`.
 
     `images` and `urls` are the per-part files of the images and URL stages; the part id of a row
-    is its images file's stem.
+    is its images file's stem. `confirm`: config `dedup.confirm` ({size, threshold}).
     """
     tables = []
     for path in images:
@@ -172,7 +252,34 @@ def dedup_images(
     uids = table.column(col.UID).to_pylist() if n else []
     sources = table.column(col.SOURCE).to_pylist() if n else []
     hashes = table.column("phash").to_numpy() if n else np.empty(0, np.int64)
-    labels = near_duplicate_groups(hashes, phash_radius, bands, threads, memory_limit)
+    locations = (
+        [f"{tar}::{member}" for tar, member in zip(table["tar"].to_pylist(), table["member"].to_pylist())] if n else []
+    )
+    labels, (rows_a, rows_b, distances, scores) = confirmed_groups(
+        hashes, locations, phash_radius, bands, threads, memory_limit, confirm
+    )
+    confirmed = scores >= float(confirm["threshold"])
+    Path(pairs).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table(
+            {
+                "uid": pa.array([uids[i] for i in rows_a.tolist()], pa.string()),
+                "other_uid": pa.array([uids[i] for i in rows_b.tolist()], pa.string()),
+                "distance": pa.array(distances, pa.int64()),
+                "confirmation": pa.array(scores, pa.float64()),
+                "confirmed": pa.array(confirmed, pa.bool_()),
+            },
+            schema=PAIRS_SCHEMA,
+        ),
+        pairs,
+    )
+    log.info(
+        "%d candidate pairs within %d bits: %d confirmed, %d not (kept apart)",
+        len(scores),
+        phash_radius,
+        int(confirmed.sum()),
+        int((~confirmed).sum()),
+    )
     winners = kept_in_groups(labels, sources, uids) if n else np.empty(0, np.int64)
     is_kept = winners == np.arange(n)
 

@@ -10,9 +10,11 @@ benchmarks/bench_decontamination_realistic.py (README, "Decontamination in two s
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -90,25 +92,41 @@ def confirmation_score(dataset: np.ndarray, eval_thumb: np.ndarray, variants: Se
     return _quadrant_ncc(dataset[y : y + scaled.shape[0], x : x + scaled.shape[1]], scaled), best_variant
 
 
+def _tar_index(tar: str) -> dict:
+    """index_tar of `tar`, kept for the next batches of the job (they touch the same tars) while the
+    file is unchanged; {} for a tar that cannot be read (logged once), so its members are unreadable."""
+    try:
+        stat = os.stat(tar)
+    except OSError as error:
+        logger.warning("cannot index %s: %s", tar, error)
+        return {}
+    return _cached_tar_index(tar, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_tar_index(tar: str, mtime_ns: int, size: int) -> dict:
+    try:
+        return index_tar(tar)
+    except Exception as error:  # noqa: BLE001 - an unreadable tar leaves its candidates unconfirmed
+        logger.warning("cannot index %s: %s", tar, error)
+        return {}
+
+
 def open_images(locations: Sequence[str]) -> dict[str, Image.Image | None]:
     """The images at `locations` ("tar::member", turned upright by its EXIF orientation as the image
-    stage hashes it, or a file path, as the feature jobs read it), None where unreadable; each tar
-    is indexed once."""
+    stage hashes it, or a file path, as the feature jobs read it), None where unreadable; a tar is
+    indexed once for all the calls of a job (the 64 tars used last)."""
     out: dict[str, Image.Image | None] = {}
     members = sorted({loc for loc in locations if "::" in loc})
     reader = MemberReader()
-    indexes: dict[str, dict] = {}
     for loc in members:
         tar, member = loc.split("::", 1)
         try:
-            if tar not in indexes:
-                indexes[tar] = index_tar(tar)
             # Upright as the image stage hashed it (EXIF orientation applied), so the pHash variants hold.
-            image = Image.open(io.BytesIO(reader.read(indexes[tar][member])))
+            image = Image.open(io.BytesIO(reader.read(_tar_index(tar)[member])))
             out[loc] = ImageOps.exif_transpose(image).convert("RGB")
         except Exception as error:  # noqa: BLE001 - an unreadable image leaves its candidates unconfirmed
             logger.warning("cannot read %s: %s", loc, error)
-            indexes.setdefault(tar, {})
             out[loc] = None
     reader.close()
     for loc in sorted({loc for loc in locations if "::" not in loc}):

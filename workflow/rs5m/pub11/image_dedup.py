@@ -181,16 +181,18 @@ def candidate_edges(hashes: np.ndarray, radius: int, bands: int, threads: int, m
 
 def confirm_edges(locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarray, size: int) -> np.ndarray:
     """rs5m.confirm.confirmation_score of the two images of each edge (identity alignment), NaN
-    where one is unreadable; images are read per batch of CONFIRM_BATCH edges."""
+    where one is unreadable; images are read per batch of CONFIRM_BATCH edges, the edges taken in
+    the order of their images' places, so a batch reads few tars."""
     scores = np.full(len(rows_a), np.nan)
-    for start in range(0, len(rows_a), CONFIRM_BATCH):
-        a, b = rows_a[start : start + CONFIRM_BATCH], rows_b[start : start + CONFIRM_BATCH]
-        images = open_images([locations[i] for i in np.concatenate([a, b]).tolist()])
+    order = sorted(range(len(rows_a)), key=lambda e: (locations[rows_a[e]], locations[rows_b[e]]))
+    for start in range(0, len(order), CONFIRM_BATCH):
+        batch = order[start : start + CONFIRM_BATCH]
+        images = open_images([locations[rows[e]] for e in batch for rows in (rows_a, rows_b)])
         thumbs = {loc: None if image is None else confirm_thumb(image, size) for loc, image in images.items()}
-        for k, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
-            first, second = thumbs[locations[i]], thumbs[locations[j]]
+        for e in batch:
+            first, second = thumbs[locations[rows_a[e]]], thumbs[locations[rows_b[e]]]
             if first is not None and second is not None:
-                scores[start + k] = confirmation_score(first, second, [0])[0]
+                scores[e] = confirmation_score(first, second, [0])[0]
     return scores
 
 
@@ -202,16 +204,16 @@ def confirmed_groups(
     threads: int,
     memory_limit: str | None,
     confirm: dict,
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Group label per row: connected components of the candidate edges that the two images confirm
-    (`confirm`: {size, threshold}); and the edges (row a, row b, distance, confirmation score)."""
+    (`confirm`: {size, threshold}); and the edges (row a, row b, distance, confirmation score, confirmed)."""
     n = len(hashes)
     rows_a, rows_b, distances = candidate_edges(hashes, radius, bands, threads, memory_limit)
     scores = confirm_edges(locations, rows_a, rows_b, int(confirm["size"]))
-    keep = scores >= float(confirm["threshold"])
-    graph = coo_matrix((np.ones(int(keep.sum()), np.int8), (rows_a[keep], rows_b[keep])), shape=(n, n))
+    confirmed = scores >= float(confirm["threshold"])
+    graph = coo_matrix((np.ones(int(confirmed.sum()), np.int8), (rows_a[confirmed], rows_b[confirmed])), shape=(n, n))
     labels = connected_components(graph, directed=False)[1] if n else np.empty(0, np.int64)
-    return labels.astype(np.int64), (rows_a, rows_b, distances, scores)
+    return labels.astype(np.int64), (rows_a, rows_b, distances, scores, confirmed)
 
 
 def kept_in_groups(labels: np.ndarray, sources: Sequence[str], uids: Sequence[str]) -> np.ndarray:
@@ -255,10 +257,9 @@ def dedup_images(
     locations = (
         [f"{tar}::{member}" for tar, member in zip(table["tar"].to_pylist(), table["member"].to_pylist())] if n else []
     )
-    labels, (rows_a, rows_b, distances, scores) = confirmed_groups(
+    labels, (rows_a, rows_b, distances, scores, confirmed) = confirmed_groups(
         hashes, locations, phash_radius, bands, threads, memory_limit, confirm
     )
-    confirmed = scores >= float(confirm["threshold"])
     Path(pairs).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(
         pa.table(

@@ -29,12 +29,25 @@ def _funnel(args: argparse.Namespace) -> int:
     return 0 if funnel.consistent else 1
 
 
-def _plan(args: argparse.Namespace) -> int:
+def _add_workflow_arguments(parser, configfile_help: str) -> None:
+    """The run folder, config files and Snakefile that `rs5m plan` and `rs5m status` plan from."""
+    parser.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
+    parser.add_argument("--configfile", nargs="+", default=[], help=configfile_help)
+    parser.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+
+
+def _workflow_files(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    """(Snakefile, absolute config files) of `_add_workflow_arguments`' options."""
     from rs5m.plan.dag import default_snakefile
-    from rs5m.plan.plan import load_config, plan_markdown, rule_threads, write_plan
 
     snakefile = Path(args.snakefile) if args.snakefile else default_snakefile()
-    configfiles = [str(Path(c).resolve()) for c in args.configfile]
+    return snakefile, [str(Path(c).resolve()) for c in args.configfile]
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from rs5m.plan.plan import load_config, plan_markdown, rule_threads, write_plan
+
+    snakefile, configfiles = _workflow_files(args)
     config = load_config(configfiles, snakefile)
     download = config["download"]
     out = Path(args.out) if args.out else Path(args.run_dir) / "results" / "plan"
@@ -65,9 +78,7 @@ def _add_plan_parser(subparsers) -> None:
     plan = subparsers.add_parser(
         "plan", help="jobs, bytes, CPU/GPU-hours per stage and the crawl's makespan bound, before the build starts"
     )
-    plan.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
-    plan.add_argument("--configfile", nargs="+", default=[], help="the build's config files (default: the demo)")
-    plan.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+    _add_workflow_arguments(plan, "the build's config files (default: the demo)")
     plan.add_argument("--published", action="store_true", help="volumes from the published counts (SPEC 2.2, 3)")
     plan.add_argument(
         "--url-sample",
@@ -82,7 +93,7 @@ def _status(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from rs5m.plan.dag import PlannedJob, default_snakefile, planned_jobs
+    from rs5m.plan.dag import PlannedJob, planned_jobs
     from rs5m.plan.status import build_status, status_text
 
     run_dir = Path(args.run_dir)
@@ -92,8 +103,7 @@ def _status(args: argparse.Namespace) -> int:
         jobs = [PlannedJob(j["rule"], tuple(j["outputs"])) for j in plan["jobs"]]
         stages = plan["stages"]
     else:  # no plan written yet: Snakemake's dry run gives the jobs (no lock), the plan's hours are unknown
-        snakefile = Path(args.snakefile) if args.snakefile else default_snakefile()
-        jobs = planned_jobs(run_dir, snakefile, [str(Path(c).resolve()) for c in args.configfile])
+        jobs = planned_jobs(run_dir, *_workflow_files(args))
         stages = []
     while True:
         status = build_status(run_dir, jobs, stages, window_s=args.window * 60, top=args.top)
@@ -107,9 +117,7 @@ def _add_status_parser(subparsers) -> None:
     status = subparsers.add_parser(
         "status", help="jobs done per rule, download rate, success and drops per source, ETA of a (running) build"
     )
-    status.add_argument("run_dir", nargs="?", default=".", help="folder snakemake runs in (default: here)")
-    status.add_argument("--configfile", nargs="+", default=[], help="the build's config files, when no plan.json")
-    status.add_argument("--snakefile", help="the workflow's Snakefile (default: this checkout's)")
+    _add_workflow_arguments(status, "the build's config files, when no plan.json")
     status.add_argument(
         "--watch", type=float, default=0, metavar="SECONDS", help="print again every SECONDS until done"
     )

@@ -16,6 +16,7 @@ to guard the crawl, rejected by this measurement).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -35,7 +36,7 @@ import pyarrow.parquet as pq
 from rs5m.columns import make_uid
 from rs5m.configured import defaults
 from rs5m.demo.web import DemoWebServer, render_image
-from rs5m.pub11.download_part import download_options, download_part
+from rs5m.pub11.download_part import DownloadSettings, download_part
 
 DISTINCT_IMAGES = 100  # rendered once; URLs differ by a query the server ignores
 SETTINGS = dict(
@@ -54,10 +55,11 @@ SETTINGS = dict(
 GUARD = dict(allowed_networks=["127.0.0.1/32"], per_host_rate=1e6, per_host_burst=1e6)
 
 
-def stage_options() -> dict:
-    """The stage's options as rules/pub11_download.smk builds them from the configured defaults,
+def stage_settings() -> DownloadSettings:
+    """The stage's settings as rules/pub11_download.smk builds them from the configured defaults,
     one part, with this benchmark's img2dataset settings and guard on top."""
-    return {**download_options(defaults(), parts=1, robots_cache=None, host_schedule=None), **SETTINGS, **GUARD}
+    configured = DownloadSettings.from_config({**defaults(), "parts": 1})
+    return dataclasses.replace(configured, **SETTINGS, **GUARD)
 
 
 class _Forward(BaseHTTPRequestHandler):
@@ -160,7 +162,7 @@ def main() -> None:
                         str(root / "stage.stats.json"),
                         str(root / "stage.drops.parquet"),
                         threads=2,
-                        **stage_options(),
+                        settings=stage_settings(),
                     )
                 elapsed = time.perf_counter() - started
                 best[name] = min(best[name], elapsed)

@@ -2,17 +2,18 @@
 # Retrying only the failed URLs of every part (then `snakemake` reruns what depends on them):
 #   snakemake --cores 4 retry_failed_downloads --forcerun download_retry
 
-from rs5m.pub11.download_part import download_options
+from rs5m.pub11.download_part import DownloadSettings
 from rs5m.pub11.sources import pool_hash_columns
 
-# download_part's options (rs5m.pub11.download_part.download_options); one robots.txt per origin
-# and one stage-wide schedule per host, shared by parts and retries.
-DOWNLOAD_OPTIONS = download_options(
+# The download stage's settings (rs5m.pub11.download_part.DownloadSettings); one robots.txt per
+# origin and one stage-wide schedule per host, shared by parts and retries, and the fetch times per
+# host of each part (read by `rs5m status`).
+DOWNLOAD_SETTINGS = DownloadSettings.from_config(
     config,
-    parts=len(PARTS),
     robots_cache="results/pub11/robots_txt",
     host_schedule="results/pub11/host_schedule",
-)
+    host_timing="results/pub11/host_timing",
+).as_params()
 
 
 rule url_filter:
@@ -61,7 +62,7 @@ rule download_part:
         "../envs/pub11.yaml"
     threads: config["download"]["processes"]  # img2dataset processes; an upper bound, clamped by --cores
     params:
-        options=DOWNLOAD_OPTIONS,
+        settings=DOWNLOAD_SETTINGS,
     script:
         "../workflow/scripts/download_part.py"
 
@@ -83,7 +84,7 @@ rule download_retry:
     params:
         stats="results/pub11/download/{part}.stats.json",
         drops="results/pub11/download/{part}.drops.parquet",
-        options=DOWNLOAD_OPTIONS,
+        settings=DOWNLOAD_SETTINGS,
     script:
         "../workflow/scripts/download_retry.py"
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from schema_defaults import download_options
+from schema_defaults import download_settings, guard_settings
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import render_image
@@ -191,7 +191,7 @@ class TarpitServer(socketserver.ThreadingTCPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
-def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
+def _run_stage(workdir: Path, urls: list[str], threads: int, **settings) -> dict:
     uids = [make_uid("laion2b", url) for url in urls]
     pq.write_table(pa.table({"uid": uids, "source": ["laion2b"] * len(urls), "url": urls}), workdir / "urls.parquet")
     started = time.time()
@@ -200,7 +200,8 @@ def _run_stage(workdir: Path, urls: list[str], **options) -> dict:
         str(workdir / "0000"),
         str(workdir / "0000.stats.json"),
         str(workdir / "0000.drops.parquet"),
-        **download_options(**options),
+        threads=threads,
+        settings=download_settings(**settings),
     )
     finished = time.time()
     url_of = dict(zip(uids, urls))
@@ -334,7 +335,7 @@ def robots(workdir: Path) -> dict:
     """robots.txt as RFC 9309 reads it, fetched by the guard itself (no img2dataset): per host, what
     each path gave (bytes, or the guard's reason / error class) and when the server was asked."""
     from rs5m.pub11 import crawl_guard
-    from rs5m.pub11.crawl_guard import CrawlError, CrawlSettings, Guard
+    from rs5m.pub11.crawl_guard import CrawlError, Guard
 
     crawl_guard.ROBOTS_UNREACHABLE_SECONDS = 1.0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _RobotsHandler)
@@ -360,13 +361,13 @@ def robots(workdir: Path) -> dict:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     guard = Guard(
-        CrawlSettings(
+        guard_settings(
+            pacing_dir=str(workdir / "pacing"),
             allowed_networks=["127.0.0.1/32"],
             deadline=3,
             timeout=3,
-            rate=1000,
-            burst=10,
-            pacing_dir=str(workdir / "pacing"),
+            per_host_rate=1000,
+            per_host_burst=10,
             robots_cache=str(workdir / "robots"),
             user_agent="rs5m/0.1 (+https://example.org)",
         )
@@ -440,11 +441,11 @@ def backstop(workdir: Path) -> dict:
     """The socket backstop of a worker: every way to connect or send to a blocked address is refused."""
     import _socket
 
-    from rs5m.pub11.crawl_guard import BlockedConnection, CrawlSettings, Guard, install_socket_guard
+    from rs5m.pub11.crawl_guard import BlockedConnection, Guard, install_socket_guard
 
     internal = InternalServer()
     target = ("127.0.0.2", internal.server_address[1])
-    install_socket_guard(Guard(CrawlSettings(allowed_networks=["127.0.0.1/32"])))
+    install_socket_guard(Guard(guard_settings(allowed_networks=["127.0.0.1/32"])))
     attempts = {
         "connect": lambda: socket.socket().connect(target),
         "connect_ex": lambda: socket.socket().connect_ex(target),
@@ -474,10 +475,7 @@ def redirect_pacing(workdir: Path) -> dict:
     spellings: what the server saw, per Host header."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from schema_defaults import crawl_settings_args
-
     from rs5m.pub11.crawl_guard import Guard
-    from rs5m.pub11.download_part import crawl_settings
 
     web = LoggingServer("127.0.0.1")
     port = web.port
@@ -485,18 +483,16 @@ def redirect_pacing(workdir: Path) -> dict:
     spellings = ["[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:7f00:1]"]
     guards, urls = [], []
     for part in range(parts):
-        settings = crawl_settings(
-            **crawl_settings_args(
-                allowed_networks=["127.0.0.1/32"],
-                per_host_rate=rate,
-                per_host_burst=burst,
-                parts=parts,
-                parts_per_host=1,
-                robots_txt=False,
-                pacing_dir=str(workdir / f"part{part}"),
-                host_schedule=str(workdir / "host_schedule"),
-                deadline=30,
-            )
+        settings = guard_settings(
+            pacing_dir=str(workdir / f"part{part}"),
+            allowed_networks=["127.0.0.1/32"],
+            per_host_rate=rate,
+            per_host_burst=burst,
+            parts=parts,
+            parts_per_host=1,
+            robots_txt=False,
+            host_schedule=str(workdir / "host_schedule"),
+            deadline=30,
         )
         guards.append(Guard(settings))
         target = f"http://t.rs5m.test:{port}/img/{part}-{{n}}.jpg"
@@ -519,6 +515,95 @@ def redirect_pacing(workdir: Path) -> dict:
     with ThreadPoolExecutor(parts) as pool:
         outcome = list(pool.map(run_part, range(parts)))
     return {"outcome": outcome, "log": web.log, "rate": rate, "burst": burst}
+
+
+class _LatencyHandler(BaseHTTPRequestHandler):
+    """Answers after the latency of the Host header's host (`server.hosts[host]`: latency, robots.txt
+    body, whether images are refused with 429); logs when each request arrived."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        server = self.server
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        with server.lock:
+            server.log.append({"time": time.time(), "host": host, "path": self.path, "mode": server.mode})
+        latency, robots_body, refuses = server.hosts[host]
+        time.sleep(latency)
+        if self.path == "/robots.txt":
+            status, body = 200, robots_body.encode()
+        elif refuses:
+            status, body = 429, b"slow down\n"
+        else:
+            status, body = 200, IMAGE
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+POLITENESS_HOSTS = {  # host: (latency s, robots.txt, answers 429), URLs
+    "fast.rs5m.test": ((0.002, "User-agent: *\nAllow: /\n", False), 50),
+    "medium.rs5m.test": ((0.05, "User-agent: *\nCrawl-delay: 0.4\n", False), 12),
+    "slow.rs5m.test": ((0.2, "User-agent: *\nAllow: /\n", False), 10),
+    "busy.rs5m.test": ((0.002, "User-agent: *\nAllow: /\n", True), 6),
+}
+
+
+def politeness(workdir: Path) -> dict:
+    """The same URLs of four hosts (fast, medium with a robots.txt Crawl-delay, slow, one answering
+    429) fetched by two guards of one part ("processes", sharing the part's pacing folder) with ten
+    threads each, once at the fixed rate and once adaptive: when the server saw each request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rs5m.pub11.crawl_guard import Guard
+    from rs5m.pub11.crawl_pacing import spread_order
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LatencyHandler)
+    server.daemon_threads = True
+    server.lock, server.log = threading.Lock(), []
+    server.hosts = {host: plan for host, (plan, _) in POLITENESS_HOSTS.items()}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    urls = [f"http://{host}:{port}/img/{n}.jpg" for host, (_, count) in POLITENESS_HOSTS.items() for n in range(count)]
+    order = spread_order([urlsplit(u).hostname for u in urls], urls)
+    urls = [urls[i] for i in order]
+    bounds = dict(per_host_rate=4.0, per_host_burst=1.0, min_rate=0.25, per_host_rate_max=10.0, delay_factor=5.0)
+    spans = {}
+    for mode in ("fixed", "adaptive"):
+        server.mode = mode
+        guards = [
+            Guard(
+                guard_settings(
+                    pacing_dir=str(workdir / mode / "pacing"),
+                    allowed_networks=["127.0.0.1/32"],
+                    politeness=mode,
+                    robots_cache=str(workdir / mode / "robots"),
+                    deadline=10,
+                    timeout=10,
+                    **bounds,
+                )
+            )
+            for _ in range(2)
+        ]
+
+        def one(index: int) -> str:
+            try:
+                guards[index % 2].fetch(urls[index])
+                return "fetched"
+            except Exception as error:  # noqa: BLE001 - the class tells what failed
+                return type(error).__name__
+
+        started = time.time()
+        with ThreadPoolExecutor(20) as pool:
+            outcome = list(pool.map(one, range(len(urls))))
+        spans[mode] = {"started": started, "seconds": time.time() - started, "outcome": outcome}
+        if mode == "adaptive":  # the paces the part's processes agreed on, from its pacing folder
+            spans[mode]["delays"] = {h.split(".")[0]: guards[0].pacer.pace(h).delay for h in POLITENESS_HOSTS}
+    return {"log": server.log, "urls": urls, "runs": spans, "bounds": bounds}
 
 
 def tarpit(workdir: Path) -> dict:
@@ -563,6 +648,7 @@ if __name__ == "__main__":
         "robots": robots,
         "backstop": backstop,
         "redirect_pacing": redirect_pacing,
+        "politeness": politeness,
     }
     output = scenarios[scenario](folder)
     (folder / "result.json").write_text(json.dumps(output, indent=1))

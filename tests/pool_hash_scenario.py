@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
-from schema_defaults import download_options, keyword_filter_args, url_filter_args
+from schema_defaults import download_settings, keyword_filter_args, url_filter_args
 
 from rs5m.assemble.funnel import build_funnel
 from rs5m.ledger import read_stats
@@ -135,7 +135,7 @@ def run(folder: Path) -> dict:
         str(folder / "download" / "0000.stats.json"),
         str(folder / "download" / "0000.drops.parquet"),
         threads=1,
-        **download_options(
+        settings=download_settings(
             thread_count=4,
             timeout=5,
             retries=0,

@@ -6,12 +6,12 @@ schema); a test that wants "the configured default" reads it here instead of res
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 
 from rs5m.configured import defaults
 from rs5m.configured import shard_options as configured_shard_options
-from rs5m.pub11.download_part import crawl_settings
-from rs5m.pub11.download_part import download_options as configured_download_options
+from rs5m.pub11.crawl_guard import CrawlSettings
+from rs5m.pub11.download_part import DownloadSettings, crawl_settings
 
 
 def schema_defaults(*section: str) -> dict:
@@ -86,17 +86,15 @@ def caption_part_args(**overrides) -> dict:
     }
 
 
-def download_options(**overrides) -> dict:
-    """download_part's options as rules/pub11_download.smk builds them, for one part with the
-    robots.txt cache in memory."""
-    return {**configured_download_options(defaults(), parts=1, robots_cache=None, host_schedule=None), **overrides}
+def download_settings(**overrides) -> DownloadSettings:
+    """The download stage's settings as rules/pub11_download.smk builds them, for one part with the
+    robots.txt cache in memory; `overrides` by field (config key) name."""
+    return dataclasses.replace(DownloadSettings.from_config({**defaults(), "parts": 1}), **overrides)
 
 
-def crawl_settings_args(**overrides) -> dict:
-    """crawl_settings' keyword arguments as run_img2dataset passes them (no pacing folder)."""
-    wanted = inspect.signature(crawl_settings).parameters
-    options = {key: value for key, value in download_options().items() if key in wanted}
-    return {**options, "pacing_dir": None, **overrides}
+def guard_settings(pacing_dir: str | None = None, **overrides) -> CrawlSettings:
+    """The crawl guard's settings as run_img2dataset builds them (no proxy, no fetch times kept)."""
+    return crawl_settings(download_settings(**overrides), proxy=None, pacing_dir=pacing_dir, timing_dir=None)
 
 
 def shard_options(**overrides) -> dict:

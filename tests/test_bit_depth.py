@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from schema_defaults import download_options
+from schema_defaults import download_settings
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import DemoWebServer
@@ -25,7 +25,7 @@ from rs5m.pub11.bit_depth import may_be_wide, normalised_stream, to_uint8
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.images_part import inspect_part
 
-OPTIONS = download_options(
+SETTINGS = download_settings(
     thread_count=4,
     timeout=5,
     retries=0,
@@ -177,7 +177,7 @@ def downloaded(request, tmp_path_factory):
                 str(root / "0000.stats.json"),
                 str(root / "0000.drops.parquet"),
                 threads=request.param,
-                **OPTIONS,
+                settings=SETTINGS,
             )
     finally:
         server.shutdown()

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from schema_defaults import crawl_settings_args
+from schema_defaults import guard_settings
 from sealed import run_sealed
 
 from rs5m.pub11.crawl_guard import (
@@ -31,11 +31,26 @@ from rs5m.pub11.crawl_guard import (
     CrawlError,
     _Response,
     error_message,
+    outcome_of,
     reason_of,
     retry_after_seconds,
 )
-from rs5m.pub11.crawl_pacing import HostPacer, host_key, host_part, part_rate, spread_order
-from rs5m.pub11.download_part import crawl_settings
+from rs5m.pub11.crawl_pacing import (
+    ANSWERED,
+    BACK_OFF,
+    FAILED,
+    RECOVERY,
+    AdaptiveBounds,
+    AdaptivePacer,
+    HostPace,
+    HostPacer,
+    host_key,
+    host_part,
+    next_pace,
+    part_rate,
+    robots_delay,
+    spread_order,
+)
 
 TESTS = Path(__file__).resolve().parent
 ROBOTS_HOSTS = ("rfc", "token", "bom", "big", "gone", "down", "slow", "rate")
@@ -45,6 +60,7 @@ HOSTS = {
     **{f"{name}.rs5m.test": "127.0.0.1" for name in ("t", "a0", "a1", "a2", "a3")},
     "secret.rs5m.test": "127.0.0.2",
     **{f"h{i:02d}.rs5m.test": "127.0.0.1" for i in range(20)},
+    **{f"{name}.rs5m.test": "127.0.0.1" for name in ("fast", "medium", "slow", "busy")},
 }
 # Scheduling jitter between a request's reserved slot and the server's clock on a loaded machine:
 # a request that leaves late arrives up to that much closer to the next one. 1 s covers a busy
@@ -358,12 +374,156 @@ def test_retry_after_and_reason_parsing():
 
 
 def test_crawl_settings_user_agent_and_rates():
-    settings = crawl_settings(
-        **crawl_settings_args(
-            per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4, contact_url="https://example.org/crawler"
-        )
+    settings = guard_settings(
+        per_host_rate=2, per_host_burst=4, parts=16, parts_per_host=4, contact_url="https://example.org/crawler"
     )
     assert settings.user_agent.startswith("rs5m/") and "+https://example.org/crawler" in settings.user_agent
     assert settings.robots_token == "rs5m"
     assert (settings.rate, settings.burst) == (0.5, 1.0)
     assert settings.robots_cache is None
+
+
+# -- adaptive politeness (download.politeness: adaptive) -----------------------------------------
+POLITENESS_HOSTS = ("fast", "medium", "slow", "busy")
+
+
+@pytest.fixture(scope="module")
+def politeness_run(tmp_path_factory):
+    return _scenario("politeness", tmp_path_factory.mktemp("politeness"))
+
+
+def _arrivals(run: dict, mode: str) -> dict[str, list[float]]:
+    times = defaultdict(list)
+    for entry in run["log"]:
+        if entry["mode"] == mode:
+            times[entry["host"].split(".")[0]].append(entry["time"])
+    return {host: sorted(stamps) for host, stamps in times.items()}
+
+
+def _most_in_a_window(stamps: list[float], rate: float, burst: float) -> float:
+    """The largest excess over `rate` x (window + JITTER) + burst of any window of arrivals (<= 0: held)."""
+    return max(
+        j - i + 1 - (rate * (stamps[j] - stamps[i] + JITTER) + burst)
+        for i in range(len(stamps))
+        for j in range(i, len(stamps))
+    )
+
+
+def test_adaptive_politeness_keeps_every_bound_and_follows_each_host(politeness_run):
+    run, bounds = politeness_run, politeness_run["bounds"]
+    fixed, adaptive = _arrivals(run, "fixed"), _arrivals(run, "adaptive")
+    for arrivals in (fixed, adaptive):
+        assert set(arrivals) == set(POLITENESS_HOSTS)
+        assert len(arrivals["fast"]) == 51 and len(arrivals["busy"]) == 7  # images and robots.txt
+    # the bound in every window: per_host_rate fixed, per_host_rate_max adaptive, and robots.txt's
+    # Crawl-delay 0.4 s on `medium` in both (its robots.txt itself is asked before it is known)
+    for host in POLITENESS_HOSTS:
+        assert _most_in_a_window(fixed[host], bounds["per_host_rate"], bounds["per_host_burst"]) <= 0, host
+        assert _most_in_a_window(adaptive[host], bounds["per_host_rate_max"], bounds["per_host_burst"]) <= 0, host
+        if host == "medium":
+            for arrivals in (fixed, adaptive):
+                assert _most_in_a_window(arrivals[host], 1 / 0.4, 2) <= 0
+    outcome = dict(zip(run["urls"], run["runs"]["adaptive"]["outcome"]))
+    assert {o for u, o in outcome.items() if "busy" in u} == {"CrawlError"}  # rate_limited
+    assert {o for u, o in outcome.items() if "busy" not in u} == {"fetched"}
+
+    def finished(arrivals, mode):
+        return arrivals["fast"][-1] - run["runs"][mode]["started"]
+
+    # the fast host earns a faster pace and is done well before the fixed rate would allow
+    assert finished(adaptive, "adaptive") < 0.75 * finished(fixed, "fixed")
+    assert finished(fixed, "fixed") >= (51 - bounds["per_host_burst"]) / bounds["per_host_rate"] - JITTER
+    # the host that answers 429 is slowed down: its delay doubles (its first requests were reserved
+    # before any answer came) down to min_rate's, and no further
+    gaps = [b - a for a, b in zip(adaptive["busy"][1:], adaptive["busy"][2:])]
+    assert gaps[-1] > 2.0 and gaps[-1] > 3 * gaps[0], gaps
+    assert gaps[-1] <= 1 / bounds["min_rate"] + JITTER
+    delays = run["runs"]["adaptive"]["delays"]
+    assert delays["busy"] == 1 / bounds["min_rate"]
+    assert delays["fast"] == 1 / bounds["per_host_rate_max"]
+    assert 0.7 < delays["slow"] < 2.0  # delay_factor 5 x about 0.2 s
+    # the slow one (0.2 s per answer) gets about delay_factor x 0.2 s between requests
+    slow = adaptive["slow"]
+    assert (slow[-1] - slow[1]) / (len(slow) - 2) > 0.6
+
+
+BOUNDS = AdaptiveBounds(min_rate=0.2, per_host_rate_max=10.0, per_host_rate=2.0, delay_factor=5.0)
+
+
+def test_adaptive_pace_follows_fetch_times_within_its_bounds():
+    start = HostPace(BOUNDS.start)
+    assert start.delay == 0.5  # per_host_rate's
+    # a slow answer slows the host at once: delay_factor x its fetch time
+    assert next_pace(start, BOUNDS, ANSWERED, 0.3) == HostPace(1.5, 0.3)
+    # quick answers shorten the delay by RECOVERY each, never below delay_factor x the mean fetch time
+    pace, delays = start, []
+    for _ in range(30):
+        pace = next_pace(pace, BOUNDS, ANSWERED, 0.001)
+        delays.append(pace.delay)
+    assert delays[0] == pytest.approx(0.5 * RECOVERY)
+    assert all(b <= a for a, b in zip(delays, delays[1:]))
+    assert delays[14] > BOUNDS.shortest and delays[-1] == BOUNDS.shortest  # 16 quick answers from 2 to 10 req/s
+    medium = start
+    for _ in range(60):
+        medium = next_pace(medium, BOUNDS, ANSWERED, 0.04)
+    assert medium.delay == pytest.approx(5 * 0.04) and medium.fetch_seconds == pytest.approx(0.04)
+    # one slow image among quick ones moves the mean by FETCH_WEIGHT of its excess
+    assert next_pace(medium, BOUNDS, ANSWERED, 1.04).delay == pytest.approx(5 * (0.04 + 0.3))
+    # 429 / 503 / timeouts double the delay, down to min_rate; a failure says nothing
+    backed = [start]
+    for _ in range(5):
+        backed.append(next_pace(backed[-1], BOUNDS, BACK_OFF, 0.0))
+    assert [p.delay for p in backed] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert next_pace(backed[2], BOUNDS, FAILED, 9.0) == backed[2]
+    assert next_pace(start, BOUNDS, ANSWERED, 100.0).delay == 1 / BOUNDS.min_rate
+    # robots.txt's Crawl-delay / Request-rate only lengthen it
+    assert robots_delay(0.1, 0.5) == 2.0 and robots_delay(3.0, 0.5) == 3.0
+    assert robots_delay(0.1, None) == 0.1 and robots_delay(0.1, float("inf")) == 0.1
+    assert AdaptiveBounds(0.2, 10.0, 0.0, 5.0).start == 0.1  # per_host_rate 0 (unpaced): start at the ceiling
+
+
+def test_adaptive_pacer_is_shared_and_holds_the_part_bound(tmp_path):
+    """Two pacers on one folder (two processes of a part) agree on a host's pace; the part's slots
+    never exceed share x per_host_rate_max, however quick the answers."""
+    share, burst = 0.5, 2.0
+    pacers = [AdaptivePacer(tmp_path, BOUNDS, share, burst) for _ in range(2)]
+    for _ in range(40):
+        pacers[0].observe("Fast.Example", ANSWERED, 0.0001)
+    assert pacers[1].pace("fast.example.").delay == BOUNDS.shortest
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def worker(pacer):
+        for _ in range(10):
+            slot = pacer.reserve("fast.example")
+            with lock:
+                slots.append(slot)
+
+    threads = [threading.Thread(target=worker, args=(pacers[i % 2],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slots.sort()
+    rate = share * BOUNDS.per_host_rate_max
+    for i in range(len(slots)):
+        for j in range(i, len(slots)):
+            assert j - i + 1 <= rate * (slots[j] - slots[i]) + burst + 1e-4
+    assert slots[-1] - slots[0] >= (len(slots) - burst) / rate - 1e-3
+    # robots.txt's rate caps the part at its share too; a host slowed below per_host_rate gets no burst
+    capped = [pacers[0].reserve("robots.example", robots_rate=1.0) for _ in range(3)]
+    assert capped[2] - capped[0] == pytest.approx(2 / share / 1.0, abs=1e-3)
+    for _ in range(3):
+        pacers[0].observe("busy.example", BACK_OFF, 0.0)
+    busy = [pacers[1].reserve("busy.example") for _ in range(2)]
+    assert busy[1] - busy[0] == pytest.approx(4.0 / share, abs=1e-3)
+
+
+def test_request_outcomes_for_the_adaptive_pace():
+    assert outcome_of(200, None) == (ANSWERED, False) and outcome_of(404, None) == (ANSWERED, True)
+    assert outcome_of(429, None) == (BACK_OFF, True) and outcome_of(503, None) == (BACK_OFF, True)
+    assert outcome_of(None, CrawlError("download_timeout", "x")) == (BACK_OFF, True)
+    assert outcome_of(None, OSError("<urlopen error timed out>")) == (BACK_OFF, True)
+    assert outcome_of(None, CrawlError("download_too_large", "x")) == (ANSWERED, False)
+    assert outcome_of(None, CrawlError("blocked_address", "x")) is None
+    assert outcome_of(None, ConnectionResetError("reset")) == (FAILED, True)

@@ -3,13 +3,14 @@ is lost, and a retry fetches only what failed. Loopback only (127.0.0.1), nothin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from schema_defaults import download_options
+from schema_defaults import download_settings
 
 from rs5m.columns import make_uid
 from rs5m.demo.web import BAD_CASES, DemoWebServer, bad_body
@@ -39,7 +40,7 @@ EXPECTED = {
     "drop": ("download", "download_failed"),
     "redirect-loop": ("download", "download_failed"),
 }
-OPTIONS = download_options(
+SETTINGS = download_settings(
     thread_count=8,
     timeout=2,
     retries=0,
@@ -85,7 +86,7 @@ def direct_run(tmp_path_factory):
             str(root / "0000.stats.json"),
             str(root / "0000.drops.parquet"),
             threads=1,
-            **OPTIONS,
+            settings=SETTINGS,
         )
     inspect_part(
         str(root / "0000"),
@@ -162,13 +163,16 @@ def test_retry_fetches_only_failed_urls_through_the_proxy(tmp_path):
         str(tmp_path / "0001.drops.parquet"),
     ]
     with DemoWebServer() as server:
-        download_part(*paths, threads=1, **{**OPTIONS, "proxy": server.url})
+        download_part(*paths, threads=1, settings=dataclasses.replace(SETTINGS, proxy=server.url))
         (first,) = json.loads((tmp_path / "0001.stats.json").read_text())
         assert first["kept"] == 3 and first["dropped"] == {"download_failed": 4}
         https = {r["uid"]: r["detail"] for r in pq.read_table(tmp_path / "0001.drops.parquet").to_pylist()}[uids[-1]]
         assert "502" in https  # the proxy refuses tunnels: https cannot leave the machine either
         summary = retry_failed(
-            *paths, report=str(tmp_path / "0001.retry.json"), threads=1, **{**OPTIONS, "proxy": server.url}
+            *paths,
+            report=str(tmp_path / "0001.retry.json"),
+            threads=1,
+            settings=dataclasses.replace(SETTINGS, proxy=server.url),
         )
         asked = dict(server.requests)
     assert summary == {"retried": 4, "fetched": 5, "dropped": 2}

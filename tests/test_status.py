@@ -6,6 +6,8 @@ import base64
 import json
 import shutil
 
+import pytest
+
 from conftest import planned_jobs, snakemake
 
 from rs5m.cli import main as rs5m_main
@@ -59,3 +61,37 @@ def test_status_of_a_finished_and_of_a_stopped_demo(demo_run, tmp_path, capsys):
     assert by_rule["keyword_filter"]["done"] == expected["keyword_filter"]
     assert rs5m_main(["status", str(stopped)]) == 0
     assert "score_part" in capsys.readouterr().out
+
+
+def test_slowest_hosts_from_the_fetch_times_the_download_processes_append(tmp_path):
+    """Two processes of one part and one of another append their tallies; a line still being
+    written is skipped; the status sums per host and ranks by mean fetch time, read-only."""
+    from rs5m.plan.status import build_status, status_text
+    from rs5m.pub11.crawl_pacing import HostTimes
+
+    timing = tmp_path / "results" / "pub11" / "host_timing"
+    first, second, other = HostTimes(timing / "0000"), HostTimes(timing / "0000"), HostTimes(timing / "0001")
+    assert first.path != second.path  # a file per process
+    for seconds in (0.2, 0.4):
+        first.record("Slow.Example.", seconds, error=False)
+    second.record("slow.example", 0.9, error=True)
+    for _ in range(4):
+        other.record("fast.example", 0.01, error=False)
+    first.record("mid.example", 0.1, error=False)
+    for times in (first, second, other):
+        times.flush()
+    with open(other.path, "a") as half_written:
+        half_written.write("fast.example\t1000\t9999")  # no newline yet: skipped
+    before = {p: p.stat().st_mtime_ns for p in timing.rglob("*")}
+
+    status = build_status(tmp_path, [], [], window_s=60, top=2)
+    slowest = status["slowest_hosts"]
+    assert [h["host"] for h in slowest] == ["slow.example", "mid.example"]
+    assert slowest[0]["requests"] == 3 and slowest[0]["errors"] == 1
+    assert slowest[0]["mean_fetch_s"] == pytest.approx(0.5)
+    fast = build_status(tmp_path, [], [], window_s=60, top=3)["slowest_hosts"][-1]
+    assert fast == {"host": "fast.example", "requests": 4, "mean_fetch_s": pytest.approx(0.01), "errors": 0}
+    assert "slowest hosts (mean fetch): slow.example 0.50 s x 3 (1 failed), mid.example 0.10 s x 1" in status_text(
+        status
+    )
+    assert {p: p.stat().st_mtime_ns for p in timing.rglob("*")} == before

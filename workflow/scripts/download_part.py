@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.pub11.download_part import download_part
+from rs5m.pub11.download_part import DownloadSettings, download_part
 
 run(
     snakemake,
@@ -9,5 +9,5 @@ run(
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
     threads=snakemake.threads,
-    **snakemake.params.options,
+    settings=DownloadSettings(**snakemake.params.settings),
 )

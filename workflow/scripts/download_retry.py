@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.pub11.download_retry import retry_failed
+from rs5m.pub11.download_retry import DownloadSettings, retry_failed
 
 run(
     snakemake,
@@ -10,5 +10,5 @@ run(
     drops=snakemake.params.drops,
     report=snakemake.output.report,
     threads=snakemake.threads,
-    **snakemake.params.options,
+    settings=DownloadSettings(**snakemake.params.settings),
 )

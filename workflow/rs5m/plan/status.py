@@ -4,7 +4,9 @@ Per rule the jobs done of the planned total (a job is done when every output exi
 marked incomplete in `.snakemake/incomplete`, where Snakemake marks the outputs of the jobs it runs),
 the jobs running, their wall seconds so far (`benchmark:` files) beside the plan's, the download
 rate over the last minutes (img2dataset's per-shard stats), success rate and top drop reasons per
-source from the ledgers, the hosts that fail most, and an ETA from the plan's per-rule hours.
+source from the ledgers, the hosts that fail most, the slowest hosts by mean fetch time (the fetch
+times per host the download jobs append to results/pub11/host_timing/), and an ETA from the
+plan's per-rule hours.
 Read-only: it opens files for reading and takes no lock, so it can watch a folder that a Snakemake
 (or SLURM) head is writing; files half-written at that moment are skipped.
 """
@@ -152,6 +154,44 @@ def failing_hosts(run_dir: str | Path, top: int) -> list[dict[str, Any]]:
     ]
 
 
+HOST_TIMING = "results/pub11/host_timing"
+
+
+def host_timing(run_dir: str | Path) -> dict[str, list]:
+    """{host: [requests, seconds, errors]} summed over every part's timing files.
+
+    Each download process appends lines `host<TAB>count<TAB>seconds<TAB>errors` to a file of its own
+    (rs5m.pub11.crawl_pacing.HostTimes); a last line without its newline is being written and skipped.
+    """
+    totals: dict[str, list] = {}
+    for path in Path(run_dir).glob(f"{HOST_TIMING}/*/*.tsv"):
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in text.split("\n")[:-1]:
+            fields = line.split("\t")
+            try:
+                count, seconds, errors = int(fields[1]), float(fields[2]), int(fields[3])
+            except (IndexError, ValueError):
+                continue
+            tally = totals.setdefault(fields[0], [0, 0.0, 0])
+            tally[0] += count
+            tally[1] += seconds
+            tally[2] += errors
+    return totals
+
+
+def slowest_hosts(run_dir: str | Path, top: int) -> list[dict[str, Any]]:
+    """Hosts with the longest mean fetch time so far (requests paced and sent, robots.txt included)."""
+    rows = [
+        {"host": host, "requests": n, "mean_fetch_s": seconds / n, "errors": errors}
+        for host, (n, seconds, errors) in host_timing(run_dir).items()
+        if n
+    ]
+    return sorted(rows, key=lambda r: (-r["mean_fetch_s"], r["host"]))[:top]
+
+
 def measured_seconds(run_dir: str | Path) -> dict[str, float]:
     """Wall seconds of the finished jobs per rule, from their `benchmark:` files
     (`results/benchmarks/<rule>.tsv` or `results/benchmarks/<rule>/...tsv`)."""
@@ -197,6 +237,7 @@ def build_status(
         "download": download_rate(run_dir, window_s, now),
         "sources": ledger_summary(run_dir, top),
         "failing_hosts": failing_hosts(run_dir, top),
+        "slowest_hosts": slowest_hosts(run_dir, top),
         "eta_job_hours": eta_hours(progress, stages),
     }
 
@@ -227,6 +268,16 @@ def status_text(status: dict[str, Any]) -> str:
             "",
             "most-failing hosts: "
             + ", ".join(f"{h['host']} {h['failed']}/{h['tried']}" for h in status["failing_hosts"]),
+        ]
+    if status["slowest_hosts"]:
+        lines += [
+            "",
+            "slowest hosts (mean fetch): "
+            + ", ".join(
+                f"{h['host']} {h['mean_fetch_s']:.2f} s x {h['requests']}"
+                + (f" ({h['errors']} failed)" if h["errors"] else "")
+                for h in status["slowest_hosts"]
+            ),
         ]
     eta = status["eta_job_hours"]
     lines += [

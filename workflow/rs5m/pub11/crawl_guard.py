@@ -54,16 +54,23 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
 
-from rs5m.pub11.crawl_pacing import HostPacer
+from rs5m.pub11.crawl_pacing import (
+    ANSWERED,
+    BACK_OFF,
+    BACK_OFF_STATUSES,
+    FAILED,
+    AdaptiveBounds,
+    AdaptivePacer,
+    HostPacer,
+    HostTimes,
+)
 from rs5m.pub11.urls import (
-    DEFAULT_BLOCKED_SUFFIXES,
-    DEFAULT_MAX_LENGTH,
     address_blocked,
     allowed_networks,
     check_url,
@@ -99,29 +106,36 @@ MAX_TRAILER_LINES = 64  # trailer lines after a chunked body
 
 @dataclass
 class CrawlSettings:
-    """What the guard needs in a worker (config sections `download` and `urls`)."""
+    """What the guard needs in a worker, built by `rs5m.pub11.download_part.crawl_settings` from the
+    stage's settings (config sections `download` and `urls`); no defaults of its own."""
 
-    allowed_networks: list = field(default_factory=list)
-    blocked_suffixes: list = field(default_factory=lambda: list(DEFAULT_BLOCKED_SUFFIXES))
-    max_length: int = DEFAULT_MAX_LENGTH
-    max_redirects: int = 5
-    max_bytes: int = 50_000_000
-    deadline: float = 60.0
-    timeout: float = 10.0
-    retries: int = 0
-    retry_backoff: float = 1.0
-    max_retry_wait: float = 60.0
-    rate: float = 2.0  # this part's share of per_host_rate (rs5m.pub11.crawl_pacing.part_rate)
-    host_share: float = 1.0  # that share as a fraction (1 / parts a host's URLs go to)
-    burst: float = 1.0
-    pacing_dir: str | None = None
-    stage_pacing_dir: str | None = None  # the stage-wide schedules (all parts), at stage_rate / stage_burst
-    stage_rate: float = 2.0
-    stage_burst: float = 1.0
-    robots_txt: bool = True
-    robots_cache: str | None = None
-    user_agent: str = "rs5m"
-    proxy: str | None = None
+    allowed_networks: list
+    blocked_suffixes: list
+    max_length: int
+    max_redirects: int
+    max_bytes: int
+    deadline: float
+    timeout: float
+    retries: int
+    retry_backoff: float
+    max_retry_wait: float
+    rate: float  # this part's share of per_host_rate (rs5m.pub11.crawl_pacing.part_rate)
+    host_share: float  # that share as a fraction (1 / parts a host's URLs go to)
+    burst: float
+    pacing_dir: str | None
+    stage_pacing_dir: str | None  # the stage-wide schedules (all parts), at stage_rate / stage_burst
+    stage_rate: float  # per_host_rate, or per_host_rate_max when the politeness is adaptive
+    stage_burst: float
+    robots_txt: bool
+    robots_cache: str | None
+    user_agent: str
+    proxy: str | None
+    politeness: str  # fixed | adaptive (rs5m.pub11.crawl_pacing.AdaptivePacer)
+    min_rate: float
+    per_host_rate_max: float
+    per_host_rate: float
+    delay_factor: float
+    timing_dir: str | None  # fetch times per host (rs5m.pub11.crawl_pacing.HostTimes); None: not kept
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -228,12 +242,20 @@ class Guard:
         self.settings = settings
         self.networks = allowed_networks(settings.allowed_networks)
         self.dns = _Dns(_ORIGINAL_GETADDRINFO)
-        self.pacer = HostPacer(settings.pacing_dir, settings.rate, settings.burst) if settings.pacing_dir else None
+        self.pacer: HostPacer | AdaptivePacer | None = None
+        if settings.pacing_dir and settings.politeness == "adaptive":
+            bounds = AdaptiveBounds(
+                settings.min_rate, settings.per_host_rate_max, settings.per_host_rate, settings.delay_factor
+            )
+            self.pacer = AdaptivePacer(settings.pacing_dir, bounds, settings.host_share, settings.burst)
+        elif settings.pacing_dir:
+            self.pacer = HostPacer(settings.pacing_dir, settings.rate, settings.burst)
         self.stage_pacer = (
             HostPacer(settings.stage_pacing_dir, settings.stage_rate, settings.stage_burst)
             if settings.stage_pacing_dir
             else None
         )
+        self.times = HostTimes(settings.timing_dir) if settings.timing_dir else None
         self.proxy = None
         self.proxy_addresses: frozenset[str] = frozenset()
         if settings.proxy:
@@ -340,13 +362,39 @@ class Guard:
 
     def _request(self, url, hop, deadline_at, user_agent_token, directives, max_bytes, truncate, host_rate):
         """(status, reason, headers, body); body only for 2xx. `host_rate`: the host's robots.txt
-        Crawl-delay / Request-rate in requests per second (None: none), which may only lower its pace."""
+        Crawl-delay / Request-rate in requests per second (None: none), which may only lower its pace.
+
+        Paced first; its fetch time and outcome then go to the adaptive pace and the host's times."""
+        host = url_host(url)
+        self._pace(host, host_rate)
+        started = time.monotonic()
+        try:
+            answer = self._send(url, host, hop, deadline_at, user_agent_token, directives, max_bytes, truncate)
+        except Exception as error:
+            self._observe(host, time.monotonic() - started, outcome_of(None, error))
+            raise
+        self._observe(host, time.monotonic() - started, outcome_of(answer[0], None))
+        return answer
+
+    def _observe(self, host: str, seconds: float, outcome: tuple[str, bool] | None) -> None:
+        """Record one request to `host`: (controller outcome, error) or None (no request was sent)."""
+        if outcome is None:
+            return
+        if isinstance(self.pacer, AdaptivePacer):
+            self.pacer.observe(host, outcome[0], seconds)
+        if self.times is not None:
+            self.times.record(host, seconds, outcome[1])
+
+    def flush_times(self) -> None:
+        if self.times is not None:
+            self.times.flush()
+
+    def _send(self, url, host, hop, deadline_at, user_agent_token, directives, max_bytes, truncate):
+        """One request through the proxy or to the checked addresses of `host` (see `_request`)."""
         settings = self.settings
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
-        host = url_host(url)
         port = parts.port or (443 if scheme == "https" else 80)
-        self._pace(host, host_rate)
 
         def timed_out() -> CrawlError:
             return CrawlError(TIMEOUT, f"{url}: no complete answer within deadline {settings.deadline:g} s")
@@ -405,12 +453,14 @@ class Guard:
             conn.close()
 
     def _pace(self, host: str, host_rate: float | None) -> None:
-        """Wait for this request's slot: in the part's schedule of the host (its share of the rate),
-        then in the stage-wide one (the whole rate; not before the first slot)."""
+        """Wait for this request's slot: in the part's schedule of the host (its share of the rate,
+        or of its adaptive pace), then in the stage-wide one (the whole rate; not before the first slot)."""
         settings = self.settings
         slot = 0.0
         lower = host_rate is not None and host_rate < settings.stage_rate
-        if self.pacer is not None:
+        if isinstance(self.pacer, AdaptivePacer):
+            slot = self.pacer.reserve(host, host_rate)
+        elif self.pacer is not None:
             if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
                 slot = self.pacer.reserve(host, host_rate * settings.host_share, 1.0)
             else:
@@ -455,6 +505,24 @@ class Guard:
                 raise CrawlError(TOO_LARGE, f"{url}: more than max_bytes {max_bytes} bytes")
             chunks.append(chunk)
         return status, response.reason, headers, b"".join(chunks)
+
+
+def outcome_of(status: int | None, error: BaseException | None) -> tuple[str, bool] | None:
+    """(what the adaptive pace makes of a request, whether it counts as a host error) for a final
+    HTTP status or an error; None when no request reached the host (a blocked address or hop)."""
+    if error is None:
+        return (BACK_OFF if status in BACK_OFF_STATUSES else ANSWERED), not 200 <= status < 400
+    if isinstance(error, CrawlError):
+        if error.reason in (BLOCKED_ADDRESS, BLOCKED_REDIRECT):
+            return None
+        if error.reason == TIMEOUT:
+            return BACK_OFF, True
+        return ANSWERED, False  # too large, X-Robots-Tag: the host answered, our rules refused
+    if isinstance(error, BlockedConnection):
+        return None
+    if isinstance(error, socket.timeout) or "timed out" in str(error):
+        return BACK_OFF, True
+    return FAILED, True
 
 
 def _sleep_until(when: float) -> None:

@@ -20,8 +20,10 @@ import fcntl
 import hashlib
 import ipaddress
 import os
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -135,3 +137,184 @@ class HostPacer:
         delay = self.reserve(host, rate, burst) - time.time()
         if delay > 0:
             time.sleep(delay)
+
+
+# -- adaptive politeness (download.politeness: adaptive) -----------------------------------------
+# What an answer tells the controller: a usable answer (its fetch time counts), a request to slow
+# down (429, 503, a timeout: the delay doubles), or a failure that says nothing about the pace.
+ANSWERED = "answered"
+BACK_OFF = "back_off"
+FAILED = "failed"
+BACK_OFF_STATUSES = (429, 503)
+# Per fast answer the delay shrinks by this factor at most (never below delay_factor x fetch time):
+# a host earns a pace above per_host_rate only by answering quickly many times (from 2 to 10
+# req/s: 16 answers), so a small site is done before it is sped up much, and one answer cannot
+# undo a back-off. Slowing down is immediate.
+RECOVERY = 0.9
+# Weight of the newest fetch time in the host's running mean: one slow image moves the delay by
+# a third of its excess, not all of it.
+FETCH_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class AdaptiveBounds:
+    """The stage-wide limits of an adaptive host pace, in requests per second (config `download`):
+    `min_rate` <= rate <= `per_host_rate_max`, starting at `per_host_rate`; the delay between two
+    requests follows `delay_factor` x the host's mean fetch time."""
+
+    min_rate: float
+    per_host_rate_max: float
+    per_host_rate: float
+    delay_factor: float
+
+    @property
+    def shortest(self) -> float:
+        return 1.0 / self.per_host_rate_max
+
+    @property
+    def longest(self) -> float:
+        return 1.0 / self.min_rate
+
+    @property
+    def start(self) -> float:
+        """The delay of a host not heard from yet: per_host_rate's, within the bounds."""
+        rate = self.per_host_rate if self.per_host_rate > 0 else self.per_host_rate_max
+        return min(self.longest, max(self.shortest, 1.0 / rate))
+
+
+@dataclass(frozen=True)
+class HostPace:
+    """A host's adaptive state: the delay between its requests for the whole stage (seconds) and
+    the running mean of its fetch times (None before the first answer)."""
+
+    delay: float
+    fetch_seconds: float | None = None
+
+
+def next_pace(pace: HostPace, bounds: AdaptiveBounds, outcome: str, seconds: float) -> HostPace:
+    """The host's pace after one request that took `seconds` and ended as `outcome`.
+
+    Heritrix's rule with a memory: the target delay is delay_factor x the mean fetch time; a slower
+    host gets it at once, a faster one approaches it by RECOVERY per answer. 429/503 and timeouts
+    double the delay (halve the rate). Always within [1 / per_host_rate_max, 1 / min_rate].
+    """
+    delay, mean = pace.delay, pace.fetch_seconds
+    if outcome == BACK_OFF:
+        delay = 2.0 * delay
+    elif outcome == ANSWERED:
+        mean = seconds if mean is None else (1.0 - FETCH_WEIGHT) * mean + FETCH_WEIGHT * seconds
+        target = bounds.delay_factor * mean
+        delay = target if target >= delay else max(target, RECOVERY * delay)
+    return HostPace(min(bounds.longest, max(bounds.shortest, delay)), mean)
+
+
+def robots_delay(delay: float, robots_rate: float | None) -> float:
+    """The delay robots.txt's Crawl-delay / Request-rate (requests per second) allow: never shorter."""
+    if robots_rate is None or robots_rate == float("inf"):
+        return delay
+    return max(delay, 1.0 / robots_rate) if robots_rate > 0 else delay
+
+
+class AdaptivePacer:
+    """A host's adaptive pace, shared by the processes and threads of a part: a GCRA schedule as
+    HostPacer's whose interval is the host's current delay (`next_pace`), kept with the delay and
+    the mean fetch time in a small locked file per host.
+
+    The part paces a host at its share (`share`: 1 / the parts its URLs go to) of the stage-wide
+    rate 1 / delay, with a part's burst only while the host runs at per_host_rate or faster (a
+    host that was slowed down gets no bursts). Every interval is at least 1 / per_host_rate_max, so
+    in any window of t seconds a part sends at most share x per_host_rate_max x t + burst.
+    """
+
+    def __init__(self, folder: str | Path, bounds: AdaptiveBounds, share: float, burst: float):
+        self.folder = Path(folder)
+        self.bounds = bounds
+        self.share = float(share)
+        self.burst = max(1.0, float(burst))
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _update(self, host: str, change):
+        """Read the host's record under its lock, let `change(tat, pace)` return the new ones and a
+        result, write them back; return the result."""
+        path = self.folder / f"{_hash('adaptive', host_key(host)):016x}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            fields = os.pread(fd, 96, 0).decode().split()
+            if len(fields) == 3:
+                tat, pace = float(fields[0]), HostPace(float(fields[1]), None if fields[2] == "-" else float(fields[2]))
+            else:
+                tat, pace = 0.0, HostPace(self.bounds.start)
+            tat, pace, result = change(tat, pace)
+            mean = "-" if pace.fetch_seconds is None else repr(pace.fetch_seconds)
+            os.pwrite(fd, f"{tat!r} {pace.delay!r} {mean}".encode().ljust(96), 0)
+        finally:
+            os.close(fd)  # releases the lock
+        return result
+
+    def reserve(self, host: str, robots_rate: float | None = None, not_before: float = 0.0) -> float:
+        """The wall-clock time at which the next request to `host` may be sent (reserved for the caller)."""
+
+        def change(tat: float, pace: HostPace):
+            delay = robots_delay(pace.delay, robots_rate)
+            interval = delay / self.share
+            burst = self.burst if delay <= self.bounds.start else 1.0
+            send_at = max(time.time(), not_before, tat - (burst - 1.0) * interval)
+            return max(tat, send_at) + interval, pace, send_at
+
+        return self._update(host, change)
+
+    def pace(self, host: str) -> HostPace:
+        """The host's current pace (as the part's processes share it)."""
+        return self._update(host, lambda tat, pace: (tat, pace, pace))
+
+    def observe(self, host: str, outcome: str, seconds: float) -> HostPace:
+        """Feed one request's outcome and fetch time into the host's pace; returns the new pace."""
+
+        def change(tat: float, pace: HostPace):
+            new = next_pace(pace, self.bounds, outcome, seconds)
+            return tat, new, new
+
+        return self._update(host, change)
+
+
+# -- fetch times per host, for `rs5m status` ------------------------------------------------------
+TIMING_FLUSH_SECONDS = 10.0
+
+
+class HostTimes:
+    """Fetch count, seconds and errors per host of one process, appended to a file of its own in
+    `folder` (`<pid>-<random>.tsv`, lines `host<TAB>count<TAB>seconds<TAB>errors`, each the tally
+    since the previous flush) at most every TIMING_FLUSH_SECONDS and after each shard. Readers sum
+    the lines of every file and skip a last line without its newline, so they need no lock."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.path = self.folder / f"{os.getpid()}-{os.urandom(4).hex()}.tsv"
+        self._lock = threading.Lock()
+        self._pending: dict[str, list] = {}
+        self._flushed = time.monotonic()
+
+    def record(self, host: str, seconds: float, error: bool) -> None:
+        with self._lock:
+            tally = self._pending.setdefault(host_key(host), [0, 0.0, 0])
+            tally[0] += 1
+            tally[1] += seconds
+            tally[2] += int(error)
+            due = time.monotonic() - self._flushed >= TIMING_FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._flushed = time.monotonic()
+        if not pending:
+            return
+        text = "".join(f"{host}\t{n}\t{seconds:.6f}\t{errors}\n" for host, (n, seconds, errors) in pending.items())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)

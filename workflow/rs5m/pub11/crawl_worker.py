@@ -17,5 +17,8 @@ class GuardedDownloader(Downloader):
         self.crawl_settings = crawl_settings  # CrawlSettings.to_json()
 
     def __call__(self, row):
-        activate(self.crawl_settings)
-        return super().__call__(row)
+        guard = activate(self.crawl_settings)
+        try:
+            return super().__call__(row)
+        finally:
+            guard.flush_times()  # a finished shard's fetch times are on disk for `rs5m status`

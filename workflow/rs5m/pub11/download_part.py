@@ -33,8 +33,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,83 +78,132 @@ def format_user_agent(template: str, contact_url: str) -> str:
     return template.format(version=package_version, contact_url=contact_url)
 
 
-def download_options(
-    config: Mapping[str, Any], parts: int, robots_cache: str | None, host_schedule: str | None
-) -> dict[str, Any]:
-    """`download_part`'s options from the validated config: `download` (its `processes` are the job's
-    threads), the pixel cap, the URL rules the guard applies, and the part count (for host pacing).
+@dataclass(frozen=True)
+class DownloadSettings:
+    """The download stage's settings, each field named as its config key: `download.*` (but
+    `processes`, which is the rule's threads), `images.max_pixels`, `urls.allowed_networks`,
+    `urls.blocked_suffixes`, `urls.max_length` and the top-level `parts`; then what the rule derives
+    from the config and the run folder. Built by `from_config` over the validated config (every
+    default filled in from config/schema.yaml: no defaults here)."""
 
-    `robots_cache`, `host_schedule`: folders of the run shared by all parts (robots.txt files, the
-    stage-wide per-host schedules); None: per job."""
-    return {
-        **{key: value for key, value in config["download"].items() if key != "processes"},
-        "max_pixels": config["images"]["max_pixels"],
-        "allowed_networks": config["urls"]["allowed_networks"],
-        "blocked_suffixes": config["urls"]["blocked_suffixes"],
-        "max_url_length": config["urls"]["max_length"],
-        "parts": parts,
-        "robots_cache": robots_cache,
-        "host_schedule": host_schedule,
-        "verify_sha256": pool_hash_columns(config["sources"], "sha256"),
-    }
+    thread_count: int
+    image_size: int
+    resize_mode: str
+    resize_only_if_bigger: bool
+    encode_format: str
+    encode_quality: int
+    skip_reencode: bool
+    timeout: int
+    retries: int
+    disallowed_header_directives: list
+    user_agent_token: str | None
+    number_sample_per_shard: int
+    proxy: str | None
+    proxy_server: str | None
+    max_redirects: int
+    max_bytes: int
+    deadline: float
+    per_host_rate: float
+    per_host_burst: float
+    parts_per_host: int
+    max_retry_wait: float
+    retry_backoff: float
+    robots_txt: bool
+    user_agent: str
+    contact_url: str
+    politeness: str
+    min_rate: float
+    per_host_rate_max: float
+    delay_factor: float
+    max_pixels: int  # images.max_pixels
+    allowed_networks: list  # urls.*
+    blocked_suffixes: list
+    max_length: int
+    parts: int
+    # {source: its native sha256 column} (sources.<name>.columns.sha256, `pool_hash_columns`)
+    verify_sha256: dict
+    # folders of the run shared by all parts and retries: robots.txt files, the stage-wide per-host
+    # schedules, the fetch times per host and part (None: kept per job, or not at all)
+    robots_cache: str | None
+    host_schedule: str | None
+    host_timing: str | None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        robots_cache: str | None = None,
+        host_schedule: str | None = None,
+        host_timing: str | None = None,
+    ) -> DownloadSettings:
+        download = {key: value for key, value in config["download"].items() if key != "processes"}
+        settings = cls(
+            **download,
+            max_pixels=config["images"]["max_pixels"],
+            allowed_networks=config["urls"]["allowed_networks"],
+            blocked_suffixes=config["urls"]["blocked_suffixes"],
+            max_length=config["urls"]["max_length"],
+            parts=config["parts"],
+            verify_sha256=pool_hash_columns(config["sources"], "sha256"),
+            robots_cache=robots_cache,
+            host_schedule=host_schedule,
+            host_timing=host_timing,
+        )
+        if settings.politeness == "adaptive" and not 0 < settings.min_rate <= settings.per_host_rate_max:
+            raise ValueError(
+                "download.politeness adaptive needs 0 < download.min_rate <= download.per_host_rate_max, "
+                f"got {settings.min_rate} and {settings.per_host_rate_max}"
+            )
+        return settings
+
+    def as_params(self) -> dict[str, Any]:
+        """The fields as a plain dict, for a rule's params (Snakemake compares params by their repr
+        and reruns a job when one changes; it cannot see into other objects)."""
+        return asdict(self)
 
 
 def crawl_settings(
-    *,
-    timeout: int,
-    retries: int,
-    proxy: str | None,
-    allowed_networks: Sequence[str],
-    blocked_suffixes: Sequence[str] | None,
-    max_url_length: int | None,
-    max_redirects: int,
-    max_bytes: int,
-    deadline: float,
-    per_host_rate: float,
-    per_host_burst: float,
-    parts: int,
-    parts_per_host: int,
-    max_retry_wait: float,
-    retry_backoff: float,
-    robots_txt: bool,
-    robots_cache: str | None,
-    host_schedule: str | None,
-    user_agent: str,
-    contact_url: str,
-    pacing_dir: str | None,
+    settings: DownloadSettings, proxy: str | None, pacing_dir: str | None, timing_dir: str | None
 ) -> CrawlSettings:
-    """The guard's settings from config keys (`download.*`, `urls.allowed_networks`, ...).
+    """The guard's settings for one img2dataset run of a part.
 
-    `robots_cache`: folder of the run's robots.txt files (the workflow gives results/pub11/robots_txt);
-    None keeps them in memory, per process.
+    `proxy`: the one in use (configured or started for the job); `pacing_dir`: the part's per-host
+    schedules; `timing_dir`: where its processes append their fetch times per host (None: not kept).
+    With `politeness: adaptive` the stage-wide schedule runs at `per_host_rate_max` and each part
+    paces a host by its own response times (`rs5m.pub11.crawl_pacing.AdaptivePacer`).
     """
-    rate, burst = part_rate(per_host_rate, per_host_burst, parts, parts_per_host)
-    settings = CrawlSettings(
-        allowed_networks=[str(n) for n in allowed_networks or ()],
-        max_redirects=int(max_redirects),
-        max_bytes=int(max_bytes),
-        deadline=float(deadline),
-        timeout=float(timeout),
-        retries=int(retries),
-        retry_backoff=float(retry_backoff),
-        max_retry_wait=float(max_retry_wait),
+    adaptive = settings.politeness == "adaptive"
+    stage_rate = settings.per_host_rate_max if adaptive else settings.per_host_rate
+    rate, burst = part_rate(stage_rate, settings.per_host_burst, settings.parts, settings.parts_per_host)
+    return CrawlSettings(
+        allowed_networks=[str(n) for n in settings.allowed_networks],
+        blocked_suffixes=list(settings.blocked_suffixes),
+        max_length=settings.max_length,
+        max_redirects=settings.max_redirects,
+        max_bytes=settings.max_bytes,
+        deadline=float(settings.deadline),
+        timeout=float(settings.timeout),
+        retries=settings.retries,
+        retry_backoff=float(settings.retry_backoff),
+        max_retry_wait=float(settings.max_retry_wait),
         rate=rate,
         burst=burst,
-        host_share=1.0 / max(1, min(int(parts_per_host), int(parts))),
+        host_share=1.0 / max(1, min(settings.parts_per_host, settings.parts)),
         pacing_dir=pacing_dir,
-        stage_pacing_dir=str(Path(host_schedule).resolve()) if host_schedule else None,
-        stage_rate=float(per_host_rate),
-        stage_burst=max(1.0, float(per_host_burst)),
-        robots_txt=bool(robots_txt),
-        robots_cache=str(Path(robots_cache).resolve()) if robots_cache else None,
-        user_agent=format_user_agent(user_agent, contact_url),
+        stage_pacing_dir=str(Path(settings.host_schedule).resolve()) if settings.host_schedule else None,
+        stage_rate=float(stage_rate),
+        stage_burst=max(1.0, float(settings.per_host_burst)),
+        robots_txt=settings.robots_txt,
+        robots_cache=str(Path(settings.robots_cache).resolve()) if settings.robots_cache else None,
+        user_agent=format_user_agent(settings.user_agent, settings.contact_url),
         proxy=proxy,
+        politeness=settings.politeness,
+        min_rate=float(settings.min_rate),
+        per_host_rate_max=float(settings.per_host_rate_max),
+        per_host_rate=float(settings.per_host_rate),
+        delay_factor=float(settings.delay_factor),
+        timing_dir=timing_dir,
     )
-    if blocked_suffixes is not None:
-        settings.blocked_suffixes = list(blocked_suffixes)
-    if max_url_length is not None:
-        settings.max_length = int(max_url_length)
-    return settings
 
 
 def _environment(proxy: str | None, max_pixels: int | None) -> dict[str, str]:
@@ -198,37 +248,20 @@ def _proxy(proxy: str | None, proxy_server: str | None, stall_seconds: float, ou
 
 
 def run_img2dataset(
-    url_list: str,
-    out_dir: str,
-    *,
-    processes: int,
-    thread_count: int,
-    image_size: int,
-    resize_mode: str,
-    resize_only_if_bigger: bool,
-    encode_format: str,
-    encode_quality: int,
-    skip_reencode: bool,
-    timeout: int,
-    retries: int,
-    disallowed_header_directives: Sequence[str],
-    user_agent_token: str | None,
-    number_sample_per_shard: int,
-    max_pixels: int | None,
-    proxy: str | None,
-    proxy_server: str | None,
-    extend: bool = False,
-    verify_hash: bool = False,
-    **crawl,
+    url_list: str, out_dir: str, settings: DownloadSettings, processes: int, extend: bool, verify_hash: bool
 ) -> None:
     """One img2dataset call over a parquet URL list (columns url, uid, source) into WebDataset shards.
 
-    `crawl`: the crawl guard's keyword arguments (`crawl_settings`). `verify_hash`: the list has a
-    `sha256` column, which img2dataset checks the fetched bytes against.
+    `processes`: img2dataset's (the job's threads). `extend`: add shards to the folder (a retry, or
+    the second run of a part) instead of starting it afresh. `verify_hash`: the list has a `sha256`
+    column, which img2dataset checks the fetched bytes against.
     """
-    if not extend and Path(out_dir).exists():
+    timing_dir = str(Path(settings.host_timing, Path(out_dir).name)) if settings.host_timing else None
+    if not extend:
         # img2dataset's own "overwrite" mode deletes its temporary folder along with the output.
-        shutil.rmtree(out_dir)
+        for folder in (out_dir, timing_dir):
+            if folder and Path(folder).exists():
+                shutil.rmtree(folder)
     arguments = dict(
         url_list=url_list,
         input_format="parquet",
@@ -237,45 +270,47 @@ def run_img2dataset(
         output_format="webdataset",
         output_folder=str(out_dir),
         processes_count=max(1, int(processes)),
-        thread_count=int(thread_count),
-        image_size=int(image_size),
-        resize_mode=resize_mode,
-        resize_only_if_bigger=bool(resize_only_if_bigger),
-        encode_format=encode_format,
-        encode_quality=int(encode_quality),
-        skip_reencode=bool(skip_reencode),
-        timeout=int(timeout),
-        retries=int(retries),
-        disallowed_header_directives=list(disallowed_header_directives),
-        user_agent_token=user_agent_token,
-        number_sample_per_shard=int(number_sample_per_shard),
+        thread_count=settings.thread_count,
+        image_size=settings.image_size,
+        resize_mode=settings.resize_mode,
+        resize_only_if_bigger=settings.resize_only_if_bigger,
+        encode_format=settings.encode_format,
+        encode_quality=settings.encode_quality,
+        skip_reencode=settings.skip_reencode,
+        timeout=settings.timeout,
+        retries=settings.retries,
+        disallowed_header_directives=list(settings.disallowed_header_directives),
+        user_agent_token=settings.user_agent_token,
+        number_sample_per_shard=settings.number_sample_per_shard,
         extract_exif=False,
         enable_wandb=False,
         incremental_mode="extend" if extend else "incremental",
     )
     if verify_hash:
         arguments.update(verify_hash=[SHA256, "sha256"], compute_hash="sha256")
+    stall_seconds = settings.timeout + 5
     with (
-        _proxy(proxy, proxy_server, stall_seconds=timeout + 5, out_dir=out_dir) as active_proxy,
+        _proxy(settings.proxy, settings.proxy_server, stall_seconds=stall_seconds, out_dir=out_dir) as active_proxy,
         tempfile.TemporaryDirectory(prefix="rs5m-pacing-") as pacing_dir,
     ):
-        settings = crawl_settings(timeout=timeout, retries=retries, proxy=active_proxy, pacing_dir=pacing_dir, **crawl)
+        crawl = crawl_settings(settings, proxy=active_proxy, pacing_dir=pacing_dir, timing_dir=timing_dir)
         log.info(
-            "crawl guard: user agent %r, %.3g requests/s per host after a burst of %g, robots.txt %s, "
-            "allowed networks %s",
-            settings.user_agent,
-            settings.rate,
-            settings.burst,
-            "on" if settings.robots_txt else "off",
-            settings.allowed_networks or "none",
+            "crawl guard: user agent %r, %s politeness, %.3g requests/s per host after a burst of %g, "
+            "robots.txt %s, allowed networks %s",
+            crawl.user_agent,
+            crawl.politeness,
+            crawl.rate,
+            crawl.burst,
+            "on" if crawl.robots_txt else "off",
+            crawl.allowed_networks or "none",
         )
         # A process of its own: img2dataset's workers are spawned, and a spawned worker re-imports
         # the parent's main module (a Snakemake script cannot be imported that way); its
         # environment (proxy, pixel cap) is also set there without touching this process's.
-        command = [sys.executable, "-c", _IMG2DATASET_MAIN, json.dumps(arguments), settings.to_json()]
+        command = [sys.executable, "-c", _IMG2DATASET_MAIN, json.dumps(arguments), crawl.to_json()]
         process = subprocess.Popen(
             command,
-            env=_environment(active_proxy, max_pixels),
+            env=_environment(active_proxy, settings.max_pixels),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -427,39 +462,28 @@ def read_url_rows(urls: str, verify_sha256: Mapping[str, str]) -> pa.Table:
     return table.drop_columns([col.NATIVE]).append_column(SHA256, pa.array(expected, pa.string()))
 
 
-def fetch(table: pa.Table, folder: str, out_dir: str, processes: int, extend: bool, **options) -> None:
+def fetch(table: pa.Table, folder: str, out_dir: str, settings: DownloadSettings, processes: int, extend: bool) -> None:
     """img2dataset over `table`'s URLs; rows with an expected `sha256` in a run of their own that
     verifies it (img2dataset's verify_hash takes a missing digest for a mismatch)."""
     if SHA256 not in table.column_names:
-        run_img2dataset(write_url_list(table, folder), out_dir, processes=processes, extend=extend, **options)
-        return
-    has_hash = pc.is_valid(table.column(SHA256))
-    groups = [(table.filter(pc.invert(has_hash)).drop_columns([SHA256]), False), (table.filter(has_hash), True)]
+        groups = [(table, False)]
+    else:
+        has_hash = pc.is_valid(table.column(SHA256))
+        groups = [(table.filter(pc.invert(has_hash)).drop_columns([SHA256]), False), (table.filter(has_hash), True)]
     for rows, verify in [g for g in groups if len(g[0])]:
         name = "verified.parquet" if verify else "urls.parquet"
-        run_img2dataset(
-            write_url_list(rows, folder, name),
-            out_dir,
-            processes=processes,
-            extend=extend,
-            verify_hash=verify,
-            **options,
-        )
+        run_img2dataset(write_url_list(rows, folder, name), out_dir, settings, processes, extend, verify)
         extend = True  # a second run adds shards to the first's
 
 
 def download_part(
-    urls: str, out_dir: str, stats: str, drops: str, threads: int, verify_sha256: Mapping[str, str], **options
+    urls: str, out_dir: str, stats: str, drops: str, threads: int, settings: DownloadSettings
 ) -> list[StageStats]:
-    """Download every URL of a part (img2dataset `processes` = the job's threads) and write its ledger.
-
-    `options` are `run_img2dataset`'s keyword arguments (config section `download`, plus
-    `max_pixels` from `images`); `verify_sha256`: {source: native sha256 column}.
-    """
-    table = read_url_rows(urls, verify_sha256)
+    """Download every URL of a part (img2dataset `processes` = the job's threads) and write its ledger."""
+    table = read_url_rows(urls, settings.verify_sha256)
     if len(table):
         with tempfile.TemporaryDirectory(prefix="rs5m-urls-") as folder:
-            fetch(table, folder, out_dir, threads, False, **options)
+            fetch(table, folder, out_dir, settings, threads, False)
     else:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     return download_ledger(urls, out_dir, stats, drops)

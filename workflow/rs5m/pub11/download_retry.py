@@ -10,7 +10,6 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Mapping
 
 import pyarrow as pa
 
@@ -18,6 +17,7 @@ from rs5m import columns as col
 from rs5m.pub11.crawl_guard import PERMANENT
 from rs5m.pub11.download_part import (
     FETCHED,
+    DownloadSettings,
     download_ledger,
     failure_reason,
     fetch,
@@ -37,8 +37,7 @@ def retry_failed(
     drops: str,
     report: str,
     threads: int,
-    verify_sha256: Mapping[str, str],
-    **options,
+    settings: DownloadSettings,
 ) -> dict:
     """Fetch again only the URLs of a part whose latest attempt failed; rewrite the part's ledger.
 
@@ -46,10 +45,10 @@ def retry_failed(
     already downloaded is fetched again; `read_status` then takes the latest attempt of each uid.
     Opt-outs (robots.txt, X-Robots-Tag) and what a retry cannot change (`crawl_guard.PERMANENT`:
     blocked addresses and redirects, oversized images) are not retried, nor bytes that failed
-    their pool's sha256 (`hash_mismatch`); the others are verified again (`verify_sha256`).
+    their pool's sha256 (`hash_mismatch`); the others are verified again (`settings.verify_sha256`).
     """
     status = read_status(out_dir)
-    wanted = read_url_rows(urls, verify_sha256)
+    wanted = read_url_rows(urls, settings.verify_sha256)
     fetched = {
         uid
         for uid, state, message in zip(
@@ -62,7 +61,7 @@ def retry_failed(
     failed = wanted.filter(pa.array([uid not in fetched for uid in wanted.column(col.UID).to_pylist()]))
     if len(failed):
         with tempfile.TemporaryDirectory(prefix="rs5m-retry-") as folder:
-            fetch(failed, folder, out_dir, threads, True, **options)
+            fetch(failed, folder, out_dir, settings, threads, True)
     ledger = download_ledger(urls, out_dir, stats, drops)
     summary = {
         "retried": len(failed),

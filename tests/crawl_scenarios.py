@@ -590,7 +590,7 @@ def politeness(workdir: Path) -> dict:
             for _ in range(2)
         ]
 
-        def one(index: int) -> str:
+        def one(index: int, guards=guards) -> str:
             try:
                 guards[index % 2].fetch(urls[index])
                 return "fetched"

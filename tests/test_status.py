@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-
 from conftest import planned_jobs, snakemake
 
 from rs5m.cli import main as rs5m_main

@@ -483,19 +483,21 @@ def test_adaptive_pace_follows_fetch_times_within_its_bounds():
 
 
 def test_adaptive_pacer_is_shared_and_holds_the_part_bound(tmp_path):
-    """Two pacers on one folder (two processes of a part) agree on a host's pace; the part's slots
-    never exceed share x per_host_rate_max, however quick the answers."""
-    share, burst = 0.5, 2.0
-    pacers = [AdaptivePacer(tmp_path, BOUNDS, share, burst) for _ in range(2)]
-    for _ in range(40):
+    """Two pacers on one folder (two processes of a part) agree on a host's pace; the part's claims
+    never exceed share x per_host_rate_max (+ burst), however quick the answers; a request waiting
+    for its turn goes at the pace of the moment it is due, not of the moment it started waiting."""
+    quick = AdaptiveBounds(min_rate=0.2, per_host_rate_max=50.0, per_host_rate=2.0, delay_factor=5.0)
+    share, burst = 0.5, 3.0
+    pacers = [AdaptivePacer(tmp_path, quick, share, burst) for _ in range(2)]
+    for _ in range(60):
         pacers[0].observe("Fast.Example", ANSWERED, 0.0001)
-    assert pacers[1].pace("fast.example.").delay == BOUNDS.shortest
+    assert pacers[1].pace("fast.example.").delay == quick.shortest
     slots: list[float] = []
     lock = threading.Lock()
 
     def worker(pacer):
-        for _ in range(10):
-            slot = pacer.reserve("fast.example")
+        for _ in range(8):
+            slot = pacer.claim("fast.example")
             with lock:
                 slots.append(slot)
 
@@ -505,18 +507,34 @@ def test_adaptive_pacer_is_shared_and_holds_the_part_bound(tmp_path):
     for thread in threads:
         thread.join()
     slots.sort()
-    rate = share * BOUNDS.per_host_rate_max
+    rate = share * quick.per_host_rate_max
     for i in range(len(slots)):
         for j in range(i, len(slots)):
-            assert j - i + 1 <= rate * (slots[j] - slots[i]) + burst + 1e-4
-    assert slots[-1] - slots[0] >= (len(slots) - burst) / rate - 1e-3
-    # robots.txt's rate caps the part at its share too; a host slowed below per_host_rate gets no burst
-    capped = [pacers[0].reserve("robots.example", robots_rate=1.0) for _ in range(3)]
-    assert capped[2] - capped[0] == pytest.approx(2 / share / 1.0, abs=1e-3)
+            assert j - i + 1 <= rate * (slots[j] - slots[i]) + burst + 1e-3
+    assert slots[-1] - slots[0] >= (len(slots) - burst) / rate - 1e-2
+    # robots.txt's rate caps the part at its share of it (and, slower than per_host_rate, without burst)
+    first = pacers[0].claim("robots.example", robots_rate=1.0)
+    assert pacers[1].due("robots.example", robots_rate=1.0) == pytest.approx(first + 1.0 / share, abs=1e-2)
+    # a host slowed below per_host_rate gets no burst: the next request is a whole delay away
     for _ in range(3):
         pacers[0].observe("busy.example", BACK_OFF, 0.0)
-    busy = [pacers[1].reserve("busy.example") for _ in range(2)]
-    assert busy[1] - busy[0] == pytest.approx(4.0 / share, abs=1e-3)
+    claimed = pacers[1].claim("busy.example")
+    assert pacers[0].due("busy.example") == pytest.approx(claimed + 4.0 / share, abs=1e-2)
+    # requests already waiting for a host go at the pace of the moment each is due: a back-off
+    # meanwhile spaces them out (slots reserved ahead would have kept the old 0.05 s)
+    turn = AdaptivePacer(tmp_path, AdaptiveBounds(0.2, 50.0, 20.0, 5.0), 1.0, 1.0)
+    first = turn.claim("turn.example")
+    waiting = []
+    threads = [threading.Thread(target=lambda: waiting.append(turn.claim("turn.example"))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in range(3):
+        turn.observe("turn.example", BACK_OFF, 0.0)  # 0.05 -> 0.4 s
+    for thread in threads:
+        thread.join()
+    waiting.sort()
+    assert waiting[0] - first == pytest.approx(0.05, abs=0.03)  # due before the back-off
+    assert [round(b - a, 1) for a, b in zip(waiting, waiting[1:])] == [0.4, 0.4]
 
 
 def test_request_outcomes_for_the_adaptive_pace():

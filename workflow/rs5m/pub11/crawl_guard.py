@@ -17,7 +17,9 @@ into each spawned worker, installs it before the first shard) with `fetch`, whic
   (`WATCHDOG`) shuts each socket down when its attempt's deadline passes, so no server can stretch
   it by trickling bytes; 1xx responses (`MAX_INFORMATIONAL`) and trailer lines
   (`MAX_TRAILER_LINES`) are bounded too; the per-operation `timeout` still applies within;
-- paces every host (`rs5m.pub11.crawl_pacing.HostPacer`), asks robots.txt once per origin per run (cached
+- paces every host (`rs5m.pub11.crawl_pacing.HostPacer`, or `AdaptivePacer` with `politeness:
+  adaptive`, which each request's fetch time and outcome feed: `outcome_of`), records the fetch
+  times per host (`HostTimes`), asks robots.txt once per origin per run (cached
   in `robots_cache`, shared by parts and retries; `robots_disallowed`) and honours X-Robots-Tag;
 - waits for 429/503 `Retry-After` up to `max_retry_wait` (longer: `rate_limited`), retries other
   transient failures `retries` times with exponential backoff and jitter, and a 429 that outlasts
@@ -459,7 +461,7 @@ class Guard:
         slot = 0.0
         lower = host_rate is not None and host_rate < settings.stage_rate
         if isinstance(self.pacer, AdaptivePacer):
-            slot = self.pacer.reserve(host, host_rate)
+            slot = self.pacer.claim(host, host_rate)  # waits until the host's pace lets it go
         elif self.pacer is not None:
             if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
                 slot = self.pacer.reserve(host, host_rate * settings.host_share, 1.0)

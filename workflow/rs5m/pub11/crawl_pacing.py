@@ -12,6 +12,12 @@ Redirects can lead any part to any host, so with `download.per_host_rate` a run 
 on a shared file system) also keeps one stage-wide schedule per host in the run folder
 (results/pub11/host_schedule, used by all parts): every request takes a slot there too, at the
 whole stage's rate and burst. Hosts are keyed by one canonical spelling (`host_key`).
+
+With `download.politeness: adaptive` a part paces each host by its own answers instead
+(`AdaptivePacer`, `next_pace`: Heritrix's delay = delay_factor x fetch time, within
+[1 / per_host_rate_max, 1 / min_rate], doubled on 429/503 and timeouts, never shorter than
+robots.txt allows), and the stage-wide schedule runs at per_host_rate_max. Every process also
+appends its fetch times per host to a file of its own (`HostTimes`), which `rs5m status` reads.
 """
 
 from __future__ import annotations
@@ -221,10 +227,16 @@ class AdaptivePacer:
     the mean fetch time in a small locked file per host.
 
     The part paces a host at its share (`share`: 1 / the parts its URLs go to) of the stage-wide
-    rate 1 / delay, with a part's burst only while the host runs at per_host_rate or faster (a
-    host that was slowed down gets no bursts). Every interval is at least 1 / per_host_rate_max, so
-    in any window of t seconds a part sends at most share x per_host_rate_max x t + burst.
+    rate 1 / delay, with a part's burst (as requests at the ceiling's pace) only while the host runs
+    at per_host_rate or faster (a host that was slowed down gets no bursts). Unlike HostPacer, a request claims its slot only
+    when it is due (`claim` waits, then claims at the pace of that moment): a slot reserved ahead
+    would keep the pace of the moment it was reserved, so a host that starts answering 429 would
+    get the requests queued for it at the old pace, and one that answers quickly would wait for
+    them. Every interval is at least 1 / per_host_rate_max, so in any window of t seconds a part
+    sends at most share x per_host_rate_max x t + burst.
     """
+
+    POLL_SECONDS = 1.0  # a waiting request looks again at least this often (the pace may have changed)
 
     def __init__(self, folder: str | Path, bounds: AdaptiveBounds, share: float, burst: float):
         self.folder = Path(folder)
@@ -235,7 +247,7 @@ class AdaptivePacer:
 
     def _update(self, host: str, change):
         """Read the host's record under its lock, let `change(tat, pace)` return the new ones and a
-        result, write them back; return the result."""
+        result, write them back when they changed; return the result."""
         path = self.folder / f"{_hash('adaptive', host_key(host)):016x}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -245,24 +257,44 @@ class AdaptivePacer:
                 tat, pace = float(fields[0]), HostPace(float(fields[1]), None if fields[2] == "-" else float(fields[2]))
             else:
                 tat, pace = 0.0, HostPace(self.bounds.start)
-            tat, pace, result = change(tat, pace)
-            mean = "-" if pace.fetch_seconds is None else repr(pace.fetch_seconds)
-            os.pwrite(fd, f"{tat!r} {pace.delay!r} {mean}".encode().ljust(96), 0)
+            new_tat, new_pace, result = change(tat, pace)
+            if (new_tat, new_pace) != (tat, pace) or len(fields) != 3:
+                mean = "-" if new_pace.fetch_seconds is None else repr(new_pace.fetch_seconds)
+                os.pwrite(fd, f"{new_tat!r} {new_pace.delay!r} {mean}".encode().ljust(96), 0)
         finally:
             os.close(fd)  # releases the lock
         return result
 
-    def reserve(self, host: str, robots_rate: float | None = None, not_before: float = 0.0) -> float:
-        """The wall-clock time at which the next request to `host` may be sent (reserved for the caller)."""
+    def _slot(self, tat: float, pace: HostPace, robots_rate: float | None, now: float) -> tuple[float, float]:
+        """(the time the next request is due, the TAT after it): GCRA at the host's current delay."""
+        delay = robots_delay(pace.delay, robots_rate)
+        interval = delay / self.share
+        # the burst's tolerance in time at the ceiling's interval (GCRA's bound needs one fixed
+        # tolerance); none for a host slowed below per_host_rate
+        tolerance = (self.burst - 1.0) * self.bounds.shortest / self.share if delay <= self.bounds.start else 0.0
+        due = tat - tolerance
+        return due, max(tat, now, due) + interval
 
-        def change(tat: float, pace: HostPace):
-            delay = robots_delay(pace.delay, robots_rate)
-            interval = delay / self.share
-            burst = self.burst if delay <= self.bounds.start else 1.0
-            send_at = max(time.time(), not_before, tat - (burst - 1.0) * interval)
-            return max(tat, send_at) + interval, pace, send_at
+    def due(self, host: str, robots_rate: float | None = None) -> float:
+        """When the next request to `host` is due at its current pace (nothing claimed)."""
+        return self._update(host, lambda tat, pace: (tat, pace, self._slot(tat, pace, robots_rate, time.time())[0]))
 
-        return self._update(host, change)
+    def claim(self, host: str, robots_rate: float | None = None) -> float:
+        """Wait until a request to `host` is due, claim it and return the time it was claimed (now).
+
+        `robots_rate`: the host's robots.txt Crawl-delay / Request-rate (requests per second), which
+        can only lengthen the delay."""
+        while True:
+
+            def change(tat: float, pace: HostPace):
+                now = time.time()
+                due, after = self._slot(tat, pace, robots_rate, now)
+                return (after, pace, None) if due <= now else (tat, pace, due)
+
+            due = self._update(host, change)
+            if due is None:
+                return time.time()
+            time.sleep(max(0.0, min(due - time.time(), self.POLL_SECONDS)))
 
     def pace(self, host: str) -> HostPace:
         """The host's current pace (as the part's processes share it)."""

@@ -9,6 +9,7 @@ are tested as pure functions here and in test_urls.py.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 from schema_defaults import guard_settings
 from sealed import run_sealed
 
+from rs5m.configured import defaults
 from rs5m.pub11.crawl_guard import (
     MAX_INFORMATIONAL,
     MAX_TRAILER_LINES,
@@ -51,6 +53,7 @@ from rs5m.pub11.crawl_pacing import (
     robots_delay,
     spread_order,
 )
+from rs5m.pub11.download_part import DownloadSettings
 
 TESTS = Path(__file__).resolve().parent
 ROBOTS_HOSTS = ("rfc", "token", "bom", "big", "gone", "down", "slow", "rate")
@@ -545,3 +548,22 @@ def test_request_outcomes_for_the_adaptive_pace():
     assert outcome_of(None, CrawlError("download_too_large", "x")) == (ANSWERED, False)
     assert outcome_of(None, CrawlError("blocked_address", "x")) is None
     assert outcome_of(None, ConnectionResetError("reset")) == (FAILED, True)
+
+
+def test_download_settings_keep_the_config_key_names():
+    """One builder from the validated config: every `download` key (but `processes`, the rule's
+    threads) is a field of the same name and value; the guard's settings follow the politeness."""
+    config = defaults()
+    settings = DownloadSettings.from_config(config)
+    fields = {f.name for f in dataclasses.fields(DownloadSettings)}
+    assert set(config["download"]) - {"processes"} <= fields
+    assert all(getattr(settings, key) == value for key, value in config["download"].items() if key != "processes")
+    assert (settings.max_length, settings.max_pixels) == (config["urls"]["max_length"], config["images"]["max_pixels"])
+    assert settings == DownloadSettings(**settings.as_params())  # what the rule passes and the adapter rebuilds
+    fixed = guard_settings(per_host_rate=2, per_host_rate_max=10, parts=16, parts_per_host=4)
+    adaptive = guard_settings(politeness="adaptive", per_host_rate=2, per_host_rate_max=10, parts=16, parts_per_host=4)
+    assert (fixed.stage_rate, fixed.rate) == (2.0, 0.5)
+    assert (adaptive.stage_rate, adaptive.rate, adaptive.host_share) == (10.0, 2.5, 0.25)
+    download = {**config["download"], "politeness": "adaptive", "min_rate": 20.0}
+    with pytest.raises(ValueError, match="min_rate"):
+        DownloadSettings.from_config({**config, "download": download})

@@ -34,6 +34,11 @@ def test_status_of_a_finished_and_of_a_stopped_demo(demo_run, tmp_path, capsys):
     assert all(wall[rule] > 0 for rule in ("keyword_filter", "download_part", "score_part"))
     download = finished["download"]
     assert download["shards"] >= 4 and 0 < download["successes"] <= download["attempted"]
+    # the demo's one host, from the fetch times its download processes appended (robots.txt and
+    # redirect hops are requests too; its stalling and failing cases count as failed)
+    (demo_host,) = finished["slowest_hosts"]
+    assert demo_host["host"] == "demo.rs5m.test" and demo_host["requests"] >= download["attempted"]
+    assert 0 < demo_host["errors"] < demo_host["requests"] and demo_host["mean_fetch_s"] > 0
     kept = {(s["stage"], s["source"]): s for s in finished["sources"]}
     laion = kept[("keyword_filter", "laion2b")]
     assert laion["top_drops"][0][0] == "no_keyword_match" and 0 < laion["success_rate"] < 1

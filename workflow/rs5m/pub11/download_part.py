@@ -256,7 +256,7 @@ def run_img2dataset(
     the second run of a part) instead of starting it afresh. `verify_hash`: the list has a `sha256`
     column, which img2dataset checks the fetched bytes against.
     """
-    timing_dir = str(Path(settings.host_timing, Path(out_dir).name)) if settings.host_timing else None
+    timing_dir = str(Path(settings.host_timing, Path(out_dir).name).resolve()) if settings.host_timing else None
     if not extend:
         # img2dataset's own "overwrite" mode deletes its temporary folder along with the output.
         for folder in (out_dir, timing_dir):

@@ -523,6 +523,10 @@ def test_adaptive_pacer_is_shared_and_holds_the_part_bound(tmp_path):
         pacers[0].observe("busy.example", BACK_OFF, 0.0)
     claimed = pacers[1].claim("busy.example")
     assert pacers[0].due("busy.example") == pytest.approx(claimed + 4.0 / share, abs=1e-2)
+    # a request that would be due only after its deadline gives up at once, claiming nothing
+    asked = time.time()
+    assert pacers[0].claim("busy.example", give_up_at=asked + 7.0) is None and time.time() - asked < 0.5
+    assert pacers[0].due("busy.example") == pytest.approx(claimed + 4.0 / share, abs=1e-2)
     # requests already waiting for a host go at the pace of the moment each is due: a back-off
     # meanwhile spaces them out (slots reserved ahead would have kept the old 0.05 s)
     turn = AdaptivePacer(tmp_path, AdaptiveBounds(0.2, 50.0, 20.0, 5.0), 1.0, 1.0)

@@ -368,12 +368,13 @@ class Guard:
 
         Paced first; its fetch time and outcome then go to the adaptive pace and the host's times."""
         host = url_host(url)
-        self._pace(host, host_rate)
+        self._pace(host, host_rate, deadline_at)
         started = time.monotonic()
         try:
             answer = self._send(url, host, hop, deadline_at, user_agent_token, directives, max_bytes, truncate)
         except Exception as error:
-            self._observe(host, time.monotonic() - started, outcome_of(None, error))
+            if started < deadline_at:  # else its turn came after the deadline: nothing was sent
+                self._observe(host, time.monotonic() - started, outcome_of(None, error))
             raise
         self._observe(host, time.monotonic() - started, outcome_of(answer[0], None))
         return answer
@@ -454,14 +455,25 @@ class Guard:
                 WATCHDOG.release(token)
             conn.close()
 
-    def _pace(self, host: str, host_rate: float | None) -> None:
+    def _pace(self, host: str, host_rate: float | None, deadline_at: float) -> None:
         """Wait for this request's slot: in the part's schedule of the host (its share of the rate,
-        or of its adaptive pace), then in the stage-wide one (the whole rate; not before the first slot)."""
+        or of its adaptive pace), then in the stage-wide one (the whole rate; not before the first slot).
+
+        Adaptive: a request whose turn would come after its attempt's deadline is not sent and
+        ends as `rate_limited` at once (the thread is free for other hosts; a retry asks again)."""
         settings = self.settings
         slot = 0.0
         lower = host_rate is not None and host_rate < settings.stage_rate
         if isinstance(self.pacer, AdaptivePacer):
-            slot = self.pacer.claim(host, host_rate)  # waits until the host's pace lets it go
+            give_up_at = time.time() + (deadline_at - time.monotonic())
+            slot = self.pacer.claim(host, host_rate, give_up_at)  # waits until the host's pace lets it go
+            if slot is None:
+                pace = self.pacer.pace(host)
+                raise CrawlError(
+                    RATE_LIMITED,
+                    f"{host} is paced at one request per {pace.delay:.3g} s (adaptive); "
+                    "its turn comes after this attempt's deadline",
+                )
         elif self.pacer is not None:
             if host_rate is not None and host_rate * settings.host_share < self.pacer.rate:
                 slot = self.pacer.reserve(host, host_rate * settings.host_share, 1.0)

@@ -279,8 +279,9 @@ class AdaptivePacer:
         """When the next request to `host` is due at its current pace (nothing claimed)."""
         return self._update(host, lambda tat, pace: (tat, pace, self._slot(tat, pace, robots_rate, time.time())[0]))
 
-    def claim(self, host: str, robots_rate: float | None = None) -> float:
-        """Wait until a request to `host` is due, claim it and return the time it was claimed (now).
+    def claim(self, host: str, robots_rate: float | None = None, give_up_at: float | None = None) -> float | None:
+        """Wait until a request to `host` is due, claim it and return the time it was claimed (now);
+        None, at once, when it would be due only after `give_up_at` (nothing claimed).
 
         `robots_rate`: the host's robots.txt Crawl-delay / Request-rate (requests per second), which
         can only lengthen the delay."""
@@ -294,6 +295,8 @@ class AdaptivePacer:
             due = self._update(host, change)
             if due is None:
                 return time.time()
+            if give_up_at is not None and due > give_up_at:
+                return None
             time.sleep(max(0.0, min(due - time.time(), self.POLL_SECONDS)))
 
     def pace(self, host: str) -> HostPace:

@@ -1,6 +1,7 @@
 """Download stage: one img2dataset run per part, and a retry of only the URLs that failed.
 
-Reads `results/pub11/urldedup/{part}.parquet`; writes `results/pub11/download/{part}/` (WebDataset shards + status parquet, `uid` carried).
+Reads `results/pub11/urldedup/{part}.parquet`; writes `results/pub11/download/{part}/` (WebDataset shards + status parquet, `uid` carried)
+and the part's fetch times per host in `results/pub11/host_timing/{part}/`.
 
 Every connection goes through the crawl guard (`rs5m.pub11.crawl_guard`, installed in img2dataset's
 workers): address rules at connect time, checked redirects, size and time bounds, per-host pacing
@@ -16,7 +17,9 @@ uid counts. Rows of a source that maps a `sha256` column (`sources.<name>.column
 fetched in an img2dataset run of their own with `verify_hash`: bytes of another digest are
 dropped as `hash_mismatch`.
 
-Size: one stage's job from config to ledger (options, guard settings, the img2dataset runs and
+The stage's settings: `DownloadSettings.from_config(config)`, each field named as its config key.
+
+Size: one stage's job from config to ledger (settings, guard settings, the img2dataset runs and
 their proxy, URL lists with expected digests, the status tables); the fetching itself lives in
 crawl_guard and crawl_pacing.
 """

@@ -172,18 +172,7 @@ rule rs3_caption:
         gpu=1,
         mem_mb=32000,
     params:
-        blip2=CAPTION["blip2"],
-        clip_a=CAPTION["clip_a"],
-        clip_b=CAPTION["clip_b"],
-        num_candidates=CAPTION["num_candidates"],
-        top_k=CAPTION["top_k"],
-        top_p=CAPTION["top_p"],
-        max_length=CAPTION["max_length"],
-        rotations=CAPTION["rotations"],
-        batch_size=CAPTION["batch_size"],
-        seed=CAPTION["seed"],
-        device=CAPTION["device"],
-        reduced_decode=CAPTION["reduced_decode"],
+        caption=CAPTION,  # rs5m.rs3.settings.CaptionSettings
     script:
         "../workflow/scripts/rs3_caption.py"
 

@@ -65,27 +65,6 @@ def pub11_metacaption_args(**overrides) -> dict:
     }
 
 
-def caption_part_args(**overrides) -> dict:
-    """caption_part's sampling, ranking and rotation arguments as the adapter passes them."""
-    caption = schema_defaults("caption")
-    return {
-        "num_candidates": caption["num_candidates"],
-        "top_k": caption["top_k"],
-        "top_p": caption["top_p"],
-        "max_length": caption["max_length"],
-        "keep_a": caption["clip_a"]["keep"],
-        "keep_b": caption["clip_b"]["keep"],
-        "rotation_count": caption["rotations"]["count"],
-        "rotation_step": caption["rotations"]["step_degrees"],
-        "rotation_model": caption["rotations"]["model"],
-        "batch_size": caption["batch_size"],
-        "seed": caption["seed"],
-        "device": caption["device"],
-        "reduced_decode": caption["reduced_decode"],
-        **overrides,
-    }
-
-
 def download_options(**overrides) -> dict:
     """download_part's options as rules/pub11_download.smk builds them, for one part with the
     robots.txt cache in memory."""

@@ -1,0 +1,57 @@
+"""PUB11's settings: the config sections of its stages after the download, as the stages read them.
+
+Built once from the validated config (`OutlierSettings.from_config(config)`, ...) by the rules'
+adapters, the tests and the benchmarks alike; field names are the schema's key names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rs5m.settings import from_section
+
+
+@dataclass(frozen=True)
+class OutlierClip:
+    model: str
+    pretrained: str | None
+
+
+@dataclass(frozen=True)
+class Prompts:
+    modifiers: list[str]
+    nouns: list[str]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """outliers.detector without its folders and workers: the rule's inputs and threads carry those."""
+
+    model: str
+    epochs: int
+    imgsz: int
+    batch: int
+    seed: int
+    max_per_class: int | None
+    amp: bool
+    train_args: dict
+
+
+@dataclass(frozen=True)
+class OutlierSettings:
+    clip: OutlierClip
+    prompts: Prompts
+    batch_size: int
+    reduced_decode: bool
+    device: str
+    precision: str
+    clip_top_percent: float
+    rs_top_percent: float
+    qa_levels: list[float]
+    detector: Detector
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> OutlierSettings:
+        return from_section(cls, config["outliers"])

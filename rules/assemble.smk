@@ -51,11 +51,9 @@ rule shards_part:
         shards_dir=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.part)
         ),
-        val_fraction=config["split"]["val_fraction"],
-        target_bytes=config["shards"]["target_bytes"],
-        shard_count=config["shards"]["count"],
-        member_names=config["shards"]["member_names"],
-        pub11_caption=METACAPTION["pub11_caption"],
+        split=config["split"],  # rs5m.assemble.settings.ShardSettings
+        shards=config["shards"],
+        metacaption=METACAPTION,
         group=lambda wildcards: int(wildcards.group),
         groups=SHARD_JOBS,
     script:
@@ -86,11 +84,9 @@ rule shards:
     threads: 3  # the sample builder, the write thread and the hash thread; an upper bound
     params:
         shards_dir=lambda wildcards, output: os.path.dirname(output.manifest),
-        val_fraction=config["split"]["val_fraction"],
-        target_bytes=config["shards"]["target_bytes"],
-        shard_count=config["shards"]["count"],
-        member_names=config["shards"]["member_names"],
-        pub11_caption=METACAPTION["pub11_caption"],
+        split=config["split"],  # rs5m.assemble.settings.ShardSettings
+        shards=config["shards"],
+        metacaption=METACAPTION,
         group=0,
         groups=1,
     script:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import inspect
 
-from rs5m.configured import defaults
-from rs5m.configured import shard_options as configured_shard_options
+from rs5m.assemble.settings import ShardSettings
+from rs5m.configured import config, defaults
 from rs5m.pub11.download_part import crawl_settings
 from rs5m.pub11.download_part import download_options as configured_download_options
 
@@ -78,6 +78,7 @@ def crawl_settings_args(**overrides) -> dict:
     return {**options, "pacing_dir": None, **overrides}
 
 
-def shard_options(**overrides) -> dict:
-    """write_subset_shards' config arguments as the shards rule passes them."""
-    return {**configured_shard_options(), **overrides}
+def shard_settings(**sections) -> ShardSettings:
+    """The shard rules' settings with these config sections' keys replaced, e.g.
+    shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000})."""
+    return ShardSettings.from_config(config(sections))

@@ -2,7 +2,7 @@ import json
 
 import pytest
 from assembly_fakes import make_run
-from schema_defaults import shard_options
+from schema_defaults import shard_settings
 
 from rs5m.assemble.dataset_card import validate_croissant, write_card
 from rs5m.assemble.metafiles import write_metafiles
@@ -28,10 +28,8 @@ def card(tmp_path_factory):
             run / f"results/{subset}/final.parquet",
             run / "results/shards",
             manifests[-1],
-            0.2,
-            30_000,
+            shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000}),
             base_dir=run,
-            **shard_options(),
         )
     write_metafiles(
         run / "results/pub11/final.parquet",

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from assembly_fakes import make_pub11, make_rs3
-from schema_defaults import shard_options
+from schema_defaults import shard_settings
 
 from rs5m.assemble.audit import audit, main
 from rs5m.assemble.dataset_card import write_card
@@ -45,10 +45,8 @@ def _build(run, subset):
         run / f"results/{subset}/final.parquet",
         run / "results/shards",
         manifest,
-        0.2,
-        30_000,
+        shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000}),
         base_dir=run,
-        **shard_options(),
     )
     counts = write_metafiles(
         out_dir=run / "results/metafiles", val_fraction=0.2, pub11_meta=None, pub11_caption="keep", **finals

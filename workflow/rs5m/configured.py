@@ -1,9 +1,9 @@
 """The configuration's defaults: config/schema.yaml with every default filled in, as the workflow's
 `validate` fills them.
 
-For code that calls library functions outside the workflow (tests, benchmarks): library functions
-take config values as required arguments, and the configured default is read here rather than
-restated.
+For code that calls library functions outside the workflow (tests, benchmarks): they build a
+stage's settings from `config(...)` with the builder the rule's adapter uses
+(`ShardSettings.from_config(config({"shards": {"count": 2}}))`), rather than restating a default.
 """
 
 from __future__ import annotations
@@ -33,10 +33,16 @@ def defaults(*section: str) -> Any:
     return copy.deepcopy(node)
 
 
-def shard_options() -> dict[str, Any]:
-    """write_subset_shards' config arguments with their defaults, as the shards rule passes them."""
-    return {
-        "member_names": defaults("shards", "member_names"),
-        "pub11_caption": defaults("metacaption", "pub11_caption"),
-        "count": defaults("shards", "count"),
-    }
+def _merged(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and value:
+            _merged(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def config(overrides: dict | None = None) -> dict:
+    """The config `validate` gives a config file holding `overrides` (nested like config.yaml): the
+    schema's defaults with the given keys replaced, e.g. config({"split": {"val_fraction": 0.2}})."""
+    return _merged(defaults(), overrides or {})

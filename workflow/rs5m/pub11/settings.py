@@ -1,4 +1,5 @@
-"""PUB11's settings: the config sections of its stages after the download, as the stages read them.
+"""PUB11's settings: the config sections of its stages after the download, as the stages read them
+(`images`, `dedup`, `outliers`).
 
 Built once from the validated config (`OutlierSettings.from_config(config)`, ...) by the rules'
 adapters, the tests and the benchmarks alike; field names are the schema's key names.
@@ -55,3 +56,31 @@ class OutlierSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> OutlierSettings:
         return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    max_pixels: int
+    min_side: int
+    phash_exact: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ImageSettings:
+        return from_section(cls, config["images"])
+
+
+@dataclass(frozen=True)
+class DedupConfirm:
+    size: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    phash_radius: int
+    bands: int
+    confirm: DedupConfirm
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DedupSettings:
+        return from_section(cls, config["dedup"])

@@ -33,7 +33,8 @@ from rs5m.decontamination.matching import (
     hash_search,
     image_features,
 )
-from rs5m.decontamination.settings import DecontaminationSettings, ScoringClip
+from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.settings import ClipModel
 
 
 def bench_embedding(count: int, model: str, pretrained: str | None, device: str) -> float:
@@ -50,7 +51,7 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
             paths.append(str(path))
         started = time.perf_counter()
         configured = DecontaminationSettings.from_config(defaults())
-        scoring = replace(configured.outliers, clip=ScoringClip(model, pretrained), device=device)
+        scoring = replace(configured.outliers, clip=ClipModel(model, pretrained), device=device)
         ok, _, vectors = image_features(paths, True, replace(configured, batch_size=64, outliers=scoring), workers=2)
         seconds = time.perf_counter() - started
     print(

@@ -37,7 +37,6 @@ from rs5m.decontamination.settings import (
     Action,
     DecontaminationSettings,
     Embedding,
-    ScoringClip,
     ScoringModel,
 )
 from rs5m.demo.aerial_scenes import aerial_scene
@@ -47,6 +46,7 @@ from rs5m.demo.rs3_tiny_models import build_tiny_clip
 from rs5m.demo.web import render_aerial
 from rs5m.ledger import read_stats
 from rs5m.phash import phash_int
+from rs5m.settings import ClipModel
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = DecontaminationSettings.from_config(defaults())  # as configured
@@ -68,7 +68,7 @@ def settings(action="drop", radius=DEFAULT_RADIUS, embedding_threshold=None, cli
         ),
     )
     if clip is not None:
-        model = ScoringModel(clip=ScoringClip(*clip), device="cpu", precision="auto")
+        model = ScoringModel(clip=ClipModel(*clip), device="cpu", precision="auto")
         changed = replace(changed, outliers=model)
     return changed
 

@@ -11,10 +11,19 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClipModel:
+    """An open_clip model as the config names it (`outliers.clip`; decontamination embeds with it too)."""
+
+    model: str
+    pretrained: str | None
 
 
 @cache

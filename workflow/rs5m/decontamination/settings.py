@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rs5m.settings import from_section
+from rs5m.settings import ClipModel, from_section
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,10 @@ class Confirm:
 
 
 @dataclass(frozen=True)
-class ScoringClip:
-    model: str
-    pretrained: str | None
-
-
-@dataclass(frozen=True)
 class ScoringModel:
     """The part of the `outliers` section decontamination reads: the model that scored PUB11."""
 
-    clip: ScoringClip
+    clip: ClipModel
     device: str
     precision: str
 

@@ -11,13 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rs5m.settings import from_section
-
-
-@dataclass(frozen=True)
-class OutlierClip:
-    model: str
-    pretrained: str | None
+from rs5m.settings import ClipModel, from_section
 
 
 @dataclass(frozen=True)
@@ -42,7 +36,7 @@ class Detector:
 
 @dataclass(frozen=True)
 class OutlierSettings:
-    clip: OutlierClip
+    clip: ClipModel
     prompts: Prompts
     batch_size: int
     reduced_decode: bool

@@ -106,7 +106,7 @@ def main() -> None:
             work / "ben",
             split="train",
             version="auto",
-            clip=(0, 2000),
+            reflectance_clip=(0, 2000),
             jpeg_quality=95,
             threads=2,
         ),

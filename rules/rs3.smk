@@ -77,7 +77,7 @@ rule rs3_read_bigearthnet:
         roots=RS3["bigearthnet"]["roots"],
         split=RS3["bigearthnet"]["split"],
         version=RS3["bigearthnet"]["version"],
-        clip=RS3["bigearthnet"]["reflectance_clip"],
+        reflectance_clip=RS3["bigearthnet"]["reflectance_clip"],
         jpeg_quality=RS3["bigearthnet"]["jpeg_quality"],
     script:
         "../workflow/scripts/rs3_read_bigearthnet.py"

@@ -107,8 +107,8 @@ rule metafiles:
         "../envs/assembly.yaml"
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        val_fraction=config["split"]["val_fraction"],
-        pub11_caption=METACAPTION["pub11_caption"],
+        split=config["split"],  # rs5m.assemble.settings.MetafileSettings
+        metacaption=METACAPTION,
     script:
         "../workflow/scripts/metafiles.py"
 
@@ -150,7 +150,7 @@ rule dataset_stats:
         "../envs/assembly.yaml"
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.rs3_csv),
-        val_fraction=config["split"]["val_fraction"],
+        split=config["split"],  # rs5m.assemble.settings.StatsSettings
     script:
         "../workflow/scripts/dataset_stats.py"
 

@@ -6,7 +6,9 @@ from schema_defaults import shard_settings
 
 from rs5m.assemble.dataset_card import validate_croissant, write_card
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import MetafileSettings
 from rs5m.assemble.shards import write_subset_shards
+from rs5m.configured import config
 
 CARD = {
     "name": "RS5M",
@@ -36,9 +38,8 @@ def card(tmp_path_factory):
         run / "results/rs3/final.parquet",
         run / "results/pub11/places.parquet",
         run / "results/metafiles",
-        0.2,
         pub11_meta=None,
-        pub11_caption="keep",
+        settings=MetafileSettings.from_config(config({"split": {"val_fraction": 0.2}})),
     )
     write_card(
         manifests,

@@ -6,7 +6,9 @@ from assembly_fakes import CC3M_LABELS, make_run
 from schema_defaults import pub11_metacaption_args
 
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import MetafileSettings
 from rs5m.assemble.split import split_of
+from rs5m.configured import config
 from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 
 
@@ -16,9 +18,10 @@ def _write(run, out, caption_mode):
         run / "results/rs3/final.parquet",
         run / "results/pub11/places.parquet",
         run / out,
-        0.2,
         pub11_meta=run / "results/pub11/metacaption.parquet",
-        pub11_caption=caption_mode,
+        settings=MetafileSettings.from_config(
+            config({"split": {"val_fraction": 0.2}, "metacaption": {"pub11_caption": caption_mode}})
+        ),
     )
 
 

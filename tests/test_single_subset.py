@@ -14,7 +14,9 @@ from rs5m.assemble.audit import audit, main
 from rs5m.assemble.dataset_card import write_card
 from rs5m.assemble.dataset_stats import OUTPUTS, write_report
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import MetafileSettings, StatsSettings
 from rs5m.assemble.shards import write_subset_shards
+from rs5m.configured import config
 
 CARD = {
     "name": "RS5M",
@@ -48,10 +50,17 @@ def _build(run, subset):
         shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000}),
         base_dir=run,
     )
+    split = config({"split": {"val_fraction": 0.2}})
     counts = write_metafiles(
-        out_dir=run / "results/metafiles", val_fraction=0.2, pub11_meta=None, pub11_caption="keep", **finals
+        out_dir=run / "results/metafiles", pub11_meta=None, settings=MetafileSettings.from_config(split), **finals
     )
-    write_report(finals["pub11_final"], finals["rs3_final"], run / "results/stats", 0.2, base_dir=run)
+    write_report(
+        finals["pub11_final"],
+        finals["rs3_final"],
+        run / "results/stats",
+        StatsSettings.from_config(split),
+        base_dir=run,
+    )
     absent = {other: WHY[other] for other in ("pub11", "rs3") if other != subset}
     write_card(
         [manifest],

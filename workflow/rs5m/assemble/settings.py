@@ -43,3 +43,22 @@ class ShardSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ShardSettings:
         return from_section(cls, config)
+
+
+@dataclass(frozen=True)
+class MetafileSettings:
+    split: Split
+    metacaption: Metacaption
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MetafileSettings:
+        return from_section(cls, config)
+
+
+@dataclass(frozen=True)
+class StatsSettings:
+    split: Split
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StatsSettings:
+        return from_section(cls, config)

@@ -177,8 +177,7 @@ rule dataset_card:
         "../envs/assembly.yaml"
     params:
         metafiles_dir=lambda wildcards, input: os.path.dirname(input.metafiles[0]),
-        card=config["card"],
-        validate=config["card"]["validate"],
+        card=config["card"],  # rs5m.assemble.settings.CardSettings
         absent=ABSENT_SUBSETS,
     script:
         "../workflow/scripts/dataset_card.py"
@@ -207,8 +206,7 @@ rule audit:
         # Shards are streamed (one sample at a time); the final tables' uids are held.
         mem_mb=4000,
     params:
-        stage_order=config["audit"]["stage_order"],
-        verify_images=config["audit"]["verify_images"],
+        audit=config["audit"],  # rs5m.assemble.settings.AuditSettings
         absent=ABSENT_SUBSETS,
     script:
         "../workflow/scripts/audit.py"

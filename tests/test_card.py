@@ -6,7 +6,7 @@ from schema_defaults import shard_settings
 
 from rs5m.assemble.dataset_card import validate_croissant, write_card
 from rs5m.assemble.metafiles import write_metafiles
-from rs5m.assemble.settings import MetafileSettings
+from rs5m.assemble.settings import CardSettings, MetafileSettings
 from rs5m.assemble.shards import write_subset_shards
 from rs5m.configured import config
 
@@ -47,8 +47,7 @@ def card(tmp_path_factory):
         run / "results/shards/README.md",
         run / "results/shards/croissant.json",
         {"split": {"val_fraction": 0.2}, "shards": {"target_bytes": 30000}},
-        CARD,
-        validate=True,
+        CardSettings.from_config(config({"card": {**CARD, "validate": True}})),
         absent=None,
         decontamination_csv=None,
         evaluation_md=None,

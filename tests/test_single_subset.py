@@ -14,7 +14,7 @@ from rs5m.assemble.audit import audit, main
 from rs5m.assemble.dataset_card import write_card
 from rs5m.assemble.dataset_stats import OUTPUTS, write_report
 from rs5m.assemble.metafiles import write_metafiles
-from rs5m.assemble.settings import MetafileSettings, StatsSettings
+from rs5m.assemble.settings import CardSettings, MetafileSettings, StatsSettings
 from rs5m.assemble.shards import write_subset_shards
 from rs5m.configured import config
 
@@ -68,8 +68,7 @@ def _build(run, subset):
         run / "results/shards/README.md",
         run / "results/shards/croissant.json",
         {"split": {"val_fraction": 0.2}},
-        CARD,
-        validate=CARD["validate"],
+        CardSettings.from_config(config({"card": CARD})),
         absent=absent,
         decontamination_csv=None,
         evaluation_md=None,

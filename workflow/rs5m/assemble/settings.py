@@ -62,3 +62,37 @@ class StatsSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> StatsSettings:
         return from_section(cls, config)
+
+
+@dataclass(frozen=True)
+class Card:
+    name: str
+    description: str
+    license: str
+    url: str
+    version: str
+    validate: bool
+
+
+@dataclass(frozen=True)
+class CardSettings:
+    card: Card
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CardSettings:
+        return from_section(cls, config)
+
+
+@dataclass(frozen=True)
+class Audit:
+    stage_order: list[str]
+    verify_images: bool
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    audit: Audit
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AuditSettings:
+        return from_section(cls, config)

@@ -65,6 +65,7 @@ def main() -> None:
     from rs5m.demo import rs3_demo_inputs as rs3_demo
     from rs5m.demo import rs3_tiny_models as tiny_models
     from rs5m.pub11.pub11_metacaption import pub11_metacaptions
+    from rs5m.pub11.settings import MetacaptionSettings
     from rs5m.rs3 import rs3_caption as caption
     from rs5m.rs3.rs3_metacaption import rs3_meta_rows
     from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
@@ -148,8 +149,7 @@ def main() -> None:
             [str(work / "pub11_urldedup.parquet")],
             work / "pub11_meta.parquet",
             stats_path=None,
-            seed=0,
-            season_rule="hemisphere",
+            settings=MetacaptionSettings.from_config(defaults()),
             cc3m_labels=work / "cc3m_labels.tsv",
             threads=1,
             memory_limit=None,

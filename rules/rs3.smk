@@ -146,8 +146,7 @@ rule rs3_metacaption:
     conda:
         "../envs/rs3.yaml"
     params:
-        seed=METACAPTION["seed"],
-        season_rule=METACAPTION["season_rule"],
+        metacaption=METACAPTION,  # rs5m.rs3.settings.MetacaptionSettings
     script:
         "../workflow/scripts/rs3_metacaption.py"
 

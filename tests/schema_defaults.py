@@ -12,6 +12,7 @@ from rs5m.assemble.settings import ShardSettings
 from rs5m.configured import config, defaults
 from rs5m.pub11.download_part import crawl_settings
 from rs5m.pub11.download_part import download_options as configured_download_options
+from rs5m.pub11.settings import MetacaptionSettings
 
 
 def schema_defaults(*section: str) -> dict:
@@ -51,13 +52,12 @@ def url_filter_args(**overrides) -> dict:
     }
 
 
-def pub11_metacaption_args(**overrides) -> dict:
-    """pub11_metacaptions's config arguments: the configured seed and season rule, no labels file."""
-    metacaption = schema_defaults("metacaption")
+def pub11_metacaption_args(metacaption=None, **overrides) -> dict:
+    """pub11_metacaptions's arguments: the configured settings (with `metacaption` keys replaced),
+    no stats file, no labels file."""
     return {
         "stats_path": None,
-        "seed": metacaption["seed"],
-        "season_rule": metacaption["season_rule"],
+        "settings": MetacaptionSettings.from_config(config({"metacaption": metacaption or {}})),
         "cc3m_labels": None,
         "threads": 1,
         "memory_limit": None,

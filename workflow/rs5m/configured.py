@@ -33,16 +33,12 @@ def defaults(*section: str) -> Any:
     return copy.deepcopy(node)
 
 
-def _merged(base: dict, overrides: dict) -> dict:
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and value:
-            _merged(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 def config(overrides: dict | None = None) -> dict:
-    """The config `validate` gives a config file holding `overrides` (nested like config.yaml): the
-    schema's defaults with the given keys replaced, e.g. config({"split": {"val_fraction": 0.2}})."""
-    return _merged(defaults(), overrides or {})
+    """The config `validate` makes of a config file holding `overrides` (nested like config.yaml):
+    validated, every key it leaves out filled with its schema default, as the workflow does, e.g.
+    config({"split": {"val_fraction": 0.2}})."""
+    from snakemake.utils import validate
+
+    filled = copy.deepcopy(overrides or {})
+    validate(filled, str(SCHEMA))
+    return filled

@@ -12,7 +12,7 @@ from rs5m.assemble.settings import ShardSettings
 from rs5m.configured import config, defaults
 from rs5m.pub11.download_part import crawl_settings
 from rs5m.pub11.download_part import download_options as configured_download_options
-from rs5m.pub11.settings import MetacaptionSettings
+from rs5m.pub11.settings import MetacaptionSettings, MetadataSettings
 
 
 def schema_defaults(*section: str) -> dict:
@@ -21,15 +21,15 @@ def schema_defaults(*section: str) -> dict:
 
 
 def keyword_filter_args(**overrides) -> dict:
-    """filter_chunk's config arguments as the rule passes them for a source of its own format."""
-    metadata = schema_defaults("metadata")
+    """filter_chunk's arguments as the rule passes them for a source of its own format; the
+    metadata keys (max_caption_bytes, on_bad_file) among `overrides` replace the configured ones."""
+    metadata = {key: overrides.pop(key) for key in ("max_caption_bytes", "on_bad_file") if key in overrides}
     return {
         "format": None,
         "columns": None,
         "filters": [],
         "index_file": None,
-        "max_caption_bytes": metadata["max_caption_bytes"],
-        "on_bad_file": metadata["on_bad_file"],
+        "settings": MetadataSettings.from_config(config({"metadata": metadata})),
         "threads": 1,
         "memory_limit": None,
         **overrides,

@@ -1,5 +1,5 @@
 """PUB11's settings: the config sections of its stages after the download, as the stages read them
-(`images`, `dedup`, `outliers`, `metacaption`).
+(`metadata`, `images`, `dedup`, `outliers`, `metacaption`).
 
 Built once from the validated config (`OutlierSettings.from_config(config)`, ...) by the rules'
 adapters, the tests and the benchmarks alike; field names are the schema's key names.
@@ -90,3 +90,15 @@ class MetacaptionSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MetacaptionSettings:
         return from_section(cls, config["metacaption"])
+
+
+@dataclass(frozen=True)
+class MetadataSettings:
+    """The metadata keys of the keyword filter (its threads are the rule's)."""
+
+    max_caption_bytes: int
+    on_bad_file: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MetadataSettings:
+        return from_section(cls, config["metadata"])

@@ -257,7 +257,7 @@ def caption_images(
     settings: CaptionSettings,
 ):
     """Candidates and selection for one batch of images -> (list of candidate lists, selections)."""
-    num_candidates, rotations_ = settings.num_candidates, settings.rotations
+    num_candidates = settings.num_candidates
     candidates = generate_candidates(
         processor,
         blip2,
@@ -271,9 +271,13 @@ def caption_images(
     flat = [text for group in candidates for text in group]
     images_a = clip_a.encode_images(images)
     texts_a = clip_a.encode_texts(flat).reshape(len(images), num_candidates, -1)
-    rotated = [angle for image in images for angle in rotations(image, rotations_.count, rotations_.step_degrees)]
-    rotation_scorer = clip_b if rotations_.model == "clip_b" else clip_a
-    rotated_embeddings = rotation_scorer.encode_images(rotated).reshape(len(images), rotations_.count, -1)
+    rotated = [
+        angle
+        for image in images
+        for angle in rotations(image, settings.rotations.count, settings.rotations.step_degrees)
+    ]
+    rotation_scorer = clip_b if settings.rotations.model == "clip_b" else clip_a
+    rotated_embeddings = rotation_scorer.encode_images(rotated).reshape(len(images), settings.rotations.count, -1)
     images_b = clip_b.encode_images(images) if rotation_scorer is not clip_b else rotated_embeddings[:, 0]
     # CLIP B only embeds the candidates CLIP A keeps, in one batch for all images.
     kept_a = [top_indices(cosine(images_a[i], texts_a[i]), settings.clip_a.keep) for i in range(len(images))]

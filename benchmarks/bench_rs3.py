@@ -65,12 +65,12 @@ def main() -> None:
     from rs5m.demo import rs3_demo_inputs as rs3_demo
     from rs5m.demo import rs3_tiny_models as tiny_models
     from rs5m.pub11.pub11_metacaption import pub11_metacaptions
-    from rs5m.pub11.settings import MetacaptionSettings
     from rs5m.rs3 import rs3_caption as caption
     from rs5m.rs3.rs3_metacaption import rs3_meta_rows
     from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
     from rs5m.rs3.rs3_read_fmow import read_fmow
     from rs5m.rs3.settings import CaptionSettings
+    from rs5m.settings import MetacaptionSettings
 
     copies = 4 if args.small else 20
     images_to_caption = 8 if args.small else 32

@@ -18,7 +18,7 @@ rule pub11_metacaption:
     resources:
         mem_mb=4000,
     params:
-        metacaption=METACAPTION,  # rs5m.pub11.settings.MetacaptionSettings
+        metacaption=METACAPTION,  # rs5m.settings.MetacaptionSettings
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
         memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:

@@ -146,7 +146,7 @@ rule rs3_metacaption:
     conda:
         "../envs/rs3.yaml"
     params:
-        metacaption=METACAPTION,  # rs5m.rs3.settings.MetacaptionSettings
+        metacaption=METACAPTION,  # rs5m.settings.MetacaptionSettings
     script:
         "../workflow/scripts/rs3_metacaption.py"
 

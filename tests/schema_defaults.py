@@ -12,7 +12,8 @@ from rs5m.assemble.settings import ShardSettings
 from rs5m.configured import config, defaults
 from rs5m.pub11.download_part import crawl_settings
 from rs5m.pub11.download_part import download_options as configured_download_options
-from rs5m.pub11.settings import MetacaptionSettings, MetadataSettings
+from rs5m.pub11.settings import MetadataSettings
+from rs5m.settings import MetacaptionSettings
 
 
 def schema_defaults(*section: str) -> dict:

@@ -50,9 +50,10 @@ def test_every_rule_script_is_named_for_its_rule():
 
 
 def is_settings_module(module):
-    """`rs5m.<package>.settings`: a stage package's config builders, which adapters may call."""
+    """`rs5m.<package>.settings` (a stage package's config builders) or the core's `rs5m.settings`
+    (the builder and the settings two stages share), which adapters may call."""
     parts = module.split(".")
-    return len(parts) >= 3 and parts[0] == "rs5m" and parts[2] == "settings"
+    return parts[:2] == ["rs5m", "settings"] or (len(parts) >= 3 and parts[0] == "rs5m" and parts[2] == "settings")
 
 
 def test_every_script_calls_the_module_of_its_name():
@@ -439,14 +440,21 @@ def test_every_settings_class_reads_schema_keys_only():
     from rs5m.configured import defaults
 
     built = []
-    for path in sorted(LIB.glob("*/settings.py")):
-        module = importlib.import_module("rs5m." + path.parent.name + ".settings")
+    for path in [LIB / "settings.py", *sorted(LIB.glob("*/settings.py"))]:
+        package = "" if path.parent == LIB else path.parent.name + "."
+        module = importlib.import_module("rs5m." + package + "settings")
         for name, cls in vars(module).items():
             if dataclasses.is_dataclass(cls) and hasattr(cls, "from_config") and cls.__module__ == module.__name__:
                 settings = cls.from_config(defaults())
                 assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), name
                 built.append(type(settings).__name__)
-    assert {"CaptionSettings", "OutlierSettings", "DecontaminationSettings", "ShardSettings"} <= set(built)
+    assert {
+        "CaptionSettings",
+        "OutlierSettings",
+        "DecontaminationSettings",
+        "ShardSettings",
+        "MetacaptionSettings",
+    } <= set(built)
 
 
 def rule_blocks():

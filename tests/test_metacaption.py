@@ -17,9 +17,8 @@ from rs5m.pub11.pub11_metacaption import (
     pub11_metacaptions,
     read_cc3m_labels,
 )
-from rs5m.pub11.settings import MetacaptionSettings
 from rs5m.rs3.rs3_metacaption import rs3_metacaptions
-from rs5m.rs3.settings import MetacaptionSettings as RS3Metacaption
+from rs5m.settings import MetacaptionSettings
 
 SEASON_RULE = schema_defaults("metacaption")["season_rule"]
 SEED = schema_defaults("metacaption")["seed"]
@@ -347,7 +346,7 @@ def test_rs3_metacaptions_parts(tmp_path):
     read = tmp_path / "read.parquet"
     pq.write_table(pa.Table.from_pylist(rows), read)
     parts = [tmp_path / f"{p}.parquet" for p in ("0000", "0001", "0002")]
-    rs3_metacaptions([str(read)], [str(p) for p in parts], RS3Metacaption(seed=3, season_rule="hemisphere"))
+    rs3_metacaptions([str(read)], [str(p) for p in parts], MetacaptionSettings(seed=3, season_rule="hemisphere"))
     out = [r for p in parts for r in pq.read_table(p).to_pylist()]
     assert sorted(r["uid"] for r in out) == sorted(r["uid"] for r in rows)
     maid = next(r for r in out if r["dataset"] == "millionaid")
@@ -355,4 +354,4 @@ def test_rs3_metacaptions_parts(tmp_path):
     fmow = next(r for r in out if r["dataset"] == "fmow")
     assert "São Paulo" in fmow["meta_caption"] and json.loads(fmow["geo"])["utm"] == "23K"
     with pytest.raises(ValueError):
-        rs3_metacaptions([str(read)], [str(parts[0])], RS3Metacaption(seed=0, season_rule="tropical"))
+        rs3_metacaptions([str(read)], [str(parts[0])], MetacaptionSettings(seed=0, season_rule="tropical"))

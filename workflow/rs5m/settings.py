@@ -43,3 +43,15 @@ def from_section(cls: type[T], section: Mapping[str, Any]) -> T:
             value = from_section(hint, value)
         values[field.name] = value
     return cls(**values)
+
+
+@dataclass(frozen=True)
+class MetacaptionSettings:
+    """The metacaption keys both meta-caption stages read (PUB11's and RS3's, over rs5m.metacaption)."""
+
+    seed: int | str
+    season_rule: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MetacaptionSettings:
+        return from_section(cls, config["metacaption"])

@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.pub11_metacaption import pub11_metacaptions
-from rs5m.pub11.settings import MetacaptionSettings
+from rs5m.settings import MetacaptionSettings
 
 run(
     snakemake,

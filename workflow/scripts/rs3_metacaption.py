@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.rs3.rs3_metacaption import rs3_metacaptions
-from rs5m.rs3.settings import MetacaptionSettings
+from rs5m.settings import MetacaptionSettings
 
 run(
     snakemake,

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from rs5m import duck, geo
 from rs5m.columns import UID
 from rs5m.metacaption import CLAUSES, date_fields, geo_json, meta_caption, parse_float, place_name
-from rs5m.pub11.settings import MetacaptionSettings
 from rs5m.pub11.sources import sql_string
+from rs5m.settings import MetacaptionSettings
 from rs5m.tables import PUB11_META_SCHEMA
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """PUB11's settings: the config sections of its stages after the download, as the stages read them
-(`metadata`, `images`, `dedup`, `outliers`, `metacaption`).
+(`metadata`, `images`, `dedup`, `outliers`).
 
 Built once from the validated config (`OutlierSettings.from_config(config)`, ...) by the rules'
 adapters, the tests and the benchmarks alike; field names are the schema's key names.
@@ -78,18 +78,6 @@ class DedupSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DedupSettings:
         return from_section(cls, config["dedup"])
-
-
-@dataclass(frozen=True)
-class MetacaptionSettings:
-    """The metacaption keys the PUB11 meta-caption stage reads."""
-
-    seed: int | str
-    season_rule: str
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> MetacaptionSettings:
-        return from_section(cls, config["metacaption"])
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from rs5m.metacaption import (
     place_name,
     sample_rng,
 )
-from rs5m.rs3.settings import MetacaptionSettings
+from rs5m.settings import MetacaptionSettings
 from rs5m.tables import RS3_META_SCHEMA
 
 log = logging.getLogger(__name__)

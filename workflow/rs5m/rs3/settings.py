@@ -1,5 +1,4 @@
-"""RS3's settings: the `caption` config section as the captioning stage reads it, and the
-`metacaption` keys of the meta-caption stage.
+"""RS3's settings: the `caption` config section as the captioning stage reads it.
 
 Built once from the validated config (`CaptionSettings.from_config(config)`) by the rule's
 adapter, the tests and the benchmarks alike; field names are the schema's key names.
@@ -53,15 +52,3 @@ class CaptionSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CaptionSettings:
         return from_section(cls, config["caption"])
-
-
-@dataclass(frozen=True)
-class MetacaptionSettings:
-    """The metacaption keys the RS3 meta-caption stage reads."""
-
-    seed: int | str
-    season_rule: str
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> MetacaptionSettings:
-        return from_section(cls, config["metacaption"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ from rs5m.decontamination.matching import (
     hash_search,
     image_features,
 )
+from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.settings import ClipModel
 
 
 def bench_embedding(count: int, model: str, pretrained: str | None, device: str) -> float:
@@ -47,16 +50,9 @@ def bench_embedding(count: int, model: str, pretrained: str | None, device: str)
             render_aerial(n).save(path, quality=90)
             paths.append(str(path))
         started = time.perf_counter()
-        ok, _, vectors = image_features(
-            paths,
-            model,
-            pretrained,
-            True,
-            batch_size=64,
-            workers=2,
-            device=device,
-            precision=defaults("outliers", "precision"),
-        )
+        configured = DecontaminationSettings.from_config(defaults())
+        scoring = replace(configured.outliers, clip=ClipModel(model, pretrained), device=device)
+        ok, _, vectors = image_features(paths, True, replace(configured, batch_size=64, outliers=scoring), workers=2)
         seconds = time.perf_counter() - started
     print(
         f"embedding: {count} eval images x {N_VARIANTS} variants ({model}, {device}) in {seconds:.1f} s: "

@@ -20,14 +20,17 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
+from rs5m.configured import defaults
 from rs5m.pub11.keyword_filter import filter_chunk
 from rs5m.pub11.keywords import load_patterns
+from rs5m.pub11.settings import MetadataSettings
 
 REPO = Path(__file__).resolve().parents[1]
 KEYWORDS = REPO / "config" / "keywords.txt"
@@ -117,8 +120,7 @@ def main() -> None:
                 columns=None,
                 filters=[],
                 index_file=None,
-                max_caption_bytes=65536,
-                on_bad_file="fail",
+                settings=replace(MetadataSettings.from_config(defaults()), on_bad_file="fail"),
                 threads=args.threads,
                 memory_limit=None,
             ),

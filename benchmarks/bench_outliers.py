@@ -12,6 +12,7 @@ import logging
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,10 +21,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
+from rs5m.configured import defaults
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.models import load_clip
-from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS
 from rs5m.pub11.score_part import ShardImages, rs_probability, score_part
+from rs5m.pub11.settings import OutlierSettings
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 from rs5m.tar import locate_members  # noqa: E402
 
@@ -84,20 +86,21 @@ def main() -> None:
     model_rate = 1 / (1 / clip_rate + 1 / detector_rate)
 
     started = time.perf_counter()
+    configured = OutlierSettings.from_config(defaults())  # the configured prompts
     table = score_part(
         kept,
         "0000",
         weights,
         root / "scores.parquet",
-        clip_model=TINY_CLIP_NAME,
-        clip_pretrained=None,
-        batch_size=args.batch_size,
+        replace(
+            configured,
+            clip=replace(configured.clip, model=TINY_CLIP_NAME, pretrained=None),
+            batch_size=args.batch_size,
+            device="cpu",
+            precision="auto",
+            reduced_decode=False,
+        ),
         workers=args.workers,
-        device="cpu",
-        precision="auto",
-        prompt_modifiers=DEFAULT_MODIFIERS,
-        prompt_nouns=DEFAULT_NOUNS,
-        reduced_decode=False,
         embeddings_out=None,
         root=root,
     )

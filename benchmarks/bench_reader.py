@@ -38,9 +38,10 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from rs5m.assemble.settings import ShardSettings
     from rs5m.assemble.shards import RS3, write_subset_shards
     from rs5m.columns import make_uid
-    from rs5m.configured import shard_options
+    from rs5m.configured import config
 
     rng = np.random.default_rng(0)
     distinct = [photo_like_jpeg(side, rng) for _ in range(min(count, 64))]
@@ -64,9 +65,10 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
             }
         )
     pq.write_table(pa.Table.from_pylist(rows), folder / "final.parquet")
-    manifest = write_subset_shards(
-        RS3, folder / "final.parquet", folder / "shards", folder / "m.json", 0.0, 256 << 20, **shard_options()
+    settings = ShardSettings.from_config(
+        config({"split": {"val_fraction": 0.0}, "shards": {"target_bytes": 256 << 20}})
     )
+    manifest = write_subset_shards(RS3, folder / "final.parquet", folder / "shards", folder / "m.json", settings)
     return [str(folder / "shards" / shard.path) for shard in manifest.shards]
 
 

@@ -14,6 +14,7 @@ import logging
 import random
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="fewer images (for a busy 2-core machine)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    from rs5m.configured import defaults
     from rs5m.demo import rs3_demo_inputs as rs3_demo
     from rs5m.demo import rs3_tiny_models as tiny_models
     from rs5m.pub11.pub11_metacaption import pub11_metacaptions
@@ -67,6 +69,8 @@ def main() -> None:
     from rs5m.rs3.rs3_metacaption import rs3_meta_rows
     from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
     from rs5m.rs3.rs3_read_fmow import read_fmow
+    from rs5m.rs3.settings import CaptionSettings
+    from rs5m.settings import MetacaptionSettings
 
     copies = 4 if args.small else 20
     images_to_caption = 8 if args.small else 32
@@ -103,7 +107,7 @@ def main() -> None:
             work / "ben",
             split="train",
             version="auto",
-            clip=(0, 2000),
+            reflectance_clip=(0, 2000),
             jpeg_quality=95,
             threads=2,
         ),
@@ -145,8 +149,7 @@ def main() -> None:
             [str(work / "pub11_urldedup.parquet")],
             work / "pub11_meta.parquet",
             stats_path=None,
-            seed=0,
-            season_rule="hemisphere",
+            settings=MetacaptionSettings.from_config(defaults()),
             cc3m_labels=work / "cc3m_labels.tsv",
             threads=1,
             memory_limit=None,
@@ -183,30 +186,20 @@ def main() -> None:
         ),
         part,
     )
+    # The configured caption settings with the tiny models and shorter captions.
+    configured = CaptionSettings.from_config(defaults())
+    settings = replace(
+        configured,
+        blip2=replace(configured.blip2, model=str(models / "blip2")),
+        clip_a=replace(configured.clip_a, model="rs5m-tiny-clip", pretrained=str(models / "a.pt")),
+        clip_b=replace(configured.clip_b, model="rs5m-tiny-clip-rn", pretrained=str(models / "b.pt")),
+        max_length=30,
+        device="cpu",
+    )
     _, figures["caption_part"] = _timed(
         "caption part incl. model loading (batch 8)",
         len(meta),
-        lambda: caption.caption_part(
-            part,
-            work / "out.parquet",
-            work / "out.candidates.parquet",
-            blip2={"model": str(models / "blip2"), "lora": None, "dtype": "auto"},
-            clip_a={"model": "rs5m-tiny-clip", "pretrained": str(models / "a.pt")},
-            clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": str(models / "b.pt")},
-            num_candidates=20,
-            top_k=50,
-            top_p=0.95,
-            max_length=30,
-            keep_a=10,
-            keep_b=5,
-            rotation_count=12,
-            rotation_step=30,
-            rotation_model="clip_b",
-            batch_size=8,
-            seed=0,
-            device="cpu",
-            reduced_decode=False,
-        ),
+        lambda: caption.caption_part(part, work / "out.parquet", work / "out.candidates.parquet", settings),
     )
     processor, blip2 = caption.load_blip2(str(models / "blip2"), lora=None, device="cpu", dtype="auto")
     scorer_a = caption.ClipScorer("rs5m-tiny-clip", str(models / "a.pt"), "cpu")
@@ -225,16 +218,7 @@ def main() -> None:
                 blip2,
                 scorer_a,
                 scorer_b,
-                num_candidates=20,
-                top_k=50,
-                top_p=0.95,
-                max_length=30,
-                keep_a=10,
-                keep_b=5,
-                rotation_count=12,
-                rotation_step=30,
-                rotation_model="clip_b",
-                seed=0,
+                settings,
             )
 
     for batch in (1, 8):

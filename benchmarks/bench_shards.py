@@ -37,10 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from rs5m.assemble.settings import ShardSettings
 from rs5m.assemble.shards import PUB11, Sample, _pub11_provenance, pub11_img_name, sample_members, write_subset_shards
 from rs5m.assemble.split import SPLITS, split_of
 from rs5m.columns import make_uid
-from rs5m.configured import shard_options
+from rs5m.configured import config
 from rs5m.tar import BLOCK, FIXED_MODE, FIXED_MTIME, HashingFileWriter, read_tar_members
 
 TARGET_BYTES = 64 << 20
@@ -120,10 +121,8 @@ def shard_write(run: Path, shards: Path) -> tuple[float, float, dict[str, str]]:
         run / "results/pub11/final.parquet",
         shards,
         shards / "m.json",
-        0.05,
-        TARGET_BYTES,
+        ShardSettings.from_config(config({"split": {"val_fraction": 0.05}, "shards": {"target_bytes": TARGET_BYTES}})),
         base_dir=run,
-        **shard_options(),
     )
     _fsync_shards(shards)
     return time.perf_counter() - started, time.process_time() - cpu, {s.path: s.sha256 for s in manifest.shards}

@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,10 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outlier_bench_inputs import untrained_detector, write_run  # noqa: E402
 
+from rs5m.configured import defaults
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.models import load_clip
-from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS
 from rs5m.pub11.score_part import rs_probability, score_part
+from rs5m.pub11.settings import OutlierSettings
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
@@ -129,20 +131,21 @@ def main() -> int:
     started = time.perf_counter()
     kept = write_run(work, images)
     print(f"wrote {images} JPEGs in {time.perf_counter() - started:.1f} s", flush=True)
+    configured = OutlierSettings.from_config(defaults())  # the configured prompts
     table = score_part(
         kept,
         "0000",
         detector_weights,
         work / "scores.parquet",
-        clip_model=stage_model,
-        clip_pretrained=None,
-        batch_size=batch_size,
+        replace(
+            configured,
+            clip=replace(configured.clip, model=stage_model, pretrained=None),
+            batch_size=batch_size,
+            device=device,
+            precision="bf16" if device == "cuda" else "fp32",
+            reduced_decode=False,
+        ),
         workers=args.workers,
-        device=device,
-        precision="bf16" if device == "cuda" else "fp32",
-        prompt_modifiers=DEFAULT_MODIFIERS,
-        prompt_nouns=DEFAULT_NOUNS,
-        reduced_decode=False,
         embeddings_out=None,
         root=work,
     )

@@ -51,11 +51,9 @@ rule shards_part:
         shards_dir=lambda wildcards, output: os.path.dirname(
             os.path.dirname(output.part)
         ),
-        val_fraction=config["split"]["val_fraction"],
-        target_bytes=config["shards"]["target_bytes"],
-        shard_count=config["shards"]["count"],
-        member_names=config["shards"]["member_names"],
-        pub11_caption=METACAPTION["pub11_caption"],
+        split=config["split"],  # rs5m.assemble.settings.ShardSettings
+        shards=config["shards"],
+        metacaption=METACAPTION,
         group=lambda wildcards: int(wildcards.group),
         groups=SHARD_JOBS,
     script:
@@ -86,11 +84,9 @@ rule shards:
     threads: 3  # the sample builder, the write thread and the hash thread; an upper bound
     params:
         shards_dir=lambda wildcards, output: os.path.dirname(output.manifest),
-        val_fraction=config["split"]["val_fraction"],
-        target_bytes=config["shards"]["target_bytes"],
-        shard_count=config["shards"]["count"],
-        member_names=config["shards"]["member_names"],
-        pub11_caption=METACAPTION["pub11_caption"],
+        split=config["split"],  # rs5m.assemble.settings.ShardSettings
+        shards=config["shards"],
+        metacaption=METACAPTION,
         group=0,
         groups=1,
     script:
@@ -111,8 +107,8 @@ rule metafiles:
         "../envs/assembly.yaml"
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-        val_fraction=config["split"]["val_fraction"],
-        pub11_caption=METACAPTION["pub11_caption"],
+        split=config["split"],  # rs5m.assemble.settings.MetafileSettings
+        metacaption=METACAPTION,
     script:
         "../workflow/scripts/metafiles.py"
 
@@ -154,7 +150,7 @@ rule dataset_stats:
         "../envs/assembly.yaml"
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.rs3_csv),
-        val_fraction=config["split"]["val_fraction"],
+        split=config["split"],  # rs5m.assemble.settings.StatsSettings
     script:
         "../workflow/scripts/dataset_stats.py"
 
@@ -181,8 +177,7 @@ rule dataset_card:
         "../envs/assembly.yaml"
     params:
         metafiles_dir=lambda wildcards, input: os.path.dirname(input.metafiles[0]),
-        card=config["card"],
-        validate=config["card"]["validate"],
+        card=config["card"],  # rs5m.assemble.settings.CardSettings
         absent=ABSENT_SUBSETS,
     script:
         "../workflow/scripts/dataset_card.py"
@@ -211,8 +206,7 @@ rule audit:
         # Shards are streamed (one sample at a time); the final tables' uids are held.
         mem_mb=4000,
     params:
-        stage_order=config["audit"]["stage_order"],
-        verify_images=config["audit"]["verify_images"],
+        audit=config["audit"],  # rs5m.assemble.settings.AuditSettings
         absent=ABSENT_SUBSETS,
     script:
         "../workflow/scripts/audit.py"

@@ -83,23 +83,3 @@ def decontamination_targets():
         "results/stats/decontamination.md",
         "results/stats/decontamination_pairs.png",
     ]
-
-
-# The scoring model embeds the eval and RS3 images (PUB11's embeddings come from score_part).
-DECONTAMINATION_MODEL = {
-    "clip_model": OUTLIERS["clip"]["model"],
-    "clip_pretrained": OUTLIERS["clip"]["pretrained"],
-    "batch_size": DECONTAMINATION["batch_size"],
-    "device": OUTLIERS["device"],
-    "precision": OUTLIERS["precision"],
-}
-DECONTAMINATION_MATCH = {
-    "phash_radius": DECONTAMINATION["phash"]["radius"],
-    "embedding_threshold": (
-        DECONTAMINATION["embedding"]["threshold"]
-        if DECONTAMINATION["embedding"]["enabled"]
-        else None
-    ),
-    "confirm_size": DECONTAMINATION["confirm"]["size"],
-    "confirm_threshold": DECONTAMINATION["confirm"]["threshold"],
-}

@@ -41,7 +41,8 @@ rule decontamination_eval:
     params:
         paths=lambda wildcards: EVAL_SETS[wildcards.eval_set]["paths"],
         fmt=lambda wildcards: EVAL_SETS[wildcards.eval_set]["format"],
-        options=DECONTAMINATION_MODEL,
+        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
+        outliers=OUTLIERS,  # its scoring model
     script:
         "../workflow/scripts/decontamination_eval.py"
 
@@ -63,7 +64,8 @@ rule decontamination_rs3_features:
     resources:
         gpu=1,
     params:
-        options=DECONTAMINATION_MODEL,
+        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
+        outliers=OUTLIERS,  # its scoring model
     script:
         "../workflow/scripts/decontamination_rs3_features.py"
 
@@ -86,8 +88,8 @@ rule decontaminate_pub11:
     resources:
         mem_mb=16000,
     params:
-        options=DECONTAMINATION_MATCH,
-        action=DECONTAMINATION["action"]["pub11"],
+        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
+        outliers=OUTLIERS,  # its scoring model
     script:
         "../workflow/scripts/decontaminate.py"
 
@@ -108,8 +110,8 @@ rule decontaminate_rs3:
     conda:
         "../envs/models.yaml"
     params:
-        options=DECONTAMINATION_MATCH,
-        action=DECONTAMINATION["action"]["rs3"],
+        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
+        outliers=OUTLIERS,  # its scoring model
     script:
         "../workflow/scripts/decontaminate.py"
 
@@ -132,10 +134,7 @@ rule decontamination_report:
         "../envs/pub11.yaml"
     params:
         formats={name: settings["format"] for name, settings in EVAL_SETS.items()},
-        actions=DECONTAMINATION["action"],
-        radius=DECONTAMINATION["phash"]["radius"],
-        threshold=DECONTAMINATION_MATCH["embedding_threshold"],
-        clip_model=OUTLIERS["clip"]["model"],
-        clip_pretrained=OUTLIERS["clip"]["pretrained"],
+        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
+        outliers=OUTLIERS,  # its scoring model
     script:
         "../workflow/scripts/decontamination_report.py"

@@ -18,11 +18,7 @@ rule images_part:
         "../envs/pub11.yaml"
     threads: config["images"]["processes"]  # decode + pHash processes; an upper bound, clamped by --cores
     params:
-        options={
-            "max_pixels": config["images"]["max_pixels"],
-            "min_side": config["images"]["min_side"],
-            "phash_exact": config["images"]["phash_exact"],
-        },
+        images=config["images"],  # rs5m.pub11.settings.ImageSettings
     script:
         "../workflow/scripts/images_part.py"
 
@@ -48,11 +44,7 @@ rule image_dedup:
     resources:
         mem_mb=16000,
     params:
-        options={
-            "phash_radius": config["dedup"]["phash_radius"],
-            "bands": config["dedup"]["bands"],
-            "confirm": config["dedup"]["confirm"],
-        },
+        dedup=config["dedup"],  # rs5m.pub11.settings.DedupSettings
         # DuckDB spills beyond this: 3/4 of the job's memory.
         memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:

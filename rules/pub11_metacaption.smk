@@ -18,8 +18,7 @@ rule pub11_metacaption:
     resources:
         mem_mb=4000,
     params:
-        seed=METACAPTION["seed"],
-        season_rule=METACAPTION["season_rule"],
+        metacaption=METACAPTION,  # rs5m.settings.MetacaptionSettings
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
         memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:

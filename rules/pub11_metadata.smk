@@ -24,8 +24,7 @@ rule keyword_filter:
         format=lambda wildcards: source_format(wildcards.source),
         columns=lambda wildcards: config["sources"][wildcards.source]["columns"],
         filters=lambda wildcards: config["sources"][wildcards.source]["filters"],
-        max_caption_bytes=config["metadata"]["max_caption_bytes"],
-        on_bad_file=config["metadata"]["on_bad_file"],
+        metadata=config["metadata"],  # rs5m.pub11.settings.MetadataSettings
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
         memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),
     script:

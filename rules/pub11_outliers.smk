@@ -20,22 +20,7 @@ rule train_rs_detector:
     resources:
         gpu=1,
     params:
-        options={
-            "device": OUTLIERS["device"],
-            **{
-                key: DETECTOR[key]
-                for key in (
-                    "model",
-                    "epochs",
-                    "imgsz",
-                    "batch",
-                    "seed",
-                    "max_per_class",
-                    "amp",
-                    "train_args",
-                )
-            },
-        },
+        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
     script:
         "../workflow/scripts/train_rs_detector.py"
 
@@ -59,16 +44,7 @@ rule score_part:
     resources:
         gpu=1,
     params:
-        options={
-            "clip_model": OUTLIERS["clip"]["model"],
-            "clip_pretrained": OUTLIERS["clip"]["pretrained"],
-            "prompt_modifiers": OUTLIERS["prompts"]["modifiers"],
-            "prompt_nouns": OUTLIERS["prompts"]["nouns"],
-            "batch_size": OUTLIERS["batch_size"],
-            "device": OUTLIERS["device"],
-            "precision": OUTLIERS["precision"],
-            "reduced_decode": OUTLIERS["reduced_decode"],
-        },
+        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
     script:
         "../workflow/scripts/score_part.py"
 
@@ -89,10 +65,7 @@ rule outlier_threshold:
     resources:
         mem_mb=8000,
     params:
-        options={
-            "clip_top_percent": OUTLIERS["clip_top_percent"],
-            "rs_top_percent": OUTLIERS["rs_top_percent"],
-        },
+        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
     script:
         "../workflow/scripts/outlier_threshold.py"
 
@@ -111,10 +84,6 @@ rule outlier_qa:
     conda:
         "../envs/pub11.yaml"
     params:
-        options={
-            "clip_top_percent": OUTLIERS["clip_top_percent"],
-            "rs_top_percent": OUTLIERS["rs_top_percent"],
-            "levels": OUTLIERS["qa_levels"],
-        },
+        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
     script:
         "../workflow/scripts/outlier_qa.py"

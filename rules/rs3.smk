@@ -77,7 +77,7 @@ rule rs3_read_bigearthnet:
         roots=RS3["bigearthnet"]["roots"],
         split=RS3["bigearthnet"]["split"],
         version=RS3["bigearthnet"]["version"],
-        clip=RS3["bigearthnet"]["reflectance_clip"],
+        reflectance_clip=RS3["bigearthnet"]["reflectance_clip"],
         jpeg_quality=RS3["bigearthnet"]["jpeg_quality"],
     script:
         "../workflow/scripts/rs3_read_bigearthnet.py"
@@ -146,8 +146,7 @@ rule rs3_metacaption:
     conda:
         "../envs/rs3.yaml"
     params:
-        seed=METACAPTION["seed"],
-        season_rule=METACAPTION["season_rule"],
+        metacaption=METACAPTION,  # rs5m.settings.MetacaptionSettings
     script:
         "../workflow/scripts/rs3_metacaption.py"
 
@@ -172,18 +171,7 @@ rule rs3_caption:
         gpu=1,
         mem_mb=32000,
     params:
-        blip2=CAPTION["blip2"],
-        clip_a=CAPTION["clip_a"],
-        clip_b=CAPTION["clip_b"],
-        num_candidates=CAPTION["num_candidates"],
-        top_k=CAPTION["top_k"],
-        top_p=CAPTION["top_p"],
-        max_length=CAPTION["max_length"],
-        rotations=CAPTION["rotations"],
-        batch_size=CAPTION["batch_size"],
-        seed=CAPTION["seed"],
-        device=CAPTION["device"],
-        reduced_decode=CAPTION["reduced_decode"],
+        caption=CAPTION,  # rs5m.rs3.settings.CaptionSettings
     script:
         "../workflow/scripts/rs3_caption.py"
 

@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.columns import make_uid, uid_bucket
+from rs5m.configured import config
 from rs5m.decontamination.decontamination_report import write_report
+from rs5m.decontamination.settings import DecontaminationSettings
 from rs5m.ledger import StageStats, drops_table, write_drops, write_stats
 
 KEYWORDS = ["satellite", "aerial view", "remote sensing"]
@@ -233,10 +235,6 @@ def make_run(run: Path, pub11: dict[str, int] | None = None) -> Path:
         stats / "decontamination.md",
         stats / "decontamination_pairs.png",
         formats={},
-        actions={"pub11": "drop", "rs3": "report"},
-        phash_radius=12,
-        embedding_threshold=None,
-        clip_model="",
-        clip_pretrained=None,
+        settings=DecontaminationSettings.from_config(config({"decontamination": {"embedding": {"enabled": False}}})),
     )
     return run

@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,11 @@ def write_folder(folder: Path, make, count: int, seed: int) -> Path:
 @functools.lru_cache(maxsize=1)
 def trained_detector() -> tuple[Path, Path, dict]:
     """Train the tiny detector once per test process: (weights, work folder, metrics)."""
+    from rs5m.configured import defaults
+    from rs5m.pub11.settings import OutlierSettings
     from rs5m.pub11.train_rs_detector import train_rs_detector
+
+    configured = OutlierSettings.from_config(defaults())  # yolo11n-cls.yaml from scratch, seed 0, amp
 
     work = Path(tempfile.mkdtemp(prefix="rs5m-detector-"))
     positives = write_folder(work / "pos", rs_like, 10, seed=1)
@@ -131,15 +136,7 @@ def trained_detector() -> tuple[Path, Path, dict]:
         work / "out/weights.pt",
         work / "out/metrics.json",
         work / "train",
-        model="yolo11n-cls.yaml",
-        epochs=2,
-        imgsz=32,
-        batch=8,
+        replace(configured, device="cpu", detector=replace(configured.detector, epochs=2, imgsz=32, batch=8)),
         workers=0,
-        seed=0,
-        max_per_class=None,
-        device="cpu",
-        amp=True,
-        train_args=None,
     )
     return work / "out/weights.pt", work, metrics

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from rs5m.configured import defaults
-from rs5m.configured import shard_options as configured_shard_options
+from rs5m.assemble.settings import ShardSettings
+from rs5m.configured import config, defaults
 from rs5m.pub11.crawl_guard import CrawlSettings
 from rs5m.pub11.download_part import DownloadSettings, crawl_settings
+from rs5m.pub11.settings import MetadataSettings
+from rs5m.settings import MetacaptionSettings
 
 
 def schema_defaults(*section: str) -> dict:
@@ -20,15 +22,15 @@ def schema_defaults(*section: str) -> dict:
 
 
 def keyword_filter_args(**overrides) -> dict:
-    """filter_chunk's config arguments as the rule passes them for a source of its own format."""
-    metadata = schema_defaults("metadata")
+    """filter_chunk's arguments as the rule passes them for a source of its own format; the
+    metadata keys (max_caption_bytes, on_bad_file) among `overrides` replace the configured ones."""
+    metadata = {key: overrides.pop(key) for key in ("max_caption_bytes", "on_bad_file") if key in overrides}
     return {
         "format": None,
         "columns": None,
         "filters": [],
         "index_file": None,
-        "max_caption_bytes": metadata["max_caption_bytes"],
-        "on_bad_file": metadata["on_bad_file"],
+        "settings": MetadataSettings.from_config(config({"metadata": metadata})),
         "threads": 1,
         "memory_limit": None,
         **overrides,
@@ -51,37 +53,15 @@ def url_filter_args(**overrides) -> dict:
     }
 
 
-def pub11_metacaption_args(**overrides) -> dict:
-    """pub11_metacaptions's config arguments: the configured seed and season rule, no labels file."""
-    metacaption = schema_defaults("metacaption")
+def pub11_metacaption_args(metacaption=None, **overrides) -> dict:
+    """pub11_metacaptions's arguments: the configured settings (with `metacaption` keys replaced),
+    no stats file, no labels file."""
     return {
         "stats_path": None,
-        "seed": metacaption["seed"],
-        "season_rule": metacaption["season_rule"],
+        "settings": MetacaptionSettings.from_config(config({"metacaption": metacaption or {}})),
         "cc3m_labels": None,
         "threads": 1,
         "memory_limit": None,
-        **overrides,
-    }
-
-
-def caption_part_args(**overrides) -> dict:
-    """caption_part's sampling, ranking and rotation arguments as the adapter passes them."""
-    caption = schema_defaults("caption")
-    return {
-        "num_candidates": caption["num_candidates"],
-        "top_k": caption["top_k"],
-        "top_p": caption["top_p"],
-        "max_length": caption["max_length"],
-        "keep_a": caption["clip_a"]["keep"],
-        "keep_b": caption["clip_b"]["keep"],
-        "rotation_count": caption["rotations"]["count"],
-        "rotation_step": caption["rotations"]["step_degrees"],
-        "rotation_model": caption["rotations"]["model"],
-        "batch_size": caption["batch_size"],
-        "seed": caption["seed"],
-        "device": caption["device"],
-        "reduced_decode": caption["reduced_decode"],
         **overrides,
     }
 
@@ -97,6 +77,7 @@ def guard_settings(pacing_dir: str | None = None, **overrides) -> CrawlSettings:
     return crawl_settings(download_settings(**overrides), proxy=None, pacing_dir=pacing_dir, timing_dir=None)
 
 
-def shard_options(**overrides) -> dict:
-    """write_subset_shards' config arguments as the shards rule passes them."""
-    return {**configured_shard_options(), **overrides}
+def shard_settings(**sections) -> ShardSettings:
+    """The shard rules' settings with these config sections' keys replaced, e.g.
+    shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000})."""
+    return ShardSettings.from_config(config(sections))

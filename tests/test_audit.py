@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import make_run
-from schema_defaults import shard_options
+from schema_defaults import shard_settings
 
 from rs5m.assemble.audit import audit, main, order_chain
 from rs5m.assemble.shards import PUB11, RS3, write_subset_shards
@@ -19,10 +19,8 @@ def _shards(run):
             run / f"results/{subset}/final.parquet",
             run / "results/shards",
             run / f"results/shards/{subset}.manifest.json",
-            0.2,
-            30_000,
+            shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000}),
             base_dir=run,
-            **shard_options(),
         )
 
 

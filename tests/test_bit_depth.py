@@ -24,6 +24,7 @@ from rs5m.demo.web import DemoWebServer
 from rs5m.pub11.bit_depth import may_be_wide, normalised_stream, to_uint8
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.images_part import inspect_part
+from rs5m.pub11.settings import ImageSettings
 
 SETTINGS = download_settings(
     thread_count=4,
@@ -187,10 +188,8 @@ def downloaded(request, tmp_path_factory):
         str(root / "images.parquet"),
         str(root / "images.stats.json"),
         str(root / "images.drops.parquet"),
-        max_pixels=50_000_000,
-        min_side=32,
+        ImageSettings(max_pixels=50_000_000, min_side=32, phash_exact=True),
         threads=1,
-        phash_exact=True,
     )
     stored = {}
     for tar_path in sorted((root / "0000").glob("*.tar")):

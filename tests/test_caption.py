@@ -1,17 +1,20 @@
 """BLIP-2 candidates with tiny offline models, ranking and rotation selection on fixed embeddings."""
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from schema_defaults import caption_part_args, schema_defaults
+from schema_defaults import schema_defaults
 
 from rs5m.demo.rs3_tiny_models import build_tiny_blip2, build_tiny_clip, register_tiny_clip
 from rs5m.ledger import drops_path, read_stats, stats_path
 from rs5m.models import is_random_weights
 from rs5m.rs3 import rs3_caption as cap
 from rs5m.rs3.rs3_final import FINAL_COLUMNS, collect_final
+from rs5m.rs3.settings import CaptionSettings
 
 CAPTION = schema_defaults("caption")
 # Nucleus sampling as configured (20 candidates), short captions for the tiny model.
@@ -179,15 +182,18 @@ def test_caption_part_end_to_end(tiny, tmp_path):
     part = tmp_path / "0000.parquet"
     pq.write_table(pa.Table.from_pylist(rows), part)
     out, candidates = tmp_path / "out" / "0000.parquet", tmp_path / "out" / "0000.candidates.parquet"
-    stats = cap.caption_part(
-        part,
-        out,
-        candidates,
-        blip2={**CAPTION["blip2"], "model": tiny["blip2"]},
-        clip_a={"model": "rs5m-tiny-clip", "pretrained": tiny["clip_a"]},
-        clip_b={"model": "rs5m-tiny-clip-rn", "pretrained": tiny["clip_b"]},
-        **caption_part_args(max_length=12, batch_size=2, device="cpu", seed=0),
+    configured = CaptionSettings.from_config({"caption": CAPTION})
+    settings = replace(
+        configured,
+        blip2=replace(configured.blip2, model=tiny["blip2"]),
+        clip_a=replace(configured.clip_a, model="rs5m-tiny-clip", pretrained=tiny["clip_a"]),
+        clip_b=replace(configured.clip_b, model="rs5m-tiny-clip-rn", pretrained=tiny["clip_b"]),
+        max_length=12,
+        batch_size=2,
+        device="cpu",
+        seed=0,
     )
+    stats = cap.caption_part(part, out, candidates, settings)
     by_source = {s.source: s for s in stats}
     assert (by_source["millionaid"].rows_in, by_source["millionaid"].kept) == (2, 1)
     assert by_source["millionaid"].dropped == {"unreadable_image": 1}

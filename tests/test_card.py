@@ -2,11 +2,13 @@ import json
 
 import pytest
 from assembly_fakes import make_run
-from schema_defaults import shard_options
+from schema_defaults import shard_settings
 
 from rs5m.assemble.dataset_card import validate_croissant, write_card
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import CardSettings, MetafileSettings
 from rs5m.assemble.shards import write_subset_shards
+from rs5m.configured import config
 
 CARD = {
     "name": "RS5M",
@@ -28,19 +30,16 @@ def card(tmp_path_factory):
             run / f"results/{subset}/final.parquet",
             run / "results/shards",
             manifests[-1],
-            0.2,
-            30_000,
+            shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000}),
             base_dir=run,
-            **shard_options(),
         )
     write_metafiles(
         run / "results/pub11/final.parquet",
         run / "results/rs3/final.parquet",
         run / "results/pub11/places.parquet",
         run / "results/metafiles",
-        0.2,
         pub11_meta=None,
-        pub11_caption="keep",
+        settings=MetafileSettings.from_config(config({"split": {"val_fraction": 0.2}})),
     )
     write_card(
         manifests,
@@ -48,8 +47,7 @@ def card(tmp_path_factory):
         run / "results/shards/README.md",
         run / "results/shards/croissant.json",
         {"split": {"val_fraction": 0.2}, "shards": {"target_bytes": 30000}},
-        CARD,
-        validate=True,
+        CardSettings.from_config(config({"card": {**CARD, "validate": True}})),
         absent=None,
         decontamination_csv=None,
         evaluation_md=None,

@@ -7,15 +7,16 @@ import io
 import json
 import random
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from PIL import Image
 
+from rs5m.configured import defaults
 from rs5m.confirm import confirm_thumb, confirmation_score
 from rs5m.decontamination.decontaminate import decontaminate
 from rs5m.decontamination.decontamination_eval import eval_set_features
@@ -32,6 +33,12 @@ from rs5m.decontamination.matching import (
     hamming,
     hash_search,
 )
+from rs5m.decontamination.settings import (
+    Action,
+    DecontaminationSettings,
+    Embedding,
+    ScoringModel,
+)
 from rs5m.demo.aerial_scenes import aerial_scene
 from rs5m.demo.decontamination_demo_eval import distinct_images, planted_copies
 from rs5m.demo.rs3_demo_inputs import _scene
@@ -39,13 +46,31 @@ from rs5m.demo.rs3_tiny_models import build_tiny_clip
 from rs5m.demo.web import render_aerial
 from rs5m.ledger import read_stats
 from rs5m.phash import phash_int
+from rs5m.settings import ClipModel
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]["decontamination"]["properties"]
-DEFAULT_RADIUS = SCHEMA["phash"]["properties"]["radius"]["default"]
-CONFIRM_SIZE = SCHEMA["confirm"]["properties"]["size"]["default"]
-CONFIRM_THRESHOLD = SCHEMA["confirm"]["properties"]["threshold"]["default"]
-CONFIRM = {"confirm_size": CONFIRM_SIZE, "confirm_threshold": CONFIRM_THRESHOLD}
+SETTINGS = DecontaminationSettings.from_config(defaults())  # as configured
+DEFAULT_RADIUS = SETTINGS.phash.radius
+CONFIRM_SIZE = SETTINGS.confirm.size
+CONFIRM_THRESHOLD = SETTINGS.confirm.threshold
+
+
+def settings(action="drop", radius=DEFAULT_RADIUS, embedding_threshold=None, clip=None):
+    """The configured settings with this test's action (both subsets), pHash radius, embedding
+    threshold (None: the embedding matcher off) and scoring CLIP ((model, pretrained) on the CPU)."""
+    changed = replace(
+        SETTINGS,
+        action=Action(pub11=action, rs3=action),
+        phash=replace(SETTINGS.phash, radius=radius),
+        embedding=Embedding(
+            enabled=embedding_threshold is not None,
+            threshold=SETTINGS.embedding.threshold if embedding_threshold is None else embedding_threshold,
+        ),
+    )
+    if clip is not None:
+        model = ScoringModel(clip=ClipModel(*clip), device="cpu", precision="auto")
+        changed = replace(changed, outliers=model)
+    return changed
 
 
 def _originals() -> list[Image.Image]:
@@ -181,10 +206,7 @@ def test_planted_copies_dropped_distinct_close_pairs_reported_and_kept(tmp_path)
         [tmp_path / "bench.parquet"],
         embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
         phash_parts=[],
-        action="drop",
-        phash_radius=DEFAULT_RADIUS,
-        embedding_threshold=None,
-        **CONFIRM,
+        settings=settings("drop", DEFAULT_RADIUS, None),
     )
     matches = pq.read_table(tmp_path / "pub.matches.parquet").to_pylist()
     confirmed = {(m["uid"], m["image_id"]) for m in matches if m["confirmed"]}
@@ -208,11 +230,7 @@ def test_planted_copies_dropped_distinct_close_pairs_reported_and_kept(tmp_path)
         tmp_path / "d.md",
         tmp_path / "d.png",
         {"bench": "folder"},
-        {"pub11": "drop", "rs3": "report"},
-        DEFAULT_RADIUS,
-        None,
-        clip_model="",
-        clip_pretrained=None,
+        replace(settings("drop"), action=Action(pub11="drop", rs3="report")),
     )
     total = rows[-1]
     assert total["pub11_phash"] == len(dataset) and total["pub11_matched"] == total["pub11_dropped"] == 2
@@ -316,14 +334,8 @@ def tiny_clip(tmp_path_factory) -> str:
 def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
     """Eval features (8 variants), RS3 features and the matching with both methods; PUB11 `drop`
     writes eval_overlap drops with `<set>:<image id>`, RS3 `report` keeps its rows."""
-    clip = {
-        "clip_model": "rs5m-tiny-clip",
-        "clip_pretrained": tiny_clip,
-        "device": "cpu",
-        "precision": "auto",
-        "batch_size": SCHEMA["batch_size"]["default"],
-        "workers": 0,
-    }
+    tiny = ("rs5m-tiny-clip", tiny_clip)
+    clip = {"settings": settings(clip=tiny), "workers": 0}
     dataset = {f"img{n}.png": render_aerial(200 + n) for n in range(6)}
     _write_images(tmp_path / "ds", dataset)
     # Eval set: a rotated copy of img0 and img3 (RS3), plus two distinct images.
@@ -386,10 +398,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         [eval_out],
         embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
         phash_parts=[],
-        action="drop",
-        phash_radius=DEFAULT_RADIUS,
-        embedding_threshold=0.99999,
-        **CONFIRM,
+        settings=settings("drop", DEFAULT_RADIUS, 0.99999, clip=tiny),
     )
     assert summary["dropped"] >= 1
     matches = pq.read_table(tmp_path / "pub.matches.parquet").to_pylist()
@@ -417,10 +426,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         [eval_out],
         embedding_parts=[(tmp_path / "scores.parquet", tmp_path / "pub.npy")],
         phash_parts=[],
-        action="drop",
-        phash_radius=0,
-        embedding_threshold=-1.0,
-        **CONFIRM,
+        settings=settings("drop", 0, -1.0, clip=tiny),
     )
     loose_matches = pq.read_table(tmp_path / "loose.matches.parquet").to_pylist()
     assert {m["uid"] for m in loose_matches if m["method"] == "embedding"} == {"p0", "p1", "p2"}
@@ -438,10 +444,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         [eval_out],
         embedding_parts=[(tmp_path / "rs3f.parquet", tmp_path / "rs3f.npy")],
         phash_parts=[tmp_path / "rs3f.parquet"],
-        action="report",
-        phash_radius=DEFAULT_RADIUS,
-        embedding_threshold=0.99999,
-        **CONFIRM,
+        settings=settings("report", DEFAULT_RADIUS, 0.99999, clip=tiny),
     )
     assert pq.read_table(tmp_path / "rs3_final.parquet").num_rows == 3
     assert pq.read_table(tmp_path / "rs3_final.drops.parquet").num_rows == 0
@@ -455,11 +458,7 @@ def test_embedding_path_drop_and_report_with_the_tiny_clip(tmp_path, tiny_clip):
         tmp_path / "d.md",
         tmp_path / "d.png",
         {"bench": "folder"},
-        {"pub11": "drop", "rs3": "report"},
-        DEFAULT_RADIUS,
-        0.99999,
-        clip_model="rs5m-tiny-clip",
-        clip_pretrained=tiny_clip,
+        replace(settings("drop", DEFAULT_RADIUS, 0.99999, clip=tiny), action=Action(pub11="drop", rs3="report")),
     )
     bench = rows[0]
     assert bench["images_read"] == 4 and bench["pub11_phash"] == 1 and bench["rs3_phash"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,7 @@ from rs5m.pub11.image_dedup import (
     near_duplicate_groups,
     near_duplicate_pairs,
 )
+from rs5m.pub11.settings import DedupSettings
 from rs5m.pub11.urls import pick_kept
 
 # The search with bands chosen by its cost model (config dedup.bands: 0), one thread, no memory cap.
@@ -201,9 +203,7 @@ def test_dedup_images_stage(tmp_path):
         str(tmp_path / "dedup/kept.stats.json"),
         str(tmp_path / "dedup/kept.drops.parquet"),
         str(tmp_path / "dedup/pairs.parquet"),
-        phash_radius=4,
-        bands=0,
-        confirm=schema_defaults()["dedup"]["confirm"],
+        replace(DedupSettings.from_config(schema_defaults()), phash_radius=4, bands=0),
         threads=1,
         memory_limit=None,
     )

@@ -17,6 +17,7 @@ from rs5m.demo.web import BAD_CASES, DemoWebServer, bad_body
 from rs5m.pub11.download_part import download_part, read_status
 from rs5m.pub11.download_retry import retry_failed
 from rs5m.pub11.images_part import inspect_part
+from rs5m.pub11.settings import ImageSettings
 
 # What each bad case must end as: (stage, reason) or kept.
 EXPECTED = {
@@ -93,10 +94,8 @@ def direct_run(tmp_path_factory):
         str(root / "images.parquet"),
         str(root / "images.stats.json"),
         str(root / "images.drops.parquet"),
-        max_pixels=50_000_000,
-        min_side=32,
+        ImageSettings(max_pixels=50_000_000, min_side=32, phash_exact=True),
         threads=2,
-        phash_exact=True,
     )
     return root, dict(zip(uids, urls)), {uid: cases[url] for uid, url in zip(uids, urls)}
 

@@ -6,9 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, planned_jobs, snakemake
-from schema_defaults import keyword_filter_args, pub11_metacaption_args, url_filter_args
+from schema_defaults import keyword_filter_args, pub11_metacaption_args, schema_defaults, url_filter_args
 
 from rs5m import duck
+from rs5m.pub11.settings import DedupSettings
 
 MIB = 1024 * 1024
 
@@ -84,9 +85,7 @@ def test_each_stage_passes_its_limit(tmp_path, monkeypatch, module, call):
                 stats=tmp_path / "k.stats.json",
                 drops=tmp_path / "k.drops.parquet",
                 pairs=tmp_path / "k.pairs.parquet",
-                phash_radius=4,
-                bands=0,
-                confirm={"size": 128, "threshold": 0.7},
+                settings=DedupSettings.from_config(schema_defaults()),
                 threads=2,
                 memory_limit="700MB",
             )

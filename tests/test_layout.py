@@ -49,9 +49,20 @@ def test_every_rule_script_is_named_for_its_rule():
     assert not mismatched, f"rules whose script has another name: {mismatched}"
 
 
+def is_settings_module(module):
+    """`rs5m.<package>.settings` (a stage package's config builders) or the core's `rs5m.settings`
+    (the builder and the settings two stages share), which adapters may call."""
+    parts = module.split(".")
+    return parts[:2] == ["rs5m", "settings"] or (len(parts) >= 3 and parts[0] == "rs5m" and parts[2] == "settings")
+
+
 def test_every_script_calls_the_module_of_its_name():
     for script in sorted(SCRIPTS.glob("*.py")):
-        modules = [m for m in imported_modules(script) if m.startswith("rs5m.") and m != "rs5m.adapter"]
+        modules = [
+            m
+            for m in imported_modules(script)
+            if m.startswith("rs5m.") and m != "rs5m.adapter" and not is_settings_module(m)
+        ]
         libs = {m for m in modules if (LIB / (m.removeprefix("rs5m.").replace(".", "/") + ".py")).is_file()}
         assert libs, f"{script.name} calls no library module"
         assert all(m.rsplit(".", 1)[-1] == script.stem for m in libs), f"{script.name} imports {sorted(libs)}"
@@ -135,7 +146,7 @@ def entry_functions():
         for node in ast.walk(ast.parse(script.read_text())):
             if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rs5m.")):
                 continue
-            if node.module == "rs5m.adapter":
+            if node.module == "rs5m.adapter" or is_settings_module(node.module):
                 continue
             tree = ast.parse((LIB / (node.module.removeprefix("rs5m.").replace(".", "/") + ".py")).read_text())
             defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
@@ -287,3 +298,165 @@ def test_library_functions_restate_no_config_default():
     assert set(SAME_NAME_DEFAULTS) <= seen, (
         f"stale SAME_NAME_DEFAULTS entries: {sorted(set(SAME_NAME_DEFAULTS) - seen)}"
     )
+
+
+# Dataclass field defaults and module constants under a config key's name and equal to its schema
+# default, each with the reason it is not that config value restated.
+SAME_NAME_FIELDS_AND_CONSTANTS = {
+    ("assemble/shards.py", "Manifest", "count"): "a manifest read back without a count (size-based tars)",
+    ("pub11/sources.py", "SourceFormat", "width"): "a source format without a width column",
+    ("pub11/sources.py", "SourceFormat", "height"): "a source format without a height column",
+    ("pub11/sources.py", "SourceFormat", "index_file"): "a source format without a DFN index",
+}
+
+
+def _restates(value, defaults):
+    def same(default):
+        if isinstance(value, (tuple, list)) and isinstance(default, list):
+            return list(value) == default
+        return value == default and isinstance(value, bool) == isinstance(default, bool)
+
+    return any(same(default) for default in defaults)
+
+
+def _literal(node):
+    """The value of a literal, a tuple/list/frozenset(...) of literals, or a dataclass field(default=...,
+    default_factory=lambda: <literal>); else raises ValueError."""
+    if isinstance(node, ast.Call):
+        name = ast.unparse(node.func)
+        if name in ("tuple", "list", "frozenset", "set") and len(node.args) == 1:
+            return tuple(_literal(node.args[0]))
+        if name.endswith("field"):
+            for keyword in node.keywords:
+                if keyword.arg == "default":
+                    return _literal(keyword.value)
+                if keyword.arg == "default_factory":
+                    factory = keyword.value
+                    if isinstance(factory, ast.Lambda):
+                        return _literal(factory.body)
+                    if ast.unparse(factory) in ("list", "dict", "tuple"):
+                        return {"list": [], "dict": {}, "tuple": ()}[ast.unparse(factory)]
+        raise ValueError(ast.unparse(node))
+    if isinstance(node, ast.Name) and node.id.isupper():
+        raise ValueError(node.id)  # a named constant: judged where it is defined
+    return ast.literal_eval(node)
+
+
+def restated_fields_and_constants(root=LIB):
+    """(module, class or None, name) of every dataclass field default and module-level UPPER_CASE
+    constant that restates a schema default: a field named like a config key with that key's
+    default; a constant whose name contains a key's name and equals its default, or any constant
+    sequence of two or more items equal to a list default of the schema (the prompt lists, say)."""
+    schema = schema_defaults_by_key()
+    found = set()
+    for path in sorted(root.rglob("*.py")):
+        module = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            if not any("dataclass" in ast.unparse(decorator) for decorator in node.decorator_list):
+                continue
+            for statement in node.body:
+                if not (isinstance(statement, ast.AnnAssign) and statement.value is not None):
+                    continue
+                name = statement.target.id
+                try:
+                    value = _literal(statement.value)
+                except ValueError:
+                    continue
+                if name in schema and _restates(value, schema[name]):
+                    found.add((module, node.name, name))
+        for statement in tree.body:
+            if isinstance(statement, ast.Assign):
+                names = [t.id for t in statement.targets if isinstance(t, ast.Name)]
+            elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+                names = [statement.target.id]
+            else:
+                continue
+            for name in (n for n in names if n.lstrip("_").isupper()):
+                try:
+                    value = _literal(statement.value)
+                except ValueError:
+                    continue
+                sequence = isinstance(value, (tuple, list)) and len(value) >= 2
+                for key, defaults in schema.items():
+                    if (key in name.lower() or sequence) and _restates(value, defaults):
+                        found.add((module, None, name))
+    return found
+
+
+def test_dataclass_fields_and_constants_restate_no_config_default():
+    """Dataclass field defaults and module constants are config defaults too: none restates one
+    (the settings classes of rs5m/<package>/settings.py have no defaults at all)."""
+    found = restated_fields_and_constants()
+    allowed = set(SAME_NAME_FIELDS_AND_CONSTANTS)
+    offenders = sorted(found - allowed, key=str)
+    assert not offenders, f"dataclass fields or constants that restate config/schema.yaml: {offenders}"
+    stale = sorted(set(SAME_NAME_FIELDS_AND_CONSTANTS) - found, key=str)
+    assert not stale, f"stale SAME_NAME_FIELDS_AND_CONSTANTS entries: {stale}"
+
+
+def test_the_restated_default_check_sees_fields_and_constants(tmp_path):
+    """The check above finds a restated field default, a restated constant and a restated list."""
+    (tmp_path / "_layout_probe.py").write_text(
+        '"""probe."""\n\nfrom dataclasses import dataclass, field\n\n'
+        "DEFAULT_MAX_REDIRECTS = 5\nPROMPT_NOUNS = ('remote sensing image', 'aerial image', 'satellite image')\n\n\n"
+        "@dataclass\nclass Probe:\n    min_side: int = 32\n    modifiers: list = field(default_factory=list)\n"
+    )
+    assert restated_fields_and_constants(tmp_path) == {
+        ("_layout_probe.py", None, "DEFAULT_MAX_REDIRECTS"),
+        ("_layout_probe.py", None, "PROMPT_NOUNS"),
+        ("_layout_probe.py", "Probe", "min_side"),
+    }
+
+
+def test_every_settings_class_reads_schema_keys_only():
+    """Each stage's settings builder takes its fields from the config by the schema's key names: built
+    from the schema's defaults, every field is found (a renamed field would be a KeyError)."""
+    import dataclasses
+    import importlib
+
+    from rs5m.configured import defaults
+
+    built = []
+    for path in [LIB / "settings.py", *sorted(LIB.glob("*/settings.py"))]:
+        package = "" if path.parent == LIB else path.parent.name + "."
+        module = importlib.import_module("rs5m." + package + "settings")
+        for name, cls in vars(module).items():
+            if dataclasses.is_dataclass(cls) and hasattr(cls, "from_config") and cls.__module__ == module.__name__:
+                settings = cls.from_config(defaults())
+                assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), name
+                built.append(type(settings).__name__)
+    assert {
+        "CaptionSettings",
+        "OutlierSettings",
+        "DecontaminationSettings",
+        "ShardSettings",
+        "MetacaptionSettings",
+    } <= set(built)
+
+
+def rule_blocks():
+    """{rule: its text} of every rule in rules/*.smk."""
+    blocks = {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        parts = re.split(r"^\s*rule (\w+):", smk.read_text(), flags=re.M)
+        blocks.update(zip(parts[1::2], parts[2::2]))
+    return blocks
+
+
+def test_every_rule_whose_module_opens_duckdb_bounds_its_memory_with_the_helper():
+    """A rule whose library module opens DuckDB (rs5m.duck) passes `memory_limit` from
+    memory_limit_for(resources.mem_mb) and declares that mem_mb."""
+    blocks = rule_blocks()
+    duck_rules = []
+    for rule, script in rule_scripts():
+        adapter = SCRIPTS / f"{script}.py"
+        modules = [m for m in imported_modules(adapter) if m.startswith("rs5m.") and m != "rs5m.adapter"]
+        paths = [LIB / (m.removeprefix("rs5m.").replace(".", "/") + ".py") for m in modules]
+        if any("rs5m.duck" in imported_modules(path) for path in paths if path.is_file()):
+            duck_rules.append(rule)
+            block = blocks[rule]
+            assert "memory_limit_for(resources.mem_mb)" in block and "mem_mb=" in block, rule
+    assert {"keyword_filter", "url_filter", "image_dedup", "pub11_metacaption"} <= set(duck_rules)

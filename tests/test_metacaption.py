@@ -18,6 +18,7 @@ from rs5m.pub11.pub11_metacaption import (
     read_cc3m_labels,
 )
 from rs5m.rs3.rs3_metacaption import rs3_metacaptions
+from rs5m.settings import MetacaptionSettings
 
 SEASON_RULE = schema_defaults("metacaption")["season_rule"]
 SEED = schema_defaults("metacaption")["seed"]
@@ -265,8 +266,7 @@ def test_pub11_metacaptions_stage(tmp_path, season_rule):
         parts,
         tmp_path / "out.parquet",
         tmp_path / "stats.json",
-        seed=1,
-        season_rule=season_rule,
+        MetacaptionSettings(seed=1, season_rule=season_rule),
         cc3m_labels=labels,
         threads=1,
         memory_limit=None,
@@ -310,7 +310,12 @@ def test_pub11_metacaptions_without_labels_file_and_bad_rule(tmp_path):
     out = {row["uid"]: row for row in pq.read_table(tmp_path / "out.parquet").to_pylist()}
     assert out["c_labels"]["meta_caption"] == "" and out["y_north"]["meta_caption"]
     with pytest.raises(ValueError, match="season_rule"):
-        pub11_metacaptions(final, parts, tmp_path / "x.parquet", **pub11_metacaption_args(season_rule="southern"))
+        pub11_metacaptions(
+            final,
+            parts,
+            tmp_path / "x.parquet",
+            **pub11_metacaption_args(settings=MetacaptionSettings(seed=0, season_rule="southern")),
+        )
 
 
 def test_rs3_metacaptions_parts(tmp_path):
@@ -341,7 +346,7 @@ def test_rs3_metacaptions_parts(tmp_path):
     read = tmp_path / "read.parquet"
     pq.write_table(pa.Table.from_pylist(rows), read)
     parts = [tmp_path / f"{p}.parquet" for p in ("0000", "0001", "0002")]
-    rs3_metacaptions([str(read)], [str(p) for p in parts], seed=3, season_rule="hemisphere")
+    rs3_metacaptions([str(read)], [str(p) for p in parts], MetacaptionSettings(seed=3, season_rule="hemisphere"))
     out = [r for p in parts for r in pq.read_table(p).to_pylist()]
     assert sorted(r["uid"] for r in out) == sorted(r["uid"] for r in rows)
     maid = next(r for r in out if r["dataset"] == "millionaid")
@@ -349,4 +354,4 @@ def test_rs3_metacaptions_parts(tmp_path):
     fmow = next(r for r in out if r["dataset"] == "fmow")
     assert "São Paulo" in fmow["meta_caption"] and json.loads(fmow["geo"])["utm"] == "23K"
     with pytest.raises(ValueError):
-        rs3_metacaptions([str(read)], [str(parts[0])], seed=0, season_rule="tropical")
+        rs3_metacaptions([str(read)], [str(parts[0])], MetacaptionSettings(seed=0, season_rule="tropical"))

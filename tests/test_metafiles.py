@@ -6,6 +6,7 @@ from assembly_fakes import CC3M_LABELS, make_run
 from schema_defaults import pub11_metacaption_args
 
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import Metacaption, MetafileSettings, Split
 from rs5m.assemble.split import split_of
 from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 
@@ -16,9 +17,9 @@ def _write(run, out, caption_mode):
         run / "results/rs3/final.parquet",
         run / "results/pub11/places.parquet",
         run / out,
-        0.2,
         pub11_meta=run / "results/pub11/metacaption.parquet",
-        pub11_caption=caption_mode,
+        # Built directly, not from a validated config: the library's own check of the mode is tested.
+        settings=MetafileSettings(split=Split(val_fraction=0.2), metacaption=Metacaption(pub11_caption=caption_mode)),
     )
 
 

@@ -1,6 +1,7 @@
 import io
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +15,7 @@ from schema_defaults import schema_defaults
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.ledger import read_stats
 from rs5m.models import load_clip
-from rs5m.pub11.outlier_qa import GRID_LEVELS, fig13_grid, grid_markdown, outlier_qa
+from rs5m.pub11.outlier_qa import fig13_grid, grid_markdown, outlier_qa
 from rs5m.pub11.outlier_threshold import (
     LOW_BOTH,
     LOW_CLIP,
@@ -26,10 +27,12 @@ from rs5m.pub11.outlier_threshold import (
 )
 from rs5m.pub11.prompts import build_prompts
 from rs5m.pub11.score_part import SCORES_SCHEMA, prompt_embedding, score_part
+from rs5m.pub11.settings import OutlierSettings
 from rs5m.pub11.train_rs_detector import predict_rs_probability
 
 OUTLIERS = schema_defaults("outliers")
-THRESHOLDS = {key: OUTLIERS[key] for key in ("clip_top_percent", "rs_top_percent")}
+SETTINGS = OutlierSettings.from_config({"outliers": OUTLIERS})
+GRID_LEVELS = SETTINGS.qa_levels  # the paper's Fig. 13 levels, as configured
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
 
@@ -126,8 +129,7 @@ def test_quantiles_are_global_across_parts_and_ledger_adds_up(tmp_path):
         kept,
         [tmp_path / "s/0000.parquet", tmp_path / "s/0001.parquet"],
         out,
-        clip_top_percent=50,
-        rs_top_percent=90,
+        replace(SETTINGS, clip_top_percent=50, rs_top_percent=90),
         thresholds_out=None,
     )
     # 20 pooled rows: clip top 50 % = 10 rows = all of part 0001; rs top 90 % = k 18 -> threshold 0.9 (18 at 0.9)
@@ -151,7 +153,13 @@ def test_both_reasons_counted_once_and_undecodable(tmp_path):
     _write_scores(
         tmp_path / "s.parquet", [u for u, _ in items], [0.1, 0.9, 0.8, 0.7, np.nan], [0.1, 0.9, 0.8, 0.7, 0.5]
     )
-    apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "final.parquet", 75, 75, thresholds_out=None)
+    apply_outlier_threshold(
+        kept,
+        [tmp_path / "s.parquet"],
+        tmp_path / "final.parquet",
+        replace(SETTINGS, clip_top_percent=75, rs_top_percent=75),
+        thresholds_out=None,
+    )
     (stats,) = read_stats([tmp_path / "final.stats.json"])
     assert stats.rows_in == 5 and stats.kept == 3
     assert stats.dropped == {LOW_BOTH: 1, UNDECODABLE: 1}
@@ -163,14 +171,10 @@ def test_stale_or_missing_scores_fail(tmp_path):
     kept = _kept(tmp_path / "kept.parquet", {"0000": [("u0", "wit"), ("u1", "wit")]})
     _write_scores(tmp_path / "s.parquet", ["u0"], [0.1], [0.1])
     with pytest.raises(ValueError, match="no score"):
-        apply_outlier_threshold(
-            kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", **THRESHOLDS, thresholds_out=None
-        )
+        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", SETTINGS, thresholds_out=None)
     _write_scores(tmp_path / "s.parquet", ["u0", "u1", "zz"], [0.1] * 3, [0.1] * 3)
     with pytest.raises(ValueError, match="not in"):
-        apply_outlier_threshold(
-            kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", **THRESHOLDS, thresholds_out=None
-        )
+        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", SETTINGS, thresholds_out=None)
 
 
 # ------------------------------------------------------------------------------------------- grid
@@ -178,7 +182,7 @@ def test_fig13_grid_arithmetic():
     rng = np.random.default_rng(0)
     n = 1003
     clip, rs = rng.random(n), rng.random(n)
-    grid = fig13_grid(clip, rs)
+    grid = fig13_grid(clip, rs, GRID_LEVELS)
     assert grid.shape == (9, 9) and list(grid.columns)[0] == "c 100%" and grid.index[-1] == "s 60%"
     expected_edge = [math.ceil(n * level / 100) for level in GRID_LEVELS]  # N x 1.00, 0.95, ... rounded up
     assert grid.iloc[0].tolist() == expected_edge
@@ -209,8 +213,7 @@ def test_qa_writes_grid_and_plots(tmp_path):
         out / "fig13_grid.md",
         out / "fig13_grid.png",
         out / "outlier_score_histograms.png",
-        **THRESHOLDS,
-        levels=OUTLIERS["qa_levels"],
+        SETTINGS,
     )
     assert grid.iloc[0].tolist() == [40, 38, 36, 34, 32, 30, 28, 26, 24]
     assert (out / "fig13_grid.csv").read_text().splitlines()[1].startswith("s 100%,40,38,36")
@@ -248,7 +251,7 @@ def test_prompt_embedding_is_unit_mean_of_unit_vectors():
     torch.manual_seed(0)
     loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
-    prompts = build_prompts()
+    prompts = build_prompts(SETTINGS.prompts.modifiers, SETTINGS.prompts.nouns)
     text = prompt_embedding(model, tokenizer, prompts)
     with torch.inference_mode():
         each = torch.nn.functional.normalize(model.encode_text(tokenizer(prompts)).float(), dim=-1)
@@ -277,15 +280,15 @@ def test_score_part_on_a_tiny_shard(tmp_path):
         "0001",
         weights,
         out,
-        clip_model=TINY_CLIP_NAME,
-        clip_pretrained=str(checkpoint),
-        batch_size=2,
+        replace(
+            SETTINGS,
+            clip=replace(SETTINGS.clip, model=TINY_CLIP_NAME, pretrained=str(checkpoint)),
+            batch_size=2,
+            device="cpu",
+            precision="auto",
+            reduced_decode=False,
+        ),
         workers=2,
-        device="cpu",
-        precision="auto",
-        prompt_modifiers=OUTLIERS["prompts"]["modifiers"],
-        prompt_nouns=OUTLIERS["prompts"]["nouns"],
-        reduced_decode=False,
         embeddings_out=None,
         root=tmp_path,
     )
@@ -299,7 +302,7 @@ def test_score_part_on_a_tiny_shard(tmp_path):
     assert json.loads(written.schema.metadata[b"prompts"])[0] == "a remote sensing image."
 
     # the same scores computed image by image, without the DataLoader
-    text = prompt_embedding(clip, tokenizer, build_prompts())
+    text = prompt_embedding(clip, tokenizer, build_prompts(SETTINGS.prompts.modifiers, SETTINGS.prompts.nouns))
     good = [i for i in range(7) if i != 3]
     for i in good:
         image = Image.open(io.BytesIO(images[expected_uids[i]])).convert("RGB")

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from outlier_inputs import make_run, non_rs_like, rs_like, write_folder
 
+from rs5m.configured import defaults
 from rs5m.demo.rs3_tiny_models import build_tiny_clip
 from rs5m.ledger import read_stats
-from rs5m.pub11.outlier_qa import GRID_LEVELS
 from rs5m.pub11.outlier_threshold import top_percent_threshold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,5 +111,7 @@ def test_outlier_rules_end_to_end(tmp_path, request):
     scores = pa.concat_tables([pq.read_table(p) for p in sorted(tmp_path.glob("results/pub11/scores/*.parquet"))])
     clip = scores.column("clip_score").to_numpy(zero_copy_only=False).astype(np.float64)
     clip = clip[~np.isnan(clip)]
-    expected = [str(int((clip >= top_percent_threshold(clip, level)).sum())) for level in GRID_LEVELS]
+    expected = [
+        str(int((clip >= top_percent_threshold(clip, level)).sum())) for level in defaults("outliers", "qa_levels")
+    ]
     assert expected[:2] == ["11", "11"] and first_column == expected

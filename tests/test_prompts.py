@@ -1,10 +1,14 @@
 import pytest
 
-from rs5m.pub11.prompts import DEFAULT_MODIFIERS, DEFAULT_NOUNS, build_prompts, indefinite_article
+from rs5m.configured import defaults
+from rs5m.pub11.prompts import build_prompts, indefinite_article
+from rs5m.pub11.settings import OutlierSettings
+
+PROMPTS = OutlierSettings.from_config(defaults()).prompts  # the configured lists (SPEC 2.5)
 
 
 def test_33_distinct_prompts_in_spec_pattern():
-    prompts = build_prompts(DEFAULT_MODIFIERS, DEFAULT_NOUNS)
+    prompts = build_prompts(PROMPTS.modifiers, PROMPTS.nouns)
     assert len(prompts) == 33 and len(set(prompts)) == 33
     assert prompts[:3] == ["a remote sensing image.", "an aerial image.", "a satellite image."]
     assert "a low resolution aerial image." in prompts

@@ -3,7 +3,7 @@
 import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import make_run
-from schema_defaults import shard_options
+from schema_defaults import shard_settings
 
 from rs5m.assemble.shards import RS3, write_subset_shards
 
@@ -18,10 +18,8 @@ def shards(tmp_path_factory):
             run / "results/rs3/final.parquet",
             run / names,
             run / names / "rs3.manifest.json",
-            0.2,
-            30_000,
+            shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000, "member_names": names}),
             base_dir=run,
-            **shard_options(member_names=names),
         )
         out[names] = [str(run / names / s.path) for s in manifest.shards if s.split == "train"]
     final = {r["uid"]: r for r in pq.read_table(run / "results/rs3/final.parquet").to_pylist()}

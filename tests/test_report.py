@@ -4,14 +4,20 @@ import pytest
 from assembly_fakes import make_run
 
 from rs5m.assemble.dataset_stats import OUTPUTS, utm_cell, write_report
+from rs5m.assemble.settings import StatsSettings
 from rs5m.assemble.split import split_of
+from rs5m.configured import config
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("run"))
     paths = write_report(
-        run / "results/pub11/final.parquet", run / "results/rs3/final.parquet", run / "results/stats", 0.2, base_dir=run
+        run / "results/pub11/final.parquet",
+        run / "results/rs3/final.parquet",
+        run / "results/stats",
+        StatsSettings.from_config(config({"split": {"val_fraction": 0.2}})),
+        base_dir=run,
     )
     return run, paths
 

@@ -1,6 +1,5 @@
 """Crash and resume: a SIGKILL in the middle of writing shards, then a rerun, gives the same bytes."""
 
-import json
 import os
 import signal
 import subprocess
@@ -11,21 +10,22 @@ from pathlib import Path
 import pytest
 from assembly_fakes import make_rs3
 from conftest import REPO, snakemake
-from schema_defaults import shard_options
 
 WRITE = """
-import json, sys
+import sys
+from rs5m.assemble.settings import ShardSettings
 from rs5m.assemble.shards import write_subset_shards
+from rs5m.configured import config
 run = sys.argv[1]
+settings = ShardSettings.from_config(config({"split": {"val_fraction": 0.05}, "shards": {"target_bytes": 8000}}))
 write_subset_shards("rs3", run + "/results/rs3/final.parquet", run + "/" + sys.argv[2],
-                    run + "/" + sys.argv[2] + "/rs3.manifest.json", 0.05, 8000, base_dir=run,
-                    **json.loads(sys.argv[3]))
+                    run + "/" + sys.argv[2] + "/rs3.manifest.json", settings, base_dir=run)
 """
 
 
 def _write_shards(run: Path, out: str, kill_when=None) -> int:
     env = dict(os.environ, PYTHONPATH=str(REPO / "workflow"))
-    process = subprocess.Popen([sys.executable, "-c", WRITE, str(run), out, json.dumps(shard_options())], env=env)
+    process = subprocess.Popen([sys.executable, "-c", WRITE, str(run), out], env=env)
     if kill_when is not None:
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:

@@ -32,7 +32,7 @@ def bigearthnet_args(**overrides):
     return {
         "split": settings["split"],
         "version": settings["version"],
-        "clip": tuple(settings["reflectance_clip"]),
+        "reflectance_clip": tuple(settings["reflectance_clip"]),
         "jpeg_quality": settings["jpeg_quality"],
         "threads": 1,
         **overrides,
@@ -106,7 +106,11 @@ def test_rgb_composite_known_values():
 def test_bigearthnet_v1_and_v2_patches_to_jpegs_with_mapping(demo, tmp_path):
     out, mapping, images = tmp_path / "ben.parquet", tmp_path / "map.parquet", tmp_path / "img"
     stats = read_bigearthnet(
-        [demo["bigearthnet_v1"], demo["bigearthnet_v2"]], out, mapping, images, **bigearthnet_args(clip=(0, 3000))
+        [demo["bigearthnet_v1"], demo["bigearthnet_v2"]],
+        out,
+        mapping,
+        images,
+        **bigearthnet_args(reflectance_clip=(0, 3000)),
     )
     assert stats.rows_in == 9 and stats.kept == 6
     assert stats.dropped == {"unreadable_raster": 1, "missing_band": 1, "missing_patch": 1}

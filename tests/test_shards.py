@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from assembly_fakes import CC3M_LABELS, make_run
 from PIL import Image
-from schema_defaults import pub11_metacaption_args, shard_options
+from schema_defaults import pub11_metacaption_args, shard_settings
 
 from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
 from rs5m.assemble.split import split_of
@@ -16,16 +16,21 @@ from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 from rs5m.tar import HashingFileWriter, iter_shard_samples, read_tar_members
 
 
-def _write(run, subset, out="results/shards", **kw):
-    options = dict(val_fraction=0.2, target_bytes=20_000, member_names="rs5m")
-    options.update(kw)
+def _write(run, subset, out="results/shards", pub11_meta=None, pub11_caption="keep", **shards):
+    """Shards of `subset` with val_fraction 0.2, 20 kB tars and `rs5m` names unless `shards` says."""
+    settings = shard_settings(
+        split={"val_fraction": 0.2},
+        shards={"target_bytes": 20_000, "member_names": "rs5m", **shards},
+        metacaption={"pub11_caption": pub11_caption},
+    )
     return write_subset_shards(
         subset,
         run / f"results/{subset}/final.parquet",
         run / out,
         run / out / f"{subset}.manifest.json",
+        settings,
         base_dir=run,
-        **shard_options(**options),
+        pub11_meta=pub11_meta,
     )
 
 
@@ -137,10 +142,8 @@ def test_missing_download_member_is_an_error(run, tmp_path):
             tmp_path / "final.parquet",
             tmp_path / "s",
             tmp_path / "s/m.json",
-            0.05,
-            10_000,
+            shard_settings(split={"val_fraction": 0.05}, shards={"target_bytes": 10_000}),
             base_dir=run,
-            **shard_options(),
         )
 
 
@@ -317,11 +320,12 @@ def test_shard_groups_write_the_single_job_bytes(run, subset, options):
             run / f"results/{subset}/final.parquet",
             out,
             parts[-1],
+            shard_settings(
+                split={"val_fraction": 0.2}, shards={"member_names": "rs5m", "target_bytes": 20_000, **options}
+            ),
             base_dir=run,
-            val_fraction=0.2,
             group=group,
             groups=3,
-            **shard_options(**{"member_names": "rs5m", "target_bytes": 20_000, **options}),
         )
     assert sum(bool(Manifest.read(part).shards) for part in parts) >= 2
     merged = merge_manifests(parts, out / f"{subset}.manifest.json", out)

@@ -8,13 +8,15 @@ import json
 
 import pytest
 from assembly_fakes import make_pub11, make_rs3
-from schema_defaults import shard_options
+from schema_defaults import shard_settings
 
 from rs5m.assemble.audit import audit, main
 from rs5m.assemble.dataset_card import write_card
 from rs5m.assemble.dataset_stats import OUTPUTS, write_report
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import CardSettings, MetafileSettings, StatsSettings
 from rs5m.assemble.shards import write_subset_shards
+from rs5m.configured import config
 
 CARD = {
     "name": "RS5M",
@@ -45,15 +47,20 @@ def _build(run, subset):
         run / f"results/{subset}/final.parquet",
         run / "results/shards",
         manifest,
-        0.2,
-        30_000,
+        shard_settings(split={"val_fraction": 0.2}, shards={"target_bytes": 30_000}),
         base_dir=run,
-        **shard_options(),
     )
+    split = config({"split": {"val_fraction": 0.2}})
     counts = write_metafiles(
-        out_dir=run / "results/metafiles", val_fraction=0.2, pub11_meta=None, pub11_caption="keep", **finals
+        out_dir=run / "results/metafiles", pub11_meta=None, settings=MetafileSettings.from_config(split), **finals
     )
-    write_report(finals["pub11_final"], finals["rs3_final"], run / "results/stats", 0.2, base_dir=run)
+    write_report(
+        finals["pub11_final"],
+        finals["rs3_final"],
+        run / "results/stats",
+        StatsSettings.from_config(split),
+        base_dir=run,
+    )
     absent = {other: WHY[other] for other in ("pub11", "rs3") if other != subset}
     write_card(
         [manifest],
@@ -61,8 +68,7 @@ def _build(run, subset):
         run / "results/shards/README.md",
         run / "results/shards/croissant.json",
         {"split": {"val_fraction": 0.2}},
-        CARD,
-        validate=CARD["validate"],
+        CardSettings.from_config(config({"card": CARD})),
         absent=absent,
         decontamination_csv=None,
         evaluation_md=None,

@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from schema_defaults import url_filter_args
+from schema_defaults import schema_defaults, url_filter_args
 
 from rs5m.columns import make_uid
 from rs5m.pub11.crawl_pacing import host_part
@@ -49,6 +49,14 @@ def test_normalise_url(url, key):
 def test_normalise_keeps_scheme_and_path_case_distinct():
     assert normalise_url("http://a.com/X.jpg") != normalise_url("https://a.com/X.jpg")
     assert normalise_url("http://a.com/X.jpg") != normalise_url("http://a.com/x.jpg")
+
+
+URLS = schema_defaults("urls")
+
+
+def check(url, networks=()):
+    """check_url with the configured blocked suffixes and length limit (urls.*)."""
+    return check_url(url, networks, URLS["blocked_suffixes"], URLS["max_length"])
 
 
 @pytest.mark.parametrize(
@@ -149,16 +157,16 @@ def test_normalise_keeps_scheme_and_path_case_distinct():
     ],
 )
 def test_check_url(url, reason):
-    assert check_url(url) == reason
+    assert check(url) == reason
 
 
 def test_allowed_networks_are_exact():
     loopback_one = allowed_networks(["127.0.0.1/32"])
     for url in ("http://127.0.0.1:8000/a", "http://[::ffff:127.0.0.1]/a"):
-        assert check_url(url, loopback_one) is None
-        assert check_url(url) == "blocked_url"
+        assert check(url, loopback_one) is None
+        assert check(url) == "blocked_url"
     for url in ("http://2130706433/a", "http://0x7f.0.0.1/a", "http://127.1/a"):  # the same address, as a trick
-        assert check_url(url, loopback_one) == "blocked_url"
+        assert check(url, loopback_one) == "blocked_url"
     for url in (
         "http://127.0.0.2/a",
         "http://localhost:8000/a",
@@ -168,10 +176,10 @@ def test_allowed_networks_are_exact():
         "http://0.0.0.0/a",
         "http://x.local/a",
     ):
-        assert check_url(url, loopback_one) == "blocked_url", url
+        assert check(url, loopback_one) == "blocked_url", url
     mirror = allowed_networks(["10.20.0.0/16"])
-    assert check_url("http://10.20.3.4/a.jpg", mirror) is None
-    assert check_url("http://10.21.3.4/a.jpg", mirror) == "blocked_url"
+    assert check("http://10.20.3.4/a.jpg", mirror) is None
+    assert check("http://10.21.3.4/a.jpg", mirror) == "blocked_url"
 
 
 @pytest.mark.parametrize(

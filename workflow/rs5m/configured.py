@@ -1,9 +1,9 @@
 """The configuration's defaults: config/schema.yaml with every default filled in, as the workflow's
 `validate` fills them.
 
-For code that calls library functions outside the workflow (tests, benchmarks): library functions
-take config values as required arguments, and the configured default is read here rather than
-restated.
+For code that calls library functions outside the workflow (tests, benchmarks): they build a
+stage's settings from `config(...)` with the builder the rule's adapter uses
+(`ShardSettings.from_config(config({"shards": {"count": 2}}))`), rather than restating a default.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ def defaults(*section: str) -> Any:
     return copy.deepcopy(node)
 
 
-def shard_options() -> dict[str, Any]:
-    """write_subset_shards' config arguments with their defaults, as the shards rule passes them."""
-    return {
-        "member_names": defaults("shards", "member_names"),
-        "pub11_caption": defaults("metacaption", "pub11_caption"),
-        "count": defaults("shards", "count"),
-    }
+def config(overrides: dict | None = None) -> dict:
+    """The config `validate` makes of a config file holding `overrides` (nested like config.yaml):
+    validated, every key it leaves out filled with its schema default, as the workflow does, e.g.
+    config({"split": {"val_fraction": 0.2}})."""
+    from snakemake.utils import validate
+
+    filled = copy.deepcopy(overrides or {})
+    validate(filled, str(SCHEMA))
+    return filled

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.decontamination.decontaminate import decontaminate
+from rs5m.decontamination.settings import DecontaminationSettings
 
 subset = "pub11" if snakemake.rule.endswith("pub11") else "rs3"
 tables = snakemake.input.scores if subset == "pub11" else snakemake.input.features
@@ -15,6 +16,5 @@ run(
     eval_tables=list(snakemake.input.evals),
     embedding_parts=list(zip(tables, snakemake.input.embeddings)),
     phash_parts=[] if subset == "pub11" else list(snakemake.input.features),
-    action=snakemake.params.action,
-    **snakemake.params.options,
+    settings=DecontaminationSettings.from_config(snakemake.params),
 )

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.decontamination.decontamination_report import write_report
+from rs5m.decontamination.settings import DecontaminationSettings
 
 run(
     snakemake,
@@ -10,9 +11,5 @@ run(
     out_md=snakemake.output.md,
     out_png=snakemake.output.png,
     formats=dict(snakemake.params.formats),
-    actions=dict(snakemake.params.actions),
-    phash_radius=snakemake.params.radius,
-    embedding_threshold=snakemake.params.threshold,
-    clip_model=snakemake.params.clip_model,
-    clip_pretrained=snakemake.params.clip_pretrained,
+    settings=DecontaminationSettings.from_config(snakemake.params),
 )

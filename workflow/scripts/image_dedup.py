@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.image_dedup import dedup_images
+from rs5m.pub11.settings import DedupSettings
 
 run(
     snakemake,
@@ -12,5 +13,5 @@ run(
     pairs=snakemake.output.pairs,
     threads=snakemake.threads,
     memory_limit=snakemake.params.memory_limit,
-    **snakemake.params.options,
+    settings=DedupSettings.from_config(snakemake.params),
 )

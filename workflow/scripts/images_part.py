@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.images_part import inspect_part
+from rs5m.pub11.settings import ImageSettings
 
 run(
     snakemake,
@@ -9,5 +10,5 @@ run(
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
     threads=snakemake.threads,
-    **snakemake.params.options,
+    settings=ImageSettings.from_config(snakemake.params),
 )

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.keyword_filter import filter_chunk
+from rs5m.pub11.settings import MetadataSettings
 
 run(
     snakemake,
@@ -12,8 +13,7 @@ run(
     columns=snakemake.params.columns,
     filters=list(snakemake.params.filters),
     index_file=snakemake.input.index_file or None,
-    max_caption_bytes=snakemake.params.max_caption_bytes,
-    on_bad_file=snakemake.params.on_bad_file,
+    settings=MetadataSettings.from_config(snakemake.params),
     threads=snakemake.threads,
     memory_limit=snakemake.params.memory_limit,
 )

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.assemble.metafiles import write_metafiles
+from rs5m.assemble.settings import MetafileSettings
 
 run(
     snakemake,
@@ -8,7 +9,6 @@ run(
     rs3_final=snakemake.input.rs3 or None,
     places=snakemake.input.places or None,
     out_dir=snakemake.params.out_dir,
-    val_fraction=snakemake.params.val_fraction,
     pub11_meta=snakemake.input.pub11_meta or None,
-    pub11_caption=snakemake.params.pub11_caption,
+    settings=MetafileSettings.from_config(snakemake.params),
 )

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.outlier_qa import outlier_qa
+from rs5m.pub11.settings import OutlierSettings
 
 run(
     snakemake,
@@ -10,5 +11,5 @@ run(
     grid_md=snakemake.output.md,
     grid_png=snakemake.output.png,
     histograms_png=snakemake.output.histograms,
-    **snakemake.params.options,
+    settings=OutlierSettings.from_config(snakemake.params),
 )

@@ -10,7 +10,7 @@ run(
     image_dir=snakemake.output.images,
     split=snakemake.params.split,
     version=snakemake.params.version,
-    clip=tuple(snakemake.params.clip),
+    reflectance_clip=tuple(snakemake.params.reflectance_clip),
     jpeg_quality=snakemake.params.jpeg_quality,
     threads=snakemake.threads,
 )

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.assemble.funnel import PUB11_STAGES
+from rs5m.assemble.settings import AuditSettings
 from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
 from rs5m.assemble.split import split_of
 from rs5m.columns import PUB11_SOURCES, UID
@@ -425,13 +426,19 @@ def audit(
 def write_audit(
     run_dir: str | Path,
     report: str | Path,
-    stage_order: list[str] | None,
-    verify_images: bool,
+    settings: AuditSettings,
     ledger: Iterable[str | Path] | None,
     absent: dict[str, str] | None,
 ) -> AuditResult:
-    """The rule's entry: write the JSON report, then fail if the invariant does not hold."""
-    result = audit(run_dir, stage_order=stage_order, verify_images=verify_images, ledger=ledger, absent=absent)
+    """The rule's entry: write the JSON report, then fail if the invariant does not hold.
+    An empty `audit.stage_order` leaves the order to `order_chain`."""
+    result = audit(
+        run_dir,
+        stage_order=settings.audit.stage_order or None,
+        verify_images=settings.audit.verify_images,
+        ledger=ledger,
+        absent=absent,
+    )
     Path(report).parent.mkdir(parents=True, exist_ok=True)
     Path(report).write_text(result.to_json())
     if not result.ok:

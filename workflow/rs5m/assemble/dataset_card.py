@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from rs5m.assemble.card_loading import loading_section
+from rs5m.assemble.settings import CardSettings
 from rs5m.assemble.shards import MEMBER_NAMES, SUBSETS, Manifest
 from rs5m.assemble.split import SPLITS
 
@@ -328,13 +329,12 @@ def write_card(
     readme: str | Path,
     croissant_path: str | Path,
     config: dict[str, Any],
-    card: dict[str, Any],
-    validate: bool,
+    settings: CardSettings,
     absent: dict[str, str] | None,
     decontamination_csv: str | Path | None,
     evaluation_md: str | Path | None,
 ) -> None:
-    """Write README.md and croissant.json beside the shards; with `validate`, check the latter.
+    """Write README.md and croissant.json beside the shards; with `card.validate`, check the latter.
     `decontamination_csv` (results/stats/decontamination.csv) adds the eval sets checked to the card;
     `evaluation_md` (results/eval/results.md, once `snakemake evaluation` has run) an Evaluation section.
 
@@ -353,21 +353,22 @@ def write_card(
     Path(readme).write_text(
         readme_text(loaded, config, software_versions(), absent, section, evaluation), encoding="utf-8"
     )
-    description = card["description"] + "".join(
+    card = settings.card
+    description = card.description + "".join(
         f" The {subset} subset is absent from this build: {why}." for subset, why in sorted((absent or {}).items())
     )
     document = croissant(
         loaded,
         shards_dir,
         Path(metafiles_dir),
-        card["name"],
+        card.name,
         description,
-        card["license"],
-        card["url"],
-        card["version"],
+        card.license,
+        card.url,
+        card.version,
     )
     Path(croissant_path).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    if validate:
+    if card.validate:
         try:
             errors = validate_croissant(croissant_path)
         except ImportError:

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
+from rs5m.assemble.settings import StatsSettings
 from rs5m.assemble.split import TRAIN, VAL, split_of
 from rs5m.columns import UID
 
@@ -214,7 +215,7 @@ def write_report(
     pub11_final: str | Path | None,
     rs3_final: str | Path | None,
     out_dir: str | Path,
-    val_fraction: float,
+    settings: StatsSettings,
     base_dir: str | Path = ".",  # not config: the run folder the tables' image paths are relative to
 ) -> list[Path]:
     """Write every statistics file; returns their paths (OUTPUTS under `out_dir`).
@@ -225,7 +226,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     pub11 = pq.read_table(pub11_final).to_pylist() if pub11_final is not None else []
     rs3 = pq.read_table(rs3_final).to_pylist() if rs3_final is not None else []
-    rs3_counts(rs3, val_fraction, out)
+    rs3_counts(rs3, settings.split.val_fraction, out)
     keyword_frequency(pub11, out)
     image_sizes(pub11, rs3, Path(base_dir), out)
     caption_lengths(pub11, rs3, out)

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
+from rs5m.assemble.settings import MetafileSettings
 from rs5m.assemble.shards import attach_pub11_meta, pub11_img_name
 from rs5m.assemble.split import TRAIN, VAL, split_of
 from rs5m.columns import UID
@@ -126,13 +127,13 @@ def write_metafiles(
     rs3_final: str | Path | None,
     places: str | Path | None,
     out_dir: str | Path,
-    val_fraction: float,
     pub11_meta: str | Path | None,
-    pub11_caption: str,
+    settings: MetafileSettings,
 ) -> dict[str, int]:
     """Write the four CSVs, or those of the subsets given (None: a subset this build does not hold);
     returns {file name: rows}."""
     out_dir = Path(out_dir)
+    val_fraction, pub11_caption = settings.split.val_fraction, settings.metacaption.pub11_caption
     counts = {}
     if pub11_final is not None:
         columns, pub11 = pub11_rows(pub11_final, val_fraction, pub11_meta, pub11_caption)

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow.parquet as pq
 
+from rs5m.assemble.settings import ShardSettings
 from rs5m.assemble.split import SPLITS, TRAIN, VAL, split_of
 from rs5m.columns import UID
 from rs5m.tar import (
@@ -458,12 +459,8 @@ def write_subset_shards(
     final: str | Path,
     shards_dir: str | Path,
     manifest: str | Path,
-    val_fraction: float,
-    target_bytes: int,
-    member_names: str,
+    settings: ShardSettings,
     *,
-    pub11_caption: str,
-    count: int | None,
     base_dir: str | Path = ".",
     pub11_meta: str | Path | None = None,
     group: int = 0,
@@ -471,19 +468,26 @@ def write_subset_shards(
 ) -> Manifest:
     """Write the train and val tars of one subset and its manifest; returns the manifest.
 
-    `pub11_meta` is the PUB11 meta-caption table, applied with `pub11_caption` (attach_pub11_meta).
-    `count` (shards.count): exactly that many tars per split, of about equal size, found by a first
-    pass that reads the sizes only (tar headers, file sizes); otherwise `target_bytes` decides.
+    `pub11_meta` is the PUB11 meta-caption table, applied with `metacaption.pub11_caption`
+    (attach_pub11_meta). `shards.count`: exactly that many tars per split, of about equal size, found
+    by a first pass that reads the sizes only (tar headers, file sizes); otherwise
+    `shards.target_bytes` decides.
     With `groups` > 1 (shards.jobs), this job writes only group `group` of each split's shards (a
     contiguous range, planned from the sizes as above) and `manifest` is its part, which
     `merge_manifests` joins; every group's tars are the bytes a single job writes.
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    val_fraction = settings.split.val_fraction
+    target_bytes, member_names, count = (
+        settings.shards.target_bytes,
+        settings.shards.member_names,
+        settings.shards.count,
+    )
     shards_dir, base_dir = Path(shards_dir), Path(base_dir)
     rows = pq.read_table(final).to_pylist()
     if subset == PUB11:
-        attach_pub11_meta(rows, pub11_meta, pub11_caption)
+        attach_pub11_meta(rows, pub11_meta, settings.metacaption.pub11_caption)
     uids = [row[UID] for row in rows]
     if len(set(uids)) != len(uids):
         raise ValueError(f"{final}: duplicate uids; every sample must be in exactly one shard")
@@ -592,12 +596,24 @@ def merge_manifests(parts: list[str | Path], manifest: str | Path, shards_dir: s
     return result
 
 
-def shards_job(parts: list[str | Path], manifest: str | Path, shards_dir: str | Path, **write: Any) -> Manifest:
-    """Rule `shards`: merge the part manifests of `shards_part` jobs (shards.jobs > 1), or write
-    the whole subset (`write_subset_shards(**write)`)."""
+def shards_job(
+    parts: list[str | Path],
+    manifest: str | Path,
+    shards_dir: str | Path,
+    subset: str,
+    final: str | Path,
+    settings: ShardSettings,
+    pub11_meta: str | Path | None,
+    group: int,
+    groups: int,
+) -> Manifest:
+    """Rules `shards` and `shards_part`: merge the part manifests of `shards_part` jobs (shards.jobs
+    > 1), or write the subset's tars (all of them, or group `group` of `groups`)."""
     if parts:
         return merge_manifests(parts, manifest, shards_dir)
-    return write_subset_shards(manifest=manifest, shards_dir=shards_dir, **write)
+    return write_subset_shards(
+        subset, final, shards_dir, manifest, settings, pub11_meta=pub11_meta, group=group, groups=groups
+    )
 
 
 def manifest_paths(shards_dir: str | Path, subsets: Iterable[str] = SUBSETS) -> list[Path]:

@@ -35,6 +35,7 @@ from rs5m.decontamination.matching import (
     embedding_search,
     hash_search,
 )
+from rs5m.decontamination.settings import DecontaminationSettings
 from rs5m.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -202,16 +203,14 @@ def decontaminate(
     eval_tables: Sequence[str | Path],
     embedding_parts: Sequence[tuple[str | Path, str | Path]],
     phash_parts: Sequence[str | Path],
-    action: str,
-    phash_radius: int,
-    embedding_threshold: float | None,
-    confirm_size: int,
-    confirm_threshold: float,
+    settings: DecontaminationSettings,
 ) -> dict:
     """Match one subset (`pub11` or `rs3`) against every eval set; `drop` removes the rows with a
     confirmed pair (ledger reason `eval_overlap`), `report` keeps them; candidates that fail the
     confirmation are only listed (matches, `confirmed` false). Writes the final table, its ledger and the
-    matches. PUB11's pHash is the table's `phash` column; RS3's comes from `phash_parts`."""
+    matches. PUB11's pHash is the table's `phash` column; RS3's comes from `phash_parts`. The action
+    is `decontamination.action.<subset>`."""
+    action = getattr(settings.action, subset)
     if action not in ACTIONS:
         raise ValueError(f"decontamination action must be one of {ACTIONS}, got {action!r}")
     table = pq.read_table(table_path)
@@ -243,10 +242,10 @@ def decontaminate(
         hash_valid,
         embedding_parts,
         evals,
-        int(phash_radius),
-        embedding_threshold,
+        int(settings.phash.radius),
+        settings.embedding_threshold(),
     )
-    matches = confirm_candidates(candidates, int(confirm_size), float(confirm_threshold))
+    matches = confirm_candidates(candidates, int(settings.confirm.size), float(settings.confirm.threshold))
     Path(matches_out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(matches, matches_out)
 

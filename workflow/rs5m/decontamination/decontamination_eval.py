@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from rs5m.decontamination.eval_sets import read_eval_set
 from rs5m.decontamination.matching import EVAL_SCHEMA, image_features
+from rs5m.decontamination.settings import DecontaminationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -27,20 +28,14 @@ def eval_set_features(
     fmt: str,
     out: str | Path,
     embeddings_out: str | Path,
-    clip_model: str,
-    clip_pretrained: str | None,
-    batch_size: int,
+    settings: DecontaminationSettings,
     workers: int,
-    device: str,
-    precision: str,
 ) -> int:
     """One eval set: its images with the pHashes of their eight variants (parquet) and the
     embeddings of the eight variants (`.npy`, shape (images, 8, d)). Returns the images read."""
     eval_set = read_eval_set(name, list(paths), fmt)
     image_paths = [image.path for image in eval_set.images]
-    ok, hashes, vectors = image_features(
-        image_paths, clip_model, clip_pretrained, True, batch_size, workers, device, precision
-    )
+    ok, hashes, vectors = image_features(image_paths, True, settings, workers)
     images = [image for image, good in zip(eval_set.images, ok) if good]
     logger.info("eval set %s: %d images read, %d unreadable", name, len(images), int((~ok).sum()))
     table = pa.table(
@@ -54,8 +49,8 @@ def eval_set_features(
         schema=EVAL_SCHEMA,
     ).replace_schema_metadata(
         {
-            "clip_model": clip_model,
-            "clip_pretrained": str(clip_pretrained),
+            "clip_model": settings.outliers.clip.model,
+            "clip_pretrained": str(settings.outliers.clip.pretrained),
             "missing": json.dumps(eval_set.missing[:1000]),
             "unreadable": str(int((~ok).sum())),
         }

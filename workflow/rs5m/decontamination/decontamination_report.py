@@ -8,6 +8,7 @@ and `results/stats/decontamination_pairs.png`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -20,6 +21,7 @@ from PIL import Image
 
 from rs5m.columns import UID
 from rs5m.decontamination.matching import MATCH_SCHEMA, METHODS
+from rs5m.decontamination.settings import DecontaminationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +149,13 @@ def write_report(
     out_md: str | Path,
     out_png: str | Path,
     formats: dict[str, str],
-    actions: dict[str, str],
-    phash_radius: int,
-    embedding_threshold: float | None,
-    clip_model: str,
-    clip_pretrained: str | None,
+    settings: DecontaminationSettings,
 ) -> list[dict]:
+    """The decontamination report: per eval set and subset, candidates, confirmed matches and drops;
+    `formats` names each eval set's format (decontamination.eval_sets and the evaluation benchmarks)."""
+    actions = dataclasses.asdict(settings.action)
+    phash_radius, embedding_threshold = settings.phash.radius, settings.embedding_threshold()
+    clip_model, clip_pretrained = settings.outliers.clip.model, settings.outliers.clip.pretrained
     rows = report_rows(eval_tables, formats, matches, actions)
     with open(out_csv, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS, lineterminator="\n")

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from rs5m.columns import UID
 from rs5m.decontamination.matching import FEATURE_SCHEMA, image_features
+from rs5m.decontamination.settings import DecontaminationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -22,25 +23,12 @@ def rs3_features(
     part: str | Path,
     out: str | Path,
     embeddings_out: str | Path,
-    clip_model: str,
-    clip_pretrained: str | None,
-    batch_size: int,
+    settings: DecontaminationSettings,
     workers: int,
-    device: str,
-    precision: str,
 ) -> int:
     """pHash and scoring-model embedding of the kept images of one RS3 caption part (row-aligned)."""
     table = pq.read_table(part, columns=[UID, "image_path"])
-    ok, hashes, vectors = image_features(
-        table.column("image_path").to_pylist(),
-        clip_model,
-        clip_pretrained,
-        False,
-        batch_size,
-        workers,
-        device,
-        precision,
-    )
+    ok, hashes, vectors = image_features(table.column("image_path").to_pylist(), False, settings, workers)
     if (~ok).any():
         logger.warning("%d RS3 images unreadable here: they get no match", int((~ok).sum()))
     hashes = hashes.reshape(-1) if len(hashes) else np.zeros(0, np.int64)

@@ -46,6 +46,7 @@ import pyarrow as pa
 from PIL import Image
 
 from rs5m.columns import SOURCE, UID
+from rs5m.decontamination.settings import DecontaminationSettings
 from rs5m.phash import phash_int
 
 logger = logging.getLogger("rs5m.decontamination.matching")
@@ -213,28 +214,23 @@ class _ImageFiles:
             return torch.stack([self.preprocess(blank)] * n), torch.zeros(n, dtype=torch.int64), False
 
 
-def image_features(
-    paths: Sequence[str],
-    clip_model: str,
-    clip_pretrained: str | None,
-    variants: bool,
-    batch_size: int,
-    workers: int,
-    device: str,
-    precision: str,
-):
-    """(ok mask, pHashes (n, v), unit embeddings (n, v, d) float32) of image files; v = 8 with variants."""
+def image_features(paths: Sequence[str], variants: bool, settings: DecontaminationSettings, workers: int):
+    """(ok mask, pHashes (n, v), unit embeddings (n, v, d) float32) of image files; v = 8 with variants.
+
+    The scoring model (`outliers.clip`, on `outliers.device` at `outliers.precision`) embeds them in
+    batches of `decontamination.batch_size` images and variants."""
     import torch
     import torch.nn.functional as F
 
     from rs5m.models import autocast_dtype, load_clip, resolve_device
 
-    device = resolve_device(device)
-    dtype = autocast_dtype(device, precision)
-    loaded = load_clip(clip_model, clip_pretrained, None, device)
+    model = settings.outliers
+    device = resolve_device(model.device)
+    dtype = autocast_dtype(device, model.precision)
+    loaded = load_clip(model.clip.model, model.clip.pretrained, None, device)
     clip, preprocess = loaded.model, loaded.preprocess
     dataset = _ImageFiles(paths, preprocess, variants)
-    per_batch = max(1, int(batch_size) // (N_VARIANTS if variants else 1))
+    per_batch = max(1, int(settings.batch_size) // (N_VARIANTS if variants else 1))
     loader = torch.utils.data.DataLoader(dataset, batch_size=per_batch, num_workers=int(workers))
     oks, hashes, vectors = [], [], []
     with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):

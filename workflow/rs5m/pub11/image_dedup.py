@@ -22,6 +22,7 @@ only the images of candidate pairs, so its cost grows with the candidates, not w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -38,6 +39,7 @@ from rs5m import columns as col
 from rs5m import duck
 from rs5m.confirm import confirm_thumb, confirmation_score, open_images
 from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
+from rs5m.pub11.settings import DedupSettings
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import priority_ranks
 
@@ -233,9 +235,7 @@ def dedup_images(
     stats: str,
     drops: str,
     pairs: str,
-    phash_radius: int,
-    bands: int,
-    confirm: dict,
+    settings: DedupSettings,
     threads: int,
     memory_limit: str | None,
 ) -> list[StageStats]:
@@ -243,8 +243,9 @@ def dedup_images(
     every candidate pair with its confirmation to `pairs`.
 
     `images` and `urls` are the per-part files of the images and URL stages; the part id of a row
-    is its images file's stem. `confirm`: config `dedup.confirm` ({size, threshold}).
+    is its images file's stem.
     """
+    phash_radius, bands, confirm = settings.phash_radius, settings.bands, dataclasses.asdict(settings.confirm)
     tables = []
     for path in images:
         table = pq.read_table(path)

@@ -38,6 +38,7 @@ from rs5m import columns as col
 from rs5m.ledger import Ledger, StageStats
 from rs5m.phash import phash_int
 from rs5m.pub11.download_part import FAILED_TO_RESIZE, SUCCESS, read_status
+from rs5m.pub11.settings import ImageSettings
 from rs5m.tables import IMAGES_SCHEMA
 from rs5m.tar import iter_members
 
@@ -163,10 +164,8 @@ def inspect_part(
     out: str,
     stats: str,
     drops: str,
-    max_pixels: int,
-    min_side: int,
+    settings: ImageSettings,
     threads: int,
-    phash_exact: bool,
 ) -> list[StageStats]:
     """Classify and hash every downloaded image of a part; write the valid ones and the ledger."""
     status = read_status(download)
@@ -198,7 +197,7 @@ def inspect_part(
                 yield uid, f"{tar_path}\t{member}", data
 
     for uid, location, reason, detail, width, height, phash in inspect_images(
-        items(), max_pixels, min_side, threads, phash_exact=phash_exact
+        items(), settings.max_pixels, settings.min_side, threads, phash_exact=settings.phash_exact
     ):
         expected.discard(uid)
         record(uid, reason, detail)

@@ -32,6 +32,7 @@ from rs5m import duck
 from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
+from rs5m.pub11.settings import MetadataSettings
 from rs5m.pub11.sources import (
     INDEX_TABLE,
     SourceFormat,
@@ -337,8 +338,7 @@ def filter_chunk(
     columns: dict | None,
     filters: list[str],
     index_file: str | None,
-    max_caption_bytes: int,
-    on_bad_file: str,
+    settings: MetadataSettings,
     threads: int,
     memory_limit: str | None,
 ) -> StageStats:
@@ -347,6 +347,7 @@ def filter_chunk(
     DuckDB runs on `threads` within `memory_limit` (rs5m.duck); the candidate scan uses as many.
     `columns`, `filters`, `index_file`: `sources.<name>.*` (rs5m.pub11.sources.build_format).
     """
+    max_caption_bytes, on_bad_file = settings.max_caption_bytes, settings.on_bad_file
     fmt = build_format(format or source, columns, filters, index_file)
     patterns = load_patterns(keywords)
     con = duck.connect(threads, memory_limit)

@@ -15,13 +15,12 @@ import pandas as pd
 
 from rs5m.columns import PUB11_SOURCES, SOURCE
 from rs5m.pub11.outlier_threshold import pooled_scores, top_percent_threshold
+from rs5m.pub11.settings import OutlierSettings
 
 logger = logging.getLogger("rs5m.pub11.outlier_qa")
 
-GRID_LEVELS = (100, 95, 90, 85, 80, 75, 70, 65, 60)
 
-
-def fig13_grid(clip_scores: np.ndarray, rs_scores: np.ndarray, levels: Sequence[float] = GRID_LEVELS) -> pd.DataFrame:
+def fig13_grid(clip_scores: np.ndarray, rs_scores: np.ndarray, levels: Sequence[float]) -> pd.DataFrame:
     """Kept-pair counts: row "s X%" x column "c Y%" = pairs in the top X % of clip_score and top Y % of
     rs_score, with the stage's own threshold rule (rs5m.pub11.score_part), over the scored rows."""
     clip_scores = np.asarray(clip_scores, dtype=np.float64)
@@ -103,12 +102,11 @@ def outlier_qa(
     grid_md: str | Path,
     grid_png: str | Path,
     histograms_png: str | Path,
-    clip_top_percent: float,
-    rs_top_percent: float,
-    levels: Sequence[float],
+    settings: OutlierSettings,
 ) -> pd.DataFrame:
+    clip_top_percent, rs_top_percent = settings.clip_top_percent, settings.rs_top_percent
     table, clip_scores, rs_scores = pooled_scores(kept, scores)
-    grid = fig13_grid(clip_scores, rs_scores, levels)
+    grid = fig13_grid(clip_scores, rs_scores, settings.qa_levels)
     for path in (grid_csv, grid_md, grid_png, histograms_png):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     grid.to_csv(grid_csv)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from rs5m.columns import SOURCE, UID
 from rs5m.ledger import Ledger, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.score_part import CLIP_SCORE, RS_SCORE, SCORES_SCHEMA, STAGE
+from rs5m.pub11.settings import OutlierSettings
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,12 @@ def apply_outlier_threshold(
     kept: str | Path,
     scores: Sequence[str | Path],
     out: str | Path,
-    clip_top_percent: float,
-    rs_top_percent: float,
+    settings: OutlierSettings,
     thresholds_out: str | Path | None,
 ) -> dict:
     """Keep pairs in the top `clip_top_percent` % of clip_score and top `rs_top_percent` % of rs_score,
     quantiles over the pooled set; write final.parquet with its drops and per-source stats."""
+    clip_top_percent, rs_top_percent = settings.clip_top_percent, settings.rs_top_percent
     table, clip_scores, rs_scores = pooled_scores(kept, scores)
     keep, low_clip, low_rs, thresholds = joint_keep(clip_scores, rs_scores, clip_top_percent, rs_top_percent)
     thresholds.update(

@@ -1,27 +1,12 @@
 """Outlier stage, text side: the prompts whose mean CLIP embedding defines "a remote sensing image".
 
-Builds the 33 prompts of SPEC 2.5 (11 modifiers x 3 nouns) from the modifier and noun lists in config.
+Builds the 33 prompts of SPEC 2.5 (11 modifiers x 3 nouns, in the paper's order) from the modifier
+and noun lists of config (`outliers.prompts`), where their defaults live.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
-
-# SPEC 2.5, in the paper's order; the config repeats them so a user can change them.
-DEFAULT_MODIFIERS = (
-    "",
-    "low resolution",
-    "bad",
-    "cropped",
-    "bright",
-    "dark",
-    "close-up",
-    "black and white",
-    "jpeg corrupted",
-    "blurry",
-    "good",
-)
-DEFAULT_NOUNS = ("remote sensing image", "aerial image", "satellite image")
 
 _VOWELS = set("aeiou")
 
@@ -36,7 +21,7 @@ def indefinite_article(phrase: str) -> str:
     return "an" if phrase and phrase[0].lower() in _VOWELS else "a"
 
 
-def build_prompts(modifiers: Iterable[str] = DEFAULT_MODIFIERS, nouns: Iterable[str] = DEFAULT_NOUNS) -> list[str]:
+def build_prompts(modifiers: Iterable[str], nouns: Iterable[str]) -> list[str]:
     """Every modifier with every noun as "a/an <modifier> <noun>.", modifiers outer, nouns inner.
 
     An empty modifier gives "a remote sensing image.". Duplicates mean a config error (the mean

@@ -18,6 +18,7 @@ from rs5m import duck, geo
 from rs5m.columns import UID
 from rs5m.metacaption import CLAUSES, date_fields, geo_json, meta_caption, parse_float, place_name
 from rs5m.pub11.sources import sql_string
+from rs5m.settings import MetacaptionSettings
 from rs5m.tables import PUB11_META_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,7 @@ def pub11_metacaptions(
     urldedup_parts: list[str],
     out_path: str | Path,
     stats_path: str | Path | None,
-    seed: int | str,
-    season_rule: str,
+    settings: MetacaptionSettings,
     cc3m_labels: str | Path | None,
     threads: int,
     memory_limit: str | None,
@@ -169,6 +169,7 @@ def pub11_metacaptions(
     JSON). Writes one row per kept YFCC, CC3M and RedCaps sample (uid order), and a stats JSON of
     how many got a meta-caption and which fields; returns those stats.
     """
+    seed, season_rule = settings.seed, settings.season_rule
     if season_rule not in geo.SEASON_RULES:
         raise ValueError(f"metacaption.season_rule must be one of {geo.SEASON_RULES}, got {season_rule!r}")
     parts = "[" + ", ".join(sql_string(p) for p in urldedup_parts) + "]"

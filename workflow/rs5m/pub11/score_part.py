@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from rs5m.columns import UID
 from rs5m.models import autocast_dtype, load_clip, resolve_device
 from rs5m.pub11.prompts import build_prompts
+from rs5m.pub11.settings import OutlierSettings
 from rs5m.pub11.train_rs_detector import load_detector, rs_probability
 from rs5m.reduced_decode import input_side
 from rs5m.tar import MemberLocation, MemberReader, locate_members
@@ -85,15 +86,8 @@ def score_part(
     part: str,
     detector_weights: str | Path,
     out: str | Path,
-    clip_model: str,
-    clip_pretrained: str | None,
-    prompt_modifiers: Sequence[str],
-    prompt_nouns: Sequence[str],
-    batch_size: int,
+    settings: OutlierSettings,
     workers: int,
-    device: str,
-    precision: str,
-    reduced_decode: bool,
     embeddings_out: str | Path | None,
     root: str | Path = ".",  # not config: the run folder that kept.parquet's `tar` paths are relative to
 ) -> pa.Table:
@@ -109,8 +103,9 @@ def score_part(
 
     rows = _part_rows(kept, part)
     uids = rows.column(UID).to_pylist()
-    device = resolve_device(device)
-    dtype = autocast_dtype(device, precision)
+    device = resolve_device(settings.device)
+    dtype = autocast_dtype(device, settings.precision)
+    batch_size = settings.batch_size
     logger.info(
         "part %s: %d kept images, device %s, autocast %s, batch %d, %d workers",
         part,
@@ -121,9 +116,9 @@ def score_part(
         workers,
     )
 
-    loaded = load_clip(clip_model, clip_pretrained, None, device)
+    loaded = load_clip(settings.clip.model, settings.clip.pretrained, None, device)
     clip, clip_preprocess, tokenizer = loaded.model, loaded.preprocess, loaded.tokenizer
-    prompts = build_prompts(prompt_modifiers, prompt_nouns)
+    prompts = build_prompts(settings.prompts.modifiers, settings.prompts.nouns)
     text = prompt_embedding(clip, tokenizer, prompts, device=device)
     detector, detector_preprocess, rs_index, imgsz = load_detector(detector_weights, device=device)
     logger.info("%d prompts; detector %s at %d px, class %d = RS", len(prompts), detector_weights, imgsz, rs_index)
@@ -132,7 +127,7 @@ def score_part(
         detector = detector.to(memory_format=torch.channels_last)
 
     locations = locate_members(zip(rows.column("tar").to_pylist(), rows.column("member").to_pylist()), root=root)
-    side = input_side(clip.visual.image_size, imgsz) if reduced_decode else None
+    side = input_side(clip.visual.image_size, imgsz) if settings.reduced_decode else None
     dataset = ShardImages(locations, [clip_preprocess, detector_preprocess], side)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -176,8 +171,8 @@ def score_part(
     )
     table = table.replace_schema_metadata(
         {
-            "clip_model": clip_model,
-            "clip_pretrained": str(clip_pretrained),
+            "clip_model": settings.clip.model,
+            "clip_pretrained": str(settings.clip.pretrained),
             "detector_weights": str(detector_weights),
             "prompts": json.dumps(prompts),
             "scoring_seconds": f"{elapsed:.3f}",

@@ -19,6 +19,7 @@ import numpy as np
 
 from rs5m import offline
 from rs5m.models import resolve_device
+from rs5m.pub11.settings import OutlierSettings
 from rs5m.tar import MemberReader, locate_members
 
 logger = logging.getLogger("rs5m.pub11.train_rs_detector")
@@ -103,28 +104,23 @@ def train_rs_detector(
     weights_out: str | Path,
     metrics_out: str | Path,
     work_dir: str | Path,
-    model: str,
-    epochs: int,
-    imgsz: int,
-    batch: int,
+    settings: OutlierSettings,
     workers: int,
-    seed: int,
-    max_per_class: int | None,
-    device: str,
-    amp: bool,
-    train_args: dict | None,
     ratios: Sequence[int] = (7, 1, 2),  # not config: the paper's train:val:test split of the detector images
 ) -> dict:
     """Train the RS/non-RS classifier on a class-balanced 7:1:2 split and report val/test accuracy.
 
-    `model` is an ultralytics model file: a `.yaml` builds random-initialised weights (offline), a
+    `settings.detector.model` is an ultralytics model file: a `.yaml` builds random-initialised weights (offline), a
     `.pt` fine-tunes existing ones. Accuracy is measured with `predict_rs_probability`, the same
-    preprocessing and head the scoring stage uses, at P(RS) >= 0.5. `train_args` passes further
+    preprocessing and head the scoring stage uses, at P(RS) >= 0.5. `detector.train_args` passes further
     ultralytics training arguments (e.g. `warmup_epochs`, `lr0`) through unchanged.
     """
     offline.setup()
     from ultralytics import YOLO
 
+    detector = settings.detector
+    model, epochs, imgsz, batch, seed = detector.model, detector.epochs, detector.imgsz, detector.batch, detector.seed
+    train_args = detector.train_args
     positives, negatives = list_images(positive_dirs), list_images(negative_dirs)
     logger.info(
         "detector training images: %d RS from %s, %d non-RS from %s",
@@ -133,10 +129,10 @@ def train_rs_detector(
         len(negatives),
         list(map(str, negative_dirs)),
     )
-    split = balanced_split(positives, negatives, ratios=ratios, seed=seed, max_per_class=max_per_class)
+    split = balanced_split(positives, negatives, ratios=ratios, seed=seed, max_per_class=detector.max_per_class)
     work_dir = Path(work_dir).resolve()
     data_root = write_split_folders(split, work_dir / "data")
-    device = resolve_device(device)
+    device = resolve_device(settings.device)
     if str(model).endswith(".yaml"):
         logger.warning(
             "RS detector starts from RANDOM weights (%s): only its training on the folders above teaches it", model
@@ -152,7 +148,7 @@ def train_rs_detector(
         seed=int(seed),
         deterministic=True,
         device=device,
-        amp=bool(amp),
+        amp=bool(detector.amp),
         project=str(work_dir),
         name="train",
         exist_ok=True,

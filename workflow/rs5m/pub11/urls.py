@@ -46,23 +46,6 @@ REASON_BAD_URL = "bad_url"
 REASON_BLOCKED = "blocked_url"
 
 LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
-# Default of `urls.blocked_suffixes` (config/schema.yaml repeats it): names under these are internal.
-DEFAULT_BLOCKED_SUFFIXES = (
-    "localhost",
-    "local",
-    "localdomain",
-    "lan",
-    "home",
-    "corp",
-    "internal",
-    "intranet",
-    "private",
-    "home.arpa",
-    "svc",
-    "cluster.local",
-    "consul",
-)
-DEFAULT_MAX_LENGTH = 4096
 MAX_HOST_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 # Other spellings of the full stop that IDNA maps to "." (ideographic, fullwidth, halfwidth ideographic).
@@ -215,9 +198,9 @@ def _suffixes(blocked_suffixes: Iterable[str]) -> tuple[str, ...]:
 
 def check_url(
     url: str | None,
-    networks: Sequence = (),
-    blocked_suffixes: Iterable[str] = DEFAULT_BLOCKED_SUFFIXES,
-    max_length: int = DEFAULT_MAX_LENGTH,
+    networks: Sequence,
+    blocked_suffixes: Iterable[str],
+    max_length: int,
 ) -> str | None:
     """None when the URL may be downloaded, else the ledger reason that blocks it.
 

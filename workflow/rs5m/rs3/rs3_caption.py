@@ -13,7 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.metacaption import sample_rng
 from rs5m.models import is_random_weights, load_clip, resolve_device
 from rs5m.reduced_decode import input_side, open_rgb
+from rs5m.rs3.settings import CaptionSettings
 from rs5m.tables import RS3_CAPTION_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -253,30 +254,33 @@ def caption_images(
     blip2,
     clip_a: ClipScorer,
     clip_b: ClipScorer,
-    num_candidates: int,
-    top_k: int,
-    top_p: float,
-    max_length: int,
-    keep_a: int,
-    keep_b: int,
-    rotation_count: int,
-    rotation_step: float,
-    rotation_model: str,
-    seed: int | str,
+    settings: CaptionSettings,
 ):
     """Candidates and selection for one batch of images -> (list of candidate lists, selections)."""
+    num_candidates = settings.num_candidates
     candidates = generate_candidates(
-        processor, blip2, images, num_candidates, top_k, top_p, max_length, seed=_batch_seed(seed, uids)
+        processor,
+        blip2,
+        images,
+        num_candidates,
+        settings.top_k,
+        settings.top_p,
+        settings.max_length,
+        seed=_batch_seed(settings.seed, uids),
     )
     flat = [text for group in candidates for text in group]
     images_a = clip_a.encode_images(images)
     texts_a = clip_a.encode_texts(flat).reshape(len(images), num_candidates, -1)
-    rotated = [angle for image in images for angle in rotations(image, rotation_count, rotation_step)]
-    rotation_scorer = clip_b if rotation_model == "clip_b" else clip_a
-    rotated_embeddings = rotation_scorer.encode_images(rotated).reshape(len(images), rotation_count, -1)
+    rotated = [
+        angle
+        for image in images
+        for angle in rotations(image, settings.rotations.count, settings.rotations.step_degrees)
+    ]
+    rotation_scorer = clip_b if settings.rotations.model == "clip_b" else clip_a
+    rotated_embeddings = rotation_scorer.encode_images(rotated).reshape(len(images), settings.rotations.count, -1)
     images_b = clip_b.encode_images(images) if rotation_scorer is not clip_b else rotated_embeddings[:, 0]
     # CLIP B only embeds the candidates CLIP A keeps, in one batch for all images.
-    kept_a = [top_indices(cosine(images_a[i], texts_a[i]), keep_a) for i in range(len(images))]
+    kept_a = [top_indices(cosine(images_a[i], texts_a[i]), settings.clip_a.keep) for i in range(len(images))]
     kept_texts = [candidates[i][j] for i in range(len(images)) for j in kept_a[i]]
     kept_b_embeddings = clip_b.encode_texts(kept_texts).reshape(len(images), len(kept_a[0]), -1)
     selections = []
@@ -290,8 +294,8 @@ def caption_images(
                 images_b[index],
                 texts_b,
                 rotated_embeddings[index],
-                keep_a,
-                keep_b,
+                settings.clip_a.keep,
+                settings.clip_b.keep,
                 texts_rotated=None if rotation_scorer is clip_b else texts_a[index],
             )
         )
@@ -329,22 +333,7 @@ def caption_part(
     in_path: str | Path,
     out_path: str | Path,
     candidates_path: str | Path,
-    blip2: Mapping[str, Any],
-    clip_a: Mapping[str, Any],
-    clip_b: Mapping[str, Any],
-    num_candidates: int,
-    top_k: int,
-    top_p: float,
-    max_length: int,
-    keep_a: int,
-    keep_b: int,
-    rotation_count: int,
-    rotation_step: float,
-    rotation_model: str,
-    batch_size: int,
-    seed: int | str,
-    device: str,
-    reduced_decode: bool,
+    settings: CaptionSettings,
 ) -> list[StageStats]:
     """Caption every image of one meta-caption part (one GPU job).
 
@@ -352,20 +341,22 @@ def caption_part(
     reason; all 20 candidates of the others are written with their scores. With `reduced_decode`
     a large JPEG is decoded at the DCT scale the largest model input (BLIP-2, CLIP A, CLIP B) needs.
     """
+    keep_a, keep_b, num_candidates = settings.clip_a.keep, settings.clip_b.keep, settings.num_candidates
     if not 0 < keep_b <= keep_a <= num_candidates:
         raise ValueError(f"need 0 < keep_b ({keep_b}) <= keep_a ({keep_a}) <= num_candidates ({num_candidates})")
-    if rotation_model not in ("clip_a", "clip_b"):
-        raise ValueError(f"caption.rotation_model must be clip_a or clip_b, got {rotation_model!r}")
+    if settings.rotations.model not in ("clip_a", "clip_b"):
+        raise ValueError(f"caption.rotations.model must be clip_a or clip_b, got {settings.rotations.model!r}")
+    blip2, device, batch_size = settings.blip2, settings.device, settings.batch_size
     rows = pq.read_table(in_path).to_pylist()
     ledger = Ledger(STAGE)
     out_rows: list[dict] = []
     candidate_rows: list[dict] = []
     if rows:
-        processor, blip2_model = load_blip2(blip2["model"], blip2["lora"], device, blip2["dtype"])
-        scorer_a = ClipScorer(clip_a["model"], clip_a["pretrained"], device)
-        scorer_b = ClipScorer(clip_b["model"], clip_b["pretrained"], device)
+        processor, blip2_model = load_blip2(blip2.model, blip2.lora, device, blip2.dtype)
+        scorer_a = ClipScorer(settings.clip_a.model, settings.clip_a.pretrained, device)
+        scorer_b = ClipScorer(settings.clip_b.model, settings.clip_b.pretrained, device)
         side = None
-        if reduced_decode:
+        if settings.reduced_decode:
             side = input_side(
                 processor.image_processor.size, scorer_a.model.visual.image_size, scorer_b.model.visual.image_size
             )
@@ -391,16 +382,7 @@ def caption_part(
             blip2_model,
             scorer_a,
             scorer_b,
-            num_candidates,
-            top_k,
-            top_p,
-            max_length,
-            keep_a,
-            keep_b,
-            rotation_count,
-            rotation_step,
-            rotation_model,
-            seed,
+            settings,
         )
         for row, texts, selection in zip(batch, candidates, selections):
             candidate_rows.extend(_candidate_rows(row["uid"], texts, selection))
@@ -409,7 +391,7 @@ def caption_part(
                 drop(row, "empty_caption", "every kept candidate was empty")
                 continue
             caption, choice = final_caption(
-                row.get("meta_caption"), top_cap or ssl_cap, ssl_cap or top_cap, row["uid"], seed
+                row.get("meta_caption"), top_cap or ssl_cap, ssl_cap or top_cap, row["uid"], settings.seed
             )
             out_rows.append(
                 {

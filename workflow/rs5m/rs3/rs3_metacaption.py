@@ -27,6 +27,7 @@ from rs5m.metacaption import (
     place_name,
     sample_rng,
 )
+from rs5m.settings import MetacaptionSettings
 from rs5m.tables import RS3_META_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -142,12 +143,13 @@ def rs3_meta_rows(rows: list[dict], seed: int | str, season_rule: str) -> list[d
     return out
 
 
-def rs3_metacaptions(read_tables: list[str], out_paths: list[str], seed: int | str, season_rule: str) -> None:
+def rs3_metacaptions(read_tables: list[str], out_paths: list[str], settings: MetacaptionSettings) -> None:
     """Meta-captions for every reader table, written to a fixed number of parts by uid hash.
 
     `out_paths` are the part files in part order; a part with no rows is written empty, so the
     caption jobs downstream always find their input.
     """
+    seed, season_rule = settings.seed, settings.season_rule
     if season_rule not in geo.SEASON_RULES:
         raise ValueError(f"metacaption.season_rule must be one of {geo.SEASON_RULES}, got {season_rule!r}")
     rows: list[dict] = []

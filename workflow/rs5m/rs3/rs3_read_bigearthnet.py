@@ -143,7 +143,7 @@ def read_bigearthnet(
     image_dir: str | Path,
     split: str,
     version: str,
-    clip: tuple[float, float],
+    reflectance_clip: tuple[float, float],
     jpeg_quality: int,
     threads: int,
     dataset: str = "bigearthnet",  # not config: the dataset name the rows and uids carry
@@ -197,7 +197,7 @@ def read_bigearthnet(
             meta["patch_time"] = stamp.group(1)
         meta["patch_name"] = name
         meta["version"] = version
-        rgb = rgb_composite(*bands, clip=clip)
+        rgb = rgb_composite(*bands, clip=tuple(reflectance_clip))
         img_name = f"ben_{ben_id}.jpg"
         image_path = image_dir / img_name
         # 4:4:4 chroma: the patches are only 120 px wide, subsampling would blur their colours.

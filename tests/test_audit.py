@@ -8,7 +8,8 @@ from assembly_fakes import make_run
 from schema_defaults import shard_options
 
 from rs5m.assemble.audit import audit, main, order_chain
-from rs5m.assemble.shards import PUB11, RS3, write_subset_shards
+from rs5m.assemble.manifest import PUB11, RS3
+from rs5m.assemble.shards import write_subset_shards
 from rs5m.ledger import StageStats
 
 

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.assemble.funnel import PUB11_STAGES
-from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
+from rs5m.assemble.manifest import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
 from rs5m.assemble.split import split_of
 from rs5m.columns import PUB11_SOURCES, UID
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from rs5m.assemble.card_loading import loading_section
-from rs5m.assemble.shards import MEMBER_NAMES, SUBSETS, Manifest
+from rs5m.assemble.manifest import MEMBER_NAMES, SUBSETS, Manifest
 from rs5m.assemble.split import SPLITS
 
 CROISSANT_CONTEXT = {

@@ -157,7 +157,7 @@ def test_order_chain_inferred_with_pass_through_stage():
 
 
 def test_unknown_download_reason_named(run):
-    """The download stage's reasons are a closed set (rs5m.pub11.download_part.REASONS, the crawl guard's included)."""
+    """The download stage's reasons are a closed set (rs5m.reasons, the crawl guard's included)."""
     stats_path = run / "results/pub11/ledger/all.stats.json"
     drops_path = next(
         p

@@ -12,7 +12,6 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/common_rs3.smk"
 include: "rules/common_decontamination.smk"
-include: "rules/demo.smk"
 include: "rules/pub11_metadata.smk"
 include: "rules/pub11_download.smk"
 include: "rules/pub11_dedup.smk"
@@ -26,6 +25,7 @@ include: "rules/assemble.smk"
 include: "rules/plan.smk"
 include: "rules/common_evaluation.smk"
 include: "rules/evaluation.smk"
+include: "rules/demo.smk"
 
 
 rule all:

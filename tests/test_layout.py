@@ -287,3 +287,20 @@ def test_library_functions_restate_no_config_default():
     assert set(SAME_NAME_DEFAULTS) <= seen, (
         f"stale SAME_NAME_DEFAULTS entries: {sorted(set(SAME_NAME_DEFAULTS) - seen)}"
     )
+
+
+def test_demo_rules_live_in_demo_smk_and_load_the_demo_only_when_enabled():
+    """Every rule that runs an rs5m.demo module is in rules/demo.smk, and the rules name rs5m.demo
+    only inside its `if DEMO["enabled"]:` block: a full rebuild never imports the demo package."""
+    demo_modules = {path.stem for path in (LIB / "demo").glob("*.py")}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        scripts = re.findall(r'"\.\./workflow/scripts/(\w+)\.py"', text)
+        if smk.name == "demo.smk":
+            assert scripts and set(scripts) <= demo_modules, scripts
+            enabled = text.split('if DEMO["enabled"]:\n', 1)[1].split("\n\n\nif ", 1)[0]
+            imports = [line for line in text.splitlines() if "rs5m.demo" in line and not line.startswith("#")]
+            assert imports and all(line.startswith("    ") and line in enabled for line in imports), imports
+        else:
+            assert "rs5m.demo" not in text, f"{smk.name} names the demo package"
+            assert not set(scripts) & demo_modules, f"{smk.name} runs demo rules {set(scripts) & demo_modules}"

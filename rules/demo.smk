@@ -6,16 +6,16 @@
 if DEMO["enabled"]:
     from rs5m.demo.demo_metadata import DEMO_FILES, EXTRA_FILES as DEMO_EXTRA_FILES
 
-    def demo_metadata_files():
-        """Every file that demo_metadata writes; the demo config names some of them as sources."""
-        relative = [
-            rel for files in DEMO_FILES.values() for rel in files
-        ] + DEMO_EXTRA_FILES
-        return sorted(os.path.join(DEMO_METADATA, rel) for rel in relative)
+    # Every file that demo_metadata writes; the demo config names some of them as sources.
+    DEMO_METADATA_FILES = sorted(
+        os.path.join(DEMO_METADATA, rel)
+        for rel in [rel for files in DEMO_FILES.values() for rel in files]
+        + DEMO_EXTRA_FILES
+    )
 
     rule demo_metadata:
         output:
-            demo_metadata_files(),
+            DEMO_METADATA_FILES,
         log:
             "logs/demo_metadata.log",
         conda:

@@ -304,3 +304,35 @@ def test_demo_rules_live_in_demo_smk_and_load_the_demo_only_when_enabled():
         else:
             assert "rs5m.demo" not in text, f"{smk.name} names the demo package"
             assert not set(scripts) & demo_modules, f"{smk.name} runs demo rules {set(scripts) & demo_modules}"
+
+
+# Imports of another stage's module that remain, with their reason. (importer package, module): why.
+CROSS_STAGE_IMPORTS = {
+    ("plan", "rs5m.pub11.crawl_pacing"): "the plan assigns hosts to parts as the download does (moves to the core)",
+    ("demo", "rs5m.pub11.sources"): "the demo writes the YFCC100M input format that stage reads",
+}
+STAGE_PACKAGES = ("pub11", "rs3", "decontamination", "assemble", "evaluation", "plan", "browse", "demo")
+
+
+def test_no_stage_imports_another_stage_for_a_helper():
+    """Helpers two stages share live in the core (data flows between stages through files)."""
+    found = set()
+    for path in library_modules():
+        package = path.relative_to(LIB).parts[0]
+        if package not in STAGE_PACKAGES:
+            continue
+        for module in imported_modules(path):
+            parts = module.split(".")
+            if len(parts) >= 3 and parts[0] == "rs5m" and parts[1] in STAGE_PACKAGES and parts[1] != package:
+                found.add((package, ".".join(parts[:3])))
+    unexpected = sorted(found - set(CROSS_STAGE_IMPORTS))
+    assert not unexpected, f"stage modules importing another stage's module: {unexpected}"
+
+
+def test_the_readers_of_assembly_names_do_not_import_the_shard_writer():
+    readers = [
+        LIB / "loader.py",
+        *(LIB / "assemble" / f"{m}.py" for m in ("audit", "dataset_card", "card_loading", "metafiles")),
+    ]
+    for path in readers:
+        assert "rs5m.assemble.shards" not in imported_modules(path), f"{path.name} imports the shard writer"

@@ -12,8 +12,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/common_rs3.smk"
 include: "rules/common_decontamination.smk"
-include: "rules/demo.smk"
-include: "rules/pub11_metadata.smk"
+include: "rules/pub11_keyword_filter.smk"
 include: "rules/pub11_download.smk"
 include: "rules/pub11_dedup.smk"
 include: "rules/pub11_outliers.smk"
@@ -21,11 +20,12 @@ include: "rules/rs3.smk"
 include: "rules/decontamination.smk"
 include: "rules/pub11_places.smk"
 include: "rules/pub11_metacaption.smk"
-include: "rules/stats.smk"
+include: "rules/assemble_funnel.smk"
 include: "rules/assemble.smk"
 include: "rules/plan.smk"
 include: "rules/common_evaluation.smk"
 include: "rules/evaluation.smk"
+include: "rules/demo.smk"
 
 
 rule all:

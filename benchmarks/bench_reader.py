@@ -38,8 +38,9 @@ def make_shards(folder: Path, count: int, side: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from rs5m.assemble.manifest import RS3
     from rs5m.assemble.settings import ShardSettings
-    from rs5m.assemble.shards import RS3, write_subset_shards
+    from rs5m.assemble.shards import write_subset_shards
     from rs5m.columns import make_uid
     from rs5m.configured import config
 

@@ -37,8 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from rs5m.assemble.manifest import PUB11, pub11_img_name
 from rs5m.assemble.settings import ShardSettings
-from rs5m.assemble.shards import PUB11, Sample, _pub11_provenance, pub11_img_name, sample_members, write_subset_shards
+from rs5m.assemble.shards import Sample, _pub11_provenance, sample_members, write_subset_shards
 from rs5m.assemble.split import SPLITS, split_of
 from rs5m.columns import make_uid
 from rs5m.configured import config

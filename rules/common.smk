@@ -5,7 +5,6 @@ import sys
 from snakemake.utils import validate
 
 from rs5m.columns import PUB11_SOURCES
-from rs5m.demo.demo_metadata import DEMO_FILES, EXTRA_FILES as DEMO_EXTRA_FILES
 from rs5m.duck import memory_limit_for
 from rs5m.pub11.sources import DEFAULT_FORMAT, plan_chunks, resolve_files
 
@@ -89,14 +88,6 @@ def keyword_outputs(kind="parquet"):
         for source in SOURCES
         for chunk in source_chunks(source)
     ]
-
-
-def demo_metadata_files():
-    """Every file that demo_metadata writes; the demo config names some of them as sources."""
-    relative = [
-        rel for files in DEMO_FILES.values() for rel in files
-    ] + DEMO_EXTRA_FILES
-    return sorted(os.path.join(DEMO_METADATA, rel) for rel in relative)
 
 
 def ledger_files():

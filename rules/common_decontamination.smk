@@ -2,7 +2,7 @@
 
 import re
 
-from rs5m.decontamination.eval_sets import available as eval_set_available
+from rs5m.eval_sets import available as eval_set_available
 
 DECONTAMINATION = config["decontamination"]
 DEMO_EVAL_ROOT = os.path.join(DEMO["root"], "eval")

@@ -4,24 +4,6 @@
 # results/{pub11,rs3}/final.parquet and results/stats/decontamination.{csv,md} + pairs figure.
 
 
-if DEMO["enabled"] and DECONTAMINATION["demo_eval_sets"]:
-
-    rule decontamination_demo_eval:
-        input:
-            pub11="results/pub11/outliers.parquet",
-            rs3="results/rs3/captioned.parquet",
-        output:
-            directory(DEMO_EVAL_ROOT),
-        log:
-            "logs/decontamination_demo_eval.log",
-        conda:
-            "../envs/pub11.yaml"
-        params:
-            seed=DEMO["seed"],
-        script:
-            "../workflow/scripts/decontamination_demo_eval.py"
-
-
 rule decontamination_eval:
     input:
         paths=eval_set_inputs,

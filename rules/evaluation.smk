@@ -3,20 +3,6 @@
 # every model on every benchmark (evaluate, one job per model x benchmark) and writes the table.
 # Not part of `all`: a build is complete without it, and it needs GPU hours on a real build.
 
-if DEMO["enabled"]:
-
-    rule evaluation_demo_benchmarks:
-        output:
-            directory(DEMO_EVALUATION_ROOT),
-        log:
-            "logs/evaluation_demo_benchmarks.log",
-        conda:
-            "../envs/pub11.yaml"
-        params:
-            seed=DEMO["seed"],
-        script:
-            "../workflow/scripts/evaluation_demo_benchmarks.py"
-
 
 wildcard_constraints:
     model="|".join(map(re.escape, EVALUATION_MODELS)) if EVALUATION_MODELS else "[^/]+",

@@ -3,38 +3,6 @@
 # then writes results/rs3/final.parquet).
 
 
-rule rs3_demo_inputs:
-    output:
-        directory(RS3_DEMO_ROOT),
-    log:
-        "logs/rs3_demo_inputs.log",
-    conda:
-        "../envs/rs3.yaml"
-    params:
-        seed=DEMO["seed"],
-    script:
-        "../workflow/scripts/rs3_demo_inputs.py"
-
-
-if CAPTION["tiny_models"]:
-
-    rule rs3_tiny_models:
-        output:
-            blip2=directory(CAPTION["blip2"]["model"]),
-            clip_a=CAPTION["clip_a"]["pretrained"],
-            clip_b=CAPTION["clip_b"]["pretrained"],
-        log:
-            "logs/rs3_tiny_models.log",
-        conda:
-            "../envs/models.yaml"
-        params:
-            clip_a=CAPTION["clip_a"]["model"],
-            clip_b=CAPTION["clip_b"]["model"],
-            seed=CAPTION["seed"],
-        script:
-            "../workflow/scripts/rs3_tiny_models.py"
-
-
 rule rs3_read_fmow:
     input:
         root=rs3_input(RS3["fmow"]["root"]),

@@ -100,14 +100,14 @@ def make_pub11(run: Path, per_source: dict[str, int], parts: int = 2, seed: int 
             row["native"] = json.dumps(native_fields(source, url, n))
             by_part.setdefault(uid_bucket(uid, parts), []).append(row)
             if n % 4 == 3:
-                dedup.drop("duplicate")
-                drops.append({"uid": uid, "source": source, "stage": "image_dedup", "reason": "duplicate"})
+                dedup.drop("duplicate_image")
+                drops.append({"uid": uid, "source": source, "stage": "image_dedup", "reason": "duplicate_image"})
                 continue
             dedup.kept += 1
             outliers.rows_in += 1
             if n % 5 == 4:
-                outliers.drop("clip_outlier")
-                drops.append({"uid": uid, "source": source, "stage": "outliers", "reason": "clip_outlier"})
+                outliers.drop("low_clip_score")
+                drops.append({"uid": uid, "source": source, "stage": "outliers", "reason": "low_clip_score"})
                 continue
             outliers.kept += 1
             final_rows.append(row)

@@ -8,7 +8,8 @@ from assembly_fakes import make_run
 from schema_defaults import shard_settings
 
 from rs5m.assemble.audit import audit, main, order_chain
-from rs5m.assemble.shards import PUB11, RS3, write_subset_shards
+from rs5m.assemble.manifest import PUB11, RS3
+from rs5m.assemble.shards import write_subset_shards
 from rs5m.ledger import StageStats
 
 
@@ -154,7 +155,7 @@ def test_order_chain_inferred_with_pass_through_stage():
 
 
 def test_unknown_download_reason_named(run):
-    """The download stage's reasons are a closed set (rs5m.pub11.download_part.REASONS, the crawl guard's included)."""
+    """The download stage's reasons are a closed set (rs5m.reasons, the crawl guard's included)."""
     stats_path = run / "results/pub11/ledger/all.stats.json"
     drops_path = next(
         p

@@ -27,7 +27,7 @@ from rs5m.assemble.card_loading import (
     open_clip_arguments,
     webdataset_snippet,
 )
-from rs5m.assemble.shards import SUBSETS, Manifest
+from rs5m.assemble.manifest import SUBSETS, Manifest
 from rs5m.assemble.split import SPLITS
 
 pytestmark = pytest.mark.workflow

@@ -22,7 +22,6 @@ from rs5m.decontamination.decontaminate import decontaminate
 from rs5m.decontamination.decontamination_eval import eval_set_features
 from rs5m.decontamination.decontamination_report import write_report
 from rs5m.decontamination.decontamination_rs3_features import rs3_features
-from rs5m.decontamination.eval_sets import read_eval_set
 from rs5m.decontamination.matching import (
     EVAL_SCHEMA,
     FLAT_LIMIT,
@@ -44,6 +43,7 @@ from rs5m.demo.decontamination_demo_eval import distinct_images, planted_copies
 from rs5m.demo.rs3_demo_inputs import _scene
 from rs5m.demo.rs3_tiny_models import build_tiny_clip
 from rs5m.demo.web import render_aerial
+from rs5m.eval_sets import read_eval_set
 from rs5m.ledger import read_stats
 from rs5m.phash import phash_int
 from rs5m.settings import ClipModel

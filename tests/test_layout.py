@@ -303,7 +303,7 @@ def test_library_functions_restate_no_config_default():
 # Dataclass field defaults and module constants under a config key's name and equal to its schema
 # default, each with the reason it is not that config value restated.
 SAME_NAME_FIELDS_AND_CONSTANTS = {
-    ("assemble/shards.py", "Manifest", "count"): "a manifest read back without a count (size-based tars)",
+    ("assemble/manifest.py", "Manifest", "count"): "a manifest read back without a count (size-based tars)",
     ("pub11/sources.py", "SourceFormat", "width"): "a source format without a width column",
     ("pub11/sources.py", "SourceFormat", "height"): "a source format without a height column",
     ("pub11/sources.py", "SourceFormat", "index_file"): "a source format without a DFN index",
@@ -460,3 +460,52 @@ def test_every_rule_whose_module_opens_duckdb_bounds_its_memory_with_the_helper(
             block = blocks[rule]
             assert "memory_limit_for(resources.mem_mb)" in block and "mem_mb=" in block, rule
     assert {"keyword_filter", "url_filter", "image_dedup", "pub11_metacaption"} <= set(duck_rules)
+
+
+def test_demo_rules_live_in_demo_smk_and_load_the_demo_only_when_enabled():
+    """Every rule that runs an rs5m.demo module is in rules/demo.smk, and the rules name rs5m.demo
+    only inside its `if DEMO["enabled"]:` block: a full rebuild never imports the demo package."""
+    demo_modules = {path.stem for path in (LIB / "demo").glob("*.py")}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        scripts = re.findall(r'"\.\./workflow/scripts/(\w+)\.py"', text)
+        if smk.name == "demo.smk":
+            assert scripts and set(scripts) <= demo_modules, scripts
+            enabled = text.split('if DEMO["enabled"]:\n', 1)[1].split("\n\n\nif ", 1)[0]
+            imports = [line for line in text.splitlines() if "rs5m.demo" in line and not line.startswith("#")]
+            assert imports and all(line.startswith("    ") and line in enabled for line in imports), imports
+        else:
+            assert "rs5m.demo" not in text, f"{smk.name} names the demo package"
+            assert not set(scripts) & demo_modules, f"{smk.name} runs demo rules {set(scripts) & demo_modules}"
+
+
+# Imports of another stage's module that remain, with their reason. (importer package, module): why.
+CROSS_STAGE_IMPORTS = {
+    ("plan", "rs5m.pub11.crawl_pacing"): "the plan assigns hosts to parts as the download does (moves to the core)",
+    ("demo", "rs5m.pub11.sources"): "the demo writes the YFCC100M input format that stage reads",
+}
+STAGE_PACKAGES = ("pub11", "rs3", "decontamination", "assemble", "evaluation", "plan", "browse", "demo")
+
+
+def test_no_stage_imports_another_stage_for_a_helper():
+    """Helpers two stages share live in the core (data flows between stages through files)."""
+    found = set()
+    for path in library_modules():
+        package = path.relative_to(LIB).parts[0]
+        if package not in STAGE_PACKAGES:
+            continue
+        for module in imported_modules(path):
+            parts = module.split(".")
+            if len(parts) >= 3 and parts[0] == "rs5m" and parts[1] in STAGE_PACKAGES and parts[1] != package:
+                found.add((package, ".".join(parts[:3])))
+    unexpected = sorted(found - set(CROSS_STAGE_IMPORTS))
+    assert not unexpected, f"stage modules importing another stage's module: {unexpected}"
+
+
+def test_the_readers_of_assembly_names_do_not_import_the_shard_writer():
+    readers = [
+        LIB / "loader.py",
+        *(LIB / "assemble" / f"{m}.py" for m in ("audit", "dataset_card", "card_loading", "metafiles")),
+    ]
+    for path in readers:
+        assert "rs5m.assemble.shards" not in imported_modules(path), f"{path.name} imports the shard writer"

@@ -5,7 +5,8 @@ import pytest
 from assembly_fakes import make_run
 from schema_defaults import shard_settings
 
-from rs5m.assemble.shards import RS3, write_subset_shards
+from rs5m.assemble.manifest import RS3
+from rs5m.assemble.shards import write_subset_shards
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from assembly_fakes import CC3M_LABELS, make_run
 from PIL import Image
 from schema_defaults import pub11_metacaption_args, shard_settings
 
-from rs5m.assemble.shards import PUB11, RS3, Manifest, Sample, ShardSetWriter, sample_members, write_subset_shards
+from rs5m.assemble.manifest import PUB11, RS3, Manifest
+from rs5m.assemble.shards import Sample, ShardSetWriter, sample_members, write_subset_shards
 from rs5m.assemble.split import split_of
 from rs5m.pub11.pub11_metacaption import pub11_metacaptions
 from rs5m.tar import HashingFileWriter, iter_shard_samples, read_tar_members
@@ -233,7 +234,7 @@ def _json_types(value):
 def test_json_member_has_one_schema_per_subset(run):
     """Every sample of a subset has the same keys with the same JSON types (no null-vs-string, no
     empty list), the schema `PROVENANCE_FIELDS` declares."""
-    from rs5m.assemble.shards import PROVENANCE_FIELDS
+    from rs5m.assemble.manifest import PROVENANCE_FIELDS
 
     kinds = {"string": "str", "int64": "int", "float64": "float"}
     for subset in (PUB11, RS3):

@@ -145,7 +145,7 @@ def hf_features(member_names: str = "standard", subset: str = "pub11", image_ext
     """
     import datasets
 
-    from rs5m.assemble.shards import MEMBER_NAMES, PROVENANCE_FIELDS
+    from rs5m.assemble.manifest import MEMBER_NAMES, PROVENANCE_FIELDS
 
     kinds = {
         "string": datasets.Value("string"),
@@ -171,7 +171,7 @@ def load_hf(data_files: dict[str, list[str]] | list[str], member_names: str = "r
     and its `caption`/`img_name` bytes cast to strings."""
     import datasets
 
-    from rs5m.assemble.shards import MEMBER_NAMES
+    from rs5m.assemble.manifest import MEMBER_NAMES
 
     names = MEMBER_NAMES[member_names]
     if names["image"] is None:

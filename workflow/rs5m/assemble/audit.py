@@ -26,13 +26,12 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from rs5m.assemble.funnel import PUB11_STAGES
+from rs5m.assemble.manifest import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
 from rs5m.assemble.settings import AuditSettings
-from rs5m.assemble.shards import MEMBER_NAMES, PUB11, RS3, SUBSETS, Manifest
 from rs5m.assemble.split import split_of
 from rs5m.columns import PUB11_SOURCES, UID
 from rs5m.ledger import LedgerError, StageStats, merge_stats, read_stats
-from rs5m.pub11.download_part import REASONS as DOWNLOAD_REASONS
-from rs5m.pub11.keyword_filter import COUNT_ONLY_REASONS
+from rs5m.reasons import REGISTRY, count_only_reasons, reasons_of
 from rs5m.tar import iter_shard_samples
 
 # Violations listed per check before the rest are summarised as a count.
@@ -176,6 +175,7 @@ def _check_drops(
     checked: dict[str, int],
     ledger: list[Path] | None = None,
 ) -> set[str]:
+    count_only = count_only_reasons()
     expected = Counter()
     for entry in entries:
         for reason, count in entry.dropped.items():
@@ -192,11 +192,11 @@ def _check_drops(
     checked["drop_rows"] = sum(recorded.values())
     for key in sorted(set(expected) | set(recorded)):
         stage, source, reason = key
-        if stage == "download" and reason not in DOWNLOAD_REASONS:
-            violations.add("drop_reason", f"{stage}/{source}/{reason}: not a reason of the download stage")
+        if stage in REGISTRY and reason not in reasons_of(stage):
+            violations.add("drop_reason", f"{stage}/{source}/{reason}: not a reason of the {stage} stage")
         if recorded[key] == expected[key]:
             continue
-        if recorded[key] == 0 and reason in COUNT_ONLY_REASONS:
+        if recorded[key] == 0 and reason in count_only:
             continue
         violations.add(
             "drop_records",

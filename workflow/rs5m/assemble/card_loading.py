@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import posixpath
 
-from rs5m.assemble.shards import MEMBER_NAMES, SUBSETS, Manifest
+from rs5m.assemble.manifest import MEMBER_NAMES, SUBSETS, Manifest
 from rs5m.assemble.split import TRAIN, VAL
 
 HF_SPLITS = {TRAIN: "train", VAL: "validation"}

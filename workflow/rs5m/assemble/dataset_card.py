@@ -2,10 +2,14 @@
 
 Reads the shard manifests, the metafiles and the run's config; writes
 `results/shards/README.md` and `results/shards/croissant.json`.
+
+Size: the card's text and the Croissant document are one description of the same shards; the
+sections from other stages' reports (decontamination, evaluation) are read from their files.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -17,8 +21,8 @@ from typing import Any
 import yaml
 
 from rs5m.assemble.card_loading import loading_section
+from rs5m.assemble.manifest import MEMBER_NAMES, SUBSETS, Manifest
 from rs5m.assemble.settings import CardSettings
-from rs5m.assemble.shards import MEMBER_NAMES, SUBSETS, Manifest
 from rs5m.assemble.split import SPLITS
 
 CROISSANT_CONTEXT = {
@@ -307,6 +311,41 @@ def _data_type(column: str) -> str:
     return "sc:Text"
 
 
+def decontamination_lines(report_csv: str | Path | None, settings: dict | None) -> list[str]:
+    """The card's decontamination section, from the stage's report (results/stats/decontamination.csv):
+    eval sets checked, thresholds, actions and counts."""
+    if not report_csv or not Path(report_csv).exists():
+        return []
+    with open(report_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    settings = settings or {}
+    phash = settings.get("phash", {}).get("radius")
+    embedding = settings.get("embedding", {})
+    actions = settings.get("action", {})
+    sets = [r for r in rows if r["eval_set"] != "total"]
+    lines = ["## Eval-set decontamination", ""]
+    if not sets:
+        return lines + ["This build was checked against no evaluation set (`decontamination.eval_sets` was empty).", ""]
+    threshold = f"cosine >= {embedding.get('threshold')}" if embedding.get("enabled", True) else "off"
+    lines += [
+        "Checked against "
+        + ", ".join(f"`{r['eval_set']}` ({r['images_read']} images)" for r in sets)
+        + f": pHash of the eight rotations/flips of each eval image within {phash} bits, and the scoring CLIP's "
+        f"image embedding ({threshold}). PUB11 matches: `{actions.get('pub11')}`; RS3 matches: `{actions.get('rs3')}` "
+        "(dropped samples carry reason `eval_overlap`; details in `../stats/decontamination.md`).",
+        "",
+        "| eval set | images | PUB11 matched | PUB11 dropped | RS3 matched | RS3 dropped |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {r['eval_set']} | {r['images_read']} | {r['pub11_matched']} | {r['pub11_dropped']} | "
+            f"{r['rs3_matched']} | {r['rs3_dropped']} |"
+            for r in rows
+        ],
+        "",
+    ]
+    return lines
+
+
 def evaluation_lines(evaluation_md: str | Path | None) -> list[str]:
     """The card's Evaluation section: the evaluation table (its title dropped), when there is one."""
     if not evaluation_md:
@@ -346,9 +385,7 @@ def write_card(
     loaded = [Manifest.read(path) for path in manifests]
     loaded.sort(key=lambda m: SUBSETS.index(m.subset))
     shards_dir = Path(croissant_path).parent
-    from rs5m.decontamination.decontamination_report import card_lines
-
-    section = card_lines(decontamination_csv, config.get("decontamination"))
+    section = decontamination_lines(decontamination_csv, config.get("decontamination"))
     evaluation = evaluation_lines(evaluation_md)
     Path(readme).write_text(
         readme_text(loaded, config, software_versions(), absent, section, evaluation), encoding="utf-8"

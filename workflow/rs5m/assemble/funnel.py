@@ -14,6 +14,7 @@ from typing import Iterable
 
 from rs5m.columns import PUB11_SOURCES
 from rs5m.ledger import StageStats, merge_stats, read_stats
+from rs5m.reasons import DUPLICATE_POOL_HASH, DUPLICATE_URL
 
 # PUB11 stages in DAG order; each one's rows_in must equal the previous one's kept.
 PUB11_STAGES = ("keyword_filter", "url_filter", "download", "invalid", "image_dedup", "outliers", "decontamination")
@@ -61,9 +62,9 @@ def _row(source: str, by_stage: dict[str, StageStats]) -> dict:
         "source": source,
         "rows_in": by_stage["keyword_filter"].rows_in if "keyword_filter" in by_stage else None,
         "after_keyword_filter": kept("keyword_filter"),
-        "url_duplicates": dropped("url_filter", {"duplicate_url"}),
-        "pool_hash_duplicates": dropped("url_filter", {"duplicate_pool_hash"}),
-        "blocked_urls": dropped("url_filter", exclude={"duplicate_url", "duplicate_pool_hash"}),
+        "url_duplicates": dropped("url_filter", {DUPLICATE_URL}),
+        "pool_hash_duplicates": dropped("url_filter", {DUPLICATE_POOL_HASH}),
+        "blocked_urls": dropped("url_filter", exclude={DUPLICATE_URL, DUPLICATE_POOL_HASH}),
         "download_failed": dropped("download"),
         "downloaded": kept("download"),
         "invalid": dropped("invalid"),

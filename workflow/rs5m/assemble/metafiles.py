@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 import pyarrow.parquet as pq
 
+from rs5m.assemble.manifest import LIST_SEPARATOR, attach_pub11_meta, pub11_img_name
 from rs5m.assemble.settings import MetafileSettings
-from rs5m.assemble.shards import attach_pub11_meta, pub11_img_name
 from rs5m.assemble.split import TRAIN, VAL, split_of
 from rs5m.columns import UID
 
@@ -35,7 +35,6 @@ PUB11_COLUMNS = [
 ]
 RS3_COLUMNS = ["name", "caption", "subset", "dataset", "uid", "top_cap", "ssl_cap", "meta_caption", "labels"]
 NER_COLUMNS = ["img_name", "text", "entity"]
-LIST_SEPARATOR = "|"
 
 
 def _cell(value: Any) -> Any:

@@ -27,8 +27,9 @@ download tars scanned here take 1.7-2.3x less wall time and 1.8-2.1x less CPU th
 writing and reading (webdataset's TarWriter, built on tarfile, is no faster). Tests check the
 shards equal tarfile's output byte for byte.
 
-Size: planning (roll-over, a fixed count, parallel groups), the samples of both subsets and the
-manifest are one format contract; the tar mechanics themselves live in rs5m.tar.
+Size: planning (roll-over, a fixed count, parallel groups) and the samples of both subsets are one
+writer; the names it shares with the readers live in rs5m.assemble.manifest, the tar mechanics in
+rs5m.tar.
 """
 
 from __future__ import annotations
@@ -38,12 +39,23 @@ import logging
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import pyarrow.parquet as pq
 
+from rs5m.assemble.manifest import (
+    LIST_SEPARATOR,
+    MEMBER_NAMES,
+    PUB11,
+    RS3,
+    SUBSETS,
+    Manifest,
+    ShardInfo,
+    attach_pub11_meta,
+    pub11_img_name,
+)
 from rs5m.assemble.settings import ShardSettings
 from rs5m.assemble.split import SPLITS, TRAIN, VAL, split_of
 from rs5m.columns import UID
@@ -58,17 +70,6 @@ from rs5m.tar import (
 )
 
 log = logging.getLogger(__name__)
-
-PUB11 = "pub11"
-RS3 = "rs3"
-SUBSETS = (PUB11, RS3)
-
-# Member-name styles: SPEC 5's names, or the common ones that `datasets`' webdataset loader and
-# most training code decode by extension.
-MEMBER_NAMES = {
-    "rs5m": {"img_name": "img_name", "image": "img_content", "caption": "caption", "json": "json"},
-    "standard": {"img_name": None, "image": None, "caption": "txt", "json": "json"},
-}
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IMAGE_EXTS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp", "tif": "tif", "tiff": "tif"}
@@ -86,37 +87,6 @@ class Sample:
     def image_ext(self) -> str:
         suffix = self.img_name.rsplit(".", 1)[-1].lower() if "." in self.img_name else "jpg"
         return _IMAGE_EXTS.get(suffix, "jpg")
-
-
-@dataclass
-class ShardInfo:
-    path: str  # relative to the shards folder: "train/pub11-train-0000.tar"
-    split: str
-    samples: int
-    bytes: int
-    sha256: str
-    first_key: str
-    last_key: str
-
-
-@dataclass
-class Manifest:
-    subset: str
-    member_names: str
-    target_bytes: int
-    val_fraction: float
-    shards: list[ShardInfo] = field(default_factory=list)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> split -> samples
-    count: int | None = None  # shards.count: tars per split, or None for size-based
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
-
-    @classmethod
-    def read(cls, path: str | Path) -> "Manifest":
-        payload = json.loads(Path(path).read_text())
-        payload["shards"] = [ShardInfo(**item) for item in payload["shards"]]
-        return cls(**payload)
 
 
 _JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -301,45 +271,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-# The JSON member of each subset has these keys with these types in every sample, so readers that
-# infer a schema from the first few samples (Hugging Face `datasets` infers it from five) meet the
-# same one later: a missing text is "", lists of labels are one "|"-joined string (an empty JSON list
-# would be inferred as a list of nulls), and keys a subset has no values for are absent from all of
-# its samples. `geo` is JSON text: its fields differ between datasets. `matched_keywords` is never
-# empty for a kept PUB11 sample (the keyword filter kept it for a match).
-LIST_SEPARATOR = "|"
-PROVENANCE_FIELDS = {
-    PUB11: {
-        "uid": "string",
-        "subset": "string",
-        "source": "string",
-        "split": "string",
-        "img_name": "string",
-        "url": "string",
-        "matched_keywords": "list<string>",
-        "width": "int64",
-        "height": "int64",
-        "clip_score": "float64",
-        "rs_score": "float64",
-        "labels": "string",
-        "geo": "string",
-        "meta_caption": "string",
-    },
-    RS3: {
-        "uid": "string",
-        "subset": "string",
-        "source": "string",
-        "split": "string",
-        "img_name": "string",
-        "labels": "string",
-        "geo": "string",
-        "top_cap": "string",
-        "ssl_cap": "string",
-        "meta_caption": "string",
-    },
-}
-
-
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -367,30 +298,6 @@ def _pub11_provenance(row: dict, split: str, img_name: str) -> dict:
     }
 
 
-PUB11_CAPTION_MODES = ("keep", "prepend")
-
-
-def attach_pub11_meta(rows: list[dict], meta: str | Path | None, caption_mode: str) -> list[dict]:
-    """The PUB11 rows with `meta_caption`, `labels` and `geo` of the meta-caption table (rules
-    pub11_metacaption) where it has the uid; with `prepend`, the caption becomes meta-caption +
-    " " + caption, as RS3 captions are built. Rows are updated in place and returned."""
-    if caption_mode not in PUB11_CAPTION_MODES:
-        raise ValueError(f"metacaption.pub11_caption must be one of {PUB11_CAPTION_MODES}, got {caption_mode!r}")
-    if not meta:
-        return rows
-    by_uid = {row[UID]: row for row in pq.read_table(meta, columns=[UID, "meta_caption", "labels", "geo"]).to_pylist()}
-    for row in rows:
-        extra = by_uid.get(row[UID])
-        if extra is None:
-            continue
-        row.update(meta_caption=extra["meta_caption"], labels=extra["labels"], geo=extra["geo"])
-        if caption_mode == "prepend" and extra["meta_caption"]:
-            row["caption"] = " ".join(
-                part for part in (extra["meta_caption"], (row.get("caption") or "").strip()) if part
-            )
-    return rows
-
-
 def _rs3_provenance(row: dict, split: str) -> dict:
     return {
         "uid": row[UID],
@@ -404,11 +311,6 @@ def _rs3_provenance(row: dict, split: str) -> dict:
         "ssl_cap": _text(row.get("ssl_cap")),
         "meta_caption": _text(row.get("meta_caption")),
     }
-
-
-def pub11_img_name(row: dict) -> str:
-    ext = row["member"].rsplit(".", 1)[-1] if "." in row["member"] else "jpg"
-    return f"{row['source']}_{row[UID]}.{ext}"
 
 
 def pub11_samples(rows: list[dict], base_dir: Path, val_fraction: float) -> Iterator[tuple[str, Sample]]:
@@ -614,7 +516,3 @@ def shards_job(
     return write_subset_shards(
         subset, final, shards_dir, manifest, settings, pub11_meta=pub11_meta, group=group, groups=groups
     )
-
-
-def manifest_paths(shards_dir: str | Path, subsets: Iterable[str] = SUBSETS) -> list[Path]:
-    return [Path(shards_dir) / f"{subset}.manifest.json" for subset in subsets]

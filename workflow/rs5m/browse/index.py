@@ -207,6 +207,22 @@ def connect(db_path: Path, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def fetch_all(connect, sql: str, params=(), row=dict) -> list:
+    """Every row of one query, on a short connection of `connect()`, each made by `row` (dict, tuple)."""
+    with closing(connect()) as conn:
+        return [row(r) for r in conn.execute(sql, params)]
+
+
+def fetch_page(connect, source: str, select: str, order: str, params: list, limit: int, offset: int):
+    """(rows matching in all, one page of them as dicts) of `SELECT {select} {source} ORDER BY {order}`."""
+    with closing(connect()) as conn:
+        total = conn.execute(f"SELECT COUNT(*) {source}", params).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT {select} {source} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+        ).fetchall()
+    return total, [dict(row) for row in rows]
+
+
 def refresh_index(run_dir: str | Path, db_path: str | Path | None = None, rebuild: bool = False) -> RefreshReport:
     """Bring the index up to date: (re)read only the files whose size or mtime changed.
 
@@ -344,53 +360,28 @@ class RunIndex:
     def samples(self, filters: "SampleFilter", limit: int, offset: int) -> tuple[int, list[dict]]:
         """One page of samples matching the filter, and how many match in all."""
         where, params = filters.where()
-        with closing(self.connect()) as conn:
-            total = conn.execute(f"SELECT COUNT(*) FROM samples s WHERE {where}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT s.* FROM samples s WHERE {where} ORDER BY s.tar, s.key LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-        return total, [dict(row) for row in rows]
+        return fetch_page(self.connect, f"FROM samples s WHERE {where}", "s.*", "s.tar, s.key", params, limit, offset)
 
     def facets(self) -> dict[str, list]:
         """The values each filter can take, with counts, for the filter form and the overview."""
-        with closing(self.connect()) as conn:
-            return {
-                "split": [
-                    tuple(r) for r in conn.execute("SELECT split, COUNT(*) FROM samples GROUP BY split ORDER BY split")
-                ],
-                "subset": [
-                    tuple(r)
-                    for r in conn.execute("SELECT subset, COUNT(*) FROM samples GROUP BY subset ORDER BY subset")
-                ],
-                "source": [
-                    tuple(r)
-                    for r in conn.execute("SELECT source, COUNT(*) FROM samples GROUP BY source ORDER BY source")
-                ],
-                "keyword": [
-                    tuple(r)
-                    for r in conn.execute(
-                        "SELECT keyword, COUNT(*) AS n FROM sample_keywords GROUP BY keyword ORDER BY n DESC, keyword LIMIT 200"
-                    )
-                ],
-                "table": [
-                    tuple(r)
-                    for r in conn.execute(
-                        "SELECT split, subset, source, COUNT(*) FROM samples GROUP BY split, subset, source "
-                        "ORDER BY split, subset, source"
-                    )
-                ],
-            }
+        queries = {
+            "split": "SELECT split, COUNT(*) FROM samples GROUP BY split ORDER BY split",
+            "subset": "SELECT subset, COUNT(*) FROM samples GROUP BY subset ORDER BY subset",
+            "source": "SELECT source, COUNT(*) FROM samples GROUP BY source ORDER BY source",
+            "keyword": "SELECT keyword, COUNT(*) AS n FROM sample_keywords GROUP BY keyword ORDER BY n DESC, keyword "
+            "LIMIT 200",
+            "table": "SELECT split, subset, source, COUNT(*) FROM samples GROUP BY split, subset, source "
+            "ORDER BY split, subset, source",
+        }
+        return {name: fetch_all(self.connect, sql, row=tuple) for name, sql in queries.items()}
 
     def drop_counts(self) -> list[tuple]:
-        with closing(self.connect()) as conn:
-            return [
-                tuple(r)
-                for r in conn.execute(
-                    "SELECT d.stage, d.reason, COUNT(*), COUNT(w.uid) FROM drops d "
-                    "LEFT JOIN downloads w ON w.uid = d.uid GROUP BY d.stage, d.reason ORDER BY d.stage, d.reason"
-                )
-            ]
+        return fetch_all(
+            self.connect,
+            "SELECT d.stage, d.reason, COUNT(*), COUNT(w.uid) FROM drops d "
+            "LEFT JOIN downloads w ON w.uid = d.uid GROUP BY d.stage, d.reason ORDER BY d.stage, d.reason",
+            row=tuple,
+        )
 
     def drops(
         self, stage: str | None, reason: str | None, source: str | None, with_image: bool, limit: int, offset: int
@@ -404,13 +395,8 @@ class RunIndex:
             clauses.append("w.uid IS NOT NULL")
         where = " AND ".join(clauses)
         base = f"FROM drops d LEFT JOIN downloads w ON w.uid = d.uid WHERE {where}"
-        with closing(self.connect()) as conn:
-            total = conn.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT d.*, w.uid IS NOT NULL AS has_image {base} ORDER BY d.stage, d.reason, d.uid LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-        return total, [dict(row) for row in rows]
+        select = "d.*, w.uid IS NOT NULL AS has_image"
+        return fetch_page(self.connect, base, select, "d.stage, d.reason, d.uid", params, limit, offset)
 
     def validation_uids(self) -> list[str]:
         with closing(self.connect()) as conn:

@@ -138,13 +138,16 @@ def scores_line(sample: dict) -> str:
     return f"clip {fmt(sample.get('clip_score'))} · rs {fmt(sample.get('rs_score'))}"
 
 
+def sample_image(sample: dict, attributes: str, missing: str) -> str:
+    """The sample's image tag (with `attributes`), or `missing` when its shard has no image member."""
+    if sample.get("img_offset") is None:
+        return missing
+    return f'<img {attributes} src="/image/{esc(sample["uid"])}" alt="{esc(sample["img_name"])}">'
+
+
 def sample_card(sample: dict) -> str:
     uid = esc(sample["uid"])
-    image = (
-        f'<img loading="lazy" src="/image/{uid}" alt="{esc(sample["img_name"])}">'
-        if sample.get("img_offset") is not None
-        else '<div class="noimg">no image</div>'
-    )
+    image = sample_image(sample, 'loading="lazy"', '<div class="noimg">no image</div>')
     return (
         f'<article class="card" data-uid="{uid}"><a href="/sample/{uid}">{image}</a>'
         f'<p class="caption">{esc(sample["caption"])}</p>'
@@ -181,11 +184,7 @@ def sample_list(facets: dict, args: dict, rows: list, total: int, page: int, per
 
 def sample_detail(sample: dict) -> str:
     uid = esc(sample["uid"])
-    image = (
-        f'<img class="full" src="/image/{uid}" alt="{esc(sample["img_name"])}">'
-        if sample.get("img_offset") is not None
-        else "<p>No image member.</p>"
-    )
+    image = sample_image(sample, 'class="full"', "<p>No image member.</p>")
     keywords = (
         ", ".join(f'<a href="/samples?{esc(urlencode({"keyword": k}))}">{esc(k)}</a>' for k in sample["keywords"])
         or "–"

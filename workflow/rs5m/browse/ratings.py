@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rs5m.browse.index import fetch_all
+
 RATINGS_PATH = Path("results") / "ratings.sqlite"
 
 # (form field and CSV column, label shown to the rater, what 5 means)
@@ -155,28 +157,22 @@ class RatingStore:
         return Session(**dict(row)) if row else None
 
     def sessions(self) -> list[dict]:
-        with closing(self.connect()) as conn:
-            return [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT s.*, (SELECT COUNT(*) FROM session_items i WHERE i.session_id = s.id) AS items, "
-                    "(SELECT COUNT(*) FROM ratings r WHERE r.session_id = s.id) AS rated "
-                    "FROM sessions s ORDER BY s.id"
-                )
-            ]
+        return fetch_all(
+            self.connect,
+            "SELECT s.*, (SELECT COUNT(*) FROM session_items i WHERE i.session_id = s.id) AS items, "
+            "(SELECT COUNT(*) FROM ratings r WHERE r.session_id = s.id) AS rated "
+            "FROM sessions s ORDER BY s.id",
+        )
 
     def items(self, session_id: int) -> list[dict]:
         """Every drawn sample of a session in order, with its scores where it has been rated."""
-        with closing(self.connect()) as conn:
-            return [
-                dict(r)
-                for r in conn.execute(
-                    "SELECT i.pos, i.uid, r.relevance_detail, r.hallucination, r.fluency FROM session_items i "
-                    "LEFT JOIN ratings r ON r.session_id = i.session_id AND r.uid = i.uid "
-                    "WHERE i.session_id = ? ORDER BY i.pos",
-                    (session_id,),
-                )
-            ]
+        return fetch_all(
+            self.connect,
+            "SELECT i.pos, i.uid, r.relevance_detail, r.hallucination, r.fluency FROM session_items i "
+            "LEFT JOIN ratings r ON r.session_id = i.session_id AND r.uid = i.uid "
+            "WHERE i.session_id = ? ORDER BY i.pos",
+            (session_id,),
+        )
 
     def rate(self, session_id: int, uid: str, sample: dict, scores: dict[str, int]) -> None:
         """Store (or revise) one sample's scores; the sample must belong to the session."""

@@ -1,6 +1,6 @@
 """Decontamination features of one eval set: pHash and CLIP embedding of its 8 rotations/flips, once per set.
 
-Reads the set's images (rs5m.decontamination.eval_sets); writes `results/decontamination/eval/{eval_set}.{parquet,npy}`.
+Reads the set's images (rs5m.eval_sets); writes `results/decontamination/eval/{eval_set}.{parquet,npy}`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rs5m.decontamination.eval_sets import read_eval_set
 from rs5m.decontamination.matching import EVAL_SCHEMA, image_features
 from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.eval_sets import read_eval_set
 
 logger = logging.getLogger(__name__)
 

@@ -191,37 +191,3 @@ def write_report(
     Path(out_md).write_text(text)
     pairs_figure(matches, out_png)
     return rows
-
-
-def card_lines(report_csv: str | Path | None, settings: dict | None) -> list[str]:
-    """The dataset card's section: eval sets checked, thresholds, actions and counts."""
-    if not report_csv or not Path(report_csv).exists():
-        return []
-    with open(report_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    settings = settings or {}
-    phash = settings.get("phash", {}).get("radius")
-    embedding = settings.get("embedding", {})
-    actions = settings.get("action", {})
-    sets = [r for r in rows if r["eval_set"] != "total"]
-    lines = ["## Eval-set decontamination", ""]
-    if not sets:
-        return lines + ["This build was checked against no evaluation set (`decontamination.eval_sets` was empty).", ""]
-    threshold = f"cosine >= {embedding.get('threshold')}" if embedding.get("enabled", True) else "off"
-    lines += [
-        "Checked against "
-        + ", ".join(f"`{r['eval_set']}` ({r['images_read']} images)" for r in sets)
-        + f": pHash of the eight rotations/flips of each eval image within {phash} bits, and the scoring CLIP's "
-        f"image embedding ({threshold}). PUB11 matches: `{actions.get('pub11')}`; RS3 matches: `{actions.get('rs3')}` "
-        "(dropped samples carry reason `eval_overlap`; details in `../stats/decontamination.md`).",
-        "",
-        "| eval set | images | PUB11 matched | PUB11 dropped | RS3 matched | RS3 dropped |",
-        "|---|---:|---:|---:|---:|---:|",
-        *[
-            f"| {r['eval_set']} | {r['images_read']} | {r['pub11_matched']} | {r['pub11_dropped']} | "
-            f"{r['rs3_matched']} | {r['rs3_dropped']} |"
-            for r in rows
-        ],
-        "",
-    ]
-    return lines

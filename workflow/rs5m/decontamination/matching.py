@@ -1,7 +1,7 @@
 """Eval-set decontamination, what its rules share: the two matchers, their faiss indexes, the schemas.
 
 The stage (decontamination_eval, decontamination_rs3_features, decontaminate, decontamination_report)
-reads the eval sets (rs5m.decontamination.eval_sets), the kept PUB11 table with its stored pHash and the CLIP image
+reads the eval sets (rs5m.eval_sets), the kept PUB11 table with its stored pHash and the CLIP image
 embeddings the scoring stage stored (`results/pub11/embeddings/{part}.npy`, row-aligned with
 `results/pub11/scores/{part}.parquet`), and the RS3 features this stage computes per caption part.
 Writes per subset the final table, its ledger (stage `decontamination`, reason `eval_overlap`,

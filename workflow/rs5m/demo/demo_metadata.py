@@ -146,8 +146,7 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
 def _laion(rows, rng) -> pa.Table:
     return pa.table(
         {
-            "URL": [u for u, _, _ in rows],
-            "TEXT": [c for _, c, _ in rows],
+            **_url_text(rows),
             "WIDTH": pa.array([rng.choice([256, 320, 512, None]) for _ in rows], pa.int64()),
             "HEIGHT": pa.array([rng.choice([256, 240, 512, None]) for _ in rows], pa.int64()),
             "similarity": [round(rng.uniform(0.28, 0.4), 4) for _ in rows],
@@ -158,22 +157,33 @@ def _laion(rows, rng) -> pa.Table:
     )
 
 
-def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list[Path]:
-    """Write every demo input file under `root`; return their paths. Same seed, same bytes."""
-    root = Path(root)
-    rng = random.Random(seed)
-    stream = DemoRows(seed)
-    n = rows_per_source
-    written: list[Path] = []
+class _Inputs:
+    """What every source's writer shares: the root, the seeded generators, the row count and the
+    list of files written (in the order they are written)."""
 
-    def out(rel: str) -> Path:
-        path = root / rel
+    def __init__(self, root: Path, seed: int, rows_per_source: int):
+        self.root = root
+        self.rng = random.Random(seed)
+        self.stream = DemoRows(seed)
+        self.n = rows_per_source
+        self.written: list[Path] = []
+
+    def out(self, rel: str) -> Path:
+        path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        written.append(path)
+        self.written.append(path)
         return path
 
-    # LAION-2B: two parts; the second repeats one URL of the first (a URL duplicate across files)
-    # and one URL inside itself; broken rows: null URL, ftp URL, null caption.
+
+def _url_text(rows, url: str = "URL", text: str = "TEXT") -> dict[str, list]:
+    """The URL and caption columns of (url, caption, is_rs) rows, under a format's column names."""
+    return {url: [u for u, _, _ in rows], text: [c for _, c, _ in rows]}
+
+
+def _write_laion2b(inputs: _Inputs) -> list[tuple]:
+    """Two parts; the second repeats one URL of the first (a URL duplicate across files) and one URL
+    inside itself; broken rows: null URL, ftp URL, null caption. Returns the first part's rows."""
+    stream, n = inputs.stream, inputs.n
     part0 = stream.rows(n)
     part1 = stream.rows(n - 5) + [
         part0[0],
@@ -182,20 +192,23 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         ("ftp://files.example/aerial.jpg", "aerial photo over an ftp server", True),
         (stream.image_url("rs"), None, True),
     ]
-    _write_parquet(out(DEMO_FILES["laion2b"][0]), _laion(part0, rng))
-    _write_parquet(out(DEMO_FILES["laion2b"][1]), _laion(part1, rng))
+    _write_parquet(inputs.out(DEMO_FILES["laion2b"][0]), _laion(part0, inputs.rng))
+    _write_parquet(inputs.out(DEMO_FILES["laion2b"][1]), _laion(part1, inputs.rng))
+    return part0
 
-    # COYO-700M: lower-case columns; a near-duplicate image under a second URL (?copy=1).
-    coyo = stream.rows(n)
-    first_rs = next(u for u, _, rs in part0 if rs and "/img/rs/" in u)
+
+def _write_coyo700m(inputs: _Inputs, laion2b: list[tuple]) -> None:
+    """Lower-case columns; a near-duplicate image under a second URL (?copy=1)."""
+    rng = inputs.rng
+    coyo = inputs.stream.rows(inputs.n)
+    first_rs = next(u for u, _, rs in laion2b if rs and "/img/rs/" in u)
     coyo.append((first_rs + "?copy=1", "satellite view of the same field, re-encoded", True))
     _write_parquet(
-        out(DEMO_FILES["coyo700m"][0]),
+        inputs.out(DEMO_FILES["coyo700m"][0]),
         pa.table(
             {
                 "id": pa.array(range(len(coyo)), pa.int64()),
-                "url": [u for u, _, _ in coyo],
-                "text": [c for _, c, _ in coyo],
+                **_url_text(coyo, "url", "text"),
                 "width": pa.array([rng.choice([256, 640]) for _ in coyo], pa.int32()),
                 "height": pa.array([rng.choice([256, 480]) for _ in coyo], pa.int32()),
                 "image_phash": [f"{rng.getrandbits(64):016x}" for _ in coyo],
@@ -205,17 +218,19 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         ),
     )
 
-    # LAION-COCO: BLIP captions (top_caption, all_captions) match too; it also repeats a LAION-2B
-    # URL, which URL dedup must drop in favour of LAION-2B.
-    coco = stream.rows(n, rs_share=0.3)
-    coco.append((part0[1][0], part0[1][1], part0[1][2]))
+
+def _write_laioncoco(inputs: _Inputs, laion2b: list[tuple]) -> None:
+    """BLIP captions (top_caption, all_captions) match too; it also repeats a LAION-2B URL, which
+    URL dedup must drop in favour of LAION-2B."""
+    stream = inputs.stream
+    coco = stream.rows(inputs.n, rs_share=0.3)
+    coco.append((laion2b[1][0], laion2b[1][1], laion2b[1][2]))
     top = [stream.caption(stream.rng.random() < 0.3) for _ in coco]
     _write_parquet(
-        out(DEMO_FILES["laioncoco"][0]),
+        inputs.out(DEMO_FILES["laioncoco"][0]),
         pa.table(
             {
-                "URL": [u for u, _, _ in coco],
-                "TEXT": [c for _, c, _ in coco],
+                **_url_text(coco),
                 "top_caption": top,
                 "all_captions": [[t, stream.caption(False)] for t in top],
                 "all_similarities": [[0.31, 0.29] for _ in coco],
@@ -226,15 +241,17 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         ),
     )
 
-    # LAION-400M: float sizes with nulls, and a second part that is not parquet at all.
-    l400 = stream.rows(n)
+
+def _write_laion400m(inputs: _Inputs) -> None:
+    """Float sizes with nulls, and a second part that is not parquet at all."""
+    rng = inputs.rng
+    l400 = inputs.stream.rows(inputs.n)
     _write_parquet(
-        out(DEMO_FILES["laion400m"][0]),
+        inputs.out(DEMO_FILES["laion400m"][0]),
         pa.table(
             {
                 "SAMPLE_ID": pa.array(range(len(l400)), pa.int64()),
-                "URL": [u for u, _, _ in l400],
-                "TEXT": [c for _, c, _ in l400],
+                **_url_text(l400),
                 "HEIGHT": pa.array([rng.choice([256.0, None]) for _ in l400], pa.float64()),
                 "WIDTH": pa.array([rng.choice([256.0, None]) for _ in l400], pa.float64()),
                 "LICENSE": ["?"] * len(l400),
@@ -243,30 +260,34 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
             }
         ),
     )
-    out(DEMO_FILES["laion400m"][1]).write_bytes(b"PAR1 this file was cut off during download")
+    inputs.out(DEMO_FILES["laion400m"][1]).write_bytes(b"PAR1 this file was cut off during download")
 
-    # WIT: gzipped TSV with the 17 official columns; non-English rows are dropped by language.
-    wit_columns = [
-        "language",
-        "page_url",
-        "image_url",
-        "page_title",
-        "section_title",
-        "hierarchical_section_title",
-        "caption_reference_description",
-        "caption_attribution_description",
-        "caption_alt_text_description",
-        "mime_type",
-        "original_height",
-        "original_width",
-        "is_main_image",
-        "attribution_passes_lang_id",
-        "page_changed_recently",
-        "context_page_description",
-        "context_section_description",
-    ]
-    lines = ["\t".join(wit_columns)]
-    for i, (url, caption, _) in enumerate(stream.rows(n)):
+
+WIT_COLUMNS = [
+    "language",
+    "page_url",
+    "image_url",
+    "page_title",
+    "section_title",
+    "hierarchical_section_title",
+    "caption_reference_description",
+    "caption_attribution_description",
+    "caption_alt_text_description",
+    "mime_type",
+    "original_height",
+    "original_width",
+    "is_main_image",
+    "attribution_passes_lang_id",
+    "page_changed_recently",
+    "context_page_description",
+    "context_section_description",
+]
+
+
+def _write_wit(inputs: _Inputs) -> None:
+    """Gzipped TSV with the 17 official columns; non-English rows are dropped by language."""
+    lines = ["\t".join(WIT_COLUMNS)]
+    for i, (url, caption, _) in enumerate(inputs.stream.rows(inputs.n)):
         language = "en" if i % 4 else "de"
         fields = [
             language,
@@ -288,12 +309,14 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
             "",
         ]
         lines.append("\t".join(fields))
-    with gzip.GzipFile(out(DEMO_FILES["wit"][0]), "wb", mtime=0) as handle:
+    with gzip.GzipFile(inputs.out(DEMO_FILES["wit"][0]), "wb", mtime=0) as handle:
         handle.write(("\n".join(lines) + "\n").encode("utf-8"))
 
-    # YFCC100M records: headerless, 25 columns, form-encoded title and description, geotags.
+
+def _write_yfcc15m(inputs: _Inputs) -> None:
+    """YFCC100M records: headerless, 25 columns, form-encoded title and description, geotags."""
     yfcc_lines = []
-    for i, (url, caption, _) in enumerate(stream.rows(n)):
+    for i, (url, caption, _) in enumerate(inputs.stream.rows(inputs.n)):
         place = i % len(COORDINATES)
         # Every seventh photo has no geotag (YFCC writes empty fields): its place clause drops.
         lat, lon = ("", "") if i % 7 == 6 else COORDINATES[place]
@@ -301,7 +324,7 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         values.update(
             line_number=str(i),
             photo_id=str(1000 + i),
-            photo_hash=f"{rng.getrandbits(64):016x}",
+            photo_hash=f"{inputs.rng.getrandbits(64):016x}",
             user_id=f"{i}@N00",
             user_nickname="demo",
             date_taken=f"2012-0{1 + i % 9}-1{i % 9} 10:2{i % 6}:00.0",
@@ -325,19 +348,27 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
             marker="0",
         )
         yfcc_lines.append("\t".join(values[c] for c in YFCC100M_COLUMNS))
-    out(DEMO_FILES["yfcc15m"][0]).write_text("\n".join(yfcc_lines) + "\n", encoding="utf-8")
+    inputs.out(DEMO_FILES["yfcc15m"][0]).write_text("\n".join(yfcc_lines) + "\n", encoding="utf-8")
 
-    # CC12M (url, caption) and CC3M (caption, url): headerless; one line of each is broken.
-    cc12 = ["\t".join((u, c)) for u, c, _ in stream.rows(n)]
+
+def _write_cc12m(inputs: _Inputs) -> None:
+    """(url, caption), headerless; broken lines: not UTF-8, a single field, a caption too long."""
+    cc12 = ["\t".join((u, c)) for u, c, _ in inputs.stream.rows(inputs.n)]
     cc12_bytes = ("\n".join(cc12) + "\n").encode("utf-8")
     cc12_bytes += b"http://demo.rs5m.test/img/rs/9999.jpg\tsatellite image \xff\xfe not utf-8\n"
     cc12_bytes += b"a line with a single field\n"
     cc12_bytes += ("http://demo.rs5m.test/img/photo/9998.jpg\t" + "aerial view " * 90_000 + "\n").encode()
-    out(DEMO_FILES["cc12m"][0]).write_bytes(cc12_bytes)
-    cc3 = stream.rows(n)
-    out(DEMO_FILES["cc3m"][0]).write_text("\n".join("\t".join((c, u)) for u, c, _ in cc3) + "\n", encoding="utf-8")
-    # The labels file (caption, url, labels, MIDs, scores) for the RS rows: the three cases of the
-    # SPEC 4 rule in turn (>= 3 confident tags, fewer, none), and one malformed line.
+    inputs.out(DEMO_FILES["cc12m"][0]).write_bytes(cc12_bytes)
+
+
+def _write_cc3m(inputs: _Inputs) -> None:
+    """(caption, url), headerless, and the labels file (caption, url, labels, MIDs, scores) for its
+    RS rows: the three cases of the SPEC 4 rule in turn (>= 3 confident tags, fewer, none), and one
+    malformed line."""
+    cc3 = inputs.stream.rows(inputs.n)
+    inputs.out(DEMO_FILES["cc3m"][0]).write_text(
+        "\n".join("\t".join((c, u)) for u, c, _ in cc3) + "\n", encoding="utf-8"
+    )
     label_scores = ("0.97,0.93,0.91,0.5", "0.5,0.95,0.3,0.92", "0.4,0.3,0.7,0.1")
     label_lines = [
         "\t".join((c, u, "aerial photography,landscape,field,sky", "/m/1,/m/2,/m/3,/m/4", label_scores[i % 3]))
@@ -345,11 +376,11 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         if rs
     ]
     label_lines.insert(1, "a caption\thttp://demo.rs5m.test/img/rs/9997.jpg\tsky\t/m/1\tnot-a-score")
-    out("cc3m/Image_Labels_Subset_Train_GCC-Labels-training.tsv").write_text(
-        "\n".join(label_lines) + "\n", encoding="utf-8"
-    )
+    inputs.out(EXTRA_FILES[1]).write_text("\n".join(label_lines) + "\n", encoding="utf-8")
 
-    # RedCaps: one JSON object per subreddit-year with an `annotations` list.
+
+def _write_redcaps(inputs: _Inputs) -> None:
+    """One JSON object per subreddit-year with an `annotations` list."""
     for rel, subreddit in zip(DEMO_FILES["redcaps"], ("earthporn", "itookapicture")):
         annotations = [
             dict(
@@ -364,13 +395,17 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
                 permalink=f"/r/{subreddit}/comments/{i}/",
                 crosspost_parents=None,
             )
-            for i, (u, c, _) in enumerate(stream.rows(n // 2))
+            for i, (u, c, _) in enumerate(inputs.stream.rows(inputs.n // 2))
         ]
-        out(rel).write_text(json.dumps({"info": {"subreddit": subreddit, "year": 2020}, "annotations": annotations}))
+        inputs.out(rel).write_text(
+            json.dumps({"info": {"subreddit": subreddit, "year": 2020}, "annotations": annotations})
+        )
 
-    # SBU: column-wise lists.
-    sbu = stream.rows(n)
-    out(DEMO_FILES["sbu"][0]).write_text(
+
+def _write_sbu(inputs: _Inputs) -> None:
+    """Column-wise lists."""
+    sbu = inputs.stream.rows(inputs.n)
+    inputs.out(DEMO_FILES["sbu"][0]).write_text(
         json.dumps(
             {
                 "image_urls": [u for u, _, _ in sbu],
@@ -380,9 +415,11 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         )
     )
 
-    # Visual Genome: image records plus region phrases joined on image_id.
-    vg = stream.rows(n // 2)
-    out(DEMO_FILES["vg"][0]).write_text(
+
+def _write_vg(inputs: _Inputs) -> None:
+    """Visual Genome: image records plus region phrases joined on image_id."""
+    vg = inputs.stream.rows(inputs.n // 2)
+    inputs.out(DEMO_FILES["vg"][0]).write_text(
         json.dumps(
             [
                 dict(image_id=i + 1, url=u, width=800, height=600, coco_id=None, flickr_id=None)
@@ -390,7 +427,7 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
             ]
         )
     )
-    out("vg/region_descriptions.json").write_text(
+    inputs.out(EXTRA_FILES[0]).write_text(
         json.dumps(
             [
                 dict(
@@ -405,7 +442,10 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
         )
     )
 
-    # Bad downloads: rows whose captions match but whose URLs the server answers badly.
+
+def _append_bad_downloads(inputs: _Inputs) -> None:
+    """Rows whose captions match but whose URLs the server answers badly, appended to LAION-2B's
+    first part."""
     bad_urls = [DEMO_HOST + p for p in BAD_PATHS] + UNSAFE_URLS
     bad_rows = pa.table(
         {
@@ -413,6 +453,25 @@ def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list
             "TEXT": [f"aerial image test case {u.rsplit('/', 1)[-1]}" for u in bad_urls],
         }
     )
-    first = pq.read_table(root / DEMO_FILES["laion2b"][0])
-    _write_parquet(root / DEMO_FILES["laion2b"][0], pa.concat_tables([first, bad_rows], promote_options="default"))
-    return written
+    path = inputs.root / DEMO_FILES["laion2b"][0]
+    _write_parquet(path, pa.concat_tables([pq.read_table(path), bad_rows], promote_options="default"))
+
+
+def write_demo_inputs(root: str | Path, seed: int, rows_per_source: int) -> list[Path]:
+    """Write every demo input file under `root`; return their paths. Same seed, same bytes.
+
+    The sources draw from one seeded row stream in this order, so the order is part of the bytes."""
+    inputs = _Inputs(Path(root), seed, rows_per_source)
+    laion2b = _write_laion2b(inputs)
+    _write_coyo700m(inputs, laion2b)
+    _write_laioncoco(inputs, laion2b)
+    _write_laion400m(inputs)
+    _write_wit(inputs)
+    _write_yfcc15m(inputs)
+    _write_cc12m(inputs)
+    _write_cc3m(inputs)
+    _write_redcaps(inputs)
+    _write_sbu(inputs)
+    _write_vg(inputs)
+    _append_bad_downloads(inputs)
+    return inputs.written

@@ -163,24 +163,11 @@ def build_tiny_blip2(
     else:
         raise ValueError(f"tokenizer must be caption_bpe or clip_bpe, got {tokenizer!r}")
     image_token = tokenizer.convert_tokens_to_ids("<image>")
-    vision_width = 32
+    # Every transformer of the model is one layer of width 32, two heads and a 64-wide MLP.
+    tiny = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
     config = Blip2Config(
-        vision_config=dict(
-            hidden_size=vision_width,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=image_size,
-            patch_size=8,
-        ),
-        qformer_config=dict(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            encoder_hidden_size=vision_width,
-            vocab_size=128,
-        ),
+        vision_config=dict(tiny, image_size=image_size, patch_size=8),
+        qformer_config=dict(tiny, encoder_hidden_size=tiny["hidden_size"], vocab_size=128),
         text_config=OPTConfig(
             vocab_size=len(tokenizer),
             hidden_size=32,

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rs5m.decontamination.eval_sets import expand_paths, read_folder
+from rs5m.eval_sets import expand_paths, read_folder
 
 TASKS = ("zeroshot", "retrieval")
 

@@ -19,11 +19,11 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 import yaml
 
+from rs5m.hosts import url_host
 from rs5m.ledger import read_stats
 from rs5m.plan import crawl
 from rs5m.plan.dag import PlannedJob, job_counts, planned_jobs
 from rs5m.plan.render import plan_markdown, plot_hosts
-from rs5m.pub11.urls import url_host
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from rs5m.hosts import url_host
 from rs5m.plan.dag import PlannedJob
-from rs5m.pub11.urls import url_host
 
 # Ledger stages in DAG order (their `stage` field), for the per-source table.
 STAGE_ORDER = [

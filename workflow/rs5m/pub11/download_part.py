@@ -46,11 +46,11 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m.ledger import Ledger, StageStats
-from rs5m.pub11.crawl_guard import REASONS as GUARD_REASONS
 from rs5m.pub11.crawl_guard import CrawlSettings, reason_of
 from rs5m.pub11.crawl_pacing import part_rate, spread_order
 from rs5m.pub11.sources import pool_hash_columns
 from rs5m.pub11.urls import url_host
+from rs5m.reasons import reasons_of
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ FETCHED = (SUCCESS, FAILED_TO_RESIZE)
 # The columns img2dataset carries from the input into every status row.
 CARRIED = [col.UID, col.SOURCE]
 # Every ledger reason of the stage (the audit refuses others).
-REASONS = ("download_failed", "download_missing", "robots_disallowed", "hash_mismatch", *GUARD_REASONS)
+REASONS = reasons_of(STAGE)
 # img2dataset's error message when `verify_hash` finds other bytes than the pool described.
 HASH_MISMATCH_MESSAGE = "hash mismatch"
 # The column of the expected digest in a URL list (img2dataset's `verify_hash` names it by hash type).

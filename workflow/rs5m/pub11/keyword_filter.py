@@ -43,13 +43,14 @@ from rs5m.pub11.sources import (
     quote_ident,
     sql_string,
 )
+from rs5m.reasons import count_only_of
 from rs5m.tables import KEYWORD_SCHEMA
 
 log = logging.getLogger(__name__)
 
 STAGE = "keyword_filter"
 # Reasons recorded as counts only: they cover almost every row of a web crawl.
-COUNT_ONLY_REASONS = ("no_keyword_match", "not_english", "source_filter", "not_in_index")
+COUNT_ONLY_REASONS = count_only_of(STAGE)
 
 NORMALISED_SCHEMA = KEYWORD_SCHEMA  # the stage's columns before the native ones (rs5m.tables)
 

@@ -37,6 +37,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from rs5m.hosts import idna_host
+from rs5m.hosts import url_host as url_host  # the stages' host key, re-exported
+
 ALLOWED_SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -48,8 +51,6 @@ REASON_BLOCKED = "blocked_url"
 LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 MAX_HOST_LENGTH = 253
 MAX_LABEL_LENGTH = 63
-# Other spellings of the full stop that IDNA maps to "." (ideographic, fullwidth, halfwidth ideographic).
-_OTHER_DOTS = ("\u3002", "\uff0e", "\uff61")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
@@ -72,23 +73,6 @@ def _normalise_escapes(text: str) -> str:
     return _ESCAPE.sub(fix, text)
 
 
-def _dots(host: str) -> str:
-    for dot in _OTHER_DOTS:
-        host = host.replace(dot, ".")
-    return host
-
-
-def _idna_host(host: str) -> str:
-    """Lower case, other full stops read as dots, IDNA (punycode) when not ASCII; trailing dots kept."""
-    host = _dots(host.lower())
-    if host.isascii():
-        return host
-    try:
-        return _dots(host.encode("idna").decode("ascii"))
-    except UnicodeError:
-        return host
-
-
 def normalise_url(url: str) -> str:
     """The dedup key of a URL (see the module docstring for what is and is not normalised).
 
@@ -108,7 +92,7 @@ def normalise_url(url: str) -> str:
         except ValueError:
             host = "[" + host + "]"
     else:
-        host = _idna_host(host).rstrip(".")
+        host = idna_host(host).rstrip(".")
     netloc = host
     if port is not None and port != DEFAULT_PORTS.get(scheme):
         netloc = f"{host}:{port}"
@@ -231,7 +215,7 @@ def check_url(
         return REASON_BLOCKED if "%" in host or address_blocked(address, networks) else None
     if "%" in host:
         return REASON_BLOCKED
-    host = _idna_host(host)
+    host = idna_host(host)
     if host.endswith("."):
         host = host[:-1]
     labels = host.split(".")
@@ -257,15 +241,6 @@ def check_url(
     if any(host == s or host.endswith("." + s) for s in _suffixes(blocked_suffixes)):
         return REASON_BLOCKED
     return None
-
-
-def url_host(url: str) -> str:
-    """The host of a URL as the rules see it (lower case, IDNA, no trailing dot); "" when none."""
-    try:
-        host = urlsplit(url.strip()).hostname or ""
-    except ValueError:
-        return ""
-    return host if ":" in host else _idna_host(host).rstrip(".")
 
 
 def stable_hash(uid: str) -> int:

@@ -40,6 +40,18 @@ class Outcome:
         self.uid, self.row, self.reason, self.detail = uid, row, reason, detail
 
 
+def kept_row(uid: str, dataset: str, img_name: str, image_path: Path, source_path: str, **columns) -> Outcome:
+    """A kept sample: its identity columns, then the reader's other READ_SCHEMA `columns`."""
+    identity = {"uid": uid, "dataset": dataset, "img_name": img_name, "image_path": str(image_path)}
+    return Outcome(uid, row={**identity, "source_path": source_path, **columns})
+
+
+def save_rgb_jpeg(rgb: np.ndarray, path: Path, jpeg_quality: int) -> None:
+    """An 8-bit RGB composite as JPEG, 4:4:4 chroma: RS patches are small, subsampling would blur
+    their colours."""
+    Image.fromarray(rgb, "RGB").save(path, "JPEG", quality=int(jpeg_quality), subsampling=0)
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """Width and height from the image header (no full decode; the caption stage decodes)."""
     with Image.open(path) as image:

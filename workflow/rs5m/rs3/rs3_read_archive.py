@@ -22,11 +22,19 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
-from PIL import Image
 
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-from rs5m.rs3.readers import IMAGE_SUFFIXES, Outcome, finish, image_size, map_threads, rgb_composite
+from rs5m.rs3.readers import (
+    IMAGE_SUFFIXES,
+    Outcome,
+    finish,
+    image_size,
+    kept_row,
+    map_threads,
+    rgb_composite,
+    save_rgb_jpeg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,27 +145,25 @@ def read_archive(
                 for key, value in raster_meta.items():
                     meta.setdefault(key, value)
                 image_path = image_dir / img_name
-                # 4:4:4 chroma: RS patches are small, subsampling would blur their colours.
-                Image.fromarray(rgb, "RGB").save(image_path, "JPEG", quality=int(jpeg_quality), subsampling=0)
+                save_rgb_jpeg(rgb, image_path, jpeg_quality)
                 width, height = int(rgb.shape[1]), int(rgb.shape[0])
             else:
                 image_path = path
                 width, height = image_size(path)
         except Exception as error:  # noqa: BLE001 - any decoder error is this sample's drop reason
             return Outcome(uid, reason="unreadable_image", detail=f"{relative}: {error}")
-        row = {
-            "uid": uid,
-            "dataset": dataset,
-            "img_name": img_name,
-            "image_path": str(image_path),
-            "source_path": relative,
-            "split": "",
-            "labels": list(fields.get("labels") or []),
-            "meta": json.dumps({"archive": True, **meta}, ensure_ascii=False, default=str),
-            "meta_status": "ok",
-            "width": width,
-            "height": height,
-        }
-        return Outcome(uid, row=row)
+        return kept_row(
+            uid,
+            dataset,
+            img_name,
+            image_path,
+            relative,
+            split="",
+            labels=list(fields.get("labels") or []),
+            meta=json.dumps({"archive": True, **meta}, ensure_ascii=False, default=str),
+            meta_status="ok",
+            width=width,
+            height=height,
+        )
 
     return finish(dataset, map_threads(one, _samples(root, archive_format, table), threads), out_path)

@@ -15,11 +15,19 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-from rs5m.rs3.readers import Outcome, finish, keys_status, load_json, map_threads, rgb_composite
+from rs5m.rs3.readers import (
+    Outcome,
+    finish,
+    kept_row,
+    keys_status,
+    load_json,
+    map_threads,
+    rgb_composite,
+    save_rgb_jpeg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,22 +208,21 @@ def read_bigearthnet(
         rgb = rgb_composite(*bands, clip=tuple(reflectance_clip))
         img_name = f"ben_{ben_id}.jpg"
         image_path = image_dir / img_name
-        # 4:4:4 chroma: the patches are only 120 px wide, subsampling would blur their colours.
-        Image.fromarray(rgb, "RGB").save(image_path, "JPEG", quality=int(jpeg_quality), subsampling=0)
+        save_rgb_jpeg(rgb, image_path, jpeg_quality)  # the patches are only 120 px wide
         labels = [str(label) for label in (record.get("labels") or [])]
-        row = {
-            "uid": uid,
-            "dataset": dataset,
-            "img_name": img_name,
-            "image_path": str(image_path),
-            "source_path": relative,
-            "split": split,
-            "labels": labels,
-            "meta": json.dumps(meta, ensure_ascii=False),
-            "meta_status": status,
-            "width": int(rgb.shape[1]),
-            "height": int(rgb.shape[0]),
-        }
+        kept = kept_row(
+            uid,
+            dataset,
+            img_name,
+            image_path,
+            relative,
+            split=split,
+            labels=labels,
+            meta=json.dumps(meta, ensure_ascii=False),
+            meta_status=status,
+            width=int(rgb.shape[1]),
+            height=int(rgb.shape[0]),
+        )
         mapping = {
             "ben_id": ben_id,
             "img_name": img_name,
@@ -224,7 +231,7 @@ def read_bigearthnet(
             "split": split,
             "uid": uid,
         }
-        return Outcome(uid, row=row), mapping
+        return kept, mapping
 
     results = map_threads(one, list(enumerate(patches)), threads)
     mapping_rows = [m for _, m in results if m is not None]

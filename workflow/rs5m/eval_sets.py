@@ -1,4 +1,4 @@
-"""Evaluation-set readers for the decontamination stage (rules/decontamination.smk).
+"""Evaluation-set readers (core): the decontamination stage and the evaluation benchmarks read the same sets.
 
 An eval set is `{paths: [...], format: folder | karpathy_json | list}` (config
 `decontamination.eval_sets`). Each reader returns one `EvalImage` per image file it finds, with a
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-logger = logging.getLogger("rs5m.decontamination.eval_sets")
+logger = logging.getLogger(__name__)
 
 FORMATS = ("folder", "karpathy_json", "list")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}

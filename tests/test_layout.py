@@ -481,7 +481,6 @@ def test_demo_rules_live_in_demo_smk_and_load_the_demo_only_when_enabled():
 
 # Imports of another stage's module that remain, with their reason. (importer package, module): why.
 CROSS_STAGE_IMPORTS = {
-    ("plan", "rs5m.pub11.crawl_pacing"): "the plan assigns hosts to parts as the download does (moves to the core)",
     ("demo", "rs5m.pub11.sources"): "the demo writes the YFCC100M input format that stage reads",
 }
 STAGE_PACKAGES = ("pub11", "rs3", "decontamination", "assemble", "evaluation", "plan", "browse", "demo")

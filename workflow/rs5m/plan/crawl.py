@@ -1,6 +1,6 @@
 """Crawl plan: the host histogram after the URL filter and the download stage's makespan bound.
 
-The bound is the one the pacing enforces (rs5m.pub11.crawl_pacing): a host's URLs lie in at most
+The bound is the one the pacing enforces (rs5m.hosts, as rs5m.pub11.crawl_pacing paces it): a host's URLs lie in at most
 w = min(parts_per_host, parts) parts (`host_part`), and each part paces the host with its own GCRA
 schedule at rate r / w and burst b = max(1, per_host_burst / w) (`part_rate`). A part that holds n
 URLs of a host sends the first b at once and the k-th after (k - b) * w / r seconds, so it cannot
@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from rs5m.pub11.crawl_pacing import host_part, part_rate
+from rs5m.hosts import host_part, part_rate
 
 
 @dataclass(frozen=True)

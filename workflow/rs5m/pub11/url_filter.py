@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 from rs5m import columns as col
 from rs5m import duck
+from rs5m.hosts import host_part
 from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
-from rs5m.pub11.crawl_pacing import host_part
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import (
     allowed_networks,

@@ -41,10 +41,11 @@ CONFIRM_GRID = 4  # blocks per side whose smallest correlation is the score
 CONFIRM_SMOOTH = 1.25 / 128  # finest band compared: blur sigma, a fraction of the side (1.25 px at 128)
 CONFIRM_HIGHPASS = 1 / 20  # coarsest band compared: the blur subtracted, a fraction of the side
 # An image smaller than the side holds no detail finer than its own pixels, and what it holds was
-# softened by its resampling and compression: for a pair whose smaller image is `native` px, both
-# blurs grow by ratio squared, ratio = side / native up to MAX_UPSCALE (images of under half the side
-# are compared as if they had half of it). A pair of images of at least the side keeps the band above.
-MAX_UPSCALE = 2.0
+# softened by its resampling and compression: for a pair whose smaller image is `native` px, the fine
+# blur grows by ratio squared and the coarse one by ratio, ratio = side / native up to MAX_UPSCALE
+# (smaller images are compared as if they had side / MAX_UPSCALE px: a lower band would let distinct
+# images of similar layout agree). A pair of images of at least the side keeps the band above.
+MAX_UPSCALE = 1.7
 COLOR_SIDE = 32  # the colour check's thumbnail side
 # Largest mean a*/b* difference (CIELAB units) of a confirmed pair: planted copies differ by at most
 # 4.1 (JPEG 50 of saturated scenes), 99 % by <= 2.4; 91 % of distinct pHash-close aerial scenes by more.
@@ -86,7 +87,7 @@ def detail(thumb: ConfirmThumb, native: int) -> np.ndarray:
 
     size = thumb.gray.shape[0]
     ratio = min(MAX_UPSCALE, max(1.0, size / max(1, native)))
-    fine, coarse = CONFIRM_SMOOTH * size * ratio**2, CONFIRM_HIGHPASS * size * ratio**2
+    fine, coarse = CONFIRM_SMOOTH * size * ratio**2, CONFIRM_HIGHPASS * size * ratio
     return cv2.GaussianBlur(thumb.gray, (0, 0), fine) - cv2.GaussianBlur(thumb.gray, (0, 0), coarse)
 
 

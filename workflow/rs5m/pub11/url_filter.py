@@ -4,7 +4,7 @@ Reads `results/pub11/metadata/{source}/{chunk}.parquet`; writes `results/pub11/u
 
 The keyword-stage columns are kept. The native `src_*` columns differ per source, so they travel as
 one JSON string column `native` (object keyed by the native column name without the prefix), which
-lets every part share one schema. Parts are split by host (`rs5m.pub11.crawl_pacing.host_part`): a host's
+lets every part share one schema. Parts are split by host (`rs5m.hosts.host_part`): a host's
 URLs go to at most `download.parts_per_host` parts, which is what lets each download job pace a host
 at its share of `download.per_host_rate`.
 

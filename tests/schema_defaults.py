@@ -12,7 +12,7 @@ from rs5m.assemble.settings import ShardSettings
 from rs5m.configured import config, defaults
 from rs5m.pub11.crawl_guard import CrawlSettings
 from rs5m.pub11.download_part import DownloadSettings, crawl_settings
-from rs5m.pub11.settings import MetadataSettings, UrlFilterSettings
+from rs5m.pub11.settings import MetadataSettings, SourceSettings, UrlFilterSettings
 from rs5m.settings import MetacaptionSettings
 
 
@@ -22,13 +22,14 @@ def schema_defaults(*section: str) -> dict:
 
 
 def keyword_filter_args(**overrides) -> dict:
-    """filter_chunk's arguments as the rule passes them for a source of its own format; the
-    metadata keys (max_caption_bytes, on_bad_file) among `overrides` replace the configured ones."""
+    """filter_chunk's arguments as the rule passes them for a source of its own format; the source
+    keys (format, columns, filters) and the metadata keys (max_caption_bytes, on_bad_file) among
+    `overrides` replace the configured ones."""
+    source = {"format": None, "columns": None, "filters": []}
+    source.update({key: overrides.pop(key) for key in source if key in overrides})
     metadata = {key: overrides.pop(key) for key in ("max_caption_bytes", "on_bad_file") if key in overrides}
     return {
-        "format": None,
-        "columns": None,
-        "filters": [],
+        "source_settings": SourceSettings(**source),
         "index_file": None,
         "settings": MetadataSettings.from_config(config({"metadata": metadata})),
         "threads": 1,

@@ -82,6 +82,24 @@ class DedupSettings:
 
 
 @dataclass(frozen=True)
+class SourceSettings:
+    """The keys of one source (`sources.<name>`) the keyword filter reads: `format` (None: the
+    source's own name), `columns`, `filters`; its files, chunks and `index_file` are the rule's inputs."""
+
+    format: str | None
+    columns: dict | None
+    filters: list[str]
+
+    @classmethod
+    def from_source(cls, config: Mapping[str, Any], source: str) -> SourceSettings:
+        return from_section(cls, config["sources"][source])
+
+    def as_params(self) -> dict[str, Any]:
+        """The fields as a plain dict, for the rule's params (Snakemake compares params by their repr)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class MetadataSettings:
     """The metadata keys of the keyword filter (its threads are the rule's)."""
 

@@ -2,6 +2,7 @@
 
     PYTHONPATH=workflow .venv/bin/python benchmarks/bench_decontamination_realistic.py \
         [--dataset 100000] [--eval 2000] [--originals 100] [--size 128] [--workers 2] [--small]
+        [--real-tiles DIR]
 
 Material, made offline (no hub): procedural aerial scenes (rs5m.demo.aerial_scenes: fields, town,
 forest, desert, coast, seeded; `--size` px). Dataset side: `--dataset` distinct scenes. Eval side:
@@ -17,7 +18,10 @@ the threshold, and the expected false drops for 3 M PUB11 x 100 k eval images; t
 stage per 100 k dataset images (and its growth over `--growth` subsets of the dataset side). Then
 the in-dataset dedup question: dataset x dataset pairs within `dedup.phash_radius` (no variants,
 as image_dedup compares them) and the component sizes of a random graph with that edge rate at
-3 M images.
+3 M images. With `--real-tiles DIR`, the same confirmation on tiles cut from the real aerial
+photos under DIR (e.g. ../shared/fixtures: JPEGs of at least 128 px a side): every pair of distinct
+tiles in its best pHash variant (their detail scores and colour agreement; none may be confirmed),
+and the recall of every planted kind of every tile.
 """
 
 from __future__ import annotations
@@ -71,6 +75,85 @@ def _confirm(args: tuple[int, int, int, tuple[int, ...], int]) -> tuple[float, f
     return confirmation.score, confirmation.color_difference
 
 
+def real_tiles(folder: str, size: int) -> list:
+    """Non-overlapping `size`-px tiles of every JPEG of at least `size` px a side under `folder`."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    tiles = []
+    for path in sorted(Path(folder).rglob("*.jpg")):
+        with Image.open(path) as photo:
+            photo = photo.convert("RGB")
+            for top in range(0, photo.height - size + 1, size):
+                for left in range(0, photo.width - size + 1, size):
+                    tiles.append(photo.crop((left, top, left + size, top + size)))
+    return tiles
+
+
+_TILES: list = []
+
+
+def _tile_pair(args: tuple[int, int, int]) -> tuple[float, float]:
+    """(detail score, colour difference) of tiles a and b in b's variant nearest a's pHash."""
+    a, b, size = args
+    first, second = _TILES[a], _TILES[b]
+    distances = [bin((phash_int(first) ^ int(h)) & (2**64 - 1)).count("1") for h in dihedral_phashes(second)]
+    confirmation = confirmation_score(
+        confirm_thumb(first, size), confirm_thumb(second, size), [int(np.argmin(distances))]
+    )
+    return confirmation.score, confirmation.color_difference
+
+
+def _tile_copies(args: tuple[int, int, int]) -> list[tuple[str, bool, float, float]]:
+    """(kind, candidate, detail score, colour difference) of every planted copy of tile n."""
+    n, radius, size = args
+    original = _TILES[n]
+    own = phash_int(original)
+    out = []
+    for name, copy in planted_copies(original, random.Random(n)):
+        distances = [bin((own ^ int(h)) & (2**64 - 1)).count("1") for h in dihedral_phashes(copy)]
+        variants = [v for v, d in enumerate(distances) if d <= radius]
+        if not variants:
+            out.append((name, False, math.nan, math.nan))
+            continue
+        confirmation = confirmation_score(confirm_thumb(original, size), confirm_thumb(copy, size), variants)
+        out.append((name, True, confirmation.score, confirmation.color_difference))
+    return out
+
+
+def real_tile_check(folder: str, size: int, radius: int, threshold: float, workers: int) -> None:
+    """Print the confirmation's figures on real photo tiles (module docstring)."""
+    global _TILES
+    _TILES = real_tiles(folder, SIZE)
+    n = len(_TILES)
+    started = time.perf_counter()
+    with Pool(workers) as pool:
+        pairs = [(a, b, size) for a in range(n) for b in range(a + 1, n)]
+        evidence = np.array(pool.map(_tile_pair, pairs, chunksize=256), np.float64).reshape(-1, 2)
+        copies = [c for per in pool.map(_tile_copies, [(t, radius, size) for t in range(n)], chunksize=4) for c in per]
+    scores, colors = evidence[:, 0], evidence[:, 1]
+    agree = colors <= MAX_COLOR_DIFFERENCE
+    confirmed = int(((scores >= threshold) & agree).sum())
+    print(
+        f"real tiles ({folder}): {n} tiles of {SIZE} px, {len(pairs):,} pairs of distinct tiles (best pHash variant): "
+        f"detail score median {np.median(scores):.3f}, p99.9 {np.quantile(scores, 0.999):.3f}, max {scores.max():.3f}; "
+        f"colours within {MAX_COLOR_DIFFERENCE:g}: {agree.mean():.3f}; confirmed at >= {threshold}: {confirmed}"
+    )
+    per_kind: dict[str, list[bool]] = {}
+    for name, candidate, score, color in copies:
+        per_kind.setdefault(name.rstrip("0123456789."), []).append(
+            bool(candidate and score >= threshold and color <= MAX_COLOR_DIFFERENCE)
+        )
+    hits = [h for v in per_kind.values() for h in v]
+    print(
+        f"real tiles, planted copies: recall {sum(hits) / len(hits):.4f} ({sum(hits)}/{len(hits)}; candidates alone "
+        f"{sum(c[1] for c in copies) / len(copies):.4f}); "
+        + ", ".join(f"{k} {sum(v)}/{len(v)}" for k, v in sorted(per_kind.items()))
+        + f"; {time.perf_counter() - started:.0f} s"
+    )
+
+
 def tail_probability(scores: np.ndarray, threshold: float, top: float = 0.01) -> tuple[float, float]:
     """P(score >= threshold) from an exponential fit of the top `top` fraction of `scores` (peaks over
     a threshold; the maximum-likelihood scale is the mean excess). Returns (probability, scale)."""
@@ -91,6 +174,8 @@ def main() -> None:
     parser.add_argument("--growth", type=int, nargs="*", default=[25_000, 50_000], help="dataset subsets timed")
     parser.add_argument("--scores-out", default=None, help="write the candidates and their scores (.npz)")
     parser.add_argument("--small", action="store_true", help="20,000 dataset and 500 eval scenes, 30 originals")
+    parser.add_argument("--real-tiles", default=None, help="folder of real aerial JPEGs to cut tiles from")
+    parser.add_argument("--real-tiles-only", action="store_true", help="only the real-tile check")
     args = parser.parse_args()
     if args.small:
         args.dataset, args.eval, args.originals, args.growth = 20_000, 500, 30, [5_000, 10_000]
@@ -99,6 +184,10 @@ def main() -> None:
     confirm_size = defaults("decontamination", "confirm", "size")
     threshold = defaults("decontamination", "confirm", "threshold")
     dedup_radius = defaults("dedup", "phash_radius")
+    if args.real_tiles:
+        real_tile_check(args.real_tiles, confirm_size, radius, threshold, args.workers)
+        if args.real_tiles_only:
+            return
 
     with Pool(args.workers) as pool:
         started = time.perf_counter()

@@ -3,6 +3,9 @@
 # (ledger reason eval_overlap) or report the matches, per subset, before assembly. Writes
 # results/{pub11,rs3}/final.parquet and results/stats/decontamination.{csv,md} + pairs figure.
 
+from rs5m.decontamination.settings import FeatureSettings
+from rs5m.settings import section_for
+
 
 rule decontamination_eval:
     input:
@@ -23,8 +26,8 @@ rule decontamination_eval:
     params:
         paths=lambda wildcards: EVAL_SETS[wildcards.eval_set]["paths"],
         fmt=lambda wildcards: EVAL_SETS[wildcards.eval_set]["format"],
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(FeatureSettings, config, "decontamination"),
+        outliers=section_for(FeatureSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontamination_eval.py"
 
@@ -46,8 +49,8 @@ rule decontamination_rs3_features:
     resources:
         gpu=1,
     params:
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(FeatureSettings, config, "decontamination"),
+        outliers=section_for(FeatureSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontamination_rs3_features.py"
 

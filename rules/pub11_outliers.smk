@@ -1,6 +1,9 @@
 # PUB11 outlier removal: CLIP prompt score and RS-detector probability per download part, then the
 # joint threshold over the pooled set (SPEC 2.5) and its QA (the paper's Fig. 13 grid).
 
+from rs5m.pub11.settings import DetectorSettings, ScoringSettings
+from rs5m.settings import section_for
+
 
 rule train_rs_detector:
     input:
@@ -20,7 +23,7 @@ rule train_rs_detector:
     resources:
         gpu=1,
     params:
-        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
+        outliers=section_for(DetectorSettings, config, "outliers"),
     script:
         "../workflow/scripts/train_rs_detector.py"
 
@@ -44,7 +47,7 @@ rule score_part:
     resources:
         gpu=1,
     params:
-        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
+        outliers=section_for(ScoringSettings, config, "outliers"),
     script:
         "../workflow/scripts/score_part.py"
 

@@ -2,6 +2,9 @@
 # rank with two CLIPs, one GPU job per part; gather results/rs3/captioned.parquet (decontamination
 # then writes results/rs3/final.parquet).
 
+from rs5m.rs3.settings import CaptionSettings
+from rs5m.settings import section_for
+
 
 rule rs3_read_fmow:
     input:
@@ -139,7 +142,7 @@ rule rs3_caption:
         gpu=1,
         mem_mb=32000,
     params:
-        caption=CAPTION,  # rs5m.rs3.settings.CaptionSettings
+        caption=section_for(CaptionSettings, config, "caption"),
     script:
         "../workflow/scripts/rs3_caption.py"
 

@@ -35,7 +35,38 @@ class Detector:
 
 
 @dataclass(frozen=True)
+class ScoringSettings:
+    """What `score_part` reads of `outliers` (GPU; its rule passes only these keys, see
+    `rs5m.settings.section_for`, so a change of e.g. `qa_levels` does not rescore)."""
+
+    clip: ClipModel
+    prompts: Prompts
+    batch_size: int
+    reduced_decode: bool
+    device: str
+    precision: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ScoringSettings:
+        return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """What `train_rs_detector` reads of `outliers` (GPU; its rule passes only these keys)."""
+
+    detector: Detector
+    device: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DetectorSettings:
+        return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
 class OutlierSettings:
+    """The whole `outliers` section as the threshold and its QA read it (and the tests)."""
+
     clip: ClipModel
     prompts: Prompts
     batch_size: int

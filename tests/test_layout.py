@@ -528,8 +528,7 @@ def test_gpu_rules_pass_only_the_config_keys_their_settings_read():
             continue
         adapter = (SCRIPTS / f"{script}.py").read_text()
         built = set(re.findall(r"(\w+Settings)\.from_config\(snakemake\.params\)", adapter))
-        if not built:
-            continue  # a stage not converted to a settings class yet (evaluation)
+        assert len(built) == 1, (rule, built)
         params = block.split("params:", 1)[1].split("script:", 1)[0]
         passed = re.findall(r"^\s*(\w+)=(.*?),?\s*(?:#.*)?$", params, flags=re.M)
         sections = [(name, value) for name, value in passed if name in defaults()]
@@ -537,16 +536,26 @@ def test_gpu_rules_pass_only_the_config_keys_their_settings_read():
         for name, value in sections:
             assert value == f'section_for({next(iter(built))}, config, "{name}")', (rule, name, value)
         checked.add(rule)
-    assert {
+    assert checked == {
         "score_part",
         "train_rs_detector",
         "rs3_caption",
         "decontamination_eval",
         "decontamination_rs3_features",
-    } <= checked
+        "train_clip",
+        "evaluate",
+    }
 
-    scoring = importlib.import_module("rs5m.pub11.settings").ScoringSettings
+    scoring = importlib.import_module("rs5m.pub11.settings").ScoringSettings  # score_part's
     as_configured = section_for(scoring, defaults(), "outliers")
     assert section_for(scoring, config({"outliers": {"qa_levels": [1.0, 2.0]}}), "outliers") == as_configured
     assert section_for(scoring, config({"outliers": {"batch_size": 7}}), "outliers") != as_configured
     assert scoring.from_config({"outliers": as_configured}) == scoring.from_config(defaults())
+    # A nested read is projected too: train_clip reads the base model's entry of evaluation.models only.
+    train = importlib.import_module("rs5m.evaluation.settings").TrainSettings
+    models = {**defaults()["evaluation"]["models"], "other": {"model": "RN50"}}
+    as_configured = section_for(train, defaults(), "evaluation")
+    assert (
+        section_for(train, config({"evaluation": {"models": models, "batch_size": 3}}), "evaluation") == as_configured
+    )
+    assert section_for(train, config({"evaluation": {"train": {"lr": 0.5}}}), "evaluation") != as_configured

@@ -3,7 +3,7 @@
 # (ledger reason eval_overlap) or report the matches, per subset, before assembly. Writes
 # results/{pub11,rs3}/final.parquet and results/stats/decontamination.{csv,md} + pairs figure.
 
-from rs5m.decontamination.settings import FeatureSettings
+from rs5m.decontamination.settings import DecontaminationSettings, FeatureSettings
 from rs5m.settings import section_for
 
 
@@ -73,8 +73,8 @@ rule decontaminate_pub11:
     resources:
         mem_mb=16000,
     params:
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(DecontaminationSettings, config, "decontamination"),
+        outliers=section_for(DecontaminationSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontaminate.py"
 
@@ -95,8 +95,8 @@ rule decontaminate_rs3:
     conda:
         "../envs/models.yaml"
     params:
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(DecontaminationSettings, config, "decontamination"),
+        outliers=section_for(DecontaminationSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontaminate.py"
 
@@ -119,7 +119,7 @@ rule decontamination_report:
         "../envs/pub11.yaml"
     params:
         formats={name: settings["format"] for name, settings in EVAL_SETS.items()},
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(DecontaminationSettings, config, "decontamination"),
+        outliers=section_for(DecontaminationSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontamination_report.py"

@@ -27,11 +27,12 @@ from rs5m.pub11.outlier_threshold import (
 )
 from rs5m.pub11.prompts import build_prompts
 from rs5m.pub11.score_part import SCORES_SCHEMA, prompt_embedding, score_part
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import OutlierSettings, ScoringSettings
 from rs5m.pub11.train_rs_detector import predict_rs_probability
 
 OUTLIERS = schema_defaults("outliers")
 SETTINGS = OutlierSettings.from_config({"outliers": OUTLIERS})
+SCORING = ScoringSettings.from_config({"outliers": OUTLIERS})
 GRID_LEVELS = SETTINGS.qa_levels  # the paper's Fig. 13 levels, as configured
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
@@ -251,7 +252,7 @@ def test_prompt_embedding_is_unit_mean_of_unit_vectors():
     torch.manual_seed(0)
     loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
-    prompts = build_prompts(SETTINGS.prompts.modifiers, SETTINGS.prompts.nouns)
+    prompts = build_prompts(SCORING.prompts.modifiers, SCORING.prompts.nouns)
     text = prompt_embedding(model, tokenizer, prompts)
     with torch.inference_mode():
         each = torch.nn.functional.normalize(model.encode_text(tokenizer(prompts)).float(), dim=-1)
@@ -281,8 +282,8 @@ def test_score_part_on_a_tiny_shard(tmp_path):
         weights,
         out,
         replace(
-            SETTINGS,
-            clip=replace(SETTINGS.clip, model=TINY_CLIP_NAME, pretrained=str(checkpoint)),
+            SCORING,
+            clip=replace(SCORING.clip, model=TINY_CLIP_NAME, pretrained=str(checkpoint)),
             batch_size=2,
             device="cpu",
             precision="auto",
@@ -302,7 +303,7 @@ def test_score_part_on_a_tiny_shard(tmp_path):
     assert json.loads(written.schema.metadata[b"prompts"])[0] == "a remote sensing image."
 
     # the same scores computed image by image, without the DataLoader
-    text = prompt_embedding(clip, tokenizer, build_prompts(SETTINGS.prompts.modifiers, SETTINGS.prompts.nouns))
+    text = prompt_embedding(clip, tokenizer, build_prompts(SCORING.prompts.modifiers, SCORING.prompts.nouns))
     good = [i for i in range(7) if i != 3]
     for i in good:
         image = Image.open(io.BytesIO(images[expected_uids[i]])).convert("RGB")

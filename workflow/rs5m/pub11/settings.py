@@ -65,18 +65,11 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class OutlierSettings:
-    """The whole `outliers` section as the threshold and its QA read it (and the tests)."""
+    """What the joint threshold and its QA sheet read of `outliers`."""
 
-    clip: ClipModel
-    prompts: Prompts
-    batch_size: int
-    reduced_decode: bool
-    device: str
-    precision: str
     clip_top_percent: float
     rs_top_percent: float
     qa_levels: list[float]
-    detector: Detector
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> OutlierSettings:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-from rs5m.rs3.readers import Outcome, finish, image_size, keys_status, load_json, map_threads
+from rs5m.rs3.readers import Outcome, finish, image_size, kept_row, keys_status, load_json, map_threads
 from rs5m.rs3.settings import FmowSettings
 
 # Keys of a train *_rgb.json that the meta-caption uses; a record without them is kept with
@@ -87,21 +87,10 @@ def read_fmow(
             if len(box_categories) > 1
             else (box_categories[0] if box_categories else record.get("category") or category_folder)
         )
-        return Outcome(
-            uid,
-            row={
-                "uid": uid,
-                "dataset": dataset,
-                "img_name": f"{dataset}_{image.stem}.jpg",
-                "image_path": str(image),
-                "source_path": relative,
-                "split": split,
-                "labels": [str(category)],
-                "meta": json.dumps(record, ensure_ascii=False),
-                "meta_status": status,
-                "width": width,
-                "height": height,
-            },
-        )
+        return kept_row(
+            uid, dataset, f"{dataset}_{image.stem}.jpg", image, relative,
+            split=split, labels=[str(category)], meta=json.dumps(record, ensure_ascii=False),
+            meta_status=status, width=width, height=height,
+        )  # fmt: skip
 
     return finish(dataset, map_threads(one, sorted(stems.items()), threads), out_path)

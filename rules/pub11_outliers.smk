@@ -1,7 +1,12 @@
 # PUB11 outlier removal: CLIP prompt score and RS-detector probability per download part, then the
 # joint threshold over the pooled set (SPEC 2.5) and its QA (the paper's Fig. 13 grid).
 
-from rs5m.pub11.settings import DetectorSettings, OutlierSettings, ScoringSettings
+from rs5m.pub11.settings import (
+    DetectorSettings,
+    OutlierSettings,
+    ScoringSettings,
+    ThresholdSettings,
+)
 from rs5m.settings import section_for
 
 
@@ -68,7 +73,7 @@ rule outlier_threshold:
     resources:
         mem_mb=8000,
     params:
-        outliers=section_for(OutlierSettings, config, "outliers"),
+        outliers=section_for(ThresholdSettings, config, "outliers"),
     script:
         "../workflow/scripts/outlier_threshold.py"
 

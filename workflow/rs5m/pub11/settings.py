@@ -64,8 +64,21 @@ class DetectorSettings:
 
 
 @dataclass(frozen=True)
+class ThresholdSettings:
+    """What the joint threshold reads of `outliers` (its rule passes only these keys: everything
+    after the threshold reruns when its output changes)."""
+
+    clip_top_percent: float
+    rs_top_percent: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ThresholdSettings:
+        return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
 class OutlierSettings:
-    """What the joint threshold and its QA sheet read of `outliers`."""
+    """What the QA sheet reads of `outliers`: the threshold's keys and its grid's levels."""
 
     clip_top_percent: float
     rs_top_percent: float

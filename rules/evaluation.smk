@@ -3,7 +3,7 @@
 # every model on every benchmark (evaluate, one job per model x benchmark) and writes the table.
 # Not part of `all`: a build is complete without it, and it needs GPU hours on a real build.
 
-from rs5m.evaluation.settings import EvaluateSettings, TrainSettings
+from rs5m.evaluation.settings import EvaluateSettings, TableSettings, TrainSettings
 from rs5m.settings import section_for
 
 
@@ -83,7 +83,7 @@ rule evaluation_table:
     conda:
         "../envs/assembly.yaml"
     params:
-        base=EVALUATION_TRAIN["base"],
+        evaluation=section_for(TableSettings, config, "evaluation"),
     script:
         "../workflow/scripts/evaluation_table.py"
 

@@ -62,3 +62,19 @@ class EvaluateSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EvaluateSettings:
         return from_section(cls, config["evaluation"])
+
+
+@dataclass(frozen=True)
+class TableTrain:
+    base: str
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """What the results table reads: the model its deltas are taken to (`evaluation.train.base`)."""
+
+    train: TableTrain
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TableSettings:
+        return from_section(cls, config["evaluation"])

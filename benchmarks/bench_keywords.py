@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from rs5m.configured import defaults
 from rs5m.pub11.keyword_filter import filter_chunk
 from rs5m.pub11.keywords import load_patterns
-from rs5m.pub11.settings import MetadataSettings
+from rs5m.pub11.settings import MetadataSettings, SourceSettings
 
 REPO = Path(__file__).resolve().parents[1]
 KEYWORDS = REPO / "config" / "keywords.txt"
@@ -116,9 +116,7 @@ def main() -> None:
                 [str(data)],
                 f"{tmp}/kept.parquet",
                 str(KEYWORDS),
-                format=None,
-                columns=None,
-                filters=[],
+                source_settings=SourceSettings(format=None, columns=None, filters=[]),
                 index_file=None,
                 settings=replace(MetadataSettings.from_config(defaults()), on_bad_file="fail"),
                 threads=args.threads,

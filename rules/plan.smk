@@ -1,7 +1,7 @@
 # The build plan: jobs, bytes, CPU/GPU-hours per rule and the crawl's makespan bound by host, from
 # the URL filter's output (`snakemake plan`, or `rs5m plan` before anything runs). Not part of `all`.
 
-from rs5m.plan.plan import rule_threads
+from rs5m.plan.settings import PlanSettings
 
 
 rule plan:
@@ -18,10 +18,6 @@ rule plan:
     params:
         snakefile=workflow.main_snakefile,
         configfiles=list(workflow.overwrite_configfiles),
-        parts=config["parts"],
-        parts_per_host=config["download"]["parts_per_host"],
-        per_host_rate=config["download"]["per_host_rate"],
-        per_host_burst=config["download"]["per_host_burst"],
-        rule_threads=rule_threads(config),
+        settings=PlanSettings.from_config(config).as_params(),  # rs5m.plan.settings.PlanSettings
     script:
         "../workflow/scripts/plan.py"

@@ -3,7 +3,7 @@
 #   snakemake --cores 4 retry_failed_downloads --forcerun download_retry
 
 from rs5m.pub11.download_part import DownloadSettings
-from rs5m.pub11.sources import pool_hash_columns
+from rs5m.pub11.settings import UrlFilterSettings
 
 # The download stage's settings (rs5m.pub11.download_part.DownloadSettings); one robots.txt per
 # origin and one stage-wide schedule per host, shared by parts and retries, and the fetch times per
@@ -33,13 +33,7 @@ rule url_filter:
     resources:
         mem_mb=16000,
     params:
-        allowed=config["urls"]["allowed_networks"],
-        blocked_suffixes=config["urls"]["blocked_suffixes"],
-        max_length=config["urls"]["max_length"],
-        parts_per_host=config["download"]["parts_per_host"],
-        # pool hashes of the sources that map them (sources.<name>.columns.sha256 / .phash)
-        sha256_columns=pool_hash_columns(config["sources"], "sha256"),
-        phash_columns=pool_hash_columns(config["sources"], "phash"),
+        settings=UrlFilterSettings.from_config(config).as_params(),  # rs5m.pub11.settings.UrlFilterSettings
         # DuckDB spills beyond this: the configured limit, else 3/4 of the job's memory.
         memory_limit=lambda wildcards, resources: config["urls"]["memory_limit"]
         or memory_limit_for(resources.mem_mb),

@@ -1,5 +1,7 @@
 # PUB11 stage 1: keyword filtering of the sources' native metadata, one job per chunk of files.
 
+from rs5m.pub11.settings import SourceSettings
+
 
 rule keyword_filter:
     input:
@@ -21,9 +23,10 @@ rule keyword_filter:
     resources:
         mem_mb=4000,
     params:
-        format=lambda wildcards: source_format(wildcards.source),
-        columns=lambda wildcards: config["sources"][wildcards.source]["columns"],
-        filters=lambda wildcards: config["sources"][wildcards.source]["filters"],
+        # rs5m.pub11.settings.SourceSettings: the keys of sources.<source> that the filter reads
+        source_settings=lambda wildcards: SourceSettings.from_source(
+            config, wildcards.source
+        ).as_params(),
         metadata=config["metadata"],  # rs5m.pub11.settings.MetadataSettings
         # DuckDB spills beyond this: 3/4 of the job's memory (rs5m.duck).
         memory_limit=lambda wildcards, resources: memory_limit_for(resources.mem_mb),

@@ -13,7 +13,6 @@ rule pub11_places:
     conda:
         "../envs/rs3.yaml"
     params:
-        spacy_model=config["places"]["spacy_model"],
-        min_population=config["places"]["min_population"],
+        places=config["places"],  # rs5m.pub11.settings.PlaceSettings
     script:
         "../workflow/scripts/pub11_places.py"

@@ -124,7 +124,7 @@ def run(folder: Path) -> dict:
         str(folder / "urldedup.stats.json"),
         str(folder / "urldedup.drops.parquet"),
         **url_filter_args(
-            allowed=["127.0.0.1/32"],
+            allowed_networks=["127.0.0.1/32"],
             sha256_columns=pool_hash_columns(sources, "sha256"),
             phash_columns=pool_hash_columns(sources, "phash"),
         ),

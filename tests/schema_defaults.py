@@ -12,7 +12,7 @@ from rs5m.assemble.settings import ShardSettings
 from rs5m.configured import config, defaults
 from rs5m.pub11.crawl_guard import CrawlSettings
 from rs5m.pub11.download_part import DownloadSettings, crawl_settings
-from rs5m.pub11.settings import MetadataSettings
+from rs5m.pub11.settings import MetadataSettings, SourceSettings, UrlFilterSettings
 from rs5m.settings import MetacaptionSettings
 
 
@@ -22,13 +22,14 @@ def schema_defaults(*section: str) -> dict:
 
 
 def keyword_filter_args(**overrides) -> dict:
-    """filter_chunk's arguments as the rule passes them for a source of its own format; the
-    metadata keys (max_caption_bytes, on_bad_file) among `overrides` replace the configured ones."""
+    """filter_chunk's arguments as the rule passes them for a source of its own format; the source
+    keys (format, columns, filters) and the metadata keys (max_caption_bytes, on_bad_file) among
+    `overrides` replace the configured ones."""
+    source = {"format": None, "columns": None, "filters": []}
+    source.update({key: overrides.pop(key) for key in source if key in overrides})
     metadata = {key: overrides.pop(key) for key in ("max_caption_bytes", "on_bad_file") if key in overrides}
     return {
-        "format": None,
-        "columns": None,
-        "filters": [],
+        "source_settings": SourceSettings(**source),
         "index_file": None,
         "settings": MetadataSettings.from_config(config({"metadata": metadata})),
         "threads": 1,
@@ -37,19 +38,13 @@ def keyword_filter_args(**overrides) -> dict:
     }
 
 
-def url_filter_args(**overrides) -> dict:
-    """filter_and_dedup_urls's config arguments as the rule passes them."""
-    urls = schema_defaults("urls")
+def url_filter_args(threads: int = 1, memory_limit: str | None = None, **settings) -> dict:
+    """filter_and_dedup_urls's arguments: the configured UrlFilterSettings with `settings` fields
+    (config key names) replaced, one DuckDB thread, no memory limit."""
     return {
-        "allowed": urls["allowed_networks"],
-        "blocked_suffixes": urls["blocked_suffixes"],
-        "max_length": urls["max_length"],
-        "parts_per_host": schema_defaults("download")["parts_per_host"],
-        "sha256_columns": {},
-        "phash_columns": {},
-        "threads": 1,
-        "memory_limit": None,
-        **overrides,
+        "settings": dataclasses.replace(UrlFilterSettings.from_config(defaults()), **settings),
+        "threads": threads,
+        "memory_limit": memory_limit,
     }
 
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from rs5m.configured import defaults
-from rs5m.confirm import confirm_thumb, confirmation_score
+from rs5m.confirm import MAX_COLOR_DIFFERENCE, confirm_thumb, confirmation_score, is_confirmed
 from rs5m.decontamination.decontaminate import decontaminate
 from rs5m.decontamination.decontamination_eval import eval_set_features
 from rs5m.decontamination.decontamination_report import write_report
@@ -130,21 +130,42 @@ DISTINCT_CLOSE_PAIRS = [
 
 def test_confirmation_confirms_every_planted_kind_and_rejects_distinct_close_pairs():
     """Each planted kind of 8 demo aerial images, compared in the variant its pHash names, reaches
-    the default confirmation threshold; the distinct pHash-close pairs stay far below it."""
+    the default confirmation threshold with agreeing colours; the distinct pHash-close pairs stay
+    far below it."""
     rng = random.Random(5)
     for n in range(8):
         original = render_aerial(300 + n)
         hash_, thumb = phash_int(original), confirm_thumb(original, CONFIRM_SIZE)
         for name, copy in planted_copies(original, rng):
             variant = int(np.argmin(hamming(np.full(8, hash_), dihedral_phashes(copy))))
-            score, _ = confirmation_score(thumb, confirm_thumb(copy, CONFIRM_SIZE), [variant])
-            assert score >= CONFIRM_THRESHOLD, (n, name, score)
+            confirmation = confirmation_score(thumb, confirm_thumb(copy, CONFIRM_SIZE), [variant])
+            assert is_confirmed(confirmation, CONFIRM_THRESHOLD), (n, name, confirmation)
     for a, b, bits in DISTINCT_CLOSE_PAIRS:
         first, second = aerial_scene(a, 160), aerial_scene(b, 160)
         distances = hamming(np.full(8, phash_int(first)), dihedral_phashes(second))
         assert distances.min() == bits <= DEFAULT_RADIUS
-        score, _ = confirmation_score(confirm_thumb(first, CONFIRM_SIZE), confirm_thumb(second, CONFIRM_SIZE), range(8))
-        assert score < CONFIRM_THRESHOLD - 0.3, (a, b, score)
+        confirmation = confirmation_score(
+            confirm_thumb(first, CONFIRM_SIZE), confirm_thumb(second, CONFIRM_SIZE), range(8)
+        )
+        assert confirmation.score < CONFIRM_THRESHOLD - 0.3, (a, b, confirmation)
+        assert not is_confirmed(confirmation, CONFIRM_THRESHOLD)
+
+
+def test_confirmation_needs_agreeing_colours():
+    """A recoloured copy (CIELAB a* raised by 16, lightness kept) agrees in detail but not in colour:
+    not confirmed."""
+    import cv2
+
+    original = render_aerial(301)
+    lab = cv2.cvtColor(np.asarray(original.convert("RGB")), cv2.COLOR_RGB2LAB).astype(np.int16)
+    lab[..., 1] += 16
+    recoloured = Image.fromarray(cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB))
+    confirmation = confirmation_score(
+        confirm_thumb(original, CONFIRM_SIZE), confirm_thumb(recoloured, CONFIRM_SIZE), [0]
+    )
+    assert confirmation.score >= CONFIRM_THRESHOLD
+    assert confirmation.color_difference > MAX_COLOR_DIFFERENCE
+    assert not is_confirmed(confirmation, CONFIRM_THRESHOLD)
 
 
 def _write_eval_table(path: Path, name: str, images: dict[str, Image.Image], folder: Path) -> None:

@@ -231,4 +231,5 @@ def test_dedup_images_stage(tmp_path):
     assert len(pairs) == 5  # the three "a" hashes pairwise, wit with cc3m (equal hashes), vg with cc12m
     unconfirmed = [(p["uid"], p["other_uid"]) for p in pairs if not p["confirmed"]]
     assert [set(u) for u in unconfirmed] == [{uids[5], uids[6]}]
-    assert all(p["confirmation"] >= 0.7 for p in pairs if p["confirmed"])
+    threshold = schema_defaults()["dedup"]["confirm"]["threshold"]
+    assert all(p["confirmation"] >= threshold and p["color_difference"] <= 6 for p in pairs if p["confirmed"])

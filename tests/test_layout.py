@@ -428,6 +428,11 @@ def test_every_settings_class_reads_schema_keys_only():
                 settings = cls.from_config(defaults())
                 assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(cls)), name
                 built.append(type(settings).__name__)
+    # one source's settings (sources.<name>), from a source the schema fills in
+    from rs5m.configured import config
+    from rs5m.pub11.settings import SourceSettings
+
+    SourceSettings.from_source(config({"sources": {"laion2b": {"paths": ["x"]}}}), "laion2b")
     assert {
         "CaptionSettings",
         "OutlierSettings",

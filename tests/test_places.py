@@ -5,6 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rs5m.pub11.pub11_places import Gazetteer, default_gazetteer, place_rows, places_table, spacy_places
+from rs5m.pub11.settings import PlaceSettings
 
 
 def test_gazetteer_longest_match_case_and_unicode():
@@ -32,7 +33,7 @@ def test_places_table_rows(tmp_path):
         ),
         source,
     )
-    assert places_table(source, tmp_path / "gpe.parquet", spacy_model=None, min_population=100_000) == 2
+    assert places_table(source, tmp_path / "gpe.parquet", PlaceSettings(spacy_model=None, min_population=100_000)) == 2
     rows = pq.read_table(tmp_path / "gpe.parquet").to_pylist()
     assert rows == [
         {"img_name": "a", "text": "aerial view of Paris", "entity": ["Paris"], "uid": "a"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -14,9 +15,11 @@ import yaml
 from conftest import REPO, planned_jobs, snakemake
 
 from rs5m.cli import main as rs5m_main
+from rs5m.configured import config as configured
 from rs5m.plan import crawl
 from rs5m.plan.dag import PlannedJob
-from rs5m.plan.plan import build_plan, load_yaml_data
+from rs5m.plan.plan import build_plan, load_yaml_data, plan_markdown
+from rs5m.plan.settings import PlanSettings
 from rs5m.pub11.crawl_pacing import HostPacer, host_part, part_rate
 
 # A known host distribution: one big host, two middle ones, a long tail of single-URL hosts.
@@ -59,8 +62,15 @@ def test_bound_is_the_pacers_last_send_time(tmp_path, monkeypatch):
     assert crawl.makespan_bound(counts, 0, BURST, PARTS, PARTS_PER_HOST) == 0.0
 
 
-def test_plan_of_a_synthetic_url_table(tmp_path):
-    """The URL filter's parts of a known host distribution: the plan's bound, hosts and histogram."""
+def plan_settings(**download) -> PlanSettings:
+    """The plan's settings for the synthetic crawl, with `download` keys replaced."""
+    config = configured({"parts": PARTS, "download": {"parts_per_host": PARTS_PER_HOST, "per_host_rate": RATE}})
+    config["download"].update(per_host_burst=BURST, **download)
+    return dataclasses.replace(PlanSettings.from_config(config), threads={})
+
+
+def write_url_parts(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """The URL filter's parts of the synthetic host distribution, split by host_part."""
     hosts, uids = synthetic_urls()
     folder = tmp_path / "results" / "pub11" / "urldedup"
     folder.mkdir(parents=True)
@@ -71,6 +81,12 @@ def test_plan_of_a_synthetic_url_table(tmp_path):
         pq.write_table(
             pa.table({"uid": [u for u, _ in pairs], "url": [url for _, url in pairs]}), folder / f"{part:04d}.parquet"
         )
+    return hosts, uids
+
+
+def test_plan_of_a_synthetic_url_table(tmp_path):
+    """The URL filter's parts of a known host distribution: the plan's bound, hosts and histogram."""
+    hosts, uids = write_url_parts(tmp_path)
     big_parts = Counter(
         host_part("big.example", u, PARTS, PARTS_PER_HOST) for h, u in zip(hosts, uids) if h == "big.example"
     )
@@ -78,7 +94,8 @@ def test_plan_of_a_synthetic_url_table(tmp_path):
     expected = (max(big_parts.values()) - burst) * PARTS_PER_HOST / RATE
 
     jobs = [PlannedJob("download_part", (f"d{p}",)) for p in range(PARTS)] + [PlannedJob("url_filter", ("u",))]
-    plan = build_plan(tmp_path, jobs, PARTS, PARTS_PER_HOST, RATE, BURST, {}, [], False, None)
+    plan = build_plan(tmp_path, jobs, plan_settings(), [], False, None)
+    assert "adaptive" not in plan["crawl"] and "Adaptive" not in plan_markdown(plan)
     c = plan["crawl"]
     assert c["urls"] == sum(HOST_SIZES.values()) and c["hosts"] == len(HOST_SIZES)
     assert c["makespan_bound_s"] == pytest.approx(expected)
@@ -95,6 +112,33 @@ def test_plan_of_a_synthetic_url_table(tmp_path):
     assert download["cpu_hours"] == pytest.approx(
         (PARTS * rate["job_s"] + sum(HOST_SIZES.values()) / rate["cpu_per_s"]) / 3600
     )
+
+
+def test_adaptive_plan_reports_the_best_and_the_worst_case(tmp_path):
+    """Under adaptive politeness a host's pace lies in [min_rate, per_host_rate_max], split over its
+    parts: the best case paces every host at per_host_rate_max (with the part's burst), the worst at
+    min_rate without bursts; each names the hosts that set it."""
+    hosts, uids = write_url_parts(tmp_path)
+    fullest = Counter(host_part(h, u, PARTS, PARTS_PER_HOST) for h, u in zip(hosts, uids) if h == "big.example")
+    n = max(fullest.values())  # the big host's URLs in its fullest part
+    settings = plan_settings(politeness="adaptive", min_rate=0.25, per_host_rate_max=8.0)
+    plan = build_plan(tmp_path, [PlannedJob("url_filter", ("u",))], settings, [], False, None)
+    c = plan["crawl"]
+    # 4 parts share the big host: each may send 8 / 4 req/s after a burst of max(1, 4 / 4) = 1
+    best = (n - 1) * PARTS_PER_HOST / 8.0
+    worst = (n - 1) * PARTS_PER_HOST / 0.25
+    assert c["adaptive"]["best_case"]["makespan_bound_s"] == pytest.approx(best)
+    assert c["adaptive"]["worst_case"]["makespan_bound_s"] == pytest.approx(worst)
+    assert c["makespan_bound_s"] == pytest.approx(best)
+    for case in ("best_case", "worst_case"):
+        assert [h["host"] for h in c["adaptive"][case]["setting_hosts"]] == ["big.example"]
+    mid = next(b for b in c["top_hosts"] if b["host"] == "mid-a.example")
+    assert mid["seconds"] == pytest.approx((mid["max_part_urls"] - 1) * PARTS_PER_HOST / 8.0)
+    doubled = next(s for s in c["settings"] if s["setting"] == "per_host_rate_max x2")
+    assert doubled["bound_s"] == pytest.approx(best / 2)
+    text = plan_markdown(plan)
+    assert f"({best:,.1f} s), set by big.example ({HOST_SIZES['big.example']:,} URLs)" in text
+    assert f"({worst:,.1f} s), set by big.example" in text
 
 
 def test_plan_command_counts_the_jobs_snakemake_plans(tmp_path, capsys):

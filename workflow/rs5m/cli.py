@@ -45,11 +45,11 @@ def _workflow_files(args: argparse.Namespace) -> tuple[Path, list[str]]:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from rs5m.plan.plan import load_config, plan_markdown, rule_threads, write_plan
+    from rs5m.plan.plan import load_config, plan_markdown, write_plan
+    from rs5m.plan.settings import PlanSettings
 
     snakefile, configfiles = _workflow_files(args)
     config = load_config(configfiles, snakefile)
-    download = config["download"]
     out = Path(args.out) if args.out else Path(args.run_dir) / "results" / "plan"
     hosts_known = any(Path(args.run_dir).glob("results/pub11/urldedup/*.parquet")) and not args.published
     if args.url_sample is None and not hosts_known:
@@ -62,11 +62,7 @@ def _plan(args: argparse.Namespace) -> int:
         out_md=out / "plan.md",
         out_json=out / "plan.json",
         out_png=out / "hosts.png",
-        parts=config["parts"],
-        parts_per_host=download["parts_per_host"],
-        per_host_rate=download["per_host_rate"],
-        per_host_burst=download["per_host_burst"],
-        threads=rule_threads(config),
+        settings=PlanSettings.from_config(config),
         published=args.published,
         url_sample=args.url_sample,
     )

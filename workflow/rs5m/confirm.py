@@ -1,10 +1,18 @@
 """The confirmation of a candidate image pair that a perceptual hash (or an embedding) proposed:
 the eval-set decontamination and the near-duplicate dedup drop a sample only for a confirmed pair.
 
-The score (confirmation_score): both images as confirm_thumb makes them (grayscale, `size` px, minus
-their blur: the detail below the pHash's 8 x 8 layout), aligned over the candidate's rotations/flips,
-nine scales 0.95-1.05 and shifts; at the best normalised cross-correlation the score is the smallest
-correlation of the four quadrants. Its tail on distinct aerial images is measured in
+Two independent checks of the two images themselves (confirmation_score):
+- detail: both images grayscale at `size` px, band-passed (a Gaussian blur of CONFIRM_SMOOTH of the
+  side, minus the blur of CONFIRM_HIGHPASS of the side: the detail finer than the layout the pHash
+  already compared; a band lower down when the smaller image has fewer pixels than the side),
+  aligned over the candidate's rotations/flips, nine scales 0.95-1.05 and shifts; at the best
+  normalised cross-correlation the score is the smallest correlation of the CONFIRM_GRID x
+  CONFIRM_GRID blocks of the aligned pair. A copy agrees in every block; two distinct images that
+  share a layout (a shoreline, field stripes, dunes) rarely do everywhere.
+- colour: the largest difference of the two images' mean CIELAB a* and b* (brightness-free); a
+  copy keeps its colours (JPEG, resizing, brightness), distinct look-alikes mostly do not.
+A pair is confirmed when the detail score reaches the stage's threshold and the colour difference
+is at most MAX_COLOR_DIFFERENCE (is_confirmed). Both tails on distinct aerial images are measured in
 benchmarks/bench_decontamination_realistic.py (README, "Decontamination in two stages").
 """
 
@@ -16,6 +24,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -28,16 +37,58 @@ CONFIRM_MARGIN = 0.08  # the template is the eval image less 8 % at each edge (c
 # Template scales, 0.95 to 1/0.95 in nine geometric steps of 1.3 %: a crop of <= 5 % either way
 # (steps of 2.5 % lose up to a third of a crop's score).
 CONFIRM_SCALES = tuple(round(0.95 * (1 / 0.95**2) ** (k / 8), 4) for k in range(9))
+CONFIRM_GRID = 4  # blocks per side whose smallest correlation is the score
+CONFIRM_SMOOTH = 1.25 / 128  # finest band compared: blur sigma, a fraction of the side (1.25 px at 128)
+CONFIRM_HIGHPASS = 1 / 20  # coarsest band compared: the blur subtracted, a fraction of the side
+# An image smaller than the side holds no detail finer than its own pixels, and what it holds was
+# softened by its resampling and compression: for a pair whose smaller image is `native` px, the fine
+# blur grows by ratio squared and the coarse one by ratio, ratio = side / native up to MAX_UPSCALE
+# (smaller images are compared as if they had side / MAX_UPSCALE px: a lower band would let distinct
+# images of similar layout agree). A pair of images of at least the side keeps the band above.
+MAX_UPSCALE = 1.7
+COLOR_SIDE = 32  # the colour check's thumbnail side
+# Largest mean a*/b* difference (CIELAB units) of a confirmed pair: planted copies differ by at most
+# 4.1 (JPEG 50 of saturated scenes), 99 % by <= 2.4; 91 % of distinct pHash-close aerial scenes by more.
+MAX_COLOR_DIFFERENCE = 6.0
 
 
-def confirm_thumb(image: Image.Image, size: int) -> np.ndarray:
-    """The image as the confirmation compares it: grayscale, `size` x `size` (area resampling),
-    minus its Gaussian blur (sigma size/40): the detail finer than the pHash's 8 x 8 layout."""
+class ConfirmThumb(NamedTuple):
+    """An image as the confirmation compares it (confirm_thumb)."""
+
+    gray: np.ndarray  # grayscale, size x size, float32 (area resampling)
+    native: int  # the image's shorter side in pixels: the finest detail it holds
+    color: np.ndarray  # mean CIELAB (a*, b*)
+
+
+class Confirmation(NamedTuple):
+    score: float  # smallest block correlation of the aligned detail, -1..1
+    variant: int  # the DIHEDRAL index of the eval image that aligned best
+    color_difference: float  # largest difference of the mean a*, b*
+
+
+def confirm_thumb(image: Image.Image, size: int) -> ConfirmThumb:
+    """The image as the confirmation compares it: grayscale at `size` x `size`, its native shorter
+    side, and its mean CIELAB a*/b*."""
     import cv2
 
-    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    rgb = image.convert("RGB")
+    gray = np.asarray(rgb.convert("L"), dtype=np.float32)
     thumb = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    return thumb - cv2.GaussianBlur(thumb, (0, 0), size / 40)
+    small = np.asarray(rgb.resize((COLOR_SIDE, COLOR_SIDE), Image.BOX))
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    return ConfirmThumb(thumb, min(image.size), lab[..., 1:].reshape(-1, 2).mean(axis=0))
+
+
+def detail(thumb: ConfirmThumb, native: int) -> np.ndarray:
+    """The band of `thumb` compared when the smaller image of the pair is `native` px: blurred by
+    CONFIRM_SMOOTH of the side, minus its blur by CONFIRM_HIGHPASS of the side; both moved down
+    where `native` is below the side (MAX_UPSCALE)."""
+    import cv2
+
+    size = thumb.gray.shape[0]
+    ratio = min(MAX_UPSCALE, max(1.0, size / max(1, native)))
+    fine, coarse = CONFIRM_SMOOTH * size * ratio**2, CONFIRM_HIGHPASS * size * ratio
+    return cv2.GaussianBlur(thumb.gray, (0, 0), fine) - cv2.GaussianBlur(thumb.gray, (0, 0), coarse)
 
 
 def dihedral_array(array: np.ndarray, variant: int) -> np.ndarray:
@@ -55,41 +106,49 @@ def dihedral_array(array: np.ndarray, variant: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _quadrant_ncc(patch: np.ndarray, template: np.ndarray) -> float:
-    """The smallest normalised cross-correlation of the four quadrants of two aligned arrays."""
-    half_r, half_c = template.shape[0] // 2, template.shape[1] // 2
+def block_ncc(patch: np.ndarray, template: np.ndarray, grid: int = CONFIRM_GRID) -> float:
+    """The smallest normalised cross-correlation of the grid x grid blocks of two aligned arrays."""
+    step_r, step_c = template.shape[0] // grid, template.shape[1] // grid
     scores = []
-    for rows in (slice(0, half_r), slice(half_r, 2 * half_r)):
-        for cols in (slice(0, half_c), slice(half_c, 2 * half_c)):
-            a = patch[rows, cols] - patch[rows, cols].mean()
-            b = template[rows, cols] - template[rows, cols].mean()
+    for i in range(grid):
+        for j in range(grid):
+            block = (slice(i * step_r, (i + 1) * step_r), slice(j * step_c, (j + 1) * step_c))
+            a = patch[block] - patch[block].mean()
+            b = template[block] - template[block].mean()
             norm = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
             scores.append(float((a * b).sum()) / norm if norm > 0 else 0.0)
     return min(scores)
 
 
-def confirmation_score(dataset: np.ndarray, eval_thumb: np.ndarray, variants: Sequence[int]) -> tuple[float, int]:
-    """(score, variant) of two confirm_thumb arrays. Alignment: the eval image in each of `variants`
-    (DIHEDRAL indices), its centre at CONFIRM_SCALES, slid over the dataset image; the best
-    normalised cross-correlation fixes variant, scale and shift. Score: the smallest correlation of
-    the four quadrants of the aligned pair. A copy agrees in every quadrant; two distinct images
-    that share a layout (a shoreline, field stripes) rarely do, which makes the score's tail on
-    distinct pairs much thinner than the global correlation's."""
+def confirmation_score(dataset: ConfirmThumb, eval_thumb: ConfirmThumb, variants: Sequence[int]) -> Confirmation:
+    """The Confirmation of two confirm_thumbs. Alignment: the eval image's detail in each of
+    `variants` (DIHEDRAL indices), its centre at CONFIRM_SCALES, slid over the dataset image's; the
+    best normalised cross-correlation fixes variant, scale and shift. Score: block_ncc of the
+    aligned pair. Colour difference: the largest of |a* - a*'| and |b* - b*'|."""
     import cv2
 
-    size = dataset.shape[0]
+    native = min(dataset.native, eval_thumb.native)
+    target, source = detail(dataset, native), detail(eval_thumb, native)
+    size = target.shape[0]
     margin = round(size * CONFIRM_MARGIN)
     best, best_variant, aligned = -2.0, int(variants[0]), None
     for variant in variants:
-        template = dihedral_array(eval_thumb, int(variant))[margin : size - margin, margin : size - margin]
+        template = dihedral_array(source, int(variant))[margin : size - margin, margin : size - margin]
         for scale in CONFIRM_SCALES:
             side = round(template.shape[0] * scale)
             scaled = template if side == template.shape[0] else cv2.resize(template, (side, side))
-            _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(dataset, scaled, cv2.TM_CCOEFF_NORMED))
+            _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(target, scaled, cv2.TM_CCOEFF_NORMED))
             if score > best:
                 best, best_variant, aligned = score, int(variant), (scaled, x, y)
     scaled, x, y = aligned
-    return _quadrant_ncc(dataset[y : y + scaled.shape[0], x : x + scaled.shape[1]], scaled), best_variant
+    score = block_ncc(target[y : y + scaled.shape[0], x : x + scaled.shape[1]], scaled)
+    color = float(np.abs(dataset.color - eval_thumb.color).max())
+    return Confirmation(score, best_variant, color)
+
+
+def is_confirmed(confirmation: Confirmation, threshold: float) -> bool:
+    """A pair is confirmed when its detail score reaches `threshold` and its colours agree."""
+    return confirmation.score >= threshold and confirmation.color_difference <= MAX_COLOR_DIFFERENCE
 
 
 def _tar_index(tar: str) -> dict:

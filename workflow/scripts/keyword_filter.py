@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.keyword_filter import filter_chunk
-from rs5m.pub11.settings import MetadataSettings
+from rs5m.pub11.settings import MetadataSettings, SourceSettings
 
 run(
     snakemake,
@@ -9,9 +9,7 @@ run(
     files=list(snakemake.input.files),
     output=snakemake.output.kept,
     keywords=snakemake.input.keywords,
-    format=snakemake.params.format,
-    columns=snakemake.params.columns,
-    filters=list(snakemake.params.filters),
+    source_settings=SourceSettings(**snakemake.params.source_settings),
     index_file=snakemake.input.index_file or None,
     settings=MetadataSettings.from_config(snakemake.params),
     threads=snakemake.threads,

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.plan.plan import write_plan
+from rs5m.plan.settings import PlanSettings
 
 run(
     snakemake,
@@ -10,11 +11,7 @@ run(
     out_md=snakemake.output.md,
     out_json=snakemake.output.json,
     out_png=snakemake.output.hosts,
-    parts=snakemake.params.parts,
-    parts_per_host=snakemake.params.parts_per_host,
-    per_host_rate=snakemake.params.per_host_rate,
-    per_host_burst=snakemake.params.per_host_burst,
-    threads=dict(snakemake.params.rule_threads),
+    settings=PlanSettings(**snakemake.params.settings),
     published=False,
     url_sample=None,
 )

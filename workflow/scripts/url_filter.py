@@ -1,4 +1,5 @@
 from rs5m.adapter import run
+from rs5m.pub11.settings import UrlFilterSettings
 from rs5m.pub11.url_filter import filter_and_dedup_urls
 
 run(
@@ -8,12 +9,7 @@ run(
     parts=list(snakemake.output.parts),
     stats=snakemake.output.stats,
     drops=snakemake.output.drops,
+    settings=UrlFilterSettings(**snakemake.params.settings),
     threads=snakemake.threads,
-    allowed=snakemake.params.allowed,
-    blocked_suffixes=snakemake.params.blocked_suffixes,
-    max_length=snakemake.params.max_length,
-    parts_per_host=snakemake.params.parts_per_host,
-    sha256_columns=snakemake.params.sha256_columns,
-    phash_columns=snakemake.params.phash_columns,
     memory_limit=snakemake.params.memory_limit,
 )

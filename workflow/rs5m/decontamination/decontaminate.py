@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rs5m.columns import SOURCE, UID
-from rs5m.confirm import confirm_thumb, confirmation_score, open_images
+from rs5m.confirm import ConfirmThumb, confirm_thumb, confirmation_score, is_confirmed, open_images
 from rs5m.decontamination.matching import (
     ACTIONS,
     EVAL_SCHEMA,
@@ -161,9 +161,9 @@ def find_matches(
 
 def confirm_candidates(candidates: list[dict], size: int, threshold: float, batch: int = 4096) -> pa.Table:
     """Score every candidate pair with confirmation_score (the variants within the radius for pHash,
-    all eight for embedding) and mark those reaching `threshold`; MATCH_SCHEMA rows. Dataset images are
-    read in batches of `batch` candidates; eval images once each."""
-    eval_thumbs: dict[str, np.ndarray | None] = {}
+    all eight for embedding) and mark those is_confirmed at `threshold`; MATCH_SCHEMA rows. Dataset
+    images are read in batches of `batch` candidates; eval images once each."""
+    eval_thumbs: dict[str, ConfirmThumb | None] = {}
     out = []
     for start in range(0, len(candidates), batch):
         chunk = candidates[start : start + batch]
@@ -175,13 +175,19 @@ def confirm_candidates(candidates: list[dict], size: int, threshold: float, batc
         for m in chunk:
             dataset, eval_thumb = thumbs[m["location"]], eval_thumbs[m["eval_path"]]
             variants = m["_variants"] if m["method"] == "phash" else range(N_VARIANTS)
-            score = (
-                math.nan
-                if dataset is None or eval_thumb is None
-                else confirmation_score(dataset, eval_thumb, variants)[0]
-            )
             row = {k: v for k, v in m.items() if not k.startswith("_")}
-            out.append({**row, "confirmation": score, "confirmed": bool(score >= threshold)})
+            if dataset is None or eval_thumb is None:
+                out.append({**row, "confirmation": math.nan, "color_difference": math.nan, "confirmed": False})
+                continue
+            confirmation = confirmation_score(dataset, eval_thumb, variants)
+            out.append(
+                {
+                    **row,
+                    "confirmation": confirmation.score,
+                    "color_difference": confirmation.color_difference,
+                    "confirmed": is_confirmed(confirmation, threshold),
+                }
+            )
     return pa.Table.from_pylist(out, schema=MATCH_SCHEMA)
 
 

@@ -92,7 +92,8 @@ MATCH_SCHEMA = pa.schema(
         ("score", pa.float64()),  # Hamming distance (phash) or cosine similarity (embedding)
         ("location", pa.string()),  # the dataset image: "tar::member" (PUB11) or a file path (RS3)
         ("confirmation", pa.float64()),  # confirmation_score of the pair; NaN when an image is unreadable
-        ("confirmed", pa.bool_()),  # confirmation >= confirm.threshold: only these pairs drop a sample
+        ("color_difference", pa.float64()),  # largest mean a*/b* difference of the two images; NaN as above
+        ("confirmed", pa.bool_()),  # rs5m.confirm.is_confirmed at confirm.threshold: only these pairs drop a sample
     ]
 )
 

@@ -7,6 +7,12 @@ URLs of a host sends the first b at once and the k-th after (k - b) * w / r seco
 finish that host before max(0, n - b) * w / r. The stage cannot finish before the largest of these
 over every (host, part): with all parts running at once and every fetch instantaneous, this is the
 shortest possible crawl, however many machines run it. per_host_rate 0 disables pacing (no bound).
+
+Under `politeness: adaptive` a host's stage-wide pace lies between `min_rate` and
+`per_host_rate_max` (rs5m.pub11.crawl_pacing.AdaptivePacer, split over the parts as above): the best
+case is the bound above at r = per_host_rate_max with its bursts, the worst case every host slowed to
+r = min_rate, which gets no bursts (b = 1): max(0, n - 1) * w / min_rate. robots.txt's Crawl-delay
+may slow a host further; neither case counts it.
 """
 
 from __future__ import annotations
@@ -91,11 +97,13 @@ def settings_effect(
     per_host_burst: float,
     parts: int,
     parts_per_host: int,
+    rate_key: str,
 ) -> list[dict]:
-    """The bound under the configured settings and under each one changed alone (x0.5, x2, x4)."""
+    """The bound under the configured settings and under each one changed alone (x0.5, x2, x4);
+    `rate_key`: the config key `per_host_rate` stands for (per_host_rate_max under adaptive politeness)."""
     variants = [("configured", per_host_rate, parts, parts_per_host)]
     for factor in (0.5, 2, 4):
-        variants.append((f"per_host_rate x{factor:g}", per_host_rate * factor, parts, parts_per_host))
+        variants.append((f"{rate_key} x{factor:g}", per_host_rate * factor, parts, parts_per_host))
     for value in sorted({1, 2, parts_per_host * 2, parts_per_host * 4} - {parts_per_host}):
         variants.append((f"parts_per_host {value}", per_host_rate, parts, value))
     for value in sorted({max(1, parts // 2), parts * 2} - {parts}):
@@ -109,7 +117,7 @@ def settings_effect(
         rows.append(
             {
                 "setting": label,
-                "per_host_rate": rate,
+                rate_key: rate,
                 "parts": n_parts,
                 "parts_per_host": pph,
                 "bound_s": makespan_bound(counts, rate, per_host_burst, n_parts, pph),

@@ -24,6 +24,7 @@ from rs5m.ledger import read_stats
 from rs5m.plan import crawl
 from rs5m.plan.dag import PlannedJob, job_counts, planned_jobs
 from rs5m.plan.render import plan_markdown, plot_hosts
+from rs5m.plan.settings import PlanSettings
 
 log = logging.getLogger(__name__)
 
@@ -141,28 +142,51 @@ def crawl_plan(
     counts: Counter,
     hosts: Sequence[str] | None,
     uids: Sequence[str] | None,
-    parts: int,
-    parts_per_host: int,
-    per_host_rate: float,
-    per_host_burst: float,
+    settings: PlanSettings,
     exact: bool,
 ) -> dict[str, Any]:
-    bounds = crawl.host_bounds(counts, per_host_rate, per_host_burst, parts, parts_per_host)
-    bound = bounds[0].seconds if bounds else 0.0
-    return {
+    """The crawl's makespan bound by host. Under `politeness: adaptive` the bound is the best case
+    (every host paced at per_host_rate_max), and `adaptive` adds the worst case (every host slowed to
+    min_rate, no bursts) with the hosts that set each."""
+    adaptive = settings.politeness == "adaptive"
+    rate_key = "per_host_rate_max" if adaptive else "per_host_rate"  # the stage-wide ceiling of a host
+    rate = getattr(settings, rate_key)
+    parts, parts_per_host, burst = settings.parts, settings.parts_per_host, settings.per_host_burst
+    bounds = crawl.host_bounds(counts, rate, burst, parts, parts_per_host)
+    bound = _bound(bounds)
+    plan = {
         "urls": sum(host_urls.values()),
         "hosts": len(host_urls),
         "parts": parts,
         "parts_per_host": parts_per_host,
-        "per_host_rate": per_host_rate,
-        "per_host_burst": per_host_burst,
+        "per_host_rate": settings.per_host_rate,
+        "per_host_burst": burst,
         "split": "exact (the URL filter's host_part)" if exact else "even split over parts_per_host parts",
         "makespan_bound_s": bound,
-        "setting_hosts": [vars(b) for b in bounds if b.seconds >= bound and bound > 0][:10],
+        "setting_hosts": _setting_hosts(bounds),
         "top_hosts": [vars(b) for b in bounds[:10]],
         "histogram": crawl.histogram(host_urls.values()),
-        "settings": crawl.settings_effect(hosts, uids, host_urls, per_host_rate, per_host_burst, parts, parts_per_host),
+        "settings": crawl.settings_effect(hosts, uids, host_urls, rate, burst, parts, parts_per_host, rate_key),
     }
+    if adaptive:
+        worst = crawl.host_bounds(counts, settings.min_rate, 1.0, parts, parts_per_host)
+        plan["adaptive"] = {
+            "min_rate": settings.min_rate,
+            "per_host_rate_max": settings.per_host_rate_max,
+            "best_case": {"makespan_bound_s": bound, "setting_hosts": _setting_hosts(bounds)},
+            "worst_case": {"makespan_bound_s": _bound(worst), "setting_hosts": _setting_hosts(worst)},
+        }
+    return plan
+
+
+def _bound(bounds: Sequence[crawl.HostBound]) -> float:
+    return bounds[0].seconds if bounds else 0.0
+
+
+def _setting_hosts(bounds: Sequence[crawl.HostBound]) -> list[dict[str, Any]]:
+    """The hosts whose bound is the stage's (at most 10)."""
+    bound = _bound(bounds)
+    return [vars(b) for b in bounds if b.seconds >= bound and bound > 0][:10]
 
 
 def stage_rows(
@@ -204,11 +228,7 @@ def stage_rows(
 def build_plan(
     run_dir: str | Path,
     jobs: Sequence[PlannedJob],
-    parts: int,
-    parts_per_host: int,
-    per_host_rate: float,
-    per_host_burst: float,
-    threads: dict[str, int],
+    settings: PlanSettings,
     configfiles: Sequence[str],
     published: bool,
     url_sample: str | None,
@@ -220,7 +240,7 @@ def build_plan(
     known = {} if published else ledger_volumes(run_dir)
     url_parts = sorted((run_dir / "results" / "pub11" / "urldedup").glob("*.parquet"))
     hosts = uids = None
-    if not published and len(url_parts) == parts:
+    if not published and len(url_parts) == settings.parts:
         hosts, uids, part_of = url_table(url_parts)
         counts = Counter(zip(hosts, part_of))
         host_urls = dict(Counter(hosts))
@@ -240,9 +260,9 @@ def build_plan(
             volumes, origin = complete_volumes(known, counts_published)
             origin["urls"] = "the URL sample"
         host_urls = scaled_hosts(shares, volumes["urls"])
-        counts = crawl.even_part_counts(host_urls, parts, parts_per_host)
+        counts = crawl.even_part_counts(host_urls, settings.parts, settings.parts_per_host)
         exact = False
-    rows = stage_rows(job_counts(jobs), volumes, origin, rates, threads)
+    rows = stage_rows(job_counts(jobs), volumes, origin, rates, settings.threads)
     return {
         "run_dir": str(run_dir),
         "configfiles": [str(c) for c in configfiles],
@@ -257,9 +277,7 @@ def build_plan(
             "cpu_hours": sum(r["cpu_hours"] or 0 for r in rows),
             "gpu_hours": sum(r["gpu_hours"] or 0 for r in rows),
         },
-        "crawl": crawl_plan(
-            host_urls, counts, hosts, uids, parts, parts_per_host, per_host_rate, per_host_burst, exact
-        ),
+        "crawl": crawl_plan(host_urls, counts, hosts, uids, settings, exact),
         "jobs": [{"rule": j.rule, "outputs": list(j.outputs)} for j in jobs],
         "rates": rates,
     }
@@ -272,19 +290,13 @@ def write_plan(
     out_md: str | Path,
     out_json: str | Path,
     out_png: str | Path,
-    parts: int,
-    parts_per_host: int,
-    per_host_rate: float,
-    per_host_burst: float,
-    threads: dict[str, int],
+    settings: PlanSettings,
     published: bool,
     url_sample: str | None,
 ) -> dict[str, Any]:
     """Plan the build of `run_dir` and write `plan.md`, `plan.json` and the host histogram plot."""
     jobs = planned_jobs(run_dir, snakefile, configfiles)
-    plan = build_plan(
-        run_dir, jobs, parts, parts_per_host, per_host_rate, per_host_burst, threads, configfiles, published, url_sample
-    )
+    plan = build_plan(run_dir, jobs, settings, configfiles, published, url_sample)
     for path in (out_md, out_json, out_png):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text(plan_markdown(plan))
@@ -310,17 +322,3 @@ def load_config(configfiles: Sequence[str], snakefile: str | Path) -> dict[str, 
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     validate(config, str(repo / "config" / "schema.yaml"))
     return config
-
-
-def rule_threads(config: dict[str, Any]) -> dict[str, int]:
-    """Threads (or processes) of the rules whose jobs run in parallel inside, from the config."""
-    return {
-        "keyword_filter": config["metadata"]["threads"],
-        "url_filter": config["urls"]["threads"],
-        "download_part": config["download"]["processes"],
-        "images_part": config["images"]["processes"],
-        "image_dedup": config["dedup"]["threads"],
-        "rs3_read_fmow": config["rs3"]["threads"],
-        "rs3_read_bigearthnet": config["rs3"]["threads"],
-        "rs3_read_millionaid": config["rs3"]["threads"],
-    }

@@ -48,12 +48,16 @@ def plan_markdown(plan: dict[str, Any]) -> str:
         f"{c['urls']:,} URLs on {c['hosts']:,} hosts; parts {c['parts']}, parts_per_host {c['parts_per_host']}, "
         f"per_host_rate {c['per_host_rate']:g} req/s, per_host_burst {c['per_host_burst']:g} ({c['split']})."
     )
-    lines.append(
-        f"Makespan bound: **{c['makespan_bound_s'] / 3600:.2f} h** ({c['makespan_bound_s']:,.1f} s): no schedule "
-        "sends the last request of the hosts below earlier, however many machines run the parts "
-        "(a host's URLs lie in at most min(parts_per_host, parts) parts, each pacing it at "
-        "per_host_rate / that many)."
-    )
+    adaptive = c.get("adaptive")
+    if adaptive is None:
+        lines.append(
+            f"Makespan bound: **{c['makespan_bound_s'] / 3600:.2f} h** ({c['makespan_bound_s']:,.1f} s): no schedule "
+            "sends the last request of the hosts below earlier, however many machines run the parts "
+            "(a host's URLs lie in at most min(parts_per_host, parts) parts, each pacing it at "
+            "per_host_rate / that many)."
+        )
+    else:
+        lines += _adaptive_lines(adaptive)
     lines += ["", "| host | URLs | parts | URLs in fullest part | bound (h) |", "|---|---:|---:|---:|---:|"]
     for b in c["top_hosts"]:
         lines.append(
@@ -72,6 +76,23 @@ def plan_markdown(plan: dict[str, Any]) -> str:
     for key, text in plan["rates"]["machines"].items():
         lines.append(f"- machine `{key}`: {text}")
     return "\n".join(lines) + "\n"
+
+
+def _adaptive_lines(adaptive: dict[str, Any]) -> list[str]:
+    """The bounds under adaptive politeness: each host's pace lies in [min_rate, per_host_rate_max]."""
+    best, worst = adaptive["best_case"], adaptive["worst_case"]
+
+    def hosts(case: dict[str, Any]) -> str:
+        return ", ".join(f"{b['host'] or '(none)'} ({b['urls']:,} URLs)" for b in case["setting_hosts"]) or "none"
+
+    return [
+        f"Adaptive politeness: a host's pace lies between min_rate {adaptive['min_rate']:g} and "
+        f"per_host_rate_max {adaptive['per_host_rate_max']:g} req/s, split over min(parts_per_host, parts) parts.",
+        f"Makespan bound, best case (every host at per_host_rate_max): **{best['makespan_bound_s'] / 3600:.2f} h** "
+        f"({best['makespan_bound_s']:,.1f} s), set by {hosts(best)}; no schedule finishes earlier.",
+        f"Worst case (every host slowed to min_rate, no bursts): **{worst['makespan_bound_s'] / 3600:.2f} h** "
+        f"({worst['makespan_bound_s']:,.1f} s), set by {hosts(worst)} (robots.txt may slow a host further).",
+    ]
 
 
 def plot_hosts(histogram: Sequence[tuple[int, int]], path: str | Path) -> None:

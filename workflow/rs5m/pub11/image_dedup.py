@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components
 
 from rs5m import columns as col
 from rs5m import duck
-from rs5m.confirm import confirm_thumb, confirmation_score, open_images
+from rs5m.confirm import confirm_thumb, confirmation_score, is_confirmed, open_images
 from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
 from rs5m.pub11.settings import DedupSettings
 from rs5m.pub11.sources import sql_string
@@ -154,7 +154,8 @@ PAIRS_SCHEMA = pa.schema(
         ("other_uid", pa.string()),
         ("distance", pa.int64()),  # pHash bits
         ("confirmation", pa.float64()),  # rs5m.confirm.confirmation_score; NaN when an image is unreadable
-        ("confirmed", pa.bool_()),
+        ("color_difference", pa.float64()),  # largest mean a*/b* difference of the two images; NaN as above
+        ("confirmed", pa.bool_()),  # rs5m.confirm.is_confirmed at dedup.confirm.threshold
     ]
 )
 CONFIRM_BATCH = 4096  # candidate pairs whose images are read together
@@ -181,11 +182,15 @@ def candidate_edges(hashes: np.ndarray, radius: int, bands: int, threads: int, m
     return np.concatenate(rows_a), np.concatenate(rows_b), np.concatenate(distances)
 
 
-def confirm_edges(locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarray, size: int) -> np.ndarray:
-    """rs5m.confirm.confirmation_score of the two images of each edge (identity alignment), NaN
-    where one is unreadable; images are read per batch of CONFIRM_BATCH edges, the edges taken in
-    the order of their images' places, so a batch reads few tars."""
-    scores = np.full(len(rows_a), np.nan)
+def confirm_edges(
+    locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarray, size: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(score, colour difference, confirmed) of the two images of each edge: rs5m.confirm's
+    confirmation_score (identity alignment) and is_confirmed at `threshold`; NaN and False where one
+    is unreadable. Images are read per batch of CONFIRM_BATCH edges, the edges taken in the order of
+    their images' places, so a batch reads few tars."""
+    scores, colors = np.full(len(rows_a), np.nan), np.full(len(rows_a), np.nan)
+    confirmed = np.zeros(len(rows_a), bool)
     order = sorted(range(len(rows_a)), key=lambda e: (locations[rows_a[e]], locations[rows_b[e]]))
     for start in range(0, len(order), CONFIRM_BATCH):
         batch = order[start : start + CONFIRM_BATCH]
@@ -194,8 +199,10 @@ def confirm_edges(locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarr
         for e in batch:
             first, second = thumbs[locations[rows_a[e]]], thumbs[locations[rows_b[e]]]
             if first is not None and second is not None:
-                scores[e] = confirmation_score(first, second, [0])[0]
-    return scores
+                confirmation = confirmation_score(first, second, [0])
+                scores[e], colors[e] = confirmation.score, confirmation.color_difference
+                confirmed[e] = is_confirmed(confirmation, threshold)
+    return scores, colors, confirmed
 
 
 def confirmed_groups(
@@ -208,14 +215,16 @@ def confirmed_groups(
     confirm: dict,
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Group label per row: connected components of the candidate edges that the two images confirm
-    (`confirm`: {size, threshold}); and the edges (row a, row b, distance, confirmation score, confirmed)."""
+    (`confirm`: {size, threshold}); and the edges (row a, row b, distance, confirmation score, colour
+    difference, confirmed)."""
     n = len(hashes)
     rows_a, rows_b, distances = candidate_edges(hashes, radius, bands, threads, memory_limit)
-    scores = confirm_edges(locations, rows_a, rows_b, int(confirm["size"]))
-    confirmed = scores >= float(confirm["threshold"])
+    scores, colors, confirmed = confirm_edges(
+        locations, rows_a, rows_b, int(confirm["size"]), float(confirm["threshold"])
+    )
     graph = coo_matrix((np.ones(int(confirmed.sum()), np.int8), (rows_a[confirmed], rows_b[confirmed])), shape=(n, n))
     labels = connected_components(graph, directed=False)[1] if n else np.empty(0, np.int64)
-    return labels.astype(np.int64), (rows_a, rows_b, distances, scores, confirmed)
+    return labels.astype(np.int64), (rows_a, rows_b, distances, scores, colors, confirmed)
 
 
 def kept_in_groups(labels: np.ndarray, sources: Sequence[str], uids: Sequence[str]) -> np.ndarray:
@@ -258,7 +267,7 @@ def dedup_images(
     locations = (
         [f"{tar}::{member}" for tar, member in zip(table["tar"].to_pylist(), table["member"].to_pylist())] if n else []
     )
-    labels, (rows_a, rows_b, distances, scores, confirmed) = confirmed_groups(
+    labels, (rows_a, rows_b, distances, scores, colors, confirmed) = confirmed_groups(
         hashes, locations, phash_radius, bands, threads, memory_limit, confirm
     )
     Path(pairs).parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +278,7 @@ def dedup_images(
                 "other_uid": pa.array([uids[i] for i in rows_b.tolist()], pa.string()),
                 "distance": pa.array(distances, pa.int64()),
                 "confirmation": pa.array(scores, pa.float64()),
+                "color_difference": pa.array(colors, pa.float64()),
                 "confirmed": pa.array(confirmed, pa.bool_()),
             },
             schema=PAIRS_SCHEMA,

@@ -32,7 +32,7 @@ from rs5m import duck
 from rs5m.ledger import Ledger, StageStats, drops_path, stats_path
 from rs5m.pub11.keyword_scan import LiteralScanner
 from rs5m.pub11.keywords import any_pattern_regex, load_patterns, single_pattern_regexes
-from rs5m.pub11.settings import MetadataSettings
+from rs5m.pub11.settings import MetadataSettings, SourceSettings
 from rs5m.pub11.sources import (
     INDEX_TABLE,
     SourceFormat,
@@ -335,9 +335,7 @@ def filter_chunk(
     files: list[str],
     output: str,
     keywords: str,
-    format: str | None,  # noqa: A002 - the config key's name (sources.<name>.format)
-    columns: dict | None,
-    filters: list[str],
+    source_settings: SourceSettings,
     index_file: str | None,
     settings: MetadataSettings,
     threads: int,
@@ -346,10 +344,10 @@ def filter_chunk(
     """Keyword-filter one chunk of a source; write kept rows, ledger and per-file accounts.
 
     DuckDB runs on `threads` within `memory_limit` (rs5m.duck); the candidate scan uses as many.
-    `columns`, `filters`, `index_file`: `sources.<name>.*` (rs5m.pub11.sources.build_format).
+    `source_settings`, `index_file`: `sources.<name>.*` (rs5m.pub11.sources.build_format).
     """
     max_caption_bytes, on_bad_file = settings.max_caption_bytes, settings.on_bad_file
-    fmt = build_format(format or source, columns, filters, index_file)
+    fmt = build_format(source_settings.format or source, source_settings.columns, source_settings.filters, index_file)
     patterns = load_patterns(keywords)
     con = duck.connect(threads, memory_limit)
     ledger = Ledger(STAGE)

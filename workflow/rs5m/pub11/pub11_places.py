@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rs5m.pub11.settings import PlaceSettings
+
 log = logging.getLogger(__name__)
 
 GPE_SCHEMA = pa.schema([("img_name", pa.string()), ("text", pa.string()), ("entity", pa.list_(pa.string()))])
@@ -130,8 +132,7 @@ def place_rows(
 def places_table(
     in_path: str | Path,
     out_path: str | Path,
-    spacy_model: str | None,
-    min_population: int,
+    settings: PlaceSettings,
     text_column: str = "caption",  # not config: the caption table's column names (SPEC 5)
     name_column: str = "img_name",
 ) -> int:
@@ -141,7 +142,7 @@ def places_table(
     names_from = name_column if name_column in table.column_names else "uid"
     names = table.column(names_from).to_pylist()
     uids = table.column("uid").to_pylist() if "uid" in table.column_names else names
-    rows = place_rows(names, table.column(text_column).to_pylist(), spacy_model, min_population)
+    rows = place_rows(names, table.column(text_column).to_pylist(), settings.spacy_model, settings.min_population)
     by_name = dict(zip(names, uids))
     for row in rows:
         row["uid"] = by_name.get(row["img_name"])

@@ -4,7 +4,7 @@ Reads `results/pub11/metadata/{source}/{chunk}.parquet`; writes `results/pub11/u
 
 The keyword-stage columns are kept. The native `src_*` columns differ per source, so they travel as
 one JSON string column `native` (object keyed by the native column name without the prefix), which
-lets every part share one schema. Parts are split by host (`rs5m.pub11.crawl_pacing.host_part`): a host's
+lets every part share one schema. Parts are split by host (`rs5m.hosts.host_part`): a host's
 URLs go to at most `download.parts_per_host` parts, which is what lets each download job pace a host
 at its share of `download.per_host_rate`.
 
@@ -29,6 +29,7 @@ from rs5m import columns as col
 from rs5m import duck
 from rs5m.hosts import host_part
 from rs5m.ledger import Ledger, StageStats, write_drops, write_stats
+from rs5m.pub11.settings import UrlFilterSettings
 from rs5m.pub11.sources import sql_string
 from rs5m.pub11.urls import (
     allowed_networks,
@@ -117,21 +118,14 @@ def filter_and_dedup_urls(
     parts: Sequence[str],
     stats: str,
     drops: str,
-    allowed: Sequence[str],
-    blocked_suffixes: Sequence[str],
-    max_length: int,
-    parts_per_host: int,
-    sha256_columns: Mapping[str, str],
-    phash_columns: Mapping[str, str],
+    settings: UrlFilterSettings,
     threads: int,
     memory_limit: str | None,
 ) -> list[StageStats]:
     """Drop unsafe URLs and every copy of a URL but the one the priority rule keeps; split into parts.
 
     `parts` are the output files in part order: a row goes to `parts[host_part(host, uid, len(parts),
-    parts_per_host)]`. `allowed` (CIDR), `blocked_suffixes`, `max_length`: `urls.allowed_networks`,
-    `urls.blocked_suffixes`, `urls.max_length`. `sha256_columns`, `phash_columns`: {source: native
-    column} of the sources whose `columns` name a pool hash (rs5m.pub11.sources.pool_hash_columns).
+    settings.parts_per_host)]`; `settings`: rs5m.pub11.settings.UrlFilterSettings.
     """
     con = duck.connect(threads, memory_limit)
     files = [str(p) for p in metadata if pq.read_metadata(p).num_rows > 0]
@@ -144,13 +138,14 @@ def filter_and_dedup_urls(
 
     # Each distinct URL is parsed once; each row gets its rank and part.
     distinct_urls = [u for (u,) in con.execute("SELECT DISTINCT url FROM rows WHERE url IS NOT NULL").fetchall()]
-    networks = allowed_networks(allowed)
+    networks = allowed_networks(settings.allowed_networks)
     url_info = pa.table(
         {
             "url": pa.array(distinct_urls, pa.string()),
             "url_key": pa.array([normalise_url(u) for u in distinct_urls], pa.string()),
             "unsafe": pa.array(
-                [check_url(u, networks, blocked_suffixes, max_length) for u in distinct_urls], pa.string()
+                [check_url(u, networks, settings.blocked_suffixes, settings.max_length) for u in distinct_urls],
+                pa.string(),
             ),
         }
     )
@@ -162,7 +157,9 @@ def filter_and_dedup_urls(
         {
             "uid": pa.array(uids, pa.string()),
             "rank": pa.array(priority_ranks(ids.column("source").to_pylist(), uids), pa.uint64()),
-            "part": pa.array([host_part(h, u, len(parts), parts_per_host) for h, u in zip(hosts, uids)], pa.int32()),
+            "part": pa.array(
+                [host_part(h, u, len(parts), settings.parts_per_host) for h, u in zip(hosts, uids)], pa.int32()
+            ),
         }
     )
     con.register("url_info", url_info)
@@ -184,7 +181,7 @@ def filter_and_dedup_urls(
               FROM classified WHERE unsafe IS NULL)
         """
     )
-    for columns in (sha256_columns, phash_columns):
+    for columns in (settings.sha256_columns, settings.phash_columns):
         _drop_pool_hash_duplicates(con, columns)
     n_rows = con.execute("SELECT count(*) FROM rows").fetchall()[0][0]
     n_judged = con.execute("SELECT count(*) FROM judged").fetchall()[0][0]

@@ -25,7 +25,7 @@ from rs5m.configured import defaults
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.models import load_clip
 from rs5m.pub11.score_part import ShardImages, rs_probability, score_part
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ScoringSettings
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 from rs5m.tar import locate_members  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> None:
     model_rate = 1 / (1 / clip_rate + 1 / detector_rate)
 
     started = time.perf_counter()
-    configured = OutlierSettings.from_config(defaults())  # the configured prompts
+    configured = ScoringSettings.from_config(defaults())  # the configured prompts
     table = score_part(
         kept,
         "0000",

@@ -69,7 +69,7 @@ def main() -> None:
     from rs5m.rs3.rs3_metacaption import rs3_meta_rows
     from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
     from rs5m.rs3.rs3_read_fmow import read_fmow
-    from rs5m.rs3.settings import CaptionSettings
+    from rs5m.rs3.settings import BigEarthNetSettings, CaptionSettings, FmowSettings
     from rs5m.settings import MetacaptionSettings
 
     copies = 4 if args.small else 20
@@ -93,7 +93,9 @@ def main() -> None:
     stats, figures["fmow_read"] = _timed(
         "read fMoW (header + JSON)",
         fmow_count // 2,
-        lambda: read_fmow(fmow_root, work / "fmow.parquet", split="train", variants=["rgb", "msrgb"], threads=2),
+        lambda: read_fmow(
+            fmow_root, work / "fmow.parquet", FmowSettings(split="train", variants=["rgb", "msrgb"]), threads=2
+        ),
     )
     ben_roots = [roots[c][v] for c in roots for v in ("bigearthnet_v1", "bigearthnet_v2")]
     ben_patches = 9 * copies
@@ -105,10 +107,7 @@ def main() -> None:
             work / "ben.parquet",
             work / "map.parquet",
             work / "ben",
-            split="train",
-            version="auto",
-            reflectance_clip=(0, 2000),
-            jpeg_quality=95,
+            BigEarthNetSettings(split="train", version="auto", reflectance_clip=[0, 2000], jpeg_quality=95),
             threads=2,
         ),
         "patches",

@@ -21,6 +21,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from PIL import Image
 from rs5m.configured import defaults
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, build_tiny_clip
 from rs5m.evaluation.evaluate import evaluate
+from rs5m.evaluation.settings import BaseModel, EvaluateSettings, TrainSettings
 from rs5m.evaluation.train_clip import train_clip
 
 FULL = {"model": "ViT-B-32", "images": 4500, "classes": 45, "samples": 8192, "batch": 256, "image_px": 256}
@@ -133,7 +135,6 @@ def main() -> int:
     device = "cpu" if args.smoke else "cuda"
     precision = "fp32" if args.smoke else "bf16"
     workers = min(8, os.cpu_count() or 1)
-    train = defaults("evaluation", "train")
     results: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "sizes": sizes}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -143,15 +144,23 @@ def main() -> int:
         settings = {"paths": [str(bench)], "format": "folder", "task": "zeroshot", "split": "test", "class_names": {}}
         model = {"model": sizes["model"], "pretrained": pretrained, "checkpoint": None}
         started = time.perf_counter()
-        evaluate(root / "eval.json", "bench", settings, "base", model, sizes["batch"], workers, device, precision)
+        evaluate(
+            root / "eval.json", "bench", settings, "base", model,
+            EvaluateSettings(batch_size=sizes["batch"], device=device, precision=precision), workers,
+        )  # fmt: skip
         results["evaluate_images_per_s"] = sizes["images"] / (time.perf_counter() - started)
         manifest = write_shards(root, sizes["samples"], sizes["image_px"])
         started = time.perf_counter()
-        summary = train_clip(
-            root / "train" / "model.pt", [manifest], sizes["model"], pretrained, sizes["samples"], sizes["batch"],
-            train["lr"], train["weight_decay"], sizes["batch"], 2048, sizes["samples"], train["seed"], workers,
-            device, precision,
+        configured = TrainSettings.from_config(defaults())
+        train_settings = replace(
+            configured,
+            train=replace(
+                configured.train, samples=sizes["samples"], batch_size=sizes["batch"], warmup_samples=sizes["batch"],
+                shuffle=2048, checkpoint_every=sizes["samples"], gpus=1,
+            ),
+            base=BaseModel(model=sizes["model"], pretrained=pretrained), device=device, precision=precision,
         )  # fmt: skip
+        summary = train_clip(root / "train" / "model.pt", [manifest], train_settings, workers)
         results["train_clip_samples_per_s"] = summary["samples_seen"] / (time.perf_counter() - started)
         results["train_final_loss"] = summary["final_loss"]
     for key, value in results.items():

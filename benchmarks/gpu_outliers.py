@@ -30,7 +30,7 @@ from rs5m.configured import defaults
 from rs5m.demo.rs3_tiny_models import TINY_CLIP_NAME, register_tiny_clip
 from rs5m.models import load_clip
 from rs5m.pub11.score_part import rs_probability, score_part
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ScoringSettings
 from rs5m.pub11.train_rs_detector import load_detector  # noqa: E402
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
@@ -131,7 +131,7 @@ def main() -> int:
     started = time.perf_counter()
     kept = write_run(work, images)
     print(f"wrote {images} JPEGs in {time.perf_counter() - started:.1f} s", flush=True)
-    configured = OutlierSettings.from_config(defaults())  # the configured prompts
+    configured = ScoringSettings.from_config(defaults())  # the configured prompts
     table = score_part(
         kept,
         "0000",

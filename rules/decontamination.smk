@@ -3,6 +3,9 @@
 # (ledger reason eval_overlap) or report the matches, per subset, before assembly. Writes
 # results/{pub11,rs3}/final.parquet and results/stats/decontamination.{csv,md} + pairs figure.
 
+from rs5m.decontamination.settings import DecontaminationSettings, FeatureSettings
+from rs5m.settings import section_for
+
 
 rule decontamination_eval:
     input:
@@ -23,8 +26,8 @@ rule decontamination_eval:
     params:
         paths=lambda wildcards: EVAL_SETS[wildcards.eval_set]["paths"],
         fmt=lambda wildcards: EVAL_SETS[wildcards.eval_set]["format"],
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(FeatureSettings, config, "decontamination"),
+        outliers=section_for(FeatureSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontamination_eval.py"
 
@@ -46,8 +49,8 @@ rule decontamination_rs3_features:
     resources:
         gpu=1,
     params:
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(FeatureSettings, config, "decontamination"),
+        outliers=section_for(FeatureSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontamination_rs3_features.py"
 
@@ -70,8 +73,8 @@ rule decontaminate_pub11:
     resources:
         mem_mb=16000,
     params:
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(DecontaminationSettings, config, "decontamination"),
+        outliers=section_for(DecontaminationSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontaminate.py"
 
@@ -92,8 +95,8 @@ rule decontaminate_rs3:
     conda:
         "../envs/models.yaml"
     params:
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(DecontaminationSettings, config, "decontamination"),
+        outliers=section_for(DecontaminationSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontaminate.py"
 
@@ -116,7 +119,7 @@ rule decontamination_report:
         "../envs/pub11.yaml"
     params:
         formats={name: settings["format"] for name, settings in EVAL_SETS.items()},
-        decontamination=DECONTAMINATION,  # rs5m.decontamination.settings.DecontaminationSettings
-        outliers=OUTLIERS,  # its scoring model
+        decontamination=section_for(DecontaminationSettings, config, "decontamination"),
+        outliers=section_for(DecontaminationSettings, config, "outliers"),
     script:
         "../workflow/scripts/decontamination_report.py"

@@ -3,6 +3,9 @@
 # every model on every benchmark (evaluate, one job per model x benchmark) and writes the table.
 # Not part of `all`: a build is complete without it, and it needs GPU hours on a real build.
 
+from rs5m.evaluation.settings import EvaluateSettings, TableSettings, TrainSettings
+from rs5m.settings import section_for
+
 
 wildcard_constraints:
     model="|".join(map(re.escape, EVALUATION_MODELS)) if EVALUATION_MODELS else "[^/]+",
@@ -31,11 +34,7 @@ rule train_clip:
     resources:
         gpu=EVALUATION_TRAIN["gpus"],  # > 1: one torchrun process per GPU on one node
     params:
-        model=EVALUATION["models"][EVALUATION_TRAIN["base"]]["model"],
-        pretrained=EVALUATION["models"][EVALUATION_TRAIN["base"]]["pretrained"],
-        train=EVALUATION_TRAIN,
-        device=EVALUATION["device"],
-        precision=EVALUATION["precision"],
+        evaluation=section_for(TrainSettings, config, "evaluation"),
     script:
         "../workflow/scripts/train_clip.py"
 
@@ -58,9 +57,7 @@ rule evaluate:
     params:
         benchmark=lambda wildcards: BENCHMARKS[wildcards.benchmark],
         model=lambda wildcards: EVALUATION_MODELS[wildcards.model],
-        batch_size=EVALUATION["batch_size"],
-        device=EVALUATION["device"],
-        precision=EVALUATION["precision"],
+        evaluation=section_for(EvaluateSettings, config, "evaluation"),
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -86,7 +83,7 @@ rule evaluation_table:
     conda:
         "../envs/assembly.yaml"
     params:
-        base=EVALUATION_TRAIN["base"],
+        evaluation=section_for(TableSettings, config, "evaluation"),
     script:
         "../workflow/scripts/evaluation_table.py"
 

@@ -1,6 +1,14 @@
 # PUB11 outlier removal: CLIP prompt score and RS-detector probability per download part, then the
 # joint threshold over the pooled set (SPEC 2.5) and its QA (the paper's Fig. 13 grid).
 
+from rs5m.pub11.settings import (
+    DetectorSettings,
+    OutlierSettings,
+    ScoringSettings,
+    ThresholdSettings,
+)
+from rs5m.settings import section_for
+
 
 rule train_rs_detector:
     input:
@@ -20,7 +28,7 @@ rule train_rs_detector:
     resources:
         gpu=1,
     params:
-        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
+        outliers=section_for(DetectorSettings, config, "outliers"),
     script:
         "../workflow/scripts/train_rs_detector.py"
 
@@ -44,7 +52,7 @@ rule score_part:
     resources:
         gpu=1,
     params:
-        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
+        outliers=section_for(ScoringSettings, config, "outliers"),
     script:
         "../workflow/scripts/score_part.py"
 
@@ -65,7 +73,7 @@ rule outlier_threshold:
     resources:
         mem_mb=8000,
     params:
-        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
+        outliers=section_for(ThresholdSettings, config, "outliers"),
     script:
         "../workflow/scripts/outlier_threshold.py"
 
@@ -84,6 +92,6 @@ rule outlier_qa:
     conda:
         "../envs/pub11.yaml"
     params:
-        outliers=OUTLIERS,  # rs5m.pub11.settings.OutlierSettings
+        outliers=section_for(OutlierSettings, config, "outliers"),
     script:
         "../workflow/scripts/outlier_qa.py"

@@ -2,6 +2,14 @@
 # rank with two CLIPs, one GPU job per part; gather results/rs3/captioned.parquet (decontamination
 # then writes results/rs3/final.parquet).
 
+from rs5m.rs3.settings import (
+    BigEarthNetSettings,
+    CaptionSettings,
+    FmowSettings,
+    MillionAidSettings,
+)
+from rs5m.settings import section_for
+
 
 rule rs3_read_fmow:
     input:
@@ -19,8 +27,7 @@ rule rs3_read_fmow:
     threads: RS3["threads"]  # image-header reader threads; an upper bound, clamped by --cores
     params:
         subpath=rs3_root_subpath("fmow", "data/fmow-rgb"),
-        split=RS3["fmow"]["split"],
-        variants=RS3["fmow"]["variants"],
+        rs3=section_for(FmowSettings, config, "rs3"),
     script:
         "../workflow/scripts/rs3_read_fmow.py"
 
@@ -43,10 +50,7 @@ rule rs3_read_bigearthnet:
     threads: RS3["threads"]  # GeoTIFF reader threads; an upper bound, clamped by --cores
     params:
         roots=RS3["bigearthnet"]["roots"],
-        split=RS3["bigearthnet"]["split"],
-        version=RS3["bigearthnet"]["version"],
-        reflectance_clip=RS3["bigearthnet"]["reflectance_clip"],
-        jpeg_quality=RS3["bigearthnet"]["jpeg_quality"],
+        rs3=section_for(BigEarthNetSettings, config, "rs3"),
     script:
         "../workflow/scripts/rs3_read_bigearthnet.py"
 
@@ -67,7 +71,7 @@ rule rs3_read_millionaid:
     threads: RS3["threads"]  # image-header reader threads; an upper bound, clamped by --cores
     params:
         subpath=rs3_root_subpath("millionaid", "data/millionaid"),
-        split=RS3["millionaid"]["split"],
+        rs3=section_for(MillionAidSettings, config, "rs3"),
     script:
         "../workflow/scripts/rs3_read_millionaid.py"
 
@@ -91,13 +95,7 @@ rule rs3_read_archive:
         "../envs/rs3.yaml"
     threads: RS3["threads"]  # image and GeoTIFF reader threads; an upper bound, clamped by --cores
     params:
-        format=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["format"],
-        table=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["table"],
-        bands=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["bands"],
-        reflectance_clip=lambda wildcards: RS3_ARCHIVES[wildcards.dataset][
-            "reflectance_clip"
-        ],
-        jpeg_quality=lambda wildcards: RS3_ARCHIVES[wildcards.dataset]["jpeg_quality"],
+        dataset=lambda wildcards: RS3_ARCHIVES[wildcards.dataset],  # rs5m.rs3.settings.ArchiveSettings
     script:
         "../workflow/scripts/rs3_read_archive.py"
 
@@ -139,7 +137,7 @@ rule rs3_caption:
         gpu=1,
         mem_mb=32000,
     params:
-        caption=CAPTION,  # rs5m.rs3.settings.CaptionSettings
+        caption=section_for(CaptionSettings, config, "caption"),
     script:
         "../workflow/scripts/rs3_caption.py"
 

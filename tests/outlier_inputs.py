@@ -122,10 +122,10 @@ def write_folder(folder: Path, make, count: int, seed: int) -> Path:
 def trained_detector() -> tuple[Path, Path, dict]:
     """Train the tiny detector once per test process: (weights, work folder, metrics)."""
     from rs5m.configured import defaults
-    from rs5m.pub11.settings import OutlierSettings
+    from rs5m.pub11.settings import DetectorSettings
     from rs5m.pub11.train_rs_detector import train_rs_detector
 
-    configured = OutlierSettings.from_config(defaults())  # yolo11n-cls.yaml from scratch, seed 0, amp
+    configured = DetectorSettings.from_config(defaults())  # yolo11n-cls.yaml from scratch, seed 0, amp
 
     work = Path(tempfile.mkdtemp(prefix="rs5m-detector-"))
     positives = write_folder(work / "pos", rs_like, 10, seed=1)

@@ -4,11 +4,12 @@ loaded GeoRSCLIP-style, and train_clip on shards of the `rs5m` member layout (wi
 import io
 import json
 import tarfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
-from schema_defaults import schema_defaults
 
+from rs5m.configured import defaults
 from rs5m.evaluation.benchmarks import class_name, read_retrieval, read_zeroshot
 
 torch = pytest.importorskip("torch")
@@ -18,10 +19,12 @@ from rs5m.demo.rs3_tiny_models import build_tiny_clip  # noqa: E402
 from rs5m.evaluation.clip_models import embed_images, embed_texts  # noqa: E402
 from rs5m.evaluation.evaluate import evaluate  # noqa: E402
 from rs5m.evaluation.metrics import RS_PROMPT_TEMPLATES  # noqa: E402
+from rs5m.evaluation.settings import BaseModel, EvaluateSettings, TrainSettings  # noqa: E402
 from rs5m.evaluation.train_clip import train_clip  # noqa: E402
 from rs5m.models import load_clip  # noqa: E402
 
 TINY = "rs5m-tiny-clip"
+EVALUATE = EvaluateSettings(batch_size=4, device="cpu", precision="fp32")
 COLOURS = {"BareLand": (200, 180, 120), "dense_forest": (30, 110, 40), "SeaLake": (40, 80, 190)}
 
 
@@ -91,7 +94,7 @@ def settings(**overrides):
 def test_zeroshot_path_on_a_folder_benchmark(tmp_path, tiny_clip, scenes):
     out = tmp_path / "eval.json"
     bench = {"paths": [str(scenes)], "format": "folder", "task": "zeroshot", "split": "test", "class_names": {}}
-    record = evaluate(out, "scenes", bench, "base", settings(pretrained=tiny_clip), 4, 0, "cpu", "fp32")
+    record = evaluate(out, "scenes", bench, "base", settings(pretrained=tiny_clip), EVALUATE, 0)
     assert json.loads(out.read_text()) == record
     assert record["random_weights"] and record["images"] == 9
     # The accuracy the metric gives on the embeddings the model makes, computed by hand here.
@@ -114,7 +117,7 @@ def test_retrieval_path_on_a_karpathy_json(tmp_path, tiny_clip, captions):
         "split": "test",
         "class_names": {},
     }
-    record = evaluate(tmp_path / "r.json", "caps", bench, "base", settings(pretrained=tiny_clip), 4, 0, "cpu", "fp32")
+    record = evaluate(tmp_path / "r.json", "caps", bench, "base", settings(pretrained=tiny_clip), EVALUATE, 0)
     metrics = record["metrics"]
     assert (record["images"], record["captions"]) == (5, 9)
     assert set(metrics) == {f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)} | {"mean_recall"}
@@ -167,21 +170,23 @@ def shards(tmp_path_factory):
     return root / "pub11.manifest.json"
 
 
-def train_settings(**overrides):
-    keys = ("batch_size", "lr", "weight_decay", "warmup_samples", "shuffle", "checkpoint_every", "seed")
-    configured = schema_defaults("evaluation", "train")
-    values = {key: configured[key] for key in keys}
-    values.update(samples=23, batch_size=4, shuffle=5, checkpoint_every=8, warmup_samples=4, workers=1)
-    values.update(overrides)
-    return values
+def train_settings(tiny_clip, gpus=1, **overrides):
+    """The configured train settings (the tiny model, on the CPU), with a short test budget."""
+    configured = TrainSettings.from_config(defaults())
+    train = replace(configured.train, samples=23, batch_size=4, shuffle=5, checkpoint_every=8, warmup_samples=4)
+    return replace(
+        configured,
+        train=replace(train, gpus=gpus, **overrides),
+        base=BaseModel(model=TINY, pretrained=tiny_clip),
+        device="cpu",
+        precision="fp32",
+    )
 
 
 def test_train_clip_sees_the_budget_and_resumes_after_a_kill(tmp_path, tiny_clip, shards, monkeypatch):
     import rs5m.evaluation.train_clip as module
 
-    straight = train_clip(
-        tmp_path / "a" / "model.pt", [shards], TINY, tiny_clip, device="cpu", precision="fp32", **train_settings()
-    )
+    straight = train_clip(tmp_path / "a" / "model.pt", [shards], train_settings(tiny_clip), workers=1)
     assert straight["samples_seen"] == 23 and straight["steps"] == 6  # 5 x 4 + 3
     assert all(np.isfinite(straight["losses"]))
     assert (tmp_path / "a" / "model.pt.RS5M_RANDOM_WEIGHTS").exists()
@@ -196,14 +201,10 @@ def test_train_clip_sees_the_budget_and_resumes_after_a_kill(tmp_path, tiny_clip
 
     monkeypatch.setattr(module, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_clip(
-            tmp_path / "b" / "model.pt", [shards], TINY, tiny_clip, device="cpu", precision="fp32", **train_settings()
-        )
+        train_clip(tmp_path / "b" / "model.pt", [shards], train_settings(tiny_clip), workers=1)
     assert saves == [8] and not (tmp_path / "b" / "model.pt").exists()
     monkeypatch.setattr(module, "save_state", real_save)
-    resumed = train_clip(
-        tmp_path / "b" / "model.pt", [shards], TINY, tiny_clip, device="cpu", precision="fp32", **train_settings()
-    )
+    resumed = train_clip(tmp_path / "b" / "model.pt", [shards], train_settings(tiny_clip), workers=1)
     assert resumed["samples_seen"] == 23 and resumed["losses"][:2] == straight["losses"][:2]
     a = torch.load(tmp_path / "a" / "model.pt")
     b = torch.load(tmp_path / "b" / "model.pt")
@@ -214,18 +215,15 @@ def test_train_clip_sees_the_budget_and_resumes_after_a_kill(tmp_path, tiny_clip
     other = train_clip(
         tmp_path / "b" / "model.pt",
         [shards],
-        TINY,
-        tiny_clip,
-        device="cpu",
-        precision="fp32",
-        **train_settings(samples=8),
+        train_settings(tiny_clip, samples=8),
+        workers=1,
     )
     assert (other["steps"], other["samples_seen"]) == (2, 8) and other["losses"][0] == straight["losses"][0]
 
 
 def test_a_train_clip_checkpoint_reloaded_by_evaluate_gives_the_same_embeddings(tmp_path, tiny_clip, shards):
     output = tmp_path / "model.pt"
-    train_clip(output, [shards], TINY, tiny_clip, device="cpu", precision="fp32", **train_settings(samples=8))
+    train_clip(output, [shards], train_settings(tiny_clip, samples=8), workers=1)
     # The trained model as train_clip leaves it in memory is what it saved: rebuild it by hand.
     import open_clip
 
@@ -250,16 +248,15 @@ def test_train_clip_on_two_processes_sees_the_global_batch(tmp_path, tiny_clip, 
     the run matches one process with the global batch of 6."""
     from rs5m.evaluation.train_clip import STATE_NAME, train_clip_launch
 
-    common = dict(model=TINY, pretrained=tiny_clip, device="cpu", precision="fp32", manifests=[shards])
     two = train_clip_launch(
-        gpus=2, output=tmp_path / "two" / "model.pt", **common, **train_settings(samples=12, batch_size=3)
+        tmp_path / "two" / "model.pt", [shards], train_settings(tiny_clip, gpus=2, samples=12, batch_size=3), workers=1
     )
     assert (two["samples_seen"], two["steps"]) == (12, 2) and all(np.isfinite(two["losses"]))
     assert torch.load(tmp_path / "two" / STATE_NAME, weights_only=False)["samples_seen"] == 12
     reloaded = load_clip(TINY, tiny_clip, str(tmp_path / "two" / "model.pt"), "cpu")
     assert reloaded.missing_keys == [] and reloaded.unexpected_keys == []
     one = train_clip_launch(
-        gpus=1, output=tmp_path / "one" / "model.pt", **common, **train_settings(samples=12, batch_size=6)
+        tmp_path / "one" / "model.pt", [shards], train_settings(tiny_clip, samples=12, batch_size=6), workers=1
     )
     assert two["losses"] == pytest.approx(one["losses"], abs=1e-4)
     a, b = torch.load(tmp_path / "two" / "model.pt"), torch.load(tmp_path / "one" / "model.pt")

@@ -8,6 +8,7 @@ import pytest
 
 from rs5m.cli import main
 from rs5m.evaluation.evaluation_table import PAPER_ROWS, RANDOM_WEIGHTS_BANNER, evaluation_table
+from rs5m.evaluation.settings import TableSettings, TableTrain
 
 
 def record(model, benchmark, task, metrics, random_weights=False):
@@ -42,7 +43,7 @@ def write_run(folder, base_top1, trained_top1, random_weights=False):
             path.parent.mkdir(exist_ok=True)
             path.write_text(json.dumps(record(model, bench, task, metrics, random_weights)))
             paths.append(path)
-    return evaluation_table(paths, eval_dir, "base")
+    return evaluation_table(paths, eval_dir, TableSettings(train=TableTrain(base="base")))
 
 
 def test_table_rows_paper_rows_and_deltas(tmp_path):

@@ -513,3 +513,54 @@ def test_the_readers_of_assembly_names_do_not_import_the_shard_writer():
     ]
     for path in readers:
         assert "rs5m.assemble.shards" not in imported_modules(path), f"{path.name} imports the shard writer"
+
+
+def test_gpu_rules_pass_only_the_config_keys_their_settings_read():
+    """Snakemake reruns a job whose params changed. A GPU rule passes each config section it reads as
+    `section_for(<the settings class its adapter builds>, config, "<section>")`: its params change
+    when a key that class reads changes, not when another key of the section does (outliers.qa_levels,
+    read by the QA sheet only, does not rescore every part)."""
+    import importlib
+
+    from rs5m.configured import config, defaults
+    from rs5m.settings import section_for
+
+    blocks = rule_blocks()
+    checked = set()
+    for rule, script in rule_scripts():
+        block = blocks[rule]
+        if not re.search(r"\bgpu=", block):
+            continue
+        adapter = (SCRIPTS / f"{script}.py").read_text()
+        built = set(re.findall(r"(\w+Settings)\.from_config\(snakemake\.params\)", adapter))
+        assert len(built) == 1, (rule, built)
+        params = block.split("params:", 1)[1].split("script:", 1)[0]
+        passed = re.findall(r"^\s*(\w+)=(.*?),?\s*(?:#.*)?$", params, flags=re.M)
+        sections = [(name, value) for name, value in passed if name in defaults()]
+        assert sections, rule
+        for name, value in sections:
+            assert value == f'section_for({next(iter(built))}, config, "{name}")', (rule, name, value)
+        checked.add(rule)
+    assert checked == {
+        "score_part",
+        "train_rs_detector",
+        "rs3_caption",
+        "decontamination_eval",
+        "decontamination_rs3_features",
+        "train_clip",
+        "evaluate",
+    }
+
+    scoring = importlib.import_module("rs5m.pub11.settings").ScoringSettings  # score_part's
+    as_configured = section_for(scoring, defaults(), "outliers")
+    assert section_for(scoring, config({"outliers": {"qa_levels": [1.0, 2.0]}}), "outliers") == as_configured
+    assert section_for(scoring, config({"outliers": {"batch_size": 7}}), "outliers") != as_configured
+    assert scoring.from_config({"outliers": as_configured}) == scoring.from_config(defaults())
+    # A nested read is projected too: train_clip reads the base model's entry of evaluation.models only.
+    train = importlib.import_module("rs5m.evaluation.settings").TrainSettings
+    models = {**defaults()["evaluation"]["models"], "other": {"model": "RN50"}}
+    as_configured = section_for(train, defaults(), "evaluation")
+    assert (
+        section_for(train, config({"evaluation": {"models": models, "batch_size": 3}}), "evaluation") == as_configured
+    )
+    assert section_for(train, config({"evaluation": {"train": {"lr": 0.5}}}), "evaluation") != as_configured

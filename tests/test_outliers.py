@@ -27,11 +27,13 @@ from rs5m.pub11.outlier_threshold import (
 )
 from rs5m.pub11.prompts import build_prompts
 from rs5m.pub11.score_part import SCORES_SCHEMA, prompt_embedding, score_part
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import OutlierSettings, ScoringSettings, ThresholdSettings
 from rs5m.pub11.train_rs_detector import predict_rs_probability
 
 OUTLIERS = schema_defaults("outliers")
 SETTINGS = OutlierSettings.from_config({"outliers": OUTLIERS})
+THRESHOLD = ThresholdSettings.from_config({"outliers": OUTLIERS})
+SCORING = ScoringSettings.from_config({"outliers": OUTLIERS})
 GRID_LEVELS = SETTINGS.qa_levels  # the paper's Fig. 13 levels, as configured
 
 register_tiny_clip()  # the tiny architecture is known to open_clip before any load_clip
@@ -129,7 +131,7 @@ def test_quantiles_are_global_across_parts_and_ledger_adds_up(tmp_path):
         kept,
         [tmp_path / "s/0000.parquet", tmp_path / "s/0001.parquet"],
         out,
-        replace(SETTINGS, clip_top_percent=50, rs_top_percent=90),
+        replace(THRESHOLD, clip_top_percent=50, rs_top_percent=90),
         thresholds_out=None,
     )
     # 20 pooled rows: clip top 50 % = 10 rows = all of part 0001; rs top 90 % = k 18 -> threshold 0.9 (18 at 0.9)
@@ -157,7 +159,7 @@ def test_both_reasons_counted_once_and_undecodable(tmp_path):
         kept,
         [tmp_path / "s.parquet"],
         tmp_path / "final.parquet",
-        replace(SETTINGS, clip_top_percent=75, rs_top_percent=75),
+        replace(THRESHOLD, clip_top_percent=75, rs_top_percent=75),
         thresholds_out=None,
     )
     (stats,) = read_stats([tmp_path / "final.stats.json"])
@@ -171,10 +173,10 @@ def test_stale_or_missing_scores_fail(tmp_path):
     kept = _kept(tmp_path / "kept.parquet", {"0000": [("u0", "wit"), ("u1", "wit")]})
     _write_scores(tmp_path / "s.parquet", ["u0"], [0.1], [0.1])
     with pytest.raises(ValueError, match="no score"):
-        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", SETTINGS, thresholds_out=None)
+        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", THRESHOLD, thresholds_out=None)
     _write_scores(tmp_path / "s.parquet", ["u0", "u1", "zz"], [0.1] * 3, [0.1] * 3)
     with pytest.raises(ValueError, match="not in"):
-        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", SETTINGS, thresholds_out=None)
+        apply_outlier_threshold(kept, [tmp_path / "s.parquet"], tmp_path / "f.parquet", THRESHOLD, thresholds_out=None)
 
 
 # ------------------------------------------------------------------------------------------- grid
@@ -251,7 +253,7 @@ def test_prompt_embedding_is_unit_mean_of_unit_vectors():
     torch.manual_seed(0)
     loaded = load_clip(TINY_CLIP_NAME, None, None, "cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
-    prompts = build_prompts(SETTINGS.prompts.modifiers, SETTINGS.prompts.nouns)
+    prompts = build_prompts(SCORING.prompts.modifiers, SCORING.prompts.nouns)
     text = prompt_embedding(model, tokenizer, prompts)
     with torch.inference_mode():
         each = torch.nn.functional.normalize(model.encode_text(tokenizer(prompts)).float(), dim=-1)
@@ -281,8 +283,8 @@ def test_score_part_on_a_tiny_shard(tmp_path):
         weights,
         out,
         replace(
-            SETTINGS,
-            clip=replace(SETTINGS.clip, model=TINY_CLIP_NAME, pretrained=str(checkpoint)),
+            SCORING,
+            clip=replace(SCORING.clip, model=TINY_CLIP_NAME, pretrained=str(checkpoint)),
             batch_size=2,
             device="cpu",
             precision="auto",
@@ -302,7 +304,7 @@ def test_score_part_on_a_tiny_shard(tmp_path):
     assert json.loads(written.schema.metadata[b"prompts"])[0] == "a remote sensing image."
 
     # the same scores computed image by image, without the DataLoader
-    text = prompt_embedding(clip, tokenizer, build_prompts(SETTINGS.prompts.modifiers, SETTINGS.prompts.nouns))
+    text = prompt_embedding(clip, tokenizer, build_prompts(SCORING.prompts.modifiers, SCORING.prompts.nouns))
     good = [i for i in range(7) if i != 3]
     for i in good:
         image = Image.open(io.BytesIO(images[expected_uids[i]])).convert("RGB")

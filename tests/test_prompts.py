@@ -2,9 +2,9 @@ import pytest
 
 from rs5m.configured import defaults
 from rs5m.pub11.prompts import build_prompts, indefinite_article
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ScoringSettings
 
-PROMPTS = OutlierSettings.from_config(defaults()).prompts  # the configured lists (SPEC 2.5)
+PROMPTS = ScoringSettings.from_config(defaults()).prompts  # the configured lists (SPEC 2.5)
 
 
 def test_33_distinct_prompts_in_spec_pattern():

@@ -16,6 +16,7 @@ from rs3_archives import archive_entries, write_folder_archive, write_table_arch
 
 from rs5m.rs3.rs3_metacaption import rs3_meta_rows
 from rs5m.rs3.rs3_read_archive import read_archive
+from rs5m.rs3.settings import ArchiveSettings
 
 
 def _read(tmp_path, entry):
@@ -25,11 +26,7 @@ def _read(tmp_path, entry):
         entry["root"],
         out,
         tmp_path / "images" / entry["name"],
-        entry["format"],
-        entry["table"],
-        entry["bands"],
-        entry["reflectance_clip"],
-        entry["jpeg_quality"],
+        ArchiveSettings.from_entry(entry),
         threads=2,
     )
     rows = {r["img_name"]: r for r in pq.read_table(out).to_pylist()}

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,36 +12,29 @@ from PIL import Image
 from schema_defaults import schema_defaults
 
 from rs5m.columns import make_uid
+from rs5m.configured import defaults
 from rs5m.demo import rs3_demo_inputs as rs3_demo
 from rs5m.ledger import drops_path, read_stats, stats_path
 from rs5m.metacaption import bigearthnet_fields, fmow_fields
 from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet, rgb_composite
 from rs5m.rs3.rs3_read_fmow import read_fmow
 from rs5m.rs3.rs3_read_millionaid import read_millionaid
+from rs5m.rs3.settings import BigEarthNetSettings, FmowSettings, MillionAidSettings
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-RS3 = schema_defaults("rs3")
 SEASON_RULE = schema_defaults("metacaption")["season_rule"]
 
 
 def fmow_args(**overrides):
-    return {"split": RS3["fmow"]["split"], "variants": RS3["fmow"]["variants"], "threads": 1, **overrides}
+    return {"settings": replace(FmowSettings.from_config(defaults()), **overrides), "threads": 1}
 
 
 def bigearthnet_args(**overrides):
-    settings = RS3["bigearthnet"]
-    return {
-        "split": settings["split"],
-        "version": settings["version"],
-        "reflectance_clip": tuple(settings["reflectance_clip"]),
-        "jpeg_quality": settings["jpeg_quality"],
-        "threads": 1,
-        **overrides,
-    }
+    return {"settings": replace(BigEarthNetSettings.from_config(defaults()), **overrides), "threads": 1}
 
 
 def millionaid_args():
-    return {"split": RS3["millionaid"]["split"], "threads": 1}
+    return {"settings": MillionAidSettings.from_config(defaults()), "threads": 1}
 
 
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures not present")

@@ -130,6 +130,28 @@ def test_nothing_to_do_after_the_demo_and_a_changed_key_reruns_its_stage(demo_ru
     assert jobs.get("keyword_filter") == 13 and "demo_metadata" not in jobs
 
 
+def test_a_changed_key_reruns_only_the_rules_that_read_it(demo_run):
+    """Snakemake's params trigger on the finished demo: a rule's params hold only the keys its
+    settings read (rs5m.settings.section_for), so outliers.qa_levels reruns the QA sheet and not the
+    GPU scoring, the threshold or anything after them, while a key score_part reads reruns it."""
+
+    def planned(override_text):
+        override = demo_run / "override.yaml"
+        override.write_text(override_text)
+        configs = ["--configfile", str(REPO / "config" / "config.yaml"), str(override)]
+        return planned_jobs(snakemake(demo_run, "-n", "--cores", "2", "--rerun-triggers", "params", *configs).stdout)
+
+    qa = planned("outliers:\n  qa_levels: [100, 50]\n")
+    assert qa.get("outlier_qa") == 1 and not {"score_part", "train_rs_detector", "outlier_threshold", "shards"} & set(
+        qa
+    )
+    scoring = planned("outliers:\n  batch_size: 3\n")
+    assert scoring.get("score_part", 0) >= 1 and "train_rs_detector" not in scoring
+    matching = planned("decontamination:\n  confirm:\n    threshold: 0.5\n")
+    assert "decontaminate_pub11" in matching
+    assert not {"decontamination_eval", "decontamination_rs3_features"} & set(matching)
+
+
 def test_demo_every_row_has_one_terminal_state_and_the_shards_pass_the_audit(demo_run):
     funnel = json.loads((demo_run / "results/stats/funnel.json").read_text())
     assert funnel["consistent"] and funnel["problems"] == []

@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.decontamination.decontamination_eval import eval_set_features
-from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.decontamination.settings import FeatureSettings
 
 run(
     snakemake,
@@ -11,5 +11,5 @@ run(
     out=snakemake.output.table,
     embeddings_out=snakemake.output.embeddings,
     workers=snakemake.threads,
-    settings=DecontaminationSettings.from_config(snakemake.params),
+    settings=FeatureSettings.from_config(snakemake.params),
 )

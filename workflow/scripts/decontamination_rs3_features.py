@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.decontamination.decontamination_rs3_features import rs3_features
-from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.decontamination.settings import FeatureSettings
 
 run(
     snakemake,
@@ -9,5 +9,5 @@ run(
     out=snakemake.output.table,
     embeddings_out=snakemake.output.embeddings,
     workers=snakemake.threads,
-    settings=DecontaminationSettings.from_config(snakemake.params),
+    settings=FeatureSettings.from_config(snakemake.params),
 )

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.evaluation.evaluate import evaluate
+from rs5m.evaluation.settings import EvaluateSettings
 
 run(
     snakemake,
@@ -9,8 +10,6 @@ run(
     benchmark_settings=dict(snakemake.params.benchmark),
     model_name=snakemake.wildcards.model,
     model_settings=dict(snakemake.params.model),
-    batch_size=snakemake.params.batch_size,
+    settings=EvaluateSettings.from_config(snakemake.params),
     workers=snakemake.threads,
-    device=snakemake.params.device,
-    precision=snakemake.params.precision,
 )

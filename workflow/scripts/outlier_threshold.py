@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.outlier_threshold import apply_outlier_threshold
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ThresholdSettings
 
 run(
     snakemake,
@@ -9,5 +9,5 @@ run(
     scores=list(snakemake.input.scores),
     out=snakemake.output.final,
     thresholds_out=snakemake.output.thresholds,
-    settings=OutlierSettings.from_config(snakemake.params),
+    settings=ThresholdSettings.from_config(snakemake.params),
 )

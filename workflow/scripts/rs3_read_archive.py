@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.rs3.rs3_read_archive import read_archive
+from rs5m.rs3.settings import ArchiveSettings
 
 run(
     snakemake,
@@ -8,10 +9,6 @@ run(
     root=snakemake.input.root,
     out_path=snakemake.output.table,
     image_dir=snakemake.output.images,
-    archive_format=snakemake.params.format,
-    table=snakemake.params.table,
-    bands=snakemake.params.bands,
-    reflectance_clip=snakemake.params.reflectance_clip,
-    jpeg_quality=snakemake.params.jpeg_quality,
+    settings=ArchiveSettings.from_entry(snakemake.params.dataset),
     threads=snakemake.threads,
 )

@@ -1,5 +1,6 @@
 from rs5m.adapter import run
 from rs5m.rs3.rs3_read_bigearthnet import read_bigearthnet
+from rs5m.rs3.settings import BigEarthNetSettings
 
 run(
     snakemake,
@@ -8,9 +9,6 @@ run(
     out_path=snakemake.output.table,
     mapping_path=snakemake.output.mapping,
     image_dir=snakemake.output.images,
-    split=snakemake.params.split,
-    version=snakemake.params.version,
-    reflectance_clip=tuple(snakemake.params.reflectance_clip),
-    jpeg_quality=snakemake.params.jpeg_quality,
+    settings=BigEarthNetSettings.from_config(snakemake.params),
     threads=snakemake.threads,
 )

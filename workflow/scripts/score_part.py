@@ -1,6 +1,6 @@
 from rs5m.adapter import run
 from rs5m.pub11.score_part import score_part
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ScoringSettings
 
 run(
     snakemake,
@@ -11,5 +11,5 @@ run(
     out=snakemake.output.scores,
     embeddings_out=snakemake.output.embeddings,
     workers=snakemake.threads,
-    settings=OutlierSettings.from_config(snakemake.params),
+    settings=ScoringSettings.from_config(snakemake.params),
 )

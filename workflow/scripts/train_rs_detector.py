@@ -1,5 +1,5 @@
 from rs5m.adapter import run
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import DetectorSettings
 from rs5m.pub11.train_rs_detector import train_rs_detector
 
 run(
@@ -11,5 +11,5 @@ run(
     metrics_out=snakemake.output.metrics,
     work_dir=snakemake.output.work,
     workers=snakemake.threads,
-    settings=OutlierSettings.from_config(snakemake.params),
+    settings=DetectorSettings.from_config(snakemake.params),
 )

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rs5m.decontamination.matching import EVAL_SCHEMA, image_features
-from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.decontamination.settings import FeatureSettings
 from rs5m.eval_sets import read_eval_set
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def eval_set_features(
     fmt: str,
     out: str | Path,
     embeddings_out: str | Path,
-    settings: DecontaminationSettings,
+    settings: FeatureSettings,
     workers: int,
 ) -> int:
     """One eval set: its images with the pHashes of their eight variants (parquet) and the

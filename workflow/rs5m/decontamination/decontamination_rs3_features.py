@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from rs5m.columns import UID
 from rs5m.decontamination.matching import FEATURE_SCHEMA, image_features
-from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.decontamination.settings import FeatureSettings
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def rs3_features(
     part: str | Path,
     out: str | Path,
     embeddings_out: str | Path,
-    settings: DecontaminationSettings,
+    settings: FeatureSettings,
     workers: int,
 ) -> int:
     """pHash and scoring-model embedding of the kept images of one RS3 caption part (row-aligned)."""

@@ -46,7 +46,7 @@ import pyarrow as pa
 from PIL import Image
 
 from rs5m.columns import SOURCE, UID
-from rs5m.decontamination.settings import DecontaminationSettings
+from rs5m.decontamination.settings import FeatureSettings
 from rs5m.phash import phash_int
 
 logger = logging.getLogger("rs5m.decontamination.matching")
@@ -215,7 +215,7 @@ class _ImageFiles:
             return torch.stack([self.preprocess(blank)] * n), torch.zeros(n, dtype=torch.int64), False
 
 
-def image_features(paths: Sequence[str], variants: bool, settings: DecontaminationSettings, workers: int):
+def image_features(paths: Sequence[str], variants: bool, settings: FeatureSettings, workers: int):
     """(ok mask, pHashes (n, v), unit embeddings (n, v, d) float32) of image files; v = 8 with variants.
 
     The scoring model (`outliers.clip`, on `outliers.device` at `outliers.precision`) embeds them in

@@ -47,6 +47,20 @@ class ScoringModel:
 
 
 @dataclass(frozen=True)
+class FeatureSettings:
+    """What the embedding jobs read (`decontamination_eval`, `decontamination_rs3_features`, GPU):
+    their rules pass only these keys (`rs5m.settings.section_for`), so a change of a matching
+    threshold or action does not re-embed."""
+
+    batch_size: int
+    outliers: ScoringModel  # config["outliers"], read under its own name
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FeatureSettings:
+        return from_section(cls, config["decontamination"], outliers=config["outliers"])
+
+
+@dataclass(frozen=True)
 class DecontaminationSettings:
     action: Action
     phash: Phash
@@ -57,7 +71,7 @@ class DecontaminationSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DecontaminationSettings:
-        return from_section(cls, {**config["decontamination"], "outliers": config["outliers"]})
+        return from_section(cls, config["decontamination"], outliers=config["outliers"])
 
     def embedding_threshold(self) -> float | None:
         """The cosine a candidate pair needs, or None with the embedding matcher off."""

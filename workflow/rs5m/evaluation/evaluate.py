@@ -17,6 +17,7 @@ import numpy as np
 from rs5m.evaluation.benchmarks import read_retrieval, read_zeroshot
 from rs5m.evaluation.clip_models import embed_images, embed_texts
 from rs5m.evaluation.metrics import RS_PROMPT_TEMPLATES, class_embeddings, retrieval_recalls, zeroshot_accuracy
+from rs5m.evaluation.settings import EvaluateSettings
 from rs5m.models import load_clip
 
 logger = logging.getLogger("rs5m.evaluation.evaluate")
@@ -28,13 +29,13 @@ def evaluate(
     benchmark_settings: dict,
     model_name: str,
     model_settings: dict,
-    batch_size: int,
+    settings: EvaluateSettings,
     workers: int,
-    device: str,
-    precision: str,
 ) -> dict:
     """Evaluate one model on one benchmark; `benchmark_settings` = {paths, format, task, split,
-    class_names}, `model_settings` = {model, pretrained, checkpoint}. Returns what it writes."""
+    class_names}, `model_settings` = {model, pretrained, checkpoint} (the config's entries of the
+    job's wildcards). Returns what it writes."""
+    batch_size, device, precision = settings.batch_size, settings.device, settings.precision
     started = time.perf_counter()
     task = benchmark_settings["task"]
     clip = load_clip(model_settings["model"], model_settings["pretrained"], model_settings["checkpoint"], device)

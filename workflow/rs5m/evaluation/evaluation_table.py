@@ -15,6 +15,8 @@ import json
 import math
 from pathlib import Path
 
+from rs5m.evaluation.settings import TableSettings
+
 # The paper's table (SPEC 8), keyed by the benchmark names config/rs5m.yaml uses.
 # The paper reports recall at K = 1, 5, 10 (rs5m.evaluation.metrics names them alike).
 PAPER_RETRIEVAL_METRICS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall")
@@ -173,9 +175,9 @@ def plot_table(table: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
-def evaluation_table(records: list[str | Path], output_dir: str | Path, base: str) -> dict:
+def evaluation_table(records: list[str | Path], output_dir: str | Path, settings: TableSettings) -> dict:
     """Write results.{json,csv,md,png} to `output_dir` from the `evaluate` JSON files."""
-    table = build_table([json.loads(Path(p).read_text()) for p in records], base)
+    table = build_table([json.loads(Path(p).read_text()) for p in records], settings.train.base)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(table, indent=1) + "\n")

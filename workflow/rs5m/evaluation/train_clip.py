@@ -29,6 +29,7 @@ the logit scale) and a cosine schedule after a linear warm-up, the logit scale c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -45,7 +46,9 @@ from pathlib import Path
 from typing import Iterator
 
 from rs5m import offline
+from rs5m.evaluation.settings import TrainSettings
 from rs5m.models import RANDOM_WEIGHTS_MARKER, is_random_weights, load_clip, resolve_device
+from rs5m.settings import from_section
 from rs5m.tar import iter_shard_samples
 
 logger = logging.getLogger("rs5m.evaluation.train_clip")
@@ -128,39 +131,30 @@ def save_state(state: dict, path: Path) -> None:
     _atomic_save(state, path)
 
 
-def train_clip(
-    output: str | Path,
-    manifests: list[str | Path],
-    model: str,
-    pretrained: str | None,
-    samples: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    warmup_samples: int,
-    shuffle: int,
-    checkpoint_every: int,
-    seed: int,
-    workers: int,
-    device: str,
-    precision: str,
-) -> dict:
-    """Fine-tune `model` (`pretrained` weights) on the train shards for `samples` samples; writes
-    the weights to `output` and a summary (`<output>.json`); returns the summary."""
+def train_clip(output: str | Path, manifests: list[str | Path], settings: TrainSettings, workers: int) -> dict:
+    """Fine-tune the base model (`settings.base`) on the train shards for `train.samples` samples;
+    writes the weights to `output` and a summary (`<output>.json`); returns the summary."""
     offline.setup()
     import torch
     from open_clip.loss import ClipLoss
     from PIL import Image
 
-    settings = dict(
+    model, pretrained = settings.base.model, settings.base.pretrained
+    device, precision = settings.device, settings.precision
+    train = settings.train
+    samples, batch_size, lr, weight_decay = train.samples, train.batch_size, train.lr, train.weight_decay
+    warmup_samples, shuffle, checkpoint_every, seed = (
+        train.warmup_samples, train.shuffle, train.checkpoint_every, train.seed
+    )  # fmt: skip
+    fingerprinted = dict(
         manifests={str(m): hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in manifests}, model=model, pretrained=pretrained, samples=samples,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_samples=warmup_samples,
         shuffle=shuffle, seed=seed,
     )  # fmt: skip
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1:  # the global batch is batch_size x processes: a state of another count is not resumed
-        settings["processes"] = world
-    fingerprint = settings_fingerprint(settings)
+        fingerprinted["processes"] = world
+    fingerprint = settings_fingerprint(fingerprinted)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     state_path = output.with_name(STATE_NAME)
@@ -276,24 +270,26 @@ def train_clip(
     summary = {
         "model": model, "pretrained": pretrained, "samples_seen": seen, "steps": step, "train_tars": len(tars),
         "final_loss": losses[-1] if losses else None, "losses": losses, "seconds_this_run": round(seconds, 3),
-        "settings": settings,
+        "settings": fingerprinted,
     }  # fmt: skip
     Path(str(output) + ".json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
-def train_clip_launch(gpus: int, **settings) -> dict:
-    """`train_clip(**settings)` in this process for one GPU; for more, under
-    `torchrun --standalone --nproc_per_node gpus` (this module's `__main__`, the settings passed as
-    a JSON file), returning the summary rank 0 wrote."""
+def train_clip_launch(output: str | Path, manifests: list[str | Path], settings: TrainSettings, workers: int) -> dict:
+    """`train_clip` in this process for one GPU; for more (`train.gpus`), under
+    `torchrun --standalone --nproc_per_node gpus` (this module's `__main__`, the arguments and the
+    settings, `dataclasses.asdict`, passed as a JSON file), returning the summary rank 0 wrote."""
+    gpus = settings.train.gpus
     if gpus <= 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return train_clip(**settings)
-    settings = {
-        k: [str(m) for m in v] if k == "manifests" else str(v) if k == "output" else v for k, v in settings.items()
-    }
+        return train_clip(output, manifests, settings, workers)
+    arguments_json = {
+        "output": str(output), "manifests": [str(m) for m in manifests], "settings": dataclasses.asdict(settings),
+        "workers": workers,
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         arguments = Path(folder) / "train_clip.json"
-        arguments.write_text(json.dumps(settings))
+        arguments.write_text(json.dumps(arguments_json))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
         command += ["-m", __name__, str(arguments)]
         logger.info("launching %s", " ".join(command))
@@ -302,9 +298,10 @@ def train_clip_launch(gpus: int, **settings) -> dict:
                 logger.info("%s", line.rstrip())
         if process.returncode:
             raise subprocess.CalledProcessError(process.returncode, command)
-    return json.loads(Path(settings["output"] + ".json").read_text())
+    return json.loads(Path(str(output) + ".json").read_text())
 
 
 if __name__ == "__main__":  # one torchrun process of train_clip_launch
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s [%(process)d] %(levelname)s %(message)s")
-    train_clip(**json.loads(Path(sys.argv[1]).read_text()))
+    arguments = json.loads(Path(sys.argv[1]).read_text())
+    train_clip(**{**arguments, "settings": from_section(TrainSettings, arguments["settings"])})

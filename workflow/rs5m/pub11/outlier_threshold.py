@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from rs5m.columns import SOURCE, UID
 from rs5m.ledger import Ledger, drops_path, drops_table, stats_path, write_drops, write_stats
 from rs5m.pub11.score_part import CLIP_SCORE, RS_SCORE, SCORES_SCHEMA, STAGE
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ThresholdSettings
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def apply_outlier_threshold(
     kept: str | Path,
     scores: Sequence[str | Path],
     out: str | Path,
-    settings: OutlierSettings,
+    settings: ThresholdSettings,
     thresholds_out: str | Path | None,
 ) -> dict:
     """Keep pairs in the top `clip_top_percent` % of clip_score and top `rs_top_percent` % of rs_score,

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from rs5m.columns import UID
 from rs5m.models import autocast_dtype, load_clip, resolve_device
 from rs5m.pub11.prompts import build_prompts
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import ScoringSettings
 from rs5m.pub11.train_rs_detector import load_detector, rs_probability
 from rs5m.reduced_decode import input_side
 from rs5m.tar import MemberLocation, MemberReader, locate_members
@@ -86,7 +86,7 @@ def score_part(
     part: str,
     detector_weights: str | Path,
     out: str | Path,
-    settings: OutlierSettings,
+    settings: ScoringSettings,
     workers: int,
     embeddings_out: str | Path | None,
     root: str | Path = ".",  # not config: the run folder that kept.parquet's `tar` paths are relative to

@@ -36,17 +36,54 @@ class Detector:
 
 
 @dataclass(frozen=True)
-class OutlierSettings:
+class ScoringSettings:
+    """What `score_part` reads of `outliers` (GPU; its rule passes only these keys, see
+    `rs5m.settings.section_for`, so a change of e.g. `qa_levels` does not rescore)."""
+
     clip: ClipModel
     prompts: Prompts
     batch_size: int
     reduced_decode: bool
     device: str
     precision: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ScoringSettings:
+        return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """What `train_rs_detector` reads of `outliers` (GPU; its rule passes only these keys)."""
+
+    detector: Detector
+    device: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DetectorSettings:
+        return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
+class ThresholdSettings:
+    """What the joint threshold reads of `outliers` (its rule passes only these keys: everything
+    after the threshold reruns when its output changes)."""
+
+    clip_top_percent: float
+    rs_top_percent: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ThresholdSettings:
+        return from_section(cls, config["outliers"])
+
+
+@dataclass(frozen=True)
+class OutlierSettings:
+    """What the QA sheet reads of `outliers`: the threshold's keys and its grid's levels."""
+
     clip_top_percent: float
     rs_top_percent: float
     qa_levels: list[float]
-    detector: Detector
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> OutlierSettings:

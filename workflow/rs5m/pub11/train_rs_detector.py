@@ -19,7 +19,7 @@ import numpy as np
 
 from rs5m import offline
 from rs5m.models import resolve_device
-from rs5m.pub11.settings import OutlierSettings
+from rs5m.pub11.settings import DetectorSettings
 from rs5m.tar import MemberReader, locate_members
 
 logger = logging.getLogger("rs5m.pub11.train_rs_detector")
@@ -104,7 +104,7 @@ def train_rs_detector(
     weights_out: str | Path,
     metrics_out: str | Path,
     work_dir: str | Path,
-    settings: OutlierSettings,
+    settings: DetectorSettings,
     workers: int,
     ratios: Sequence[int] = (7, 1, 2),  # not config: the paper's train:val:test split of the detector images
 ) -> dict:

@@ -35,6 +35,7 @@ from rs5m.rs3.readers import (
     rgb_composite,
     save_rgb_jpeg,
 )
+from rs5m.rs3.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,7 @@ def read_archive(
     root: str | Path,
     out_path: str | Path,
     image_dir: str | Path,
-    archive_format: str,
-    table: str | None,
-    bands: Sequence[int] | None,
-    reflectance_clip: Sequence[float] | None,
-    jpeg_quality: int,
+    settings: ArchiveSettings,
     threads: int,
 ) -> StageStats:
     """One labelled RS archive -> reader table (+ JPEG composites of its GeoTIFFs in `image_dir`).
@@ -126,6 +123,8 @@ def read_archive(
     `img_name` is `<dataset>_<path with / as _>.jpg`, unique by construction. A missing or
     unreadable image is dropped with that reason (`missing_image`, `unreadable_image`).
     """
+    archive_format, table, bands = settings.format, settings.table, settings.bands
+    reflectance_clip, jpeg_quality = settings.reflectance_clip, settings.jpeg_quality
     root = Path(root)
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from rs5m.rs3.readers import (
     rgb_composite,
     save_rgb_jpeg,
 )
+from rs5m.rs3.settings import BigEarthNetSettings
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +150,7 @@ def read_bigearthnet(
     out_path: str | Path,
     mapping_path: str | Path,
     image_dir: str | Path,
-    split: str,
-    version: str,
-    reflectance_clip: tuple[float, float],
-    jpeg_quality: int,
+    settings: BigEarthNetSettings,
     threads: int,
     dataset: str = "bigearthnet",  # not config: the dataset name the rows and uids carry
 ) -> StageStats:
@@ -164,6 +162,8 @@ def read_bigearthnet(
     missing or unreadable band is dropped with that reason; a missing or broken JSON only removes
     caption fields.
     """
+    split, version, jpeg_quality = settings.split, settings.version, settings.jpeg_quality
+    reflectance_clip = tuple(settings.reflectance_clip)
     roots = [Path(r) for r in (roots if isinstance(roots, (list, tuple)) else [roots])]
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Iterable
 
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-from rs5m.rs3.readers import Outcome, finish, image_size, keys_status, load_json, map_threads
+from rs5m.rs3.readers import Outcome, finish, image_size, kept_row, keys_status, load_json, map_threads
+from rs5m.rs3.settings import FmowSettings
 
 # Keys of a train *_rgb.json that the meta-caption uses; a record without them is kept with
 # meta_status "missing_keys" and its caption loses those clauses.
@@ -36,8 +36,7 @@ _FMOW_IMAGE = re.compile(r"^(?P<stem>.+_(?P<variant>rgb|msrgb))\.(?:jpg|jpeg)$",
 def read_fmow(
     root: str | Path,
     out_path: str | Path,
-    split: str,
-    variants: Iterable[str],
+    settings: FmowSettings,
     threads: int,
     dataset: str = "fmow",  # not config: the dataset name the rows and uids carry
 ) -> StageStats:
@@ -47,6 +46,7 @@ def read_fmow(
     image is a dropped sample (`missing_image`); an image with no or a broken JSON is kept with
     the category of its folder and a meta_status saying what was missing.
     """
+    split, variants = settings.split, settings.variants
     root = Path(root)
     split_dir = root / split
     if not split_dir.is_dir():
@@ -87,21 +87,10 @@ def read_fmow(
             if len(box_categories) > 1
             else (box_categories[0] if box_categories else record.get("category") or category_folder)
         )
-        return Outcome(
-            uid,
-            row={
-                "uid": uid,
-                "dataset": dataset,
-                "img_name": f"{dataset}_{image.stem}.jpg",
-                "image_path": str(image),
-                "source_path": relative,
-                "split": split,
-                "labels": [str(category)],
-                "meta": json.dumps(record, ensure_ascii=False),
-                "meta_status": status,
-                "width": width,
-                "height": height,
-            },
-        )
+        return kept_row(
+            uid, dataset, f"{dataset}_{image.stem}.jpg", image, relative,
+            split=split, labels=[str(category)], meta=json.dumps(record, ensure_ascii=False),
+            meta_status=status, width=width, height=height,
+        )  # fmt: skip
 
     return finish(dataset, map_threads(one, sorted(stems.items()), threads), out_path)

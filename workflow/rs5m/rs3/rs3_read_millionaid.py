@@ -9,18 +9,20 @@ from pathlib import Path
 
 from rs5m.columns import make_uid
 from rs5m.ledger import StageStats
-from rs5m.rs3.readers import IMAGE_SUFFIXES, Outcome, finish, image_size, map_threads
+from rs5m.rs3.readers import IMAGE_SUFFIXES, Outcome, finish, image_size, kept_row, map_threads
+from rs5m.rs3.settings import MillionAidSettings
 
 
 def read_millionaid(
     root: str | Path,
     out_path: str | Path,
-    split: str,
+    settings: MillionAidSettings,
     threads: int,
     dataset: str = "millionaid",  # not config: the dataset name the rows and uids carry
 ) -> StageStats:
     """MillionAID `<split>/` as one flat folder of images (the released test split), or the
     labelled hierarchy `<split>/<L1>/<L2>[/<L3>]/P*.jpg`, whose folder names become labels."""
+    split = settings.split
     root = Path(root)
     split_dir = root / split if (root / split).is_dir() else root
     files = sorted(p for p in split_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -34,22 +36,10 @@ def read_millionaid(
         except Exception as error:  # noqa: BLE001 - any decoder error is this sample's drop reason
             return Outcome(uid, reason="unreadable_image", detail=f"{relative}: {error}")
         labels = list(path.relative_to(split_dir).parts[:-1])
-        return Outcome(
-            uid,
-            row={
-                "uid": uid,
-                "dataset": dataset,
-                "img_name": f"{dataset}_{path.stem}.jpg",
-                "image_path": str(path),
-                "source_path": relative,
-                "split": split,
-                "labels": labels,
-                "meta": "{}",
-                "meta_status": "ok",
-                "width": width,
-                "height": height,
-            },
-        )
+        return kept_row(
+            uid, dataset, f"{dataset}_{path.stem}.jpg", path, relative,
+            split=split, labels=labels, meta="{}", meta_status="ok", width=width, height=height,
+        )  # fmt: skip
 
     outcomes = []
     for outcome in map_threads(one, files, threads):

@@ -2,7 +2,7 @@
 
     PYTHONPATH=workflow .venv/bin/python benchmarks/bench_decontamination_realistic.py \
         [--dataset 100000] [--eval 2000] [--originals 100] [--size 128] [--workers 2] [--small]
-        [--real-tiles DIR]
+        [--real-tiles DIR [DIR ...]] [--real-tiles-only]
 
 Material, made offline (no hub): procedural aerial scenes (rs5m.demo.aerial_scenes: fields, town,
 forest, desert, coast, seeded; `--size` px). Dataset side: `--dataset` distinct scenes. Eval side:
@@ -18,8 +18,9 @@ the threshold, and the expected false drops for 3 M PUB11 x 100 k eval images; t
 stage per 100 k dataset images (and its growth over `--growth` subsets of the dataset side). Then
 the in-dataset dedup question: dataset x dataset pairs within `dedup.phash_radius` (no variants,
 as image_dedup compares them) and the component sizes of a random graph with that edge rate at
-3 M images. With `--real-tiles DIR`, the same confirmation on tiles cut from the real aerial
-photos under DIR (e.g. ../shared/fixtures: JPEGs of at least 128 px a side): every pair of distinct
+3 M images. With `--real-tiles DIR [DIR ...]`, the same confirmation on tiles cut from the real
+aerial photos under the folders (e.g. ../shared/fixtures/rs_images ../shared/fixtures/fmow_real:
+JPEGs of at least 128 px a side): every pair of distinct
 tiles in its best pHash variant (their detail scores and colour agreement; none may be confirmed),
 and the recall of every planted kind of every tile.
 """
@@ -75,14 +76,14 @@ def _confirm(args: tuple[int, int, int, tuple[int, ...], int]) -> tuple[float, f
     return confirmation.score, confirmation.color_difference
 
 
-def real_tiles(folder: str, size: int) -> list:
-    """Non-overlapping `size`-px tiles of every JPEG of at least `size` px a side under `folder`."""
+def real_tiles(folders: list[str], size: int) -> list:
+    """Non-overlapping `size`-px tiles of every JPEG of at least `size` px a side under `folders`."""
     from pathlib import Path
 
     from PIL import Image
 
     tiles = []
-    for path in sorted(Path(folder).rglob("*.jpg")):
+    for path in sorted(p for folder in folders for p in Path(folder).rglob("*.jpg")):
         with Image.open(path) as photo:
             photo = photo.convert("RGB")
             for top in range(0, photo.height - size + 1, size):
@@ -122,10 +123,10 @@ def _tile_copies(args: tuple[int, int, int]) -> list[tuple[str, bool, float, flo
     return out
 
 
-def real_tile_check(folder: str, size: int, radius: int, threshold: float, workers: int) -> None:
+def real_tile_check(folders: list[str], size: int, radius: int, threshold: float, workers: int) -> None:
     """Print the confirmation's figures on real photo tiles (module docstring)."""
     global _TILES
-    _TILES = real_tiles(folder, SIZE)
+    _TILES = real_tiles(folders, SIZE)
     n = len(_TILES)
     started = time.perf_counter()
     with Pool(workers) as pool:
@@ -136,7 +137,7 @@ def real_tile_check(folder: str, size: int, radius: int, threshold: float, worke
     agree = colors <= MAX_COLOR_DIFFERENCE
     confirmed = int(((scores >= threshold) & agree).sum())
     print(
-        f"real tiles ({folder}): {n} tiles of {SIZE} px, {len(pairs):,} pairs of distinct tiles (best pHash variant): "
+        f"real tiles ({', '.join(folders)}): {n} tiles of {SIZE} px, {len(pairs):,} pairs of distinct tiles (best pHash variant): "
         f"detail score median {np.median(scores):.3f}, p99.9 {np.quantile(scores, 0.999):.3f}, max {scores.max():.3f}; "
         f"colours within {MAX_COLOR_DIFFERENCE:g}: {agree.mean():.3f}; confirmed at >= {threshold}: {confirmed}"
     )
@@ -174,7 +175,7 @@ def main() -> None:
     parser.add_argument("--growth", type=int, nargs="*", default=[25_000, 50_000], help="dataset subsets timed")
     parser.add_argument("--scores-out", default=None, help="write the candidates and their scores (.npz)")
     parser.add_argument("--small", action="store_true", help="20,000 dataset and 500 eval scenes, 30 originals")
-    parser.add_argument("--real-tiles", default=None, help="folder of real aerial JPEGs to cut tiles from")
+    parser.add_argument("--real-tiles", nargs="+", default=None, help="folders of real aerial JPEGs to cut tiles from")
     parser.add_argument("--real-tiles-only", action="store_true", help="only the real-tile check")
     args = parser.parse_args()
     if args.small:

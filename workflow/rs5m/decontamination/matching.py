@@ -24,15 +24,12 @@ Two independent matchers:
 Both matchers only name candidates. Aerial images share coarse layouts, so at 12 bits distinct images
 collide by chance (1e-4 a pair on procedural aerial scenes, 2-4e-5 reported for real tiles): at
 3 M dataset x 100 k eval images that is millions of candidate pairs. A candidate pair is confirmed
-by a finer, independent check of the two images (`rs5m.confirm.confirmation_score`): both are reduced to
-`confirm.size` px grayscale, the coarse layout the pHash sees is removed (minus a Gaussian blur of
-sigma size/40, leaving the detail), and the normalised cross-correlation of the aligned pair is
-used to align them: the eval image in the candidate's rotations/flips (all eight for an embedding
-candidate), its centre 84 % at nine scales (0.95-1.05, crops of up to 5 %) slid over the dataset
-image. The score is the smallest correlation of the four quadrants of the aligned pair: a copy
-agrees everywhere, distinct images sharing a layout rarely in all four. A sample is dropped only
-for a confirmed pair (score >= `confirm.threshold`); benchmarks/bench_decontamination.py
---realistic measures the rates (README).
+by two checks of the two images themselves (`rs5m.confirm.confirmation_score`): their detail
+(grayscale at `confirm.size` px, band-passed below the layout the pHash sees, aligned over the
+candidate's rotations/flips (all eight for an embedding candidate), scales 0.95-1.05 and shifts; the
+score is the smallest correlation of 4 x 4 blocks of the aligned pair) and their mean colours (CIELAB
+a*/b* within 6). A sample is dropped only for a confirmed pair (`rs5m.confirm.is_confirmed` at
+`confirm.threshold`); benchmarks/bench_decontamination_realistic.py measures the rates (README).
 """
 
 from __future__ import annotations

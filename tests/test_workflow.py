@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, planned_jobs, snakemake
 
+from rs5m.configured import defaults
+
 pytestmark = pytest.mark.workflow
 
 
@@ -147,7 +149,8 @@ def test_a_changed_key_reruns_only_the_rules_that_read_it(demo_run):
     )
     scoring = planned("outliers:\n  batch_size: 3\n")
     assert scoring.get("score_part", 0) >= 1 and "train_rs_detector" not in scoring
-    matching = planned("decontamination:\n  confirm:\n    threshold: 0.5\n")
+    changed = defaults("decontamination", "confirm", "threshold") + 0.1  # any value but the demo's
+    matching = planned(f"decontamination:\n  confirm:\n    threshold: {changed}\n")
     assert "decontaminate_pub11" in matching
     assert not {"decontamination_eval", "decontamination_rs3_features"} & set(matching)
 

@@ -13,7 +13,7 @@ from schema_defaults import keyword_filter_args, url_filter_args
 from rs5m.columns import make_uid
 from rs5m.ledger import read_stats
 from rs5m.pub11.keyword_filter import filter_chunk
-from rs5m.pub11.sources import YFCC100M_COLUMNS, SourceFormatError, plan_chunks, resolve_files
+from rs5m.pub11.sources import WIT_COLUMNS, YFCC100M_COLUMNS, SourceFormatError, plan_chunks, resolve_files
 
 KEYWORDS = str(REPO / "config" / "keywords.txt")
 RS = "Satellite image of a harbour"
@@ -94,25 +94,7 @@ def test_headerless_tsvs_in_both_column_orders_and_broken_lines(tmp_path):
 
 
 def test_wit_gz_tsv_english_rows_only(tmp_path, shared_fixtures=None):
-    header = [
-        "language",
-        "page_url",
-        "image_url",
-        "page_title",
-        "section_title",
-        "hierarchical_section_title",
-        "caption_reference_description",
-        "caption_attribution_description",
-        "caption_alt_text_description",
-        "mime_type",
-        "original_height",
-        "original_width",
-        "is_main_image",
-        "attribution_passes_lang_id",
-        "page_changed_recently",
-        "context_page_description",
-        "context_section_description",
-    ]
+    header = list(WIT_COLUMNS)
     rows = [
         ["en", "p", "http://w/1", "t", "", "", "", RS, "", "image/jpeg", "10", "20", "true", "true", "false", "", ""],
         ["fr", "p", "http://w/2", "t", "", "", RS, "", "", "image/jpeg", "10", "20", "true", "true", "false", "", ""],

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rs5m.pub11.sources import YFCC100M_COLUMNS
+from rs5m.pub11.sources import WIT_COLUMNS, YFCC100M_COLUMNS
 
 DEMO_HOST = "http://demo.rs5m.test"
 
@@ -261,27 +261,6 @@ def _write_laion400m(inputs: _Inputs) -> None:
         ),
     )
     inputs.out(DEMO_FILES["laion400m"][1]).write_bytes(b"PAR1 this file was cut off during download")
-
-
-WIT_COLUMNS = [
-    "language",
-    "page_url",
-    "image_url",
-    "page_title",
-    "section_title",
-    "hierarchical_section_title",
-    "caption_reference_description",
-    "caption_attribution_description",
-    "caption_alt_text_description",
-    "mime_type",
-    "original_height",
-    "original_width",
-    "is_main_image",
-    "attribution_passes_lang_id",
-    "page_changed_recently",
-    "context_page_description",
-    "context_section_description",
-]
 
 
 def _write_wit(inputs: _Inputs) -> None:

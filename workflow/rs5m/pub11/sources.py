@@ -27,6 +27,26 @@ log = logging.getLogger(__name__)
 # Large enough for a whole RedCaps annotation file or Visual Genome's region file in one object.
 MAX_JSON_OBJECT_BYTES = 2**31 - 1
 
+# The 17 columns of the official WIT TSV files (wit_v1.train.all-*.tsv.gz), in file order.
+WIT_COLUMNS = (
+    "language",
+    "page_url",
+    "image_url",
+    "page_title",
+    "section_title",
+    "hierarchical_section_title",
+    "caption_reference_description",
+    "caption_attribution_description",
+    "caption_alt_text_description",
+    "mime_type",
+    "original_height",
+    "original_width",
+    "is_main_image",
+    "attribution_passes_lang_id",
+    "page_changed_recently",
+    "context_page_description",
+    "context_section_description",
+)
 YFCC100M_COLUMNS = (
     "line_number",
     "photo_id",

@@ -40,6 +40,7 @@ from rs5m.confirm import MAX_COLOR_DIFFERENCE, confirm_thumb, confirmation_score
 from rs5m.decontamination.matching import (
     N_VARIANTS,
     dihedral_phashes,
+    hamming,
     hash_index,
     hash_search,
 )
@@ -92,33 +93,30 @@ def real_tiles(folders: list[str], size: int) -> list:
     return tiles
 
 
-_TILES: list = []
+_TILES: list = []  # per real tile: (image, pHash, pHashes of its eight variants, confirm_thumb), made once
 
 
-def _tile_pair(args: tuple[int, int, int]) -> tuple[float, float]:
+def _tile_pair(args: tuple[int, int]) -> tuple[float, float]:
     """(detail score, colour difference) of tiles a and b in b's variant nearest a's pHash."""
-    a, b, size = args
-    first, second = _TILES[a], _TILES[b]
-    distances = [bin((phash_int(first) ^ int(h)) & (2**64 - 1)).count("1") for h in dihedral_phashes(second)]
-    confirmation = confirmation_score(
-        confirm_thumb(first, size), confirm_thumb(second, size), [int(np.argmin(distances))]
-    )
+    a, b = args
+    (_, own, _, first), (_, _, variants, second) = _TILES[a], _TILES[b]
+    nearest = int(np.argmin(hamming(np.full(N_VARIANTS, own), variants)))
+    confirmation = confirmation_score(first, second, [nearest])
     return confirmation.score, confirmation.color_difference
 
 
 def _tile_copies(args: tuple[int, int, int]) -> list[tuple[str, bool, float, float]]:
     """(kind, candidate, detail score, colour difference) of every planted copy of tile n."""
     n, radius, size = args
-    original = _TILES[n]
-    own = phash_int(original)
+    original, own, _, thumb = _TILES[n]
     out = []
     for name, copy in planted_copies(original, random.Random(n)):
-        distances = [bin((own ^ int(h)) & (2**64 - 1)).count("1") for h in dihedral_phashes(copy)]
-        variants = [v for v, d in enumerate(distances) if d <= radius]
+        distances = hamming(np.full(N_VARIANTS, own), dihedral_phashes(copy))
+        variants = [v for v, d in enumerate(distances.tolist()) if d <= radius]
         if not variants:
             out.append((name, False, math.nan, math.nan))
             continue
-        confirmation = confirmation_score(confirm_thumb(original, size), confirm_thumb(copy, size), variants)
+        confirmation = confirmation_score(thumb, confirm_thumb(copy, size), variants)
         out.append((name, True, confirmation.score, confirmation.color_difference))
     return out
 
@@ -126,11 +124,13 @@ def _tile_copies(args: tuple[int, int, int]) -> list[tuple[str, bool, float, flo
 def real_tile_check(folders: list[str], size: int, radius: int, threshold: float, workers: int) -> None:
     """Print the confirmation's figures on real photo tiles (module docstring)."""
     global _TILES
-    _TILES = real_tiles(folders, SIZE)
+    _TILES = [
+        (tile, phash_int(tile), dihedral_phashes(tile), confirm_thumb(tile, size)) for tile in real_tiles(folders, SIZE)
+    ]
     n = len(_TILES)
     started = time.perf_counter()
     with Pool(workers) as pool:
-        pairs = [(a, b, size) for a in range(n) for b in range(a + 1, n)]
+        pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
         evidence = np.array(pool.map(_tile_pair, pairs, chunksize=256), np.float64).reshape(-1, 2)
         copies = [c for per in pool.map(_tile_copies, [(t, radius, size) for t in range(n)], chunksize=4) for c in per]
     scores, colors = evidence[:, 0], evidence[:, 1]

@@ -17,7 +17,14 @@ import pytest
 from PIL import Image
 
 from rs5m.configured import defaults
-from rs5m.confirm import MAX_COLOR_DIFFERENCE, confirm_thumb, confirmation_score, is_confirmed
+from rs5m.confirm import (
+    CONFIRM_HIGHPASS,
+    MAX_COLOR_DIFFERENCE,
+    MAX_LAYOUT_DIFFERENCE,
+    confirm_thumb,
+    confirmation_score,
+    is_confirmed,
+)
 from rs5m.decontamination.decontaminate import decontaminate
 from rs5m.decontamination.decontamination_eval import eval_set_features
 from rs5m.decontamination.decontamination_report import write_report
@@ -166,6 +173,30 @@ def test_confirmation_needs_agreeing_colours():
     assert confirmation.score >= CONFIRM_THRESHOLD
     assert confirmation.color_difference > MAX_COLOR_DIFFERENCE
     assert not is_confirmed(confirmation, CONFIRM_THRESHOLD)
+
+
+def test_confirmation_needs_the_same_layout():
+    """An image made of one aerial scene's detail over the layout of the same scene turned by 180
+    degrees (grayscale, so colours agree) agrees with the scene in the detail of every block, but its
+    lightness is elsewhere: not confirmed. The scene darkened by a third is a copy: confirmed."""
+    import cv2
+
+    gray = np.asarray(render_aerial(302).convert("L"), dtype=np.float32)
+    sigma = 3 * CONFIRM_HIGHPASS * gray.shape[0]  # well below the detail the score compares
+    layout = cv2.GaussianBlur(np.rot90(gray, 2), (0, 0), sigma)
+    hybrid = layout + gray - cv2.GaussianBlur(gray, (0, 0), sigma)
+
+    def image(array: np.ndarray) -> Image.Image:
+        return Image.fromarray(np.clip(np.round(array), 0, 255).astype(np.uint8)).convert("RGB")
+
+    thumb = confirm_thumb(image(gray), CONFIRM_SIZE)
+    moved = confirmation_score(thumb, confirm_thumb(image(hybrid), CONFIRM_SIZE), [0])
+    assert moved.score >= CONFIRM_THRESHOLD and moved.color_difference <= MAX_COLOR_DIFFERENCE, moved
+    assert moved.layout_difference > MAX_LAYOUT_DIFFERENCE
+    assert not is_confirmed(moved, CONFIRM_THRESHOLD)
+    darker = confirmation_score(thumb, confirm_thumb(image(gray * 2 / 3), CONFIRM_SIZE), [0])
+    assert darker.layout_difference < MAX_LAYOUT_DIFFERENCE / 4, darker
+    assert is_confirmed(darker, CONFIRM_THRESHOLD)
 
 
 def _write_eval_table(path: Path, name: str, images: dict[str, Image.Image], folder: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from schema_defaults import schema_defaults
 
 from rs5m.columns import make_uid
+from rs5m.confirm import MAX_COLOR_DIFFERENCE, MAX_LAYOUT_DIFFERENCE
 from rs5m.demo.web import render_aerial
 from rs5m.pub11.image_dedup import (
     choose_bands,
@@ -232,4 +233,10 @@ def test_dedup_images_stage(tmp_path):
     unconfirmed = [(p["uid"], p["other_uid"]) for p in pairs if not p["confirmed"]]
     assert [set(u) for u in unconfirmed] == [{uids[5], uids[6]}]
     threshold = schema_defaults()["dedup"]["confirm"]["threshold"]
-    assert all(p["confirmation"] >= threshold and p["color_difference"] <= 6 for p in pairs if p["confirmed"])
+    assert all(
+        p["confirmation"] >= threshold
+        and p["color_difference"] <= MAX_COLOR_DIFFERENCE
+        and p["layout_difference"] <= MAX_LAYOUT_DIFFERENCE
+        for p in pairs
+        if p["confirmed"]
+    )

@@ -1,7 +1,7 @@
 """The confirmation of a candidate image pair that a perceptual hash (or an embedding) proposed:
 the eval-set decontamination and the near-duplicate dedup drop a sample only for a confirmed pair.
 
-Two independent checks of the two images themselves (confirmation_score):
+The two images are aligned once and then compared three ways (confirmation_score):
 - detail: both images grayscale at `size` px, band-passed (a Gaussian blur of CONFIRM_SMOOTH of the
   side, minus the blur of CONFIRM_HIGHPASS of the side: the detail finer than the layout the pHash
   already compared; a band lower down when the smaller image has fewer pixels than the side),
@@ -9,11 +9,19 @@ Two independent checks of the two images themselves (confirmation_score):
   normalised cross-correlation the score is the smallest correlation of the CONFIRM_GRID x
   CONFIRM_GRID blocks of the aligned pair. A copy agrees in every block; two distinct images that
   share a layout (a shoreline, field stripes, dunes) rarely do everywhere.
-- colour: the largest difference of the two images' mean CIELAB a* and b* (brightness-free); a
-  copy keeps its colours (JPEG, resizing, brightness), distinct look-alikes mostly do not.
-A pair is confirmed when the detail score reaches the stage's threshold and the colour difference
-is at most MAX_COLOR_DIFFERENCE (is_confirmed). Both tails on distinct aerial images are measured in
-benchmarks/bench_decontamination_realistic.py (README, "Decontamination in two stages").
+- colour: the largest difference of the mean CIELAB a* and b* (brightness-free) of the COLOR_GRID x
+  COLOR_GRID blocks of the aligned pair; a copy keeps its colours where they are (JPEG, resizing,
+  brightness), distinct look-alikes mostly do not.
+- layout: the lightness of the LAYOUT_GRID x LAYOUT_GRID blocks of the aligned pair (the layout that
+  the pHash compares only by the signs of its 8 x 8 frequencies), fitted one onto the other by a
+  gain and an offset (a brightness change); the RMS of what the fit leaves, relative to the spread of
+  the dataset image's blocks (at least LAYOUT_FLOOR grey levels: a flat image has no layout to
+  compare). A copy leaves almost nothing; a distinct scene whose detail happens to align does not
+  share the brightness of every part of the image.
+A pair is confirmed when the detail score reaches the stage's threshold, the colour difference is at
+most MAX_COLOR_DIFFERENCE and the layout difference at most MAX_LAYOUT_DIFFERENCE (is_confirmed).
+The tails on distinct aerial images are measured in benchmarks/bench_decontamination_realistic.py
+(README, "Decontamination in two stages").
 """
 
 from __future__ import annotations
@@ -46,10 +54,16 @@ CONFIRM_HIGHPASS = 1 / 20  # coarsest band compared: the blur subtracted, a frac
 # (smaller images are compared as if they had side / MAX_UPSCALE px: a lower band would let distinct
 # images of similar layout agree). A pair of images of at least the side keeps the band above.
 MAX_UPSCALE = 1.7
-COLOR_SIDE = 32  # the colour check's thumbnail side
-# Largest mean a*/b* difference (CIELAB units) of a confirmed pair: planted copies differ by at most
-# 4.1 (JPEG 50 of saturated scenes), 99 % by <= 2.4; 91 % of distinct pHash-close aerial scenes by more.
+COLOR_GRID = 4  # blocks per side of the colour check
+# Largest a*/b* difference (CIELAB units) of two aligned blocks of a confirmed pair: planted copies
+# differ by at most 4.7 (brightness 0.93 of saturated scenes), 99 % by <= 3.0; of the 1 % of distinct
+# pHash-close aerial scenes that agree best in detail, 97 % differ by more.
 MAX_COLOR_DIFFERENCE = 6.0
+LAYOUT_GRID = 8  # blocks per side of the layout check
+LAYOUT_FLOOR = 2.5  # grey levels: the least spread of block lightness the layout difference is relative to
+# Largest layout difference of a confirmed pair (a block correlation of ~0.9): planted copies leave at
+# most ~0.3 of their layout's spread unexplained.
+MAX_LAYOUT_DIFFERENCE = 0.45
 
 
 class ConfirmThumb(NamedTuple):
@@ -57,26 +71,27 @@ class ConfirmThumb(NamedTuple):
 
     gray: np.ndarray  # grayscale, size x size, float32 (area resampling)
     native: int  # the image's shorter side in pixels: the finest detail it holds
-    color: np.ndarray  # mean CIELAB (a*, b*)
+    chroma: np.ndarray  # CIELAB a*, b*, size x size x 2, float32
 
 
 class Confirmation(NamedTuple):
     score: float  # smallest block correlation of the aligned detail, -1..1
     variant: int  # the DIHEDRAL index of the eval image that aligned best
-    color_difference: float  # largest difference of the mean a*, b*
+    color_difference: float  # largest a*/b* difference of the aligned pair's COLOR_GRID x COLOR_GRID blocks
+    layout_difference: float  # unexplained spread of the aligned pair's block lightness (layout_difference)
 
 
 def confirm_thumb(image: Image.Image, size: int) -> ConfirmThumb:
-    """The image as the confirmation compares it: grayscale at `size` x `size`, its native shorter
-    side, and its mean CIELAB a*/b*."""
+    """The image as the confirmation compares it: grayscale and CIELAB a*/b* at `size` x `size` (area
+    resampling), and its native shorter side."""
     import cv2
 
     rgb = image.convert("RGB")
     gray = np.asarray(rgb.convert("L"), dtype=np.float32)
     thumb = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    small = np.asarray(rgb.resize((COLOR_SIDE, COLOR_SIDE), Image.BOX))
+    small = cv2.resize(np.asarray(rgb), (size, size), interpolation=cv2.INTER_AREA)
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
-    return ConfirmThumb(thumb, min(image.size), lab[..., 1:].reshape(-1, 2).mean(axis=0))
+    return ConfirmThumb(thumb, min(image.size), np.ascontiguousarray(lab[..., 1:]))
 
 
 def detail(thumb: ConfirmThumb, native: int) -> np.ndarray:
@@ -92,7 +107,7 @@ def detail(thumb: ConfirmThumb, native: int) -> np.ndarray:
 
 
 def dihedral_array(array: np.ndarray, variant: int) -> np.ndarray:
-    """DIHEDRAL[variant] applied to a (rows, cols) array, as PIL's transpose does to an image."""
+    """DIHEDRAL[variant] applied to a (rows, cols[, channels]) array, as PIL's transpose does to an image."""
     out = (
         array,
         np.rot90(array, 1),
@@ -100,8 +115,8 @@ def dihedral_array(array: np.ndarray, variant: int) -> np.ndarray:
         np.rot90(array, 3),
         array[:, ::-1],
         array[::-1],
-        array.T,
-        np.rot90(array, 2).T,
+        np.swapaxes(array, 0, 1),
+        np.swapaxes(np.rot90(array, 2), 0, 1),
     )[variant]
     return np.ascontiguousarray(out)
 
@@ -120,11 +135,32 @@ def block_ncc(patch: np.ndarray, template: np.ndarray, grid: int = CONFIRM_GRID)
     return min(scores)
 
 
+def block_means(array: np.ndarray, grid: int) -> np.ndarray:
+    """The means of the grid x grid blocks of a (rows, cols[, channels]) array (area resampling)."""
+    import cv2
+
+    return cv2.resize(array, (grid, grid), interpolation=cv2.INTER_AREA)
+
+
+def layout_difference(dataset: np.ndarray, eval_: np.ndarray) -> float:
+    """RMS residual of the dataset blocks' lightness after the least-squares fit gain * eval + offset
+    (gain >= 0: no copy inverts its brightness), relative to the spread of the dataset blocks, at
+    least LAYOUT_FLOOR."""
+    a, b = dataset.ravel().astype(np.float64), eval_.ravel().astype(np.float64)
+    b_centred = b - b.mean()
+    spread_b = float((b_centred * b_centred).sum())
+    gain = max(0.0, float(((a - a.mean()) * b_centred).sum()) / spread_b) if spread_b > 0 else 0.0
+    residual = a - a.mean() - gain * b_centred
+    return math.sqrt(float((residual * residual).mean())) / max(float(a.std()), LAYOUT_FLOOR)
+
+
 def confirmation_score(dataset: ConfirmThumb, eval_thumb: ConfirmThumb, variants: Sequence[int]) -> Confirmation:
     """The Confirmation of two confirm_thumbs. Alignment: the eval image's detail in each of
     `variants` (DIHEDRAL indices), its centre at CONFIRM_SCALES, slid over the dataset image's; the
     best normalised cross-correlation fixes variant, scale and shift. Score: block_ncc of the
-    aligned pair. Colour difference: the largest of |a* - a*'| and |b* - b*'|."""
+    aligned pair. Colour difference: the largest |a* - a*'| or |b* - b*'| of the aligned pair's
+    COLOR_GRID x COLOR_GRID blocks. Layout difference: layout_difference of its LAYOUT_GRID x
+    LAYOUT_GRID blocks' lightness (the undetailed grayscale)."""
     import cv2
 
     native = min(dataset.native, eval_thumb.native)
@@ -141,14 +177,30 @@ def confirmation_score(dataset: ConfirmThumb, eval_thumb: ConfirmThumb, variants
             if score > best:
                 best, best_variant, aligned = score, int(variant), (scaled, x, y)
     scaled, x, y = aligned
-    score = block_ncc(target[y : y + scaled.shape[0], x : x + scaled.shape[1]], scaled)
-    color = float(np.abs(dataset.color - eval_thumb.color).max())
-    return Confirmation(score, best_variant, color)
+    region = (slice(y, y + scaled.shape[0]), slice(x, x + scaled.shape[1]))
+    score = block_ncc(target[region], scaled)
+    # The eval image's centre (before scaling) covers the dataset image's aligned region.
+    centre = (slice(margin, size - margin), slice(margin, size - margin))
+    color = float(
+        np.abs(
+            block_means(dataset.chroma[region], COLOR_GRID)
+            - block_means(dihedral_array(eval_thumb.chroma, best_variant)[centre], COLOR_GRID)
+        ).max()
+    )
+    layout = layout_difference(
+        block_means(dataset.gray[region], LAYOUT_GRID),
+        block_means(dihedral_array(eval_thumb.gray, best_variant)[centre], LAYOUT_GRID),
+    )
+    return Confirmation(score, best_variant, color, layout)
 
 
 def is_confirmed(confirmation: Confirmation, threshold: float) -> bool:
-    """A pair is confirmed when its detail score reaches `threshold` and its colours agree."""
-    return confirmation.score >= threshold and confirmation.color_difference <= MAX_COLOR_DIFFERENCE
+    """A pair is confirmed when its detail score reaches `threshold` and its colours and layout agree."""
+    return (
+        confirmation.score >= threshold
+        and confirmation.color_difference <= MAX_COLOR_DIFFERENCE
+        and confirmation.layout_difference <= MAX_LAYOUT_DIFFERENCE
+    )
 
 
 def _tar_index(tar: str) -> dict:

@@ -177,7 +177,8 @@ def confirm_candidates(candidates: list[dict], size: int, threshold: float, batc
             variants = m["_variants"] if m["method"] == "phash" else range(N_VARIANTS)
             row = {k: v for k, v in m.items() if not k.startswith("_")}
             if dataset is None or eval_thumb is None:
-                out.append({**row, "confirmation": math.nan, "color_difference": math.nan, "confirmed": False})
+                unread = {"confirmation": math.nan, "color_difference": math.nan, "layout_difference": math.nan}
+                out.append({**row, **unread, "confirmed": False})
                 continue
             confirmation = confirmation_score(dataset, eval_thumb, variants)
             out.append(
@@ -185,6 +186,7 @@ def confirm_candidates(candidates: list[dict], size: int, threshold: float, batc
                     **row,
                     "confirmation": confirmation.score,
                     "color_difference": confirmation.color_difference,
+                    "layout_difference": confirmation.layout_difference,
                     "confirmed": is_confirmed(confirmation, threshold),
                 }
             )

@@ -176,7 +176,8 @@ def write_report(
             "(`drop` removes the matched samples before assembly with reason `eval_overlap`; `report` keeps them).",
             "",
             "Columns: images of the eval set read; dataset images with a candidate pair by pHash, by embedding; "
-            "with a confirmed pair (`*_matched`: the two images agree, confirmation score >= the threshold); "
+            "with a confirmed pair (`*_matched`: the two images agree in detail, confirmation score >= the "
+            "threshold, and in the colours and lightness of their aligned blocks); "
             "dropped; with candidates that all failed the confirmation (`*_unconfirmed`: kept, only reported). "
             "The total counts distinct dataset images (one matched by two sets counts once).",
             "",

@@ -24,11 +24,12 @@ Two independent matchers:
 Both matchers only name candidates. Aerial images share coarse layouts, so at 12 bits distinct images
 collide by chance (1e-4 a pair on procedural aerial scenes, 2-4e-5 reported for real tiles): at
 3 M dataset x 100 k eval images that is millions of candidate pairs. A candidate pair is confirmed
-by two checks of the two images themselves (`rs5m.confirm.confirmation_score`): their detail
-(grayscale at `confirm.size` px, band-passed below the layout the pHash sees, aligned over the
-candidate's rotations/flips (all eight for an embedding candidate), scales 0.95-1.05 and shifts; the
-score is the smallest correlation of 4 x 4 blocks of the aligned pair) and their mean colours (CIELAB
-a*/b* within 6). A sample is dropped only for a confirmed pair (`rs5m.confirm.is_confirmed` at
+by three checks of the two images themselves, aligned once (`rs5m.confirm.confirmation_score`):
+their detail (grayscale at `confirm.size` px, band-passed below the layout the pHash sees, aligned
+over the candidate's rotations/flips (all eight for an embedding candidate), scales 0.95-1.05 and
+shifts; the score is the smallest correlation of 4 x 4 blocks of the aligned pair), the colours of
+the aligned pair's 4 x 4 blocks (CIELAB a*/b* within 6) and the lightness of its 8 x 8 blocks (a gain
+and an offset leave at most 0.45 of its spread unexplained). A sample is dropped only for a confirmed pair (`rs5m.confirm.is_confirmed` at
 `confirm.threshold`); benchmarks/bench_decontamination_realistic.py measures the rates (README).
 """
 
@@ -89,7 +90,8 @@ MATCH_SCHEMA = pa.schema(
         ("score", pa.float64()),  # Hamming distance (phash) or cosine similarity (embedding)
         ("location", pa.string()),  # the dataset image: "tar::member" (PUB11) or a file path (RS3)
         ("confirmation", pa.float64()),  # confirmation_score of the pair; NaN when an image is unreadable
-        ("color_difference", pa.float64()),  # largest mean a*/b* difference of the two images; NaN as above
+        ("color_difference", pa.float64()),  # largest a*/b* difference of the aligned pair's blocks; NaN as above
+        ("layout_difference", pa.float64()),  # unexplained spread of their block lightness; NaN as above
         ("confirmed", pa.bool_()),  # rs5m.confirm.is_confirmed at confirm.threshold: only these pairs drop a sample
     ]
 )

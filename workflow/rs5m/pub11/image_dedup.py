@@ -154,7 +154,8 @@ PAIRS_SCHEMA = pa.schema(
         ("other_uid", pa.string()),
         ("distance", pa.int64()),  # pHash bits
         ("confirmation", pa.float64()),  # rs5m.confirm.confirmation_score; NaN when an image is unreadable
-        ("color_difference", pa.float64()),  # largest mean a*/b* difference of the two images; NaN as above
+        ("color_difference", pa.float64()),  # largest a*/b* difference of the aligned pair's blocks; NaN as above
+        ("layout_difference", pa.float64()),  # unexplained spread of their block lightness; NaN as above
         ("confirmed", pa.bool_()),  # rs5m.confirm.is_confirmed at dedup.confirm.threshold
     ]
 )
@@ -185,11 +186,11 @@ def candidate_edges(hashes: np.ndarray, radius: int, bands: int, threads: int, m
 def confirm_edges(
     locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarray, size: int, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(score, colour difference, confirmed) of the two images of each edge: rs5m.confirm's
+    """(score, colour difference, layout difference, confirmed) of the two images of each edge: rs5m.confirm's
     confirmation_score (identity alignment) and is_confirmed at `threshold`; NaN and False where one
     is unreadable. Images are read per batch of CONFIRM_BATCH edges, the edges taken in the order of
     their images' places, so a batch reads few tars."""
-    scores, colors = np.full(len(rows_a), np.nan), np.full(len(rows_a), np.nan)
+    scores, colors, layouts = (np.full(len(rows_a), np.nan) for _ in range(3))
     confirmed = np.zeros(len(rows_a), bool)
     order = sorted(range(len(rows_a)), key=lambda e: (locations[rows_a[e]], locations[rows_b[e]]))
     for start in range(0, len(order), CONFIRM_BATCH):
@@ -201,8 +202,9 @@ def confirm_edges(
             if first is not None and second is not None:
                 confirmation = confirmation_score(first, second, [0])
                 scores[e], colors[e] = confirmation.score, confirmation.color_difference
+                layouts[e] = confirmation.layout_difference
                 confirmed[e] = is_confirmed(confirmation, threshold)
-    return scores, colors, confirmed
+    return scores, colors, layouts, confirmed
 
 
 def confirmed_groups(
@@ -216,15 +218,15 @@ def confirmed_groups(
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Group label per row: connected components of the candidate edges that the two images confirm
     (`confirm`: {size, threshold}); and the edges (row a, row b, distance, confirmation score, colour
-    difference, confirmed)."""
+    difference, layout difference, confirmed)."""
     n = len(hashes)
     rows_a, rows_b, distances = candidate_edges(hashes, radius, bands, threads, memory_limit)
-    scores, colors, confirmed = confirm_edges(
+    scores, colors, layouts, confirmed = confirm_edges(
         locations, rows_a, rows_b, int(confirm["size"]), float(confirm["threshold"])
     )
     graph = coo_matrix((np.ones(int(confirmed.sum()), np.int8), (rows_a[confirmed], rows_b[confirmed])), shape=(n, n))
     labels = connected_components(graph, directed=False)[1] if n else np.empty(0, np.int64)
-    return labels.astype(np.int64), (rows_a, rows_b, distances, scores, colors, confirmed)
+    return labels.astype(np.int64), (rows_a, rows_b, distances, scores, colors, layouts, confirmed)
 
 
 def kept_in_groups(labels: np.ndarray, sources: Sequence[str], uids: Sequence[str]) -> np.ndarray:
@@ -267,7 +269,7 @@ def dedup_images(
     locations = (
         [f"{tar}::{member}" for tar, member in zip(table["tar"].to_pylist(), table["member"].to_pylist())] if n else []
     )
-    labels, (rows_a, rows_b, distances, scores, colors, confirmed) = confirmed_groups(
+    labels, (rows_a, rows_b, distances, scores, colors, layouts, confirmed) = confirmed_groups(
         hashes, locations, phash_radius, bands, threads, memory_limit, confirm
     )
     Path(pairs).parent.mkdir(parents=True, exist_ok=True)
@@ -279,6 +281,7 @@ def dedup_images(
                 "distance": pa.array(distances, pa.int64()),
                 "confirmation": pa.array(scores, pa.float64()),
                 "color_difference": pa.array(colors, pa.float64()),
+                "layout_difference": pa.array(layouts, pa.float64()),
                 "confirmed": pa.array(confirmed, pa.bool_()),
             },
             schema=PAIRS_SCHEMA,

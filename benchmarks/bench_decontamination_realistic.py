@@ -163,7 +163,7 @@ def real_tile_check(folders: list[str], size: int, radius: int, threshold: float
     per_kind: dict[str, list[bool]] = {}
     for name, candidate, score, color, layout in copies:
         per_kind.setdefault(name.rstrip("0123456789."), []).append(
-            bool(candidate and score >= threshold and color <= MAX_COLOR_DIFFERENCE and layout <= MAX_LAYOUT_DIFFERENCE)
+            bool(candidate and score >= threshold and gates(color, layout))
         )
     hits = [h for v in per_kind.values() for h in v]
     print(
@@ -268,14 +268,14 @@ def main() -> None:
             q_large, i_large, d_large = hash_search(eval_hashes, large, 14, index=index)  # as timed above
             large_search = time.perf_counter() - started
     scores, colors, layouts = evidence.T
-    color_ok = gates(colors, layouts)
+    agree = gates(colors, layouts)
 
     if args.scores_out:
         rows = np.array([(row, e, dist) for row, e, dist, _ in candidates], np.int64)
         np.savez(args.scores_out, candidates=rows, scores=scores, colors=colors, layouts=layouts, eval_count=args.eval)
     true_pair = np.array([e >= args.eval and copy_of[e - args.eval][0] == row for row, e, _, _ in candidates], bool)
     false = ~true_pair
-    confirmed = (scores >= threshold) & color_ok
+    confirmed = (scores >= threshold) & agree
     n_false, n_false_confirmed = int(false.sum()), int((false & confirmed).sum())
     distinct_candidates = int(sum(1 for row, e, _, _ in candidates if e < args.eval))
     print(
@@ -291,7 +291,7 @@ def main() -> None:
         for name, gate in (
             (f"colours within {MAX_COLOR_DIFFERENCE:g}", colors <= MAX_COLOR_DIFFERENCE),
             (f"layout within {MAX_LAYOUT_DIFFERENCE:g}", layouts <= MAX_LAYOUT_DIFFERENCE),
-            ("both", color_ok),
+            ("both", agree),
         )
     }
     print(
@@ -324,7 +324,7 @@ def main() -> None:
     # top 1 % by detail shows, i.e. P(detail >= threshold) from the exponential tail of the detail score
     # times the share of that top 1 % that passes both gates (and that share's 95 % upper bound).
     detail_tail, scale = tail_probability(false_scores, threshold)
-    passed, n_top = int(color_ok[false][top].sum()), int(top.sum())
+    passed, n_top = int(agree[false][top].sum()), int(top.sum())
     gate_share, gate_upper = passed / n_top, upper_share(passed, n_top)
     tail, tail_upper = detail_tail * gate_share, detail_tail * gate_upper
     candidate_rate = distinct_candidates / pairs

@@ -185,7 +185,7 @@ def candidate_edges(hashes: np.ndarray, radius: int, bands: int, threads: int, m
 
 def confirm_edges(
     locations: Sequence[str], rows_a: np.ndarray, rows_b: np.ndarray, size: int, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(score, colour difference, layout difference, confirmed) of the two images of each edge: rs5m.confirm's
     confirmation_score (identity alignment) and is_confirmed at `threshold`; NaN and False where one
     is unreadable. Images are read per batch of CONFIRM_BATCH edges, the edges taken in the order of
